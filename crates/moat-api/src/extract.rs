@@ -1,0 +1,187 @@
+//! Request parsing at the boundary: JSON bodies with field-precise errors, the common query
+//! parameters, and ETag preconditions.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use moat_core::Preconditions;
+use serde::de::DeserializeOwned;
+
+use crate::error::ArmError;
+
+/// Largest accepted management-plane body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON body; a malformed, mistyped or unknown field is a 400 that names the field.
+pub struct ArmJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ArmJson<T> {
+    type Rejection = ArmError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default();
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            if !mime.eq_ignore_ascii_case("application/json") && !mime.to_ascii_lowercase().ends_with("+json") {
+                return Err(ArmError::http(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    None,
+                    format!("The request body must be JSON (Content-Type: application/json), not '{ct}'."),
+                ));
+            }
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
+            ArmError::http(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                None,
+                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+            )
+        })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(ArmError::http(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContent",
+                None,
+                "The request body is empty; send the resource as JSON.",
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(ArmJson(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let target = if path == "." { None } else { Some(path.clone()) };
+                let inner = e.into_inner();
+                let message = match &target {
+                    Some(p) => format!("The request content is invalid at '{p}': {inner}."),
+                    None => format!("The request content is invalid: {inner}."),
+                };
+                Err(ArmError::http(StatusCode::BAD_REQUEST, "InvalidRequestContent", target, message))
+            }
+        }
+    }
+}
+
+/// The query parameters every management route understands.
+#[derive(Clone, Debug, Default)]
+pub struct CommonQuery {
+    pub api_version: Option<String>,
+    /// Keyset paging cursor (opaque to clients).
+    pub skip_token: Option<String>,
+    pub top: Option<i64>,
+}
+
+pub const DEFAULT_PAGE: i64 = 100;
+pub const MAX_PAGE: i64 = 1000;
+
+fn valid_api_version(v: &str) -> bool {
+    if v == "v1.0" {
+        return true;
+    }
+    let b = v.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let date = digits(0..4) && b.get(4) == Some(&b'-') && digits(5..7) && b.get(7) == Some(&b'-') && digits(8..10);
+    let suffix_ok = match b.get(10..) {
+        None | Some([]) => true,
+        Some([b'-', rest @ ..]) => !rest.is_empty() && rest.iter().all(u8::is_ascii_alphanumeric),
+        Some(_) => false,
+    };
+    date && suffix_ok
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommonQuery {
+    type Rejection = ArmError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(map) = Query::<BTreeMap<String, String>>::from_request_parts(parts, state).await.map_err(|e| {
+            ArmError::http(StatusCode::BAD_REQUEST, "InvalidQueryString", None, format!("The query string is malformed: {e}."))
+        })?;
+        let get = |k: &str| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let api_version = get("api-version");
+        if let Some(v) = &api_version
+            && !valid_api_version(v)
+        {
+            return Err(ArmError::http(
+                StatusCode::BAD_REQUEST,
+                "InvalidApiVersionParameter",
+                Some("api-version".into()),
+                format!("The api-version '{v}' is invalid; use a date such as 2025-09-01 (or 2025-09-01-preview)."),
+            ));
+        }
+        let top = match get("$top") {
+            None => None,
+            Some(t) => match t.parse::<i64>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Some(n),
+                _ => {
+                    return Err(ArmError::http(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidQueryParameterValue",
+                        Some("$top".into()),
+                        format!("$top must be a whole number from 1 to {MAX_PAGE}, not '{t}'."),
+                    ));
+                }
+            },
+        };
+        Ok(CommonQuery { api_version, skip_token: get("$skipToken"), top })
+    }
+}
+
+impl CommonQuery {
+    pub fn limit(&self) -> i64 {
+        self.top.unwrap_or(DEFAULT_PAGE)
+    }
+
+    /// The decoded paging cursor.
+    pub fn after(&self) -> Result<Option<String>, ArmError> {
+        use base64::Engine;
+        let Some(t) = &self.skip_token else { return Ok(None) };
+        let bad = || {
+            ArmError::http(StatusCode::BAD_REQUEST, "InvalidSkipToken", Some("$skipToken".into()), "The $skipToken is not one moat issued.")
+        };
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
+        String::from_utf8(raw).map(Some).map_err(|_| bad())
+    }
+}
+
+/// `If-Match` / `If-None-Match`.
+pub struct Conditions(pub Preconditions);
+
+impl<S: Send + Sync> FromRequestParts<S> for Conditions {
+    type Rejection = ArmError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let get = |h: header::HeaderName| -> Result<Option<String>, ArmError> {
+            match parts.headers.get(&h) {
+                None => Ok(None),
+                Some(v) => v.to_str().map(|s| Some(s.to_string())).map_err(|_| {
+                    ArmError::http(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidHeaderValue",
+                        Some(h.to_string()),
+                        format!("The {h} header is not valid text."),
+                    )
+                }),
+            }
+        };
+        Ok(Conditions(Preconditions { if_match: get(header::IF_MATCH)?, if_none_match: get(header::IF_NONE_MATCH)? }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_api_version;
+
+    #[test]
+    fn api_versions() {
+        for ok in ["2025-09-01", "2024-04-01-preview", "v1.0", "2021-10-01-dataplanepreview"] {
+            assert!(valid_api_version(ok), "{ok}");
+        }
+        for bad in ["", "2025", "2025-9-01", "latest", "2025-09-01-", "2025-09-01x"] {
+            assert!(!valid_api_version(bad), "{bad}");
+        }
+    }
+}

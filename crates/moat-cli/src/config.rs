@@ -1,0 +1,201 @@
+//! Server configuration, layered: built-in defaults, then a TOML file, then `MOAT_*`
+//! environment variables, then command-line flags. Unknown keys are errors at every layer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The TOML file (and the shape every layer fills in). Every field is optional; see
+/// `examples/moat.toml` for a documented example.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Directory holding the metadata database, the bytes and the administrator profile.
+    pub data_dir: Option<PathBuf>,
+    /// Address of the public listener, e.g. `127.0.0.1:7700` (`:0` picks a free port).
+    pub listen: Option<String>,
+    /// Base URL clients use to reach this installation (default: `http://<listen address>`).
+    pub public_url: Option<String>,
+    /// DNS zone under which resources are named (container registry login servers...).
+    pub dns_zone: Option<String>,
+    /// Lifetime of access tokens issued by the built-in issuer, in seconds (60 to 86400).
+    pub token_lifetime_secs: Option<i64>,
+    /// Log filter, e.g. `info` or `moat_api=debug,info`.
+    pub log: Option<String>,
+    /// Serve plain HTTP on a non-loopback address. Off by default: without TLS, tokens would
+    /// cross the network in clear.
+    pub allow_plain_http_on_network: Option<bool>,
+}
+
+/// Environment variables the server reads, and the file key each one sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("MOAT_DATA_DIR", "data_dir"),
+    ("MOAT_LISTEN", "listen"),
+    ("MOAT_PUBLIC_URL", "public_url"),
+    ("MOAT_DNS_ZONE", "dns_zone"),
+    ("MOAT_TOKEN_LIFETIME_SECS", "token_lifetime_secs"),
+    ("MOAT_LOG", "log"),
+    ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
+];
+/// Variables that belong to the client or the test suite, not to the server.
+const ENV_OTHER: &[&str] = &["MOAT_CONFIG", "MOAT_PROFILE"];
+
+/// A validated server configuration; it cannot be invalid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub dns_zone: String,
+    pub token_lifetime_secs: i64,
+    pub log: String,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+/// The data directory used when none is configured: `$XDG_DATA_HOME/moat`, else
+/// `~/.local/share/moat`, else `./moat-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MOAT_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("moat");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/share/moat");
+    }
+    PathBuf::from("moat-data")
+}
+
+impl FileConfig {
+    pub fn from_toml(text: &str, origin: &Path) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| format!("{}: {}", origin.display(), e.message()))
+    }
+
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Reads `MOAT_*` variables from `vars`; an unknown `MOAT_*` name is an error (a typo
+    /// would otherwise be silently ignored).
+    pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<FileConfig, String> {
+        let mut c = FileConfig::default();
+        for (k, v) in vars {
+            if !k.starts_with("MOAT_") || ENV_OTHER.contains(&k.as_str()) || k.starts_with("MOAT_TEST_") {
+                continue;
+            }
+            match k.as_str() {
+                "MOAT_DATA_DIR" => c.data_dir = Some(PathBuf::from(v)),
+                "MOAT_LISTEN" => c.listen = Some(v),
+                "MOAT_PUBLIC_URL" => c.public_url = Some(v),
+                "MOAT_DNS_ZONE" => c.dns_zone = Some(v),
+                "MOAT_TOKEN_LIFETIME_SECS" => {
+                    c.token_lifetime_secs =
+                        Some(v.parse().map_err(|_| format!("MOAT_TOKEN_LIFETIME_SECS must be a number of seconds, not '{v}'"))?)
+                }
+                "MOAT_LOG" => c.log = Some(v),
+                "MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK" => {
+                    c.allow_plain_http_on_network =
+                        Some(v.parse().map_err(|_| format!("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK must be true or false, not '{v}'"))?)
+                }
+                other => {
+                    let known: Vec<&str> = ENV_KEYS.iter().map(|(k, _)| *k).chain(ENV_OTHER.iter().copied()).collect();
+                    return Err(format!("unknown environment variable {other}; moat knows {}", known.join(", ")));
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Overlays `top` on `self`: every field `top` sets wins.
+    pub fn overlay(self, top: FileConfig) -> FileConfig {
+        FileConfig {
+            data_dir: top.data_dir.or(self.data_dir),
+            listen: top.listen.or(self.listen),
+            public_url: top.public_url.or(self.public_url),
+            dns_zone: top.dns_zone.or(self.dns_zone),
+            token_lifetime_secs: top.token_lifetime_secs.or(self.token_lifetime_secs),
+            log: top.log.or(self.log),
+            allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
+        }
+    }
+
+    /// Validates the merged layers into a [`ServeConfig`].
+    pub fn validate(self) -> Result<ServeConfig, String> {
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr =
+            listen_text.parse().map_err(|_| format!("listen: '{listen_text}' is not an address like 127.0.0.1:7700"))?;
+        if !listen.ip().is_loopback() && !self.allow_plain_http_on_network.unwrap_or(false) {
+            return Err(format!(
+                "listen: {listen} is not a loopback address, and moat would serve plain HTTP there, sending tokens in clear. \
+                 Listen on 127.0.0.1, or set allow_plain_http_on_network = true if a TLS proxy fronts moat."
+            ));
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(format!("public_url: '{u}' must start with http:// or https://"));
+        }
+        let dns_zone = self.dns_zone.unwrap_or_else(|| "moat.internal".to_string());
+        let zone_ok = !dns_zone.is_empty()
+            && dns_zone.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !zone_ok {
+            return Err(format!("dns_zone: '{dns_zone}' is not a DNS name"));
+        }
+        let token_lifetime_secs = self.token_lifetime_secs.unwrap_or(3600);
+        if !(60..=86400).contains(&token_lifetime_secs) {
+            return Err(format!("token_lifetime_secs: {token_lifetime_secs} is outside 60..=86400"));
+        }
+        Ok(ServeConfig {
+            data_dir: self.data_dir.unwrap_or_else(default_data_dir),
+            listen,
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            dns_zone,
+            token_lifetime_secs,
+            log: self.log.unwrap_or_else(|| "info".to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/moat.toml");
+        let c = FileConfig::load(&path).unwrap();
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:7700"));
+        let v = c.validate().unwrap();
+        assert_eq!(v.dns_zone, "moat.internal");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = FileConfig::from_toml("listen = '127.0.0.1:1'\nlisten_port = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.contains("listen_port"), "{e}");
+        let e = FileConfig::from_env([("MOAT_LISTNE".to_string(), "x".to_string())].into_iter()).unwrap_err();
+        assert!(e.contains("MOAT_LISTNE"), "{e}");
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file = FileConfig::from_toml("listen = '127.0.0.1:1'\ndns_zone = 'a.test'\n", Path::new("x")).unwrap();
+        let env = FileConfig::from_env([("MOAT_LISTEN".to_string(), "127.0.0.1:2".to_string())].into_iter()).unwrap();
+        let flags = FileConfig { dns_zone: Some("b.test".into()), ..Default::default() };
+        let v = file.overlay(env).overlay(flags).validate().unwrap();
+        assert_eq!(v.listen.port(), 2);
+        assert_eq!(v.dns_zone, "b.test");
+    }
+
+    #[test]
+    fn refuses_plain_http_on_the_network() {
+        let c = FileConfig { listen: Some("0.0.0.0:7700".into()), ..Default::default() };
+        assert!(c.clone().validate().unwrap_err().contains("not a loopback"));
+        let forced = FileConfig { allow_plain_http_on_network: Some(true), ..c };
+        assert!(forced.validate().is_ok());
+    }
+}

@@ -1,0 +1,89 @@
+//! `moat serve`: the composition root. Binds the listener, opens the store, starts the domain,
+//! writes the administrator's profile and serves until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use moat_client::Profile;
+use moat_core::{AdminCredentials, CoreConfig, Moat, Store};
+
+use crate::config::ServeConfig;
+
+/// Writes `bytes` to `path` crash-safely: temp file (mode 0600), fsync, rename, fsync dir.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+}
+
+pub async fn run(cfg: ServeConfig) -> Result<(), String> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("cannot create the data directory {}: {e}", cfg.data_dir.display()))?;
+    std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict the data directory {}: {e}", cfg.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let local = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
+    let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+
+    let db = cfg.data_dir.join("moat.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .map_err(|e| format!("cannot open the metadata store {}: {e}", db.display()))?;
+
+    let profile_path = cfg.data_dir.join("profile.json");
+    let previous = Profile::load(&profile_path).ok();
+    let known = previous.as_ref().map(|p| AdminCredentials { app_id: p.client_id.clone(), secret: p.client_secret.clone() });
+    let core = CoreConfig { public_url: public_url.clone(), dns_zone: cfg.dns_zone.clone(), token_lifetime_secs: cfg.token_lifetime_secs };
+    let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
+    let profile = Profile {
+        endpoint: public_url.clone(),
+        tenant_id: moat.tenant_id().to_string(),
+        subscription_id: moat.subscription_id().to_string(),
+        resource_group: moat_core::groups::DEFAULT_GROUP.to_string(),
+        client_id: creds.app_id,
+        client_secret: creds.secret,
+    };
+    if previous.as_ref() != Some(&profile) {
+        let json = serde_json::to_vec_pretty(&profile).map_err(|e| format!("profile: {e}"))?;
+        write_private_file(&profile_path, &json).map_err(|e| format!("cannot write the profile {}: {e}", profile_path.display()))?;
+    }
+    let moat = Arc::new(moat);
+    println!("moat listening on {public_url}");
+    println!("  data directory: {}", cfg.data_dir.display());
+    println!("  client profile: {} (used by `moat` commands by default)", profile_path.display());
+    println!("  ready in {} ms", started.elapsed().as_millis());
+    let _ = std::io::stdout().flush();
+    tracing::info!(%local, "serving");
+    let result = moat_api::serve(listener, moat, shutdown_signal()).await;
+    store.close().await;
+    println!("moat stopped");
+    result.map_err(|e| format!("server error: {e}"))
+}

@@ -1,0 +1,234 @@
+//! The typed HTTP client of moat, used by the CLI and the tests. With moat-net, the only crate
+//! that opens outbound connections.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use moat_types::arm::TokenResponse;
+pub use reqwest::Method;
+use reqwest::{StatusCode, header};
+use serde::{Deserialize, Serialize};
+
+/// A ready-to-use client profile: where moat is and how to sign in. `moat serve` writes one
+/// for the administrator into its data directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Profile {
+    /// Base URL of the moat installation, e.g. `http://127.0.0.1:7700`.
+    pub endpoint: String,
+    pub tenant_id: String,
+    pub subscription_id: String,
+    /// Resource group used when a command is given none.
+    pub resource_group: String,
+    /// Application (client) ID of the service principal.
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl Profile {
+    pub fn load(path: &Path) -> Result<Profile, ClientError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ClientError::Profile(format!("cannot read the profile {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Profile(format!("the profile {} is invalid: {e}", path.display())))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused the request; `code` is its error code.
+    #[error("{message} (code: {code}, HTTP {status})")]
+    Api { status: u16, code: String, message: String, target: Option<String> },
+    #[error("cannot reach moat at {endpoint}: {cause}")]
+    Transport { endpoint: String, cause: String },
+    #[error("{0}")]
+    Profile(String),
+    #[error("unexpected response from moat: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+/// A decoded response.
+#[derive(Clone, Debug)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub async_operation: Option<String>,
+    pub location: Option<String>,
+    pub body: serde_json::Value,
+}
+
+pub const AUDIENCE_MANAGEMENT: &str = "api://moat/management";
+pub const AUDIENCE_ML: &str = "api://moat/ml";
+
+/// A client bound to a profile. It fetches a token on first use and reuses it.
+pub struct Client {
+    http: reqwest::Client,
+    profile: Profile,
+    token: tokio::sync::Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("endpoint", &self.profile.endpoint).finish_non_exhaustive()
+    }
+}
+
+fn header_string(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Turns an error body (ARM, AzureML or OAuth2 envelope) into a [`ClientError::Api`].
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let err = &v["error"];
+    let (code, message, target) = if let Some(s) = err.as_str() {
+        (s.to_string(), v["error_description"].as_str().unwrap_or(s).to_string(), None)
+    } else {
+        // AzureML envelopes carry the specific code at the end of the innerError chain.
+        let mut code = err["code"].as_str().unwrap_or("").to_string();
+        let mut inner = &err["innerError"];
+        while let Some(c) = inner["code"].as_str() {
+            code = c.to_string();
+            inner = &inner["innerError"];
+        }
+        (code, err["message"].as_str().unwrap_or("").to_string(), err["target"].as_str().map(str::to_string))
+    };
+    let code = if code.is_empty() { status.canonical_reason().unwrap_or("Error").replace(' ', "") } else { code };
+    let message = if message.is_empty() { format!("the server answered {status}") } else { message };
+    ClientError::Api { status: status.as_u16(), code, message, target }
+}
+
+impl Client {
+    pub fn new(profile: Profile) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Transport { endpoint: profile.endpoint.clone(), cause: e.to_string() })?;
+        Ok(Client { http, profile, token: tokio::sync::Mutex::new(None) })
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.profile.endpoint.trim_end_matches('/'))
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Transport { endpoint: self.profile.endpoint.clone(), cause: e.to_string() }
+    }
+
+    /// Exchanges the profile's client credentials for a token of `audience`.
+    pub async fn get_token(&self, audience: &str) -> Result<TokenResponse, ClientError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.profile.client_id.as_str()),
+            ("client_secret", self.profile.client_secret.as_str()),
+            ("scope", &format!("{audience}/.default")),
+        ];
+        let url = self.url(&format!("/{}/oauth2/v2.0/token", self.profile.tenant_id));
+        let resp = self.http.post(url).form(&form).send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn bearer(&self) -> Result<String, ClientError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = self.get_token(AUDIENCE_MANAGEMENT).await?.access_token;
+        *guard = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Sends a request with the profile's token; a non-2xx answer becomes [`ClientError::Api`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<ApiResponse, ClientError> {
+        let token = self.bearer().await?;
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if !path.contains("api-version=") {
+            req = req.query(&[("api-version", "2025-09-01")]);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header(header::CONTENT_TYPE, "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        let etag = header_string(&resp, "etag");
+        let async_operation = header_string(&resp, "azure-asyncoperation");
+        let location = header_string(&resp, "location");
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?
+        };
+        Ok(ApiResponse { status: status.as_u16(), etag, async_operation, location, body })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<ApiResponse, ClientError> {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    /// Follows `nextLink` and returns every item of a list.
+    pub async fn list_all(&self, path: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(p) = next {
+            let page = self.get(&p).await?.body;
+            if let Some(v) = page["value"].as_array() {
+                items.extend(v.iter().cloned());
+            }
+            next = page["nextLink"].as_str().map(str::to_string);
+        }
+        Ok(items)
+    }
+
+    /// Polls an `Azure-AsyncOperation` URL until the operation ends; returns its final status.
+    pub async fn wait_for_operation(&self, url: &str, timeout: Duration) -> Result<serde_json::Value, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.get(url).await?.body;
+            match status["status"].as_str() {
+                Some("Succeeded") => return Ok(status),
+                Some("Failed") | Some("Canceled") => {
+                    return Err(ClientError::Api {
+                        status: 200,
+                        code: status["error"]["code"].as_str().unwrap_or("OperationFailed").to_string(),
+                        message: status["error"]["message"].as_str().unwrap_or("the operation failed").to_string(),
+                        target: None,
+                    });
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClientError::Timeout(format!("the operation {url} did not finish within {timeout:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

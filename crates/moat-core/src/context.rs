@@ -1,0 +1,22 @@
+//! Who is calling. Every domain operation takes a [`Caller`]; the origin of the request
+//! (public listener or a private endpoint) joins it with the network-isolation work.
+
+/// An authenticated principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub object_id: String,
+    pub display_name: String,
+    /// `User`, `ServicePrincipal` or `ManagedIdentity`.
+    pub kind: String,
+}
+
+impl Caller {
+    /// ARM `systemData` `createdByType`.
+    pub fn by_type(&self) -> &'static str {
+        match self.kind.as_str() {
+            "User" => "User",
+            "ManagedIdentity" => "ManagedIdentity",
+            _ => "Application",
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The built-in token issuer (ES256 JWTs) and client-secret hashing.
+//!
+//! Signing keys live in the metadata store so that every node of a cluster signs and verifies
+//! alike. Secrets are random 256-bit strings, so a salted SHA-256 is enough to store them; user
+//! passwords (low entropy) will need a slow KDF when they arrive.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moat_store::{SigningKeyRow, Store};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// Audience of management-plane tokens.
+pub const AUDIENCE_MANAGEMENT: &str = "api://moat/management";
+/// Audience of data-plane (registry) tokens.
+pub const AUDIENCE_ML: &str = "api://moat/ml";
+
+/// Claims of a moat access token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub oid: String,
+    pub tid: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    /// `app` for service principals, `user` for users, `mi` for managed identities.
+    pub idtyp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    x: String,
+    y: String,
+}
+
+/// Signs and verifies moat's own tokens.
+pub struct TokenIssuer {
+    issuer: String,
+    keys: Vec<SigningKey>,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    SystemRandom::new().fill(&mut buf).map_err(|_| Error::Internal("system random number generator failed".into()))?;
+    Ok(buf)
+}
+
+/// A fresh client secret: 32 random bytes, base64url.
+pub fn new_secret() -> Result<String> {
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
+}
+
+/// `sha256$<salt>$<digest>` of a secret.
+pub fn hash_secret(secret: &str) -> Result<String> {
+    let salt = random_bytes::<16>()?;
+    Ok(format!("sha256${}${}", STANDARD.encode(salt), STANDARD.encode(salted_digest(&salt, secret))))
+}
+
+fn salted_digest(salt: &[u8], secret: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(secret.as_bytes());
+    h.finalize().to_vec()
+}
+
+/// Whether `secret` matches a hash made by [`hash_secret`] (constant-time comparison).
+pub fn verify_secret(secret: &str, stored: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("sha256"), Some(salt), Some(digest), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(salt), Ok(digest)) = (STANDARD.decode(salt), STANDARD.decode(digest)) else {
+        return false;
+    };
+    let actual = salted_digest(&salt, secret);
+    #[allow(deprecated)]
+    let same = ring::constant_time::verify_slices_are_equal(&actual, &digest).is_ok();
+    same
+}
+
+impl TokenIssuer {
+    /// Loads the signing keys from the store, creating the first one if there is none.
+    pub async fn load_or_create(store: &Store, issuer: String, now: &str) -> Result<Self> {
+        let mut rows = store.signing_keys().await?;
+        if rows.is_empty() {
+            let rng = SystemRandom::new();
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| Error::Internal("could not generate a signing key".into()))?;
+            let row = SigningKeyRow {
+                kid: uuid::Uuid::new_v4().simple().to_string(),
+                pkcs8_b64: STANDARD.encode(doc.as_ref()),
+                created_at: now.to_string(),
+            };
+            let mut tx = store.write().await?;
+            tx.insert_signing_key(&row).await?;
+            tx.commit().await?;
+            rows = store.signing_keys().await?;
+        }
+        let rng = SystemRandom::new();
+        let mut keys = Vec::new();
+        for row in rows {
+            let der = STANDARD.decode(&row.pkcs8_b64).map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+                .map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
+            let public = pair.public_key().as_ref();
+            // Uncompressed point: 0x04 || x (32) || y (32).
+            if public.len() != 65 {
+                return Err(Error::Internal(format!("signing key {}: unexpected public key length", row.kid)));
+            }
+            let x = URL_SAFE_NO_PAD.encode(&public[1..33]);
+            let y = URL_SAFE_NO_PAD.encode(&public[33..65]);
+            let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
+            keys.push(SigningKey { kid: row.kid, encoding: EncodingKey::from_ec_der(&der), decoding, x, y });
+        }
+        Ok(TokenIssuer { issuer, keys })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        let key = self.keys.last().ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| Error::Internal(format!("signing a token: {e}")))
+    }
+
+    /// Verifies a token's signature, algorithm, issuer, audience and validity window.
+    pub fn verify(&self, token: &str, audiences: &[&str]) -> Result<Claims> {
+        let unauth = |reason: &str| Error::Unauthenticated { reason: reason.to_string() };
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unauth("the bearer token is not a well-formed JWT"))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(unauth(&format!("the token is signed with {:?}; moat accepts only ES256", header.alg)));
+        }
+        let kid = header.kid.ok_or_else(|| unauth("the token has no 'kid' header"))?;
+        let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| unauth("the token was signed by an unknown key"))?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(audiences);
+        v.set_issuer(&[&self.issuer]);
+        v.validate_nbf = true;
+        v.leeway = 30;
+        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => unauth("the token has expired; get a new one"),
+                K::ImmatureSignature => unauth("the token is not valid yet (nbf is in the future)"),
+                K::InvalidAudience => unauth(&format!("the token's audience is wrong; expected one of {audiences:?}")),
+                K::InvalidIssuer => unauth(&format!("the token was not issued by {}", self.issuer)),
+                K::InvalidSignature => unauth("the token's signature is invalid"),
+                K::MissingRequiredClaim(c) => unauth(&format!("the token lacks the '{c}' claim")),
+                _ => unauth("the token is invalid"),
+            }
+        })
+    }
+
+    /// The public keys, as a JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .map(|k| serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": k.kid, "x": k.x, "y": k.y}))
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_verify() {
+        let s = new_secret().unwrap();
+        let h = hash_secret(&s).unwrap();
+        assert!(verify_secret(&s, &h));
+        assert!(!verify_secret("other", &h));
+        assert!(!verify_secret(&s, "garbage"));
+        assert_ne!(hash_secret(&s).unwrap(), h, "salted");
+    }
+
+    #[tokio::test]
+    async fn tokens_round_trip_and_refuse_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/m.db", dir.path().display())).await.unwrap();
+        let issuer = TokenIssuer::load_or_create(&store, "http://iss".into(), "t").await.unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = Claims {
+            iss: "http://iss".into(),
+            aud: AUDIENCE_MANAGEMENT.into(),
+            sub: "p".into(),
+            oid: "p".into(),
+            tid: "t".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            idtyp: "app".into(),
+            appid: None,
+        };
+        let tok = issuer.sign(&claims).unwrap();
+        assert_eq!(issuer.verify(&tok, &[AUDIENCE_MANAGEMENT]).unwrap(), claims);
+        let err = issuer.verify(&tok, &[AUDIENCE_ML]).unwrap_err().to_string();
+        assert!(err.contains("audience"), "{err}");
+        let expired = issuer.sign(&Claims { exp: now - 3600, nbf: now - 7200, ..claims.clone() }).unwrap();
+        assert!(issuer.verify(&expired, &[AUDIENCE_MANAGEMENT]).unwrap_err().to_string().contains("expired"));
+        let future = issuer.sign(&Claims { nbf: now + 3600, exp: now + 7200, ..claims.clone() }).unwrap();
+        assert!(issuer.verify(&future, &[AUDIENCE_MANAGEMENT]).unwrap_err().to_string().contains("not valid yet"));
+        // Tamper with the payload: the signature no longer matches.
+        let mut parts: Vec<String> = tok.split('.').map(str::to_string).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Claims { oid: "admin".into(), ..claims.clone() }).unwrap());
+        assert!(issuer.verify(&parts.join("."), &[AUDIENCE_MANAGEMENT]).unwrap_err().to_string().contains("signature"));
+        // alg=none is refused before any key is consulted.
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+        assert!(issuer.verify(&none, &[AUDIENCE_MANAGEMENT]).is_err());
+        // Keys survive a reload from the store.
+        let again = TokenIssuer::load_or_create(&store, "http://iss".into(), "t").await.unwrap();
+        assert!(again.verify(&tok, &[AUDIENCE_MANAGEMENT]).is_ok());
+    }
+}

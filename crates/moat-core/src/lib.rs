@@ -1,0 +1,362 @@
+//! The domain: one module per resource kind. Every operation takes the [`Caller`], authorises
+//! first through [`Moat::authorize`] (the one hook), then reads and writes the store.
+//! Depends on moat-types, moat-policy and moat-store; knows nothing of HTTP.
+
+use moat_policy::{Assignment, RoleDefinition};
+use moat_store::{AssignmentRow, OperationRow, PrincipalRow, StoredResource, WriteTx};
+use moat_types::ResourceId;
+use serde::{Serialize, de::DeserializeOwned};
+
+mod context;
+mod error;
+pub mod groups;
+pub mod identity;
+pub mod operations;
+pub mod registries;
+
+pub use context::Caller;
+pub use error::{Error, Result};
+pub use identity::{AUDIENCE_MANAGEMENT, AUDIENCE_ML, TokenIssuer};
+pub use moat_store::Store;
+
+/// Settings the domain needs; validated by the composition root.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Base URL under which this installation is reached publicly, without a trailing slash.
+    pub public_url: String,
+    /// DNS zone under which resources get names (e.g. container registry login servers).
+    pub dns_zone: String,
+    /// Lifetime of issued access tokens, in seconds.
+    pub token_lifetime_secs: i64,
+}
+
+/// Credentials of the bootstrap administrator (a service principal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminCredentials {
+    pub app_id: String,
+    pub secret: String,
+}
+
+/// A value with the ETag of the stored document it came from.
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub etag: String,
+}
+
+/// One page of a list, and the key after which the next page starts.
+#[derive(Clone, Debug)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
+/// What a mutating operation returns: the operation record clients can poll.
+#[derive(Clone, Debug)]
+pub struct OperationRef {
+    pub id: String,
+    pub location: String,
+}
+
+/// Preconditions from `If-Match` / `If-None-Match`.
+#[derive(Clone, Debug, Default)]
+pub struct Preconditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl Preconditions {
+    /// Checks the preconditions against the current ETag (`None`: the resource does not exist).
+    pub fn check(&self, current: Option<&str>) -> Result<()> {
+        let same = |want: &str, have: &str| want.trim() == "*" || want.trim().trim_matches('"') == have.trim_matches('"');
+        if let Some(want) = &self.if_match {
+            match current {
+                Some(have) if want.split(',').any(|w| same(w, have)) => {}
+                Some(have) => {
+                    return Err(Error::PreconditionFailed {
+                        message: format!("The resource has changed: its ETag is {have}, not {want}. Read it again and retry."),
+                    });
+                }
+                None => {
+                    return Err(Error::PreconditionFailed { message: "If-Match was given but the resource does not exist.".into() });
+                }
+            }
+        }
+        if let Some(want) = &self.if_none_match
+            && let Some(have) = current
+            && want.split(',').any(|w| same(w, have))
+        {
+            return Err(Error::PreconditionFailed {
+                message: format!("If-None-Match: {want} given, but the resource exists (ETag {have})."),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The moat domain service: shared by every request.
+pub struct Moat {
+    store: Store,
+    issuer: TokenIssuer,
+    config: CoreConfig,
+    tenant_id: String,
+    subscription_id: String,
+    admin_object_id: String,
+    roles: Vec<RoleDefinition>,
+}
+
+impl std::fmt::Debug for Moat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moat").field("tenant_id", &self.tenant_id).finish_non_exhaustive()
+    }
+}
+
+/// Current time in RFC 3339 with microseconds, UTC.
+pub fn now_rfc3339() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+pub(crate) fn new_etag() -> String {
+    format!("\"{}\"", uuid::Uuid::new_v4())
+}
+
+/// 11 lowercase hex characters, as Azure names a registry's storage account and container registry.
+pub(crate) fn hex11() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..11].to_string()
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(r: &StoredResource) -> Result<T> {
+    serde_json::from_str(&r.body).map_err(|e| Error::Internal(format!("stored document {}: {e}", r.id)))
+}
+
+pub(crate) fn document<T: Serialize>(id: &ResourceId, body: &T, etag: String, created_at: &str, now: &str) -> Result<StoredResource> {
+    Ok(StoredResource {
+        id: id.as_str().to_string(),
+        kind: id.resource_type().to_ascii_lowercase(),
+        subscription_id: id.subscription_id().to_string(),
+        group_key: id.resource_group_name().map(str::to_ascii_lowercase),
+        name: id.name().to_string(),
+        body: serde_json::to_string(body)?,
+        etag,
+        created_at: created_at.to_string(),
+        updated_at: now.to_string(),
+    })
+}
+
+impl Moat {
+    /// Opens the domain on a store: bootstraps a tenant, a subscription, the `default` resource
+    /// group and an administrator on first start. Returns the administrator's credentials:
+    /// `known` is kept when it still verifies, otherwise a new secret is minted.
+    pub async fn start(store: Store, config: CoreConfig, known: Option<&AdminCredentials>) -> Result<(Moat, AdminCredentials)> {
+        let now = now_rfc3339();
+        let mut tx = store.write().await?;
+        let (tenant_id, subscription_id, admin_object_id) = match tx.get_meta("tenant_id").await? {
+            Some(t) => {
+                let sub = tx.get_meta("subscription_id").await?.ok_or_else(|| Error::Internal("meta: no subscription_id".into()))?;
+                let admin = tx.get_meta("admin_object_id").await?.ok_or_else(|| Error::Internal("meta: no admin_object_id".into()))?;
+                (t, sub, admin)
+            }
+            None => bootstrap(&mut tx, &now).await?,
+        };
+        tx.commit().await?;
+        let admin = store.principal(&admin_object_id).await?.ok_or_else(|| Error::Internal("administrator principal missing".into()))?;
+        let app_id = admin.app_id.clone().ok_or_else(|| Error::Internal("administrator has no app id".into()))?;
+        let still_valid = known
+            .is_some_and(|k| k.app_id == app_id && admin.secret_hash.as_deref().is_some_and(|h| identity::verify_secret(&k.secret, h)));
+        let creds = match known {
+            Some(k) if still_valid => k.clone(),
+            _ => {
+                let secret = identity::new_secret()?;
+                let mut tx = store.write().await?;
+                tx.set_principal_secret(&admin_object_id, &identity::hash_secret(&secret)?).await?;
+                tx.commit().await?;
+                tracing::info!(app_id = %app_id, "issued a new administrator secret");
+                AdminCredentials { app_id, secret }
+            }
+        };
+        let issuer = TokenIssuer::load_or_create(&store, format!("{}/{tenant_id}/v2.0", config.public_url), &now).await?;
+        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, roles: moat_policy::builtin_roles() };
+        Ok((moat, creds))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+    pub fn subscription_id(&self) -> &str {
+        &self.subscription_id
+    }
+    pub fn admin_object_id(&self) -> &str {
+        &self.admin_object_id
+    }
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
+    }
+
+    /// Exchanges client credentials for an access token (`client_credentials` grant).
+    pub async fn issue_token(&self, client_id: &str, client_secret: &str, audience: &str) -> Result<(String, i64)> {
+        let bad = || Error::Unauthenticated { reason: "invalid client_id or client_secret".into() };
+        let p = self.store.principal_by_app_id(client_id).await?.ok_or_else(bad)?;
+        let ok = p.secret_hash.as_deref().is_some_and(|h| identity::verify_secret(client_secret, h));
+        if !ok {
+            return Err(bad());
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let exp = now + self.config.token_lifetime_secs;
+        let claims = identity::Claims {
+            iss: self.issuer.issuer().to_string(),
+            aud: audience.to_string(),
+            sub: p.object_id.clone(),
+            oid: p.object_id.clone(),
+            tid: self.tenant_id.clone(),
+            iat: now,
+            nbf: now,
+            exp,
+            idtyp: "app".into(),
+            appid: p.app_id.clone(),
+        };
+        Ok((self.issuer.sign(&claims)?, exp))
+    }
+
+    /// Authenticates a bearer token for `audience`: a valid signature is not enough, the
+    /// principal must still exist.
+    pub async fn authenticate(&self, token: &str, audiences: &[&str]) -> Result<Caller> {
+        let claims = self.issuer.verify(token, audiences)?;
+        if claims.tid != self.tenant_id {
+            return Err(Error::Unauthenticated { reason: "the token belongs to another tenant".into() });
+        }
+        let p = self
+            .store
+            .principal(&claims.oid)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
+        Ok(Caller { object_id: p.object_id, display_name: p.display_name, kind: p.kind })
+    }
+
+    /// The one authorization hook: may `caller` perform `action` on `target`?
+    /// Denies with 403 `AuthorizationFailed` naming the action, the scope and the fix.
+    pub async fn authorize(&self, caller: &Caller, action: &str, target: &ResourceId) -> Result<()> {
+        if self.permits(caller, action, target).await? {
+            return Ok(());
+        }
+        tracing::info!(principal = %caller.object_id, action, scope = %target, "authorization denied");
+        Err(Error::Forbidden {
+            code: "AuthorizationFailed",
+            action: action.to_string(),
+            scope: target.to_string(),
+            message: format!(
+                "The client '{}' with object id '{}' does not have authorization to perform action '{action}' over scope '{target}'. \
+                 Ask an Owner of the scope to assign you a role that grants this action at this scope or above.",
+                caller.display_name, caller.object_id
+            ),
+        })
+    }
+
+    /// Like [`Moat::authorize`], but a caller who may not even read `target` learns nothing:
+    /// they get `hidden()` (a not-found error) instead of a 403.
+    pub async fn authorize_visible(
+        &self,
+        caller: &Caller,
+        action: &str,
+        read_action: &str,
+        target: &ResourceId,
+        hidden: impl FnOnce() -> Error,
+    ) -> Result<()> {
+        match self.authorize(caller, action, target).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if action != read_action && self.permits(caller, read_action, target).await? {
+                    Err(e)
+                } else {
+                    Err(hidden())
+                }
+            }
+        }
+    }
+
+    async fn permits(&self, caller: &Caller, action: &str, target: &ResourceId) -> Result<bool> {
+        let rows = self.store.assignments_of(&caller.object_id).await?;
+        let assignments: Vec<Assignment> = rows
+            .into_iter()
+            .filter_map(|r| {
+                ResourceId::parse(&r.scope).ok().map(|scope| Assignment {
+                    principal_id: r.principal_id,
+                    role_definition_id: r.role_definition_id,
+                    scope,
+                })
+            })
+            .collect();
+        Ok(moat_policy::evaluate(&caller.object_id, action, target, &assignments, &self.roles))
+    }
+
+    /// Refuses unknown subscriptions with 404 `SubscriptionNotFound`.
+    pub(crate) fn check_subscription(&self, subscription_id: &str) -> Result<()> {
+        if subscription_id.eq_ignore_ascii_case(&self.subscription_id) {
+            Ok(())
+        } else {
+            Err(Error::not_found("SubscriptionNotFound", format!("The subscription '{subscription_id}' could not be found.")))
+        }
+    }
+
+    /// Records a finished operation so that clients polling `Azure-AsyncOperation` see it.
+    pub(crate) async fn record_operation(
+        &self,
+        tx: &mut WriteTx,
+        caller: &Caller,
+        kind: &str,
+        target: &ResourceId,
+        location: &str,
+    ) -> Result<OperationRef> {
+        let now = now_rfc3339();
+        let id = uuid::Uuid::new_v4().to_string();
+        tx.insert_operation(&OperationRow {
+            id: id.clone(),
+            subscription_id: target.subscription_id().to_string(),
+            location: location.to_string(),
+            kind: kind.to_string(),
+            resource_id: target.to_string(),
+            status: "Succeeded".into(),
+            error: None,
+            started_at: now.clone(),
+            ended_at: Some(now),
+            principal_id: caller.object_id.clone(),
+        })
+        .await?;
+        Ok(OperationRef { id, location: location.to_string() })
+    }
+}
+
+async fn bootstrap(tx: &mut WriteTx, now: &str) -> Result<(String, String, String)> {
+    let tenant_id = uuid::Uuid::new_v4().to_string();
+    let subscription_id = uuid::Uuid::new_v4().to_string();
+    let admin_object_id = uuid::Uuid::new_v4().to_string();
+    tx.put_meta("tenant_id", &tenant_id).await?;
+    tx.put_meta("subscription_id", &subscription_id).await?;
+    tx.put_meta("admin_object_id", &admin_object_id).await?;
+    tx.insert_principal(&PrincipalRow {
+        object_id: admin_object_id.clone(),
+        kind: "ServicePrincipal".into(),
+        display_name: "moat-admin".into(),
+        app_id: Some(uuid::Uuid::new_v4().to_string()),
+        secret_hash: None,
+        created_at: now.to_string(),
+    })
+    .await?;
+    tx.insert_assignment(&AssignmentRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal_id: admin_object_id.clone(),
+        role_definition_id: moat_policy::OWNER_ROLE_ID.into(),
+        scope: ResourceId::subscription(&subscription_id).to_string(),
+        created_at: now.to_string(),
+    })
+    .await?;
+    groups::insert_default_group(tx, &subscription_id, now).await?;
+    tracing::info!(tenant = %tenant_id, subscription = %subscription_id, "bootstrapped a new installation");
+    Ok((tenant_id, subscription_id, admin_object_id))
+}

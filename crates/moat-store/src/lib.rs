@@ -1,0 +1,509 @@
+//! Metadata store: the only crate with SQL in it. One code path over sqlx's `Any` driver, with
+//! portable SQL (`$n` placeholders, TEXT and BIGINT columns) so that PostgreSQL slots in beside
+//! the embedded SQLite default.
+//!
+//! Resources are stored as documents keyed by their lower-cased ARM ID; the domain owns the
+//! document shape. Writes go through [`WriteTx`]; on SQLite they are serialised in-process so
+//! that a read-then-write transaction never meets `SQLITE_BUSY`.
+
+use std::sync::Arc;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+mod schema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (the row exists already).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("bad database URL: {0}")]
+    BadUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One stored resource document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResource {
+    /// The ARM ID as created (display casing).
+    pub id: String,
+    /// Lower-cased ARM type, e.g. `microsoft.machinelearningservices/registries`.
+    pub kind: String,
+    pub subscription_id: String,
+    /// Lower-cased resource group name, `None` for subscription-level resources.
+    pub group_key: Option<String>,
+    pub name: String,
+    /// The domain's JSON document.
+    pub body: String,
+    pub etag: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl StoredResource {
+    pub fn id_key(&self) -> String {
+        self.id.to_ascii_lowercase()
+    }
+}
+
+/// Which resources a list returns: one kind, within a subscription and optionally a group,
+/// in key order, after a key (keyset paging stays correct while rows are added).
+#[derive(Clone, Debug)]
+pub struct ListQuery<'a> {
+    pub kind: Option<&'a str>,
+    pub subscription_id: &'a str,
+    pub group_key: Option<&'a str>,
+    pub after_key: Option<&'a str>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalRow {
+    pub object_id: String,
+    /// `User`, `ServicePrincipal` or `ManagedIdentity`.
+    pub kind: String,
+    pub display_name: String,
+    pub app_id: Option<String>,
+    pub secret_hash: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignmentRow {
+    pub id: String,
+    pub principal_id: String,
+    pub role_definition_id: String,
+    pub scope: String,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationRow {
+    pub id: String,
+    pub subscription_id: String,
+    pub location: String,
+    pub kind: String,
+    pub resource_id: String,
+    pub status: String,
+    /// JSON of the error detail when failed.
+    pub error: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub principal_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub pkcs8_b64: String,
+    pub created_at: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    /// Serialises writers on SQLite (one process owns the file); `None` on servers with MVCC.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// `sqlite://PATH` uses WAL mode with full fsync on commit.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite {
+            return Err(StoreError::BadUrl(format!(
+                "'{url}': this build supports sqlite:// URLs (PostgreSQL arrives with the scale-out work)"
+            )));
+        }
+        let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode=WAL").await?;
+                    conn.execute("PRAGMA synchronous=FULL").await?;
+                    conn.execute("PRAGMA busy_timeout=10000").await?;
+                    conn.execute("PRAGMA foreign_keys=ON").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let store = Store { pool, write_lock: Some(Arc::new(Mutex::new(()))) };
+        schema::migrate(&store).await?;
+        Ok(store)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction.
+    pub async fn write(&self) -> Result<WriteTx> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    pub async fn get_resource(&self, id_key: &str) -> Result<Option<StoredResource>> {
+        let row = sqlx::query(&format!("SELECT {RESOURCE_COLS} FROM resources WHERE id_key = $1"))
+            .bind(id_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| resource_from_row(&r)).transpose()
+    }
+
+    pub async fn list_resources(&self, q: &ListQuery<'_>) -> Result<Vec<StoredResource>> {
+        let mut sql = format!("SELECT {RESOURCE_COLS} FROM resources WHERE subscription_id = $1");
+        let mut n = 1;
+        let mut binds: Vec<&str> = vec![q.subscription_id];
+        if let Some(kind) = q.kind {
+            n += 1;
+            sql.push_str(&format!(" AND kind = ${n}"));
+            binds.push(kind);
+        }
+        if let Some(g) = q.group_key {
+            n += 1;
+            sql.push_str(&format!(" AND group_key = ${n}"));
+            binds.push(g);
+        }
+        if let Some(after) = q.after_key {
+            n += 1;
+            sql.push_str(&format!(" AND id_key > ${n}"));
+            binds.push(after);
+        }
+        n += 1;
+        sql.push_str(&format!(" ORDER BY id_key LIMIT ${n}"));
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(q.limit).fetch_all(&self.pool).await?;
+        rows.iter().map(resource_from_row).collect()
+    }
+
+    /// The owner of an installation-wide unique name, if claimed.
+    pub async fn name_owner(&self, namespace: &str, name_key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT owner_key FROM global_names WHERE namespace = $1 AND name_key = $2")
+            .bind(namespace)
+            .bind(name_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>("owner_key")).transpose()?)
+    }
+
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
+    }
+
+    pub async fn principal_by_app_id(&self, app_id: &str) -> Result<Option<PrincipalRow>> {
+        let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE app_id = $1"))
+            .bind(app_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| principal_from_row(&r)).transpose()
+    }
+
+    pub async fn principal(&self, object_id: &str) -> Result<Option<PrincipalRow>> {
+        let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE object_id = $1"))
+            .bind(object_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| principal_from_row(&r)).transpose()
+    }
+
+    pub async fn assignments_of(&self, principal_id: &str) -> Result<Vec<AssignmentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, principal_id, role_definition_id, scope, created_at FROM role_assignments WHERE principal_id = $1 ORDER BY id",
+        )
+        .bind(principal_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AssignmentRow {
+                    id: r.try_get("id")?,
+                    principal_id: r.try_get("principal_id")?,
+                    role_definition_id: r.try_get("role_definition_id")?,
+                    scope: r.try_get("scope")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn operation(&self, id: &str) -> Result<Option<OperationRow>> {
+        let row = sqlx::query(
+            "SELECT id, subscription_id, location, kind, resource_id, status, error, started_at, ended_at, principal_id FROM operations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OperationRow {
+                id: r.try_get("id")?,
+                subscription_id: r.try_get("subscription_id")?,
+                location: r.try_get("location")?,
+                kind: r.try_get("kind")?,
+                resource_id: r.try_get("resource_id")?,
+                status: r.try_get("status")?,
+                error: r.try_get("error")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                principal_id: r.try_get("principal_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
+        let rows = sqlx::query("SELECT kid, pkcs8, created_at FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(SigningKeyRow { kid: r.try_get("kid")?, pkcs8_b64: r.try_get("pkcs8")?, created_at: r.try_get("created_at")? }))
+            .collect()
+    }
+}
+
+const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
+const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at";
+
+fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
+    Ok(StoredResource {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        subscription_id: r.try_get("subscription_id")?,
+        group_key: r.try_get("group_key")?,
+        name: r.try_get("name")?,
+        body: r.try_get("body")?,
+        etag: r.try_get("etag")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn principal_from_row(r: &AnyRow) -> Result<PrincipalRow> {
+    Ok(PrincipalRow {
+        object_id: r.try_get("object_id")?,
+        kind: r.try_get("kind")?,
+        display_name: r.try_get("display_name")?,
+        app_id: r.try_get("app_id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn map_unique(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => StoreError::Conflict(what.to_string()),
+        _ => StoreError::Db(e),
+    }
+}
+
+/// A write transaction. Dropped without [`WriteTx::commit`], it rolls back.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_resource(&mut self, id_key: &str) -> Result<Option<StoredResource>> {
+        let row = sqlx::query(&format!("SELECT {RESOURCE_COLS} FROM resources WHERE id_key = $1"))
+            .bind(id_key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| resource_from_row(&r)).transpose()
+    }
+
+    /// Inserts a new resource; [`StoreError::Conflict`] if its ID exists.
+    pub async fn insert_resource(&mut self, r: &StoredResource) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO resources (id_key, id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(r.id_key())
+        .bind(&r.id)
+        .bind(&r.kind)
+        .bind(&r.subscription_id)
+        .bind(&r.group_key)
+        .bind(&r.name)
+        .bind(&r.body)
+        .bind(&r.etag)
+        .bind(&r.created_at)
+        .bind(&r.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, &r.id))?;
+        Ok(())
+    }
+
+    /// Replaces a resource's document if its ETag is still `expected_etag`; false otherwise.
+    pub async fn update_resource(&mut self, r: &StoredResource, expected_etag: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE resources SET body = $1, etag = $2, updated_at = $3 WHERE id_key = $4 AND etag = $5")
+            .bind(&r.body)
+            .bind(&r.etag)
+            .bind(&r.updated_at)
+            .bind(r.id_key())
+            .bind(expected_etag)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_resource(&mut self, id_key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM resources WHERE id_key = $1").bind(id_key).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many resources live in a resource group.
+    pub async fn count_in_group(&mut self, subscription_id: &str, group_key: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM resources WHERE subscription_id = $1 AND group_key = $2")
+            .bind(subscription_id)
+            .bind(group_key)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+
+    /// Claims a name that must be unique across the installation within `namespace`
+    /// (e.g. registry names, storage account names). [`StoreError::Conflict`] if taken.
+    pub async fn claim_name(&mut self, namespace: &str, name_key: &str, owner_key: &str) -> Result<()> {
+        let taken = sqlx::query("SELECT owner_key FROM global_names WHERE namespace = $1 AND name_key = $2")
+            .bind(namespace)
+            .bind(name_key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if let Some(row) = taken {
+            let owner: String = row.try_get("owner_key")?;
+            if owner == owner_key {
+                return Ok(());
+            }
+            return Err(StoreError::Conflict(format!("{namespace} name '{name_key}' is taken")));
+        }
+        sqlx::query("INSERT INTO global_names (namespace, name_key, owner_key) VALUES ($1, $2, $3)")
+            .bind(namespace)
+            .bind(name_key)
+            .bind(owner_key)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, name_key))?;
+        Ok(())
+    }
+
+    /// Releases every name claimed by `owner_key`.
+    pub async fn release_names(&mut self, owner_key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM global_names WHERE owner_key = $1").bind(owner_key).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    pub async fn put_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("DELETE FROM meta WHERE key = $1").bind(key).execute(&mut *self.tx).await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)").bind(key).bind(value).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    pub async fn get_meta(&mut self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&mut *self.tx).await?;
+        Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
+    }
+
+    pub async fn insert_principal(&mut self, p: &PrincipalRow) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+            .bind(&p.object_id)
+            .bind(&p.kind)
+            .bind(&p.display_name)
+            .bind(&p.app_id)
+            .bind(&p.secret_hash)
+            .bind(&p.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &p.object_id))?;
+        Ok(())
+    }
+
+    pub async fn set_principal_secret(&mut self, object_id: &str, secret_hash: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE principals SET secret_hash = $1 WHERE object_id = $2")
+            .bind(secret_hash)
+            .bind(object_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_principal(&mut self, object_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM role_assignments WHERE principal_id = $1").bind(object_id).execute(&mut *self.tx).await?;
+        sqlx::query("DELETE FROM principals WHERE object_id = $1").bind(object_id).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    pub async fn insert_assignment(&mut self, a: &AssignmentRow) -> Result<()> {
+        sqlx::query("INSERT INTO role_assignments (id, principal_id, role_definition_id, scope, scope_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&a.id)
+            .bind(&a.principal_id)
+            .bind(&a.role_definition_id)
+            .bind(&a.scope)
+            .bind(a.scope.to_ascii_lowercase())
+            .bind(&a.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &a.id))?;
+        Ok(())
+    }
+
+    pub async fn insert_operation(&mut self, o: &OperationRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO operations (id, subscription_id, location, kind, resource_id, status, error, started_at, ended_at, principal_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&o.id)
+        .bind(&o.subscription_id)
+        .bind(&o.location)
+        .bind(&o.kind)
+        .bind(&o.resource_id)
+        .bind(&o.status)
+        .bind(&o.error)
+        .bind(&o.started_at)
+        .bind(&o.ended_at)
+        .bind(&o.principal_id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, &o.id))?;
+        Ok(())
+    }
+
+    pub async fn insert_signing_key(&mut self, k: &SigningKeyRow) -> Result<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
+            .bind(&k.kid)
+            .bind(&k.pkcs8_b64)
+            .bind(&k.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &k.kid))?;
+        Ok(())
+    }
+}

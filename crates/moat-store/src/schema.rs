@@ -1,0 +1,86 @@
+//! Schema migrations: an ordered list of portable SQL statements, applied once each and
+//! recorded in `schema_migrations`. Never edit a released step; append a new one.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+const STEPS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE resources (
+            id_key TEXT PRIMARY KEY,
+            id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subscription_id TEXT NOT NULL,
+            group_key TEXT,
+            name TEXT NOT NULL,
+            body TEXT NOT NULL,
+            etag TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)",
+        "CREATE INDEX resources_by_scope ON resources (subscription_id, kind, group_key, id_key)",
+        "CREATE TABLE global_names (
+            namespace TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            owner_key TEXT NOT NULL,
+            PRIMARY KEY (namespace, name_key))",
+        "CREATE INDEX global_names_by_owner ON global_names (owner_key)",
+        "CREATE TABLE principals (
+            object_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            app_id TEXT UNIQUE,
+            secret_hash TEXT,
+            created_at TEXT NOT NULL)",
+        "CREATE TABLE role_assignments (
+            id TEXT PRIMARY KEY,
+            principal_id TEXT NOT NULL,
+            role_definition_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            scope_key TEXT NOT NULL,
+            created_at TEXT NOT NULL)",
+        "CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id)",
+        "CREATE TABLE operations (
+            id TEXT PRIMARY KEY,
+            subscription_id TEXT NOT NULL,
+            location TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            principal_id TEXT NOT NULL)",
+        "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, pkcs8 TEXT NOT NULL, created_at TEXT NOT NULL)",
+    ],
+)];
+
+pub(crate) async fn migrate(store: &Store) -> Result<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        .execute(store.pool())
+        .await?;
+    let mut tx = store.write().await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx.tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("version"))
+        .collect::<Result<_, _>>()?;
+    for (version, statements) in STEPS {
+        if applied.contains(version) {
+            continue;
+        }
+        for stmt in *statements {
+            sqlx::query(stmt).execute(&mut *tx.tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(format!("{version}"))
+            .execute(&mut *tx.tx)
+            .await?;
+        tracing::info!(version, "applied schema migration");
+    }
+    tx.commit().await
+}

@@ -1,0 +1,394 @@
+//! Wire shapes of the management plane (ARM JSON, camelCase). One struct serves both directions:
+//! read-only fields a client echoes back from a GET (as `az ... update` does) are accepted and
+//! ignored; unknown fields are refused.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub type Tags = BTreeMap<String, String>;
+
+pub const REGISTRY_TYPE: &str = "Microsoft.MachineLearningServices/registries";
+pub const RESOURCE_GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
+pub const STORAGE_ACCOUNT_TYPE: &str = "Microsoft.Storage/storageAccounts";
+pub const CONTAINER_REGISTRY_TYPE: &str = "Microsoft.ContainerRegistry/registries";
+
+/// `{ "resourceId": "..." }`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArmResourceId {
+    pub resource_id: Option<String>,
+}
+
+/// ARM `systemData`: who created and last changed a resource, and when.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SystemData {
+    pub created_by: Option<String>,
+    pub created_by_type: Option<String>,
+    pub created_at: Option<String>,
+    pub last_modified_by: Option<String>,
+    pub last_modified_by_type: Option<String>,
+    pub last_modified_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sku {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<i32>,
+}
+
+/// Managed service identity. Registries always have a system-assigned one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedServiceIdentity {
+    #[serde(rename = "type")]
+    pub identity_type: String,
+    #[serde(default)]
+    pub principal_id: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_assigned_identities: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// `Microsoft.MachineLearningServices/registries`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Registry {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub resource_type: Option<String>,
+    /// Primary region; required on create, immutable afterwards.
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Tags>,
+    #[serde(default)]
+    pub identity: Option<ManagedServiceIdentity>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub sku: Option<Sku>,
+    #[serde(default)]
+    pub properties: Option<RegistryProperties>,
+    #[serde(default)]
+    pub system_data: Option<SystemData>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryProperties {
+    /// Read-only: where clients discover the registry's endpoints.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    #[serde(default)]
+    pub intellectual_property_publisher: Option<String>,
+    /// Read-only: `azureml-rg-<name>_<guid>`, holding the storage accounts and container registry.
+    #[serde(default)]
+    pub managed_resource_group: Option<ArmResourceId>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub managed_resource_group_settings: Option<serde_json::Value>,
+    /// Read-only.
+    #[serde(default)]
+    pub ml_flow_registry_uri: Option<String>,
+    /// `Enabled` (default) or `Disabled`. Disabled covers every plane of the registry: metadata,
+    /// discovery, blob and OCI, unless a storage account or the container registry says otherwise.
+    #[serde(default)]
+    pub public_network_access: Option<String>,
+    /// The first entry is the primary region.
+    #[serde(default)]
+    pub region_details: Option<Vec<RegistryRegionArmDetails>>,
+    /// Read-only here; managed through private endpoint connections.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub registry_private_endpoint_connections: Option<Vec<serde_json::Value>>,
+    /// Read-only.
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryRegionArmDetails {
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub storage_account_details: Option<Vec<StorageAccountDetails>>,
+    #[serde(default)]
+    pub acr_details: Option<Vec<AcrDetails>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageAccountDetails {
+    #[serde(default)]
+    pub system_created_storage_account: Option<SystemCreatedStorageAccount>,
+    /// Not supported (as in Azure): moat always creates the registry's storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_created_storage_account: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SystemCreatedStorageAccount {
+    /// Read-only: 11 lowercase hex characters.
+    #[serde(default)]
+    pub storage_account_name: Option<String>,
+    /// Standard_LRS (default), Standard_GRS, Standard_RAGRS, Standard_ZRS, Standard_GZRS,
+    /// Standard_RAGZRS, Premium_LRS or Premium_ZRS; case-insensitive.
+    #[serde(default)]
+    pub storage_account_type: Option<String>,
+    #[serde(default)]
+    pub storage_account_hns_enabled: Option<bool>,
+    #[serde(default)]
+    pub allow_blob_public_access: Option<bool>,
+    /// Read-only; ignored when sent.
+    #[serde(default)]
+    pub arm_resource_id: Option<ArmResourceId>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcrDetails {
+    #[serde(default)]
+    pub system_created_acr_account: Option<SystemCreatedAcrAccount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_created_acr_account: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SystemCreatedAcrAccount {
+    /// Read-only: 11 lowercase hex characters.
+    #[serde(default)]
+    pub acr_account_name: Option<String>,
+    /// Only `Premium` is valid.
+    #[serde(default)]
+    pub acr_account_sku: Option<String>,
+    #[serde(default)]
+    pub arm_resource_id: Option<ArmResourceId>,
+}
+
+/// PATCH body of a registry: only tags, identity and sku can change this way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryPatch {
+    #[serde(default)]
+    pub tags: Option<Tags>,
+    #[serde(default)]
+    pub identity: Option<ManagedServiceIdentity>,
+    #[serde(default)]
+    pub sku: Option<Sku>,
+}
+
+/// `Microsoft.Resources/resourceGroups`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceGroup {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Tags>,
+    /// Read-only: the resource that manages this group (a registry, for its managed group).
+    #[serde(default)]
+    pub managed_by: Option<String>,
+    #[serde(default)]
+    pub properties: Option<ResourceGroupProperties>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceGroupProperties {
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+/// `Microsoft.Resources/subscriptions`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub id: String,
+    pub subscription_id: String,
+    pub tenant_id: String,
+    pub display_name: String,
+    pub state: String,
+}
+
+/// `Microsoft.Storage/storageAccounts` (a registry's managed storage account).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageAccount {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub location: String,
+    pub tags: Tags,
+    pub sku: Sku,
+    pub kind: String,
+    pub properties: StorageAccountProperties,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageAccountProperties {
+    pub provisioning_state: String,
+    /// `null` follows the registry's switch; `Enabled` or `Disabled` overrides it.
+    pub public_network_access: Option<String>,
+    pub allow_blob_public_access: bool,
+    pub is_hns_enabled: bool,
+    pub network_acls: NetworkAcls,
+    pub creation_time: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAcls {
+    pub default_action: String,
+    pub bypass: String,
+    #[schema(value_type = Vec<Object>)]
+    pub ip_rules: Vec<serde_json::Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub virtual_network_rules: Vec<serde_json::Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub resource_access_rules: Vec<serde_json::Value>,
+}
+
+/// `Microsoft.ContainerRegistry/registries` (a registry's managed container registry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRegistry {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub location: String,
+    pub tags: Tags,
+    pub sku: Sku,
+    pub properties: ContainerRegistryProperties,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRegistryProperties {
+    pub login_server: String,
+    pub provisioning_state: String,
+    /// `null` follows the registry's switch; `Enabled` or `Disabled` overrides it.
+    pub public_network_access: Option<String>,
+    pub admin_user_enabled: bool,
+    /// Regions the registry's images are replicated to.
+    pub replication_locations: Vec<String>,
+    pub creation_date: String,
+}
+
+/// An entry of `GET .../resourceGroups/{rg}/resources`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GenericResource {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+}
+
+/// A page of a list, with the link to the next page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// Body of an `Azure-AsyncOperation` status URL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    pub id: String,
+    pub name: String,
+    /// `InProgress`, `Succeeded`, `Failed` or `Canceled`.
+    pub status: String,
+    pub start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    pub percent_complete: f64,
+    /// The resource the operation acts on.
+    pub resource_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The ARM error envelope: `{"error": {code, message, target, details}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default)]
+    #[schema(no_recursion)]
+    pub details: Vec<ErrorDetail>,
+}
+
+/// `GET /registrymanagement/v1.0/registries/{name}/discovery`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryDiscovery {
+    pub registry_name: String,
+    pub tenant_id: String,
+    pub primary_region: String,
+    pub regions: Vec<String>,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub workspace_name: Option<String>,
+    pub primary_region_resource_provider_uri: String,
+    /// Lower-case region → `{uri}`.
+    pub registry_fqdns: BTreeMap<String, RegistryFqdn>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryFqdn {
+    pub uri: String,
+}
+
+/// OAuth2 token response of the built-in issuer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub token_type: String,
+    pub expires_in: i64,
+    /// Unix time at which the token expires.
+    pub expires_on: i64,
+    pub access_token: String,
+    pub resource: String,
+}

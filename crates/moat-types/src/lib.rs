@@ -1,0 +1,9 @@
+//! Pure types shared by every moat crate: resource IDs, validated names and the wire shapes of
+//! the APIs. No I/O, no async runtime.
+
+pub mod arm;
+pub mod ids;
+pub mod names;
+
+pub use ids::{IdError, ResourceId};
+pub use names::{InvalidField, PublicNetworkAccess, Region, RegistryName, ResourceGroupName};

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs moat's whole test suite: formatting, lints, and every test (unit, store suite,
+# end-to-end tests against the real `moat` binary over real sockets).
+# Installs the few system tools the tests drive (curl) when they are missing and we are root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${need_apt[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "missing tools: ${need_apt[*]} (install them, or run as root so that this script can)" >&2
+    exit 1
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
