@@ -53,8 +53,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ArmJson<T> {
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(ArmJson(v)),
             Err(e) => {
+                // serde_path_to_error writes "?" for a segment it could not name (a syntax
+                // error mid-document); report the part it could name.
                 let path = e.path().to_string();
-                let target = if path == "." { None } else { Some(path.clone()) };
+                let path = path.trim_end_matches('?').trim_end_matches('.');
+                let target = if path.is_empty() { None } else { Some(path.to_string()) };
                 let inner = e.into_inner();
                 let message = match &target {
                     Some(p) => format!("The request content is invalid at '{p}': {inner}."),

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use moat_core::Moat;
 use tower::Layer;
@@ -198,7 +198,21 @@ pub async fn serve(
     axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await
 }
 
-/// Handy for tests: `IntoResponse` of a domain error on the ARM surface.
-pub fn arm_error_response(e: moat_core::Error) -> Response {
-    ArmError::from(e).into_response()
+#[cfg(test)]
+mod tests {
+    /// The committed OpenAPI document matches the code. Regenerate with
+    /// `MOAT_TEST_UPDATE_OPENAPI=1 cargo test -p moat-api openapi`.
+    #[test]
+    fn openapi_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let fresh = super::openapi_json();
+        if std::env::var_os("MOAT_TEST_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &fresh).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "docs/openapi.json is stale; regenerate it with MOAT_TEST_UPDATE_OPENAPI=1 cargo test -p moat-api openapi"
+        );
+    }
 }

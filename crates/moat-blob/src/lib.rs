@@ -1,1 +1,199 @@
-//! placeholder
+//! Content-addressed bytes on the local file system: the embedded default behind asset files
+//! and (later) OCI blobs, so that equal bytes are stored once. Azure Blob and S3 backends
+//! (through `object_store`) implement the same contract with the scale-out work.
+//!
+//! Writes are crash-safe: the bytes stream into a temporary file while being hashed, are
+//! fsynced, verified against the expected digest, renamed into place, and the directory is
+//! fsynced. A blob is visible only once complete. Temporary files left by a crash are removed
+//! when the store opens. Memory use is one buffer whatever the size.
+
+use std::path::{Path, PathBuf};
+
+use moat_types::Digest;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The bytes do not hash to the digest the client announced.
+    #[error("the content's digest is {actual}, not the expected {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    /// The content is larger than the caller allowed.
+    #[error("the content exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("blob storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a completed write stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub digest: Digest,
+    pub size: u64,
+    /// False when equal bytes were already stored (nothing new was written).
+    pub created: bool,
+}
+
+const BUFFER: usize = 256 * 1024;
+
+/// A content-addressed store under one directory.
+#[derive(Clone, Debug)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+impl LocalBlobStore {
+    /// Opens (creating) the store and removes temporary files an earlier crash left behind.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = root.into();
+        tokio::fs::create_dir_all(root.join("sha256")).await?;
+        let tmp = root.join("tmp");
+        if tokio::fs::try_exists(&tmp).await? {
+            let mut entries = tokio::fs::read_dir(&tmp).await?;
+            let mut removed = 0;
+            while let Some(e) = entries.next_entry().await? {
+                tokio::fs::remove_file(e.path()).await?;
+                removed += 1;
+            }
+            if removed > 0 {
+                tracing::info!(removed, "removed temporary blob files left by an interrupted write");
+            }
+        }
+        tokio::fs::create_dir_all(&tmp).await?;
+        Ok(LocalBlobStore { root })
+    }
+
+    fn path_of(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    /// Streams `reader` into the store. With `expected`, the write fails (storing nothing) unless
+    /// the bytes hash to it; `limit` bounds the size.
+    pub async fn put<R: AsyncRead + Unpin>(&self, mut reader: R, expected: Option<&Digest>, limit: u64) -> Result<Stored, BlobError> {
+        let tmp_path = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        let result = async {
+            let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path).await?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; BUFFER];
+            let mut size: u64 = 0;
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                size += n as u64;
+                if size > limit {
+                    return Err(BlobError::TooLarge { limit });
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n]).await?;
+            }
+            let digest = Digest::from_bytes(hasher.finalize().into());
+            if let Some(exp) = expected
+                && *exp != digest
+            {
+                return Err(BlobError::DigestMismatch { expected: *exp, actual: digest });
+            }
+            let final_path = self.path_of(&digest);
+            if tokio::fs::try_exists(&final_path).await? {
+                return Ok(Stored { digest, size, created: false });
+            }
+            file.sync_all().await?;
+            drop(file);
+            let dir = final_path.parent().unwrap_or(Path::new("."));
+            tokio::fs::create_dir_all(dir).await?;
+            tokio::fs::rename(&tmp_path, &final_path).await?;
+            sync_dir(dir).await?;
+            Ok(Stored { digest, size, created: true })
+        }
+        .await;
+        // Whatever happened, no temporary file outlives the call.
+        let _ = tokio::fs::remove_file(&tmp_path).await;
+        result
+    }
+
+    /// Opens a stored blob for reading, with its size.
+    pub async fn get(&self, d: &Digest) -> Result<Option<(tokio::fs::File, u64)>, BlobError> {
+        match tokio::fs::File::open(self.path_of(d)).await {
+            Ok(f) => {
+                let size = f.metadata().await?.len();
+                Ok(Some((f, size)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a blob; false if it was not there.
+    pub async fn delete(&self, d: &Digest) -> Result<bool, BlobError> {
+        match tokio::fs::remove_file(self.path_of(d)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(b: &[u8]) -> Digest {
+        Digest::from_bytes(Sha256::digest(b).into())
+    }
+
+    fn count_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn stores_once_verifies_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        // Larger than one buffer, so the streaming loop runs several times.
+        let data: Vec<u8> = (0..(BUFFER * 3 + 17)).map(|i| (i * 31 % 251) as u8).collect();
+        let d = digest_of(&data);
+        let first = store.put(&data[..], Some(&d), u64::MAX).await.unwrap();
+        assert_eq!(first, Stored { digest: d, size: data.len() as u64, created: true });
+        let second = store.put(&data[..], None, u64::MAX).await.unwrap();
+        assert!(!second.created, "equal bytes are stored once");
+        let (mut f, size) = store.get(&d).await.unwrap().unwrap();
+        assert_eq!(size, data.len() as u64);
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, data);
+
+        // A wrong digest stores nothing.
+        let other = digest_of(b"something else");
+        match store.put(&b"payload"[..], Some(&other), u64::MAX).await {
+            Err(BlobError::DigestMismatch { expected, actual }) => {
+                assert_eq!(expected, other);
+                assert_eq!(actual, digest_of(b"payload"));
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(store.get(&digest_of(b"payload")).await.unwrap().is_none());
+        // Over the limit stores nothing.
+        assert!(matches!(store.put(&b"0123456789"[..], None, 5).await, Err(BlobError::TooLarge { limit: 5 })));
+        assert_eq!(count_files(&dir.path().join("tmp")), 0);
+
+        assert!(store.delete(&d).await.unwrap());
+        assert!(!store.delete(&d).await.unwrap());
+        assert!(store.get(&d).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn opening_removes_what_a_crash_left() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/partial"), b"half a blob").unwrap();
+        LocalBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(count_files(&dir.path().join("tmp")), 0);
+    }
+}

@@ -2,8 +2,10 @@
 //! the APIs. No I/O, no async runtime.
 
 pub mod arm;
+pub mod digest;
 pub mod ids;
 pub mod names;
 
+pub use digest::Digest;
 pub use ids::{IdError, ResourceId};
 pub use names::{InvalidField, PublicNetworkAccess, Region, RegistryName, ResourceGroupName};

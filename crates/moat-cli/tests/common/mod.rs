@@ -1,0 +1,212 @@
+//! Test harness: runs the real `moat` binary on a loopback port 0 in a temporary data
+//! directory, and talks to it with the real CLI and a plain HTTP client.
+
+#![allow(dead_code, clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_moat");
+
+pub struct Server {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub url: String,
+    pub profile: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    stdout: mpsc::Receiver<String>,
+}
+
+pub struct Profile {
+    pub subscription: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut s = Server::start_in(&dir, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts `moat serve` on `dir` (which may hold an earlier run's state).
+    pub fn start_in(dir: &Path, envs: &[(&str, &str)]) -> Server {
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
+        cmd.env_remove("MOAT_PROFILE").env("MOAT_LOG", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut url = None;
+        while url.is_none() {
+            let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+                let err = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
+                panic!("moat did not report readiness; its log:\n{err}")
+            });
+            url = line.strip_prefix("moat listening on ").map(str::to_string);
+        }
+        Server { child: Some(child), dir: dir.to_path_buf(), url: url.unwrap(), profile: dir.join("profile.json"), _tmp: None, stdout: rx }
+    }
+
+    pub fn profile(&self) -> Profile {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&self.profile).unwrap()).unwrap();
+        Profile {
+            subscription: v["subscriptionId"].as_str().unwrap().to_string(),
+            tenant: v["tenantId"].as_str().unwrap().to_string(),
+            client_id: v["clientId"].as_str().unwrap().to_string(),
+            client_secret: v["clientSecret"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Runs the CLI against this server.
+    pub fn moat(&self, args: &[&str]) -> Output {
+        Command::new(BIN).arg("--profile").arg(&self.profile).args(args).env_remove("MOAT_PROFILE").output().unwrap()
+    }
+
+    /// Runs the CLI, asserts success and parses its JSON output.
+    pub fn moat_json(&self, args: &[&str]) -> Value {
+        let out = self.moat(args);
+        assert!(out.status.success(), "moat {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("moat {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// A management token for the administrator, through the CLI.
+    pub fn token(&self) -> String {
+        self.moat_json(&["account", "get-access-token"])["accessToken"].as_str().unwrap().to_string()
+    }
+
+    pub fn sub_path(&self) -> String {
+        format!("/subscriptions/{}", self.profile().subscription)
+    }
+
+    pub fn registry_path(&self, group: &str, name: &str) -> String {
+        format!("{}/resourceGroups/{group}/providers/Microsoft.MachineLearningServices/registries/{name}", self.sub_path())
+    }
+
+    pub fn http(&self) -> Http {
+        Http { base: self.url.clone(), token: Some(self.token()), client: reqwest::Client::new() }
+    }
+
+    /// Stops the server with SIGTERM and checks it shut down cleanly.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "moat exited with {exit}");
+        let mut saw_stop = false;
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(5)) {
+            saw_stop |= line == "moat stopped";
+        }
+        assert!(saw_stop, "moat did not report a clean stop");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP client speaking raw requests to the server.
+pub struct Http {
+    pub base: String,
+    pub token: Option<String>,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+    pub fn code(&self) -> String {
+        self.body["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl Http {
+    pub fn anonymous(&self) -> Http {
+        Http { base: self.base.clone(), token: None, client: self.client.clone() }
+    }
+
+    pub fn with_token(&self, t: &str) -> Http {
+        Http { base: self.base.clone(), token: Some(t.to_string()), client: self.client.clone() }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+        let raw = body.map(|b| b.to_string());
+        let ct = if raw.is_some() { Some("application/json") } else { None };
+        self.raw(method, path, raw.map(String::into_bytes), ct, headers).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) };
+        let mut req = self.client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None, &[]).await
+    }
+}
+
+/// A minimal registry body.
+pub fn registry_body(location: &str) -> Value {
+    serde_json::json!({"location": location, "properties": {}})
+}

@@ -1,0 +1,180 @@
+//! The store's contract, written once as `contract` and run against every backend. SQLite runs
+//! here; the PostgreSQL backend (scale-out issue) adds one test that calls the same function.
+
+#![allow(clippy::unwrap_used)]
+
+use moat_store::{ListQuery, OperationRow, PrincipalRow, Store, StoreError, StoredResource};
+
+fn resource(id: &str, kind: &str, group: Option<&str>, body: &str, etag: &str) -> StoredResource {
+    StoredResource {
+        id: id.to_string(),
+        kind: kind.to_string(),
+        subscription_id: "s".to_string(),
+        group_key: group.map(str::to_string),
+        name: id.rsplit('/').next().unwrap().to_string(),
+        body: body.to_string(),
+        etag: etag.to_string(),
+        created_at: "t0".to_string(),
+        updated_at: "t0".to_string(),
+    }
+}
+
+/// The suite every backend must pass.
+async fn contract(store: Store) {
+    // Insert and read back; IDs are keyed case-insensitively.
+    let a = resource("/subscriptions/s/resourceGroups/G/providers/X/things/A", "x/things", Some("g"), "{\"v\":1}", "e1");
+    let mut tx = store.write().await.unwrap();
+    tx.insert_resource(&a).await.unwrap();
+    tx.commit().await.unwrap();
+    let got = store.get_resource(&a.id.to_ascii_lowercase()).await.unwrap().unwrap();
+    assert_eq!(got, a);
+
+    // A duplicate insert is a conflict and leaves the row alone.
+    let mut tx = store.write().await.unwrap();
+    let dup = resource("/subscriptions/s/resourcegroups/g/providers/X/things/a", "x/things", Some("g"), "{}", "e9");
+    assert!(matches!(tx.insert_resource(&dup).await, Err(StoreError::Conflict(_))));
+    drop(tx);
+    assert_eq!(store.get_resource(&a.id_key()).await.unwrap().unwrap().etag, "e1");
+
+    // Compare-and-swap on the ETag.
+    let mut tx = store.write().await.unwrap();
+    let mut a2 = a.clone();
+    a2.body = "{\"v\":2}".into();
+    a2.etag = "e2".into();
+    assert!(!tx.update_resource(&a2, "wrong").await.unwrap());
+    assert!(tx.update_resource(&a2, "e1").await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.get_resource(&a.id_key()).await.unwrap().unwrap().body, "{\"v\":2}");
+
+    // A transaction dropped without commit leaves nothing behind.
+    let b = resource("/subscriptions/s/resourceGroups/g/providers/X/things/b", "x/things", Some("g"), "{}", "e1");
+    {
+        let mut tx = store.write().await.unwrap();
+        tx.insert_resource(&b).await.unwrap();
+        tx.claim_name("thing", "b", &b.id_key()).await.unwrap();
+    }
+    assert!(store.get_resource(&b.id_key()).await.unwrap().is_none());
+    assert!(store.name_owner("thing", "b").await.unwrap().is_none());
+
+    // Keyset paging in key order, filtered by kind and group.
+    let mut tx = store.write().await.unwrap();
+    for n in ["c", "d", "e"] {
+        tx.insert_resource(&resource(
+            &format!("/subscriptions/s/resourceGroups/g/providers/X/things/{n}"),
+            "x/things",
+            Some("g"),
+            "{}",
+            "e",
+        ))
+        .await
+        .unwrap();
+    }
+    tx.insert_resource(&resource("/subscriptions/s/resourceGroups/h/providers/X/things/z", "x/things", Some("h"), "{}", "e"))
+        .await
+        .unwrap();
+    tx.insert_resource(&resource("/subscriptions/s/resourceGroups/g/providers/X/others/y", "x/others", Some("g"), "{}", "e"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let page1 = store
+        .list_resources(&ListQuery { kind: Some("x/things"), subscription_id: "s", group_key: Some("g"), after_key: None, limit: 2 })
+        .await
+        .unwrap();
+    assert_eq!(page1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["A", "c"]);
+    let after = page1.last().unwrap().id_key();
+    let page2 = store
+        .list_resources(&ListQuery {
+            kind: Some("x/things"),
+            subscription_id: "s",
+            group_key: Some("g"),
+            after_key: Some(&after),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["d", "e"]);
+    let all_kinds =
+        store.list_resources(&ListQuery { kind: None, subscription_id: "s", group_key: None, after_key: None, limit: 100 }).await.unwrap();
+    assert_eq!(all_kinds.len(), 6);
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.count_in_group("s", "g").await.unwrap(), 5);
+    assert!(tx.delete_resource(&after).await.unwrap());
+    assert!(!tx.delete_resource(&after).await.unwrap());
+    tx.commit().await.unwrap();
+
+    // Installation-wide names: one owner each, idempotent for the owner, released together.
+    let mut tx = store.write().await.unwrap();
+    tx.claim_name("registry", "shared", "owner1").await.unwrap();
+    tx.claim_name("registry", "shared", "owner1").await.unwrap();
+    tx.claim_name("storage", "shared", "owner2").await.unwrap();
+    assert!(matches!(tx.claim_name("registry", "shared", "owner2").await, Err(StoreError::Conflict(_))));
+    tx.commit().await.unwrap();
+    assert_eq!(store.name_owner("registry", "shared").await.unwrap().as_deref(), Some("owner1"));
+    let mut tx = store.write().await.unwrap();
+    tx.release_names("owner1").await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.name_owner("registry", "shared").await.unwrap().is_none());
+    assert_eq!(store.name_owner("storage", "shared").await.unwrap().as_deref(), Some("owner2"));
+
+    // Meta, principals, operations.
+    let mut tx = store.write().await.unwrap();
+    tx.put_meta("k", "v1").await.unwrap();
+    tx.put_meta("k", "v2").await.unwrap();
+    let p = PrincipalRow {
+        object_id: "o1".into(),
+        kind: "ServicePrincipal".into(),
+        display_name: "sp".into(),
+        app_id: Some("app1".into()),
+        secret_hash: None,
+        created_at: "t".into(),
+    };
+    tx.insert_principal(&p).await.unwrap();
+    assert!(matches!(tx.insert_principal(&PrincipalRow { object_id: "o2".into(), ..p.clone() }).await, Err(StoreError::Conflict(_))));
+    assert!(tx.set_principal_secret("o1", "h").await.unwrap());
+    let op = OperationRow {
+        id: "op1".into(),
+        subscription_id: "s".into(),
+        location: "eastus".into(),
+        kind: "k".into(),
+        resource_id: "/subscriptions/s".into(),
+        status: "Succeeded".into(),
+        error: None,
+        started_at: "t".into(),
+        ended_at: Some("t".into()),
+        principal_id: "o1".into(),
+    };
+    tx.insert_operation(&op).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(store.principal_by_app_id("app1").await.unwrap().unwrap().secret_hash.as_deref(), Some("h"));
+    assert_eq!(store.operation("op1").await.unwrap().unwrap(), op);
+    assert!(store.operation("nope").await.unwrap().is_none());
+
+    // Concurrent writers are serialised: no lost update.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tx = s.write().await.unwrap();
+            let n: i64 = tx.get_meta("counter").await.unwrap().map(|v| v.parse().unwrap()).unwrap_or(0);
+            tokio::task::yield_now().await;
+            tx.put_meta("counter", &(n + 1).to_string()).await.unwrap();
+            tx.commit().await.unwrap();
+            i
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.get_meta("counter").await.unwrap().as_deref(), Some("16"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/moat.db", dir.path().display());
+    contract(Store::open(&url).await.unwrap()).await;
+    // Reopening keeps everything and does not re-run migrations.
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(again.get_meta("counter").await.unwrap().as_deref(), Some("16"));
+}
