@@ -76,6 +76,8 @@ pub struct CommonQuery {
     /// Keyset paging cursor (opaque to clients).
     pub skip_token: Option<String>,
     pub top: Option<i64>,
+    /// OData `$filter`; moat understands `field eq 'value'` terms joined by `and`.
+    pub filter: Option<String>,
 }
 
 pub const DEFAULT_PAGE: i64 = 100;
@@ -129,11 +131,33 @@ impl<S: Send + Sync> FromRequestParts<S> for CommonQuery {
                 }
             },
         };
-        Ok(CommonQuery { api_version, skip_token: get("$skipToken"), top })
+        Ok(CommonQuery { api_version, skip_token: get("$skipToken"), top, filter: get("$filter") })
     }
 }
 
 impl CommonQuery {
+    /// The value of a `field eq 'value'` term of `$filter`; a filter on any other field is a 400.
+    pub fn filter_eq(&self, allowed: &[&str]) -> Result<Vec<(String, String)>, ArmError> {
+        let Some(f) = &self.filter else { return Ok(vec![]) };
+        let bad = |why: String| ArmError::http(StatusCode::BAD_REQUEST, "InvalidFilterInQueryString", Some("$filter".into()), why);
+        let mut out = Vec::new();
+        for term in f.split(" and ") {
+            let term = term.trim();
+            let (field, rest) = term.split_once(" eq ").ok_or_else(|| bad(format!("'{term}' is not of the form field eq 'value'.")))?;
+            let field = field.trim();
+            let value = rest
+                .trim()
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .ok_or_else(|| bad(format!("the value in '{term}' must be quoted with '.")))?;
+            let Some(known) = allowed.iter().find(|a| a.eq_ignore_ascii_case(field)) else {
+                return Err(bad(format!("filtering on '{field}' is not supported here; use {}.", allowed.join(" or "))));
+            };
+            out.push((known.to_string(), value.to_string()));
+        }
+        Ok(out)
+    }
+
     pub fn limit(&self) -> i64 {
         self.top.unwrap_or(DEFAULT_PAGE)
     }

@@ -17,6 +17,7 @@ use tower::Layer;
 use utoipa::OpenApi;
 
 pub mod auth;
+pub mod authorization;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -59,6 +60,22 @@ pub struct AppState {
         management::get_operation_status,
         management::get_operation_result,
         discovery::discover,
+        authorization::list_role_definitions,
+        authorization::get_role_definition,
+        authorization::put_role_definition,
+        authorization::delete_role_definition,
+        authorization::list_at_subscription,
+        authorization::get_at_subscription,
+        authorization::put_at_subscription,
+        authorization::delete_at_subscription,
+        authorization::list_at_group,
+        authorization::get_at_group,
+        authorization::put_at_group,
+        authorization::delete_at_group,
+        authorization::list_at_resource,
+        authorization::get_at_resource,
+        authorization::put_at_resource,
+        authorization::delete_at_resource,
     ),
     modifiers(&BearerAuth)
 )]
@@ -117,6 +134,7 @@ async fn log_requests(req: Request, next: Next) -> Response {
 
 /// The router, without path canonicalisation.
 pub fn router(moat: Arc<Moat>) -> Router {
+    use authorization as authz;
     use management as m;
     let state = AppState { moat };
     let reg = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries";
@@ -144,6 +162,26 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .route(
             "/subscriptions/{subscriptionId}/providers/Microsoft.MachineLearningServices/locations/{location}/operationResults/{operationId}",
             get(m::get_operation_result),
+        )
+        .route("/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions", get(authz::list_role_definitions))
+        .route(
+            "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/{roleDefinitionId}",
+            get(authz::get_role_definition).put(authz::put_role_definition).delete(authz::delete_role_definition),
+        )
+        .route(authz::SUB_ASSIGNMENTS, get(authz::list_at_subscription))
+        .route(
+            &format!("{}/{{roleAssignmentName}}", authz::SUB_ASSIGNMENTS),
+            get(authz::get_at_subscription).put(authz::put_at_subscription).delete(authz::delete_at_subscription),
+        )
+        .route(authz::GROUP_ASSIGNMENTS, get(authz::list_at_group))
+        .route(
+            &format!("{}/{{roleAssignmentName}}", authz::GROUP_ASSIGNMENTS),
+            get(authz::get_at_group).put(authz::put_at_group).delete(authz::delete_at_group),
+        )
+        .route(authz::RESOURCE_ASSIGNMENTS, get(authz::list_at_resource))
+        .route(
+            &format!("{}/{{roleAssignmentName}}", authz::RESOURCE_ASSIGNMENTS),
+            get(authz::get_at_resource).put(authz::put_at_resource).delete(authz::delete_at_resource),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

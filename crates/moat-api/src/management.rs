@@ -30,7 +30,7 @@ fn with_etag<T: Serialize>(status: StatusCode, v: Versioned<T>) -> Response {
     resp
 }
 
-fn page<T: Serialize>(state: &AppState, uri: &Uri, q: &CommonQuery, listed: Listed<T>) -> Response {
+pub(crate) fn page<T: Serialize>(state: &AppState, uri: &Uri, q: &CommonQuery, listed: Listed<T>) -> Response {
     let next_link = listed.next_after.map(|after| {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after.as_bytes());
         let api = q.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);

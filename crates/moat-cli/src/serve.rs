@@ -49,6 +49,18 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("cannot create the data directory {}: {e}", cfg.data_dir.display()))?;
     std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot restrict the data directory {}: {e}", cfg.data_dir.display()))?;
+    // One server per data directory: a second one would contend for the database and
+    // rewrite the profile under the first.
+    let lock_path = cfg.data_dir.join("moat.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        format!("another moat serve is already using the data directory {}; stop it or use --data-dir", cfg.data_dir.display())
+    })?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let local = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
     let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
@@ -84,6 +96,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     tracing::info!(%local, "serving");
     let result = moat_api::serve(listener, moat, shutdown_signal()).await;
     store.close().await;
+    drop(lock);
     println!("moat stopped");
     result.map_err(|e| format!("server error: {e}"))
 }

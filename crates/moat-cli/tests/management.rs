@@ -403,7 +403,12 @@ async fn every_route_requires_authentication() {
             .replace("{location}", "eastus")
             .replace("{operationId}", "00000000-0000-0000-0000-000000000000")
             .replace("{registryName}", "nosuchregistry")
-            .replace("{accountName}", "nosuchaccount");
+            .replace("{accountName}", "nosuchaccount")
+            .replace("{resourceProviderNamespace}", "Microsoft.MachineLearningServices")
+            .replace("{resourceType}", "registries")
+            .replace("{resourceName}", "nosuchregistry")
+            .replace("{roleDefinitionId}", "00000000-0000-0000-0000-000000000001")
+            .replace("{roleAssignmentName}", "00000000-0000-0000-0000-000000000002");
         assert!(!path.contains('{'), "unsubstituted parameter in {template}");
         for method in ops.as_object().unwrap().keys() {
             let m = method.to_uppercase();

@@ -98,6 +98,12 @@ async fn create_show_update_discover_and_restart() {
     // Discovery is case-insensitive on the name, like the uniqueness rule.
     assert_eq!(http.get("/registrymanagement/v1.0/registries/DEMO-registry/discovery").await.status, 200);
 
+    // A second server on the same data directory is refused.
+    let second =
+        std::process::Command::new(common::BIN).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&dir).output().unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already using the data directory"));
+
     // Restart on the same data directory: nothing is lost, the profile still works.
     let before: Value = shown.clone();
     server.stop();

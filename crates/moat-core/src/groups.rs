@@ -135,9 +135,8 @@ impl Moat {
     pub async fn get_group(&self, caller: &Caller, subscription_id: &str, group: &str) -> Result<Versioned<ResourceGroup>> {
         self.check_subscription(subscription_id)?;
         let id = ResourceId::resource_group(&self.subscription_id, group);
-        self.authorize_visible(caller, actions::GROUP_READ, actions::GROUP_READ, &id, || group_not_found(group)).await?;
-        let row = self.store.get_resource(&id.key()).await?.ok_or_else(|| group_not_found(group))?;
-        Ok(Versioned { value: render_group(&row.id, &decode(&row)?), etag: row.etag })
+        let (doc, row) = self.read_visible::<GroupDoc>(caller, actions::GROUP_READ, &id, || group_not_found(group)).await?;
+        Ok(Versioned { value: render_group(&row.id, &doc), etag: row.etag })
     }
 
     pub async fn list_groups(

@@ -2,7 +2,9 @@
 //! first through [`Moat::authorize`] (the one hook), then reads and writes the store.
 //! Depends on moat-types, moat-policy and moat-store; knows nothing of HTTP.
 
-use moat_policy::{Assignment, RoleDefinition};
+use std::sync::RwLock;
+
+use moat_policy::{Assignment, AuthzIndex, Decision};
 use moat_store::{AssignmentRow, OperationRow, PrincipalRow, StoredResource, WriteTx};
 use moat_types::ResourceId;
 use serde::{Serialize, de::DeserializeOwned};
@@ -13,6 +15,7 @@ pub mod groups;
 pub mod identity;
 pub mod operations;
 pub mod registries;
+pub mod roles;
 
 pub use context::Caller;
 pub use error::{Error, Result};
@@ -102,7 +105,8 @@ pub struct Moat {
     tenant_id: String,
     subscription_id: String,
     admin_object_id: String,
-    roles: Vec<RoleDefinition>,
+    /// Roles and assignments, indexed; every write to them updates it in the same step.
+    authz: RwLock<AuthzIndex>,
 }
 
 impl std::fmt::Debug for Moat {
@@ -176,7 +180,8 @@ impl Moat {
             }
         };
         let issuer = TokenIssuer::load_or_create(&store, format!("{}/{tenant_id}/v2.0", config.public_url), &now).await?;
-        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, roles: moat_policy::builtin_roles() };
+        let authz = load_authz(&store, &subscription_id).await?;
+        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, authz: RwLock::new(authz) };
         Ok((moat, creds))
     }
 
@@ -280,19 +285,39 @@ impl Moat {
         }
     }
 
+    /// The decision for `caller`, `action`, `target`, with the rule that made it.
+    pub fn decide(&self, caller: &Caller, action: &str, target: &ResourceId) -> Decision {
+        match self.authz.read() {
+            Ok(idx) => idx.decide(&caller.object_id, action, target),
+            // A writer panicked mid-update: deny rather than trust a torn index.
+            Err(_) => Decision::Denied,
+        }
+    }
+
     async fn permits(&self, caller: &Caller, action: &str, target: &ResourceId) -> Result<bool> {
-        let rows = self.store.assignments_of(&caller.object_id).await?;
-        let assignments: Vec<Assignment> = rows
-            .into_iter()
-            .filter_map(|r| {
-                ResourceId::parse(&r.scope).ok().map(|scope| Assignment {
-                    principal_id: r.principal_id,
-                    role_definition_id: r.role_definition_id,
-                    scope,
-                })
-            })
-            .collect();
-        Ok(moat_policy::evaluate(&caller.object_id, action, target, &assignments, &self.roles))
+        Ok(self.decide(caller, action, target).is_allowed())
+    }
+
+    /// Applies a change to the authorization index (after the store committed it).
+    pub(crate) fn update_authz(&self, f: impl FnOnce(&mut AuthzIndex)) {
+        match self.authz.write() {
+            Ok(mut idx) => f(&mut idx),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Reads one stored document that `caller` may see: authorises `read_action` on `id`
+    /// (a caller who may not read gets `missing()`, as if it did not exist), loads and decodes.
+    pub(crate) async fn read_visible<T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        read_action: &str,
+        id: &ResourceId,
+        missing: impl Fn() -> Error,
+    ) -> Result<(T, StoredResource)> {
+        self.authorize_visible(caller, read_action, read_action, id, &missing).await?;
+        let row = self.store.get_resource(&id.key()).await?.ok_or_else(&missing)?;
+        Ok((decode(&row)?, row))
     }
 
     /// Refuses unknown subscriptions with 404 `SubscriptionNotFound`.
@@ -330,6 +355,22 @@ impl Moat {
         .await?;
         Ok(OperationRef { id, location: location.to_string() })
     }
+}
+
+/// Loads built-in and custom roles and every assignment into an index.
+async fn load_authz(store: &Store, subscription_id: &str) -> Result<AuthzIndex> {
+    let mut roles = moat_policy::builtin_roles();
+    roles.extend(roles::load_custom_roles(store, subscription_id).await?);
+    let mut assignments = Vec::new();
+    for r in store.all_assignments().await? {
+        match ResourceId::parse(&r.scope) {
+            Ok(scope) => {
+                assignments.push(Assignment { id: r.id, principal_id: r.principal_id, role_definition_id: r.role_definition_id, scope })
+            }
+            Err(e) => tracing::warn!(assignment = %r.id, error = %e, "ignoring a role assignment with an unreadable scope"),
+        }
+    }
+    Ok(AuthzIndex::new(roles, assignments))
 }
 
 async fn bootstrap(tx: &mut WriteTx, now: &str) -> Result<(String, String, String)> {

@@ -336,16 +336,10 @@ impl Moat {
         }
     }
 
-    async fn load_registry(&self, id: &ResourceId, name: &str) -> Result<(RegistryDoc, moat_store::StoredResource)> {
-        let row = self.store.get_resource(&id.key()).await?.ok_or_else(|| registry_not_found(name))?;
-        Ok((decode(&row)?, row))
-    }
-
     pub async fn get_registry(&self, caller: &Caller, subscription_id: &str, group: &str, name: &str) -> Result<Versioned<Registry>> {
         self.check_subscription(subscription_id)?;
         let id = self.registry_id(group, name);
-        self.authorize_visible(caller, actions::REGISTRY_READ, actions::REGISTRY_READ, &id, || registry_not_found(name)).await?;
-        let (doc, row) = self.load_registry(&id, name).await?;
+        let (doc, row) = self.read_visible::<RegistryDoc>(caller, actions::REGISTRY_READ, &id, || registry_not_found(name)).await?;
         Ok(Versioned { value: self.render_registry(&row.id, &doc), etag: row.etag })
     }
 
@@ -692,6 +686,7 @@ impl Moat {
         tx.release_names(&id.key()).await?;
         let op = self.record_operation(&mut tx, caller, "registries/delete", &id, &doc.location).await?;
         tx.commit().await?;
+        self.update_authz(|idx| idx.remove_principal(&doc.identity_principal_id));
         Ok(Some(op))
     }
 
@@ -706,9 +701,7 @@ impl Moat {
         self.check_subscription(subscription_id)?;
         let id = self.storage_id(group, name);
         let missing = || Error::not_found("ResourceNotFound", format!("The storage account '{name}' could not be found."));
-        self.authorize_visible(caller, actions::STORAGE_READ, actions::STORAGE_READ, &id, missing).await?;
-        let row = self.store.get_resource(&id.key()).await?.ok_or_else(missing)?;
-        let doc: StorageAccountDoc = decode(&row)?;
+        let (doc, row) = self.read_visible::<StorageAccountDoc>(caller, actions::STORAGE_READ, &id, missing).await?;
         let value = StorageAccount {
             id: row.id.clone(),
             name: doc.name.clone(),
@@ -750,9 +743,7 @@ impl Moat {
         self.check_subscription(subscription_id)?;
         let id = self.acr_id(group, name);
         let missing = || Error::not_found("ResourceNotFound", format!("The container registry '{name}' could not be found."));
-        self.authorize_visible(caller, actions::CONTAINER_REGISTRY_READ, actions::CONTAINER_REGISTRY_READ, &id, missing).await?;
-        let row = self.store.get_resource(&id.key()).await?.ok_or_else(missing)?;
-        let doc: ContainerRegistryDoc = decode(&row)?;
+        let (doc, row) = self.read_visible::<ContainerRegistryDoc>(caller, actions::CONTAINER_REGISTRY_READ, &id, missing).await?;
         let value = ContainerRegistry {
             id: row.id.clone(),
             name: doc.name.clone(),

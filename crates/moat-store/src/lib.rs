@@ -234,23 +234,40 @@ impl Store {
     }
 
     pub async fn assignments_of(&self, principal_id: &str) -> Result<Vec<AssignmentRow>> {
-        let rows = sqlx::query(
-            "SELECT id, principal_id, role_definition_id, scope, created_at FROM role_assignments WHERE principal_id = $1 ORDER BY id",
-        )
-        .bind(principal_id)
+        let rows = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM role_assignments WHERE principal_id = $1 ORDER BY id"))
+            .bind(principal_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
+    /// Every role assignment (loaded into the authorization index at start).
+    pub async fn all_assignments(&self) -> Result<Vec<AssignmentRow>> {
+        let rows = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM role_assignments ORDER BY id")).fetch_all(&self.pool).await?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+
+    pub async fn assignment(&self, id: &str) -> Result<Option<AssignmentRow>> {
+        let row = sqlx::query(&format!("SELECT {ASSIGNMENT_COLS} FROM role_assignments WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| assignment_from_row(&r)).transpose()
+    }
+
+    /// Assignments at `scope_key` or below it, in ID order after `after`.
+    pub async fn assignments_within(&self, scope_key: &str, after: Option<&str>, limit: i64) -> Result<Vec<AssignmentRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ASSIGNMENT_COLS} FROM role_assignments WHERE (scope_key = $1 OR substr(scope_key, 1, $2) = $3) AND id > $4 ORDER BY id LIMIT $5"
+        ))
+        .bind(scope_key)
+        .bind(scope_key.len() as i64 + 1)
+        .bind(format!("{scope_key}/"))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AssignmentRow {
-                    id: r.try_get("id")?,
-                    principal_id: r.try_get("principal_id")?,
-                    role_definition_id: r.try_get("role_definition_id")?,
-                    scope: r.try_get("scope")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(assignment_from_row).collect()
     }
 
     pub async fn operation(&self, id: &str) -> Result<Option<OperationRow>> {
@@ -286,6 +303,7 @@ impl Store {
 }
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
+const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
 const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at";
 
 fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
@@ -299,6 +317,16 @@ fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
         etag: r.try_get("etag")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn assignment_from_row(r: &AnyRow) -> Result<AssignmentRow> {
+    Ok(AssignmentRow {
+        id: r.try_get("id")?,
+        principal_id: r.try_get("principal_id")?,
+        role_definition_id: r.try_get("role_definition_id")?,
+        scope: r.try_get("scope")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
@@ -473,6 +501,29 @@ impl WriteTx {
             .await
             .map_err(|e| map_unique(e, &a.id))?;
         Ok(())
+    }
+
+    pub async fn delete_assignment(&mut self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM role_assignments WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// An assignment of the same principal, role and scope, if one exists.
+    pub async fn find_assignment(
+        &mut self,
+        principal_id: &str,
+        role_definition_id: &str,
+        scope_key: &str,
+    ) -> Result<Option<AssignmentRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ASSIGNMENT_COLS} FROM role_assignments WHERE principal_id = $1 AND role_definition_id = $2 AND scope_key = $3"
+        ))
+        .bind(principal_id)
+        .bind(role_definition_id)
+        .bind(scope_key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| assignment_from_row(&r)).transpose()
     }
 
     pub async fn insert_operation(&mut self, o: &OperationRow) -> Result<()> {

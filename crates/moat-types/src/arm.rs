@@ -392,3 +392,85 @@ pub struct TokenResponse {
     pub access_token: String,
     pub resource: String,
 }
+
+pub const ROLE_DEFINITION_TYPE: &str = "Microsoft.Authorization/roleDefinitions";
+pub const ROLE_ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/roleAssignments";
+
+/// `Microsoft.Authorization/roleDefinitions`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleDefinition {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The role's GUID.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub properties: Option<RoleDefinitionProperties>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleDefinitionProperties {
+    #[serde(default)]
+    pub role_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `BuiltInRole` or `CustomRole` (read-only).
+    #[serde(rename = "type", default)]
+    pub role_type: Option<String>,
+    #[serde(default)]
+    pub permissions: Option<Vec<Permission>>,
+    #[serde(default)]
+    pub assignable_scopes: Option<Vec<String>>,
+}
+
+/// What a role allows: `actions` minus `notActions`, `dataActions` minus `notDataActions`;
+/// `*` is a wildcard; matching is case-insensitive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Permission {
+    #[serde(default)]
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub not_actions: Vec<String>,
+    #[serde(default)]
+    pub data_actions: Vec<String>,
+    #[serde(default)]
+    pub not_data_actions: Vec<String>,
+}
+
+/// `Microsoft.Authorization/roleAssignments`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleAssignment {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The assignment's GUID.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub properties: Option<RoleAssignmentProperties>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleAssignmentProperties {
+    /// `/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{id}` (or the bare GUID).
+    #[serde(default)]
+    pub role_definition_id: Option<String>,
+    #[serde(default)]
+    pub principal_id: Option<String>,
+    /// `User`, `ServicePrincipal` or `ManagedIdentity` (read-only).
+    #[serde(default)]
+    pub principal_type: Option<String>,
+    /// Read-only: the scope the assignment applies to (and below).
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub created_on: Option<String>,
+}

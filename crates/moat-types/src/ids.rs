@@ -95,6 +95,16 @@ impl ResourceId {
         id
     }
 
+    /// A provider resource directly under a subscription
+    /// (`/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{id}`).
+    pub fn subscription_provider(subscription: &str, namespace: &str, rtype: &str, name: &str) -> Self {
+        let mut id = Self::subscription(subscription);
+        id.namespace = Some(namespace.to_string());
+        id.pairs = vec![(rtype.to_string(), name.to_string())];
+        id.raw = id.render();
+        id
+    }
+
     /// A child of a provider resource (`.../registries/r/models/m`).
     pub fn child(&self, rtype: &str, name: &str) -> Self {
         let mut id = self.clone();
@@ -167,6 +177,31 @@ impl ResourceId {
         }
     }
 
+    /// The keys of every scope that contains this resource, broadest first: the subscription,
+    /// the resource group, then each provider resource on the path, ending with `self`.
+    pub fn scope_keys(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(2 + self.pairs.len());
+        let mut s = format!("/subscriptions/{}", self.subscription.to_ascii_lowercase());
+        out.push(s.clone());
+        if let Some(rg) = &self.resource_group {
+            s.push_str("/resourcegroups/");
+            s.push_str(&rg.to_ascii_lowercase());
+            out.push(s.clone());
+        }
+        if let Some(ns) = &self.namespace {
+            s.push_str("/providers/");
+            s.push_str(&ns.to_ascii_lowercase());
+            for (t, n) in &self.pairs {
+                s.push('/');
+                s.push_str(&t.to_ascii_lowercase());
+                s.push('/');
+                s.push_str(&n.to_ascii_lowercase());
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
     /// True when `self` lies at or below `scope` (segment-aligned, case-insensitive).
     pub fn is_within(&self, scope: &ResourceId) -> bool {
         let me = self.key();
@@ -202,6 +237,13 @@ const KEYWORDS: &[&str] = &[
     "Microsoft.Storage",
     "storageAccounts",
     "Microsoft.ContainerRegistry",
+    "Microsoft.Authorization",
+    "roleAssignments",
+    "roleDefinitions",
+    "Microsoft.Insights",
+    "eventtypes",
+    "management",
+    "values",
 ];
 
 /// Rewrites the fixed words of an ARM request path to their canonical casing, so that
@@ -224,7 +266,9 @@ pub fn canonicalize_arm_path(path: &str) -> Option<String> {
             Some(p) => i == p + 1 || (i > p + 1 && !(i - (p + 1)).is_multiple_of(2)),
         };
         let word = if keyword_slot { canon(s).unwrap_or(s) } else { s };
-        if keyword_slot && word == "providers" && after_providers.is_none() {
+        // Extension resources (`{resource}/providers/Microsoft.Authorization/...`) start a
+        // new namespace/type/name run after each `providers`.
+        if keyword_slot && word == "providers" {
             after_providers = Some(i);
         }
         out.push(word.to_string());
@@ -247,6 +291,16 @@ mod tests {
         let child = id.child("models", "m");
         assert_eq!(child.resource_type(), "Microsoft.MachineLearningServices/registries/models");
         assert!(child.is_within(&id));
+        assert_eq!(
+            child.scope_keys(),
+            [
+                "/subscriptions/s1",
+                "/subscriptions/s1/resourcegroups/rg",
+                "/subscriptions/s1/resourcegroups/rg/providers/microsoft.machinelearningservices/registries/reg1",
+                "/subscriptions/s1/resourcegroups/rg/providers/microsoft.machinelearningservices/registries/reg1/models/m",
+            ]
+        );
+        assert_eq!(child.scope_keys().last().unwrap(), &child.key());
         assert!(child.is_within(&ResourceId::resource_group("S1", "rg")));
         assert!(!ResourceId::resource_group("s1", "rg2").is_within(&ResourceId::resource_group("s1", "rg")));
     }
@@ -281,6 +335,10 @@ mod tests {
             "/subscriptions/s/resourceGroups/registries/providers/Microsoft.MachineLearningServices/registries/registries"
         );
         assert_eq!(canonicalize_arm_path("/registrymanagement/v1.0"), None);
+        assert_eq!(
+            canonicalize_arm_path("/subscriptions/s/resourcegroups/g/providers/microsoft.machinelearningservices/registries/r/PROVIDERS/microsoft.authorization/roleassignments/x").unwrap(),
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/registries/r/providers/Microsoft.Authorization/roleAssignments/x"
+        );
         assert_eq!(canonicalize_arm_path("/subscriptions/s/resourcegroups").unwrap(), "/subscriptions/s/resourceGroups");
     }
 }
