@@ -1,7 +1,9 @@
 //! Authentication of every non-public route: a bearer token from the built-in issuer, verified
 //! for the surface's audiences. The authenticated [`Caller`] travels as a request extension.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,11 +25,35 @@ fn bearer(req: &Request) -> Result<&str, Error> {
     Ok(token.trim())
 }
 
+/// The client address of a request, as the listener saw it.
+pub fn client_of(req: &Request) -> String {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// The network origin of a request. Only the public listener exists so far; private endpoint
+/// listeners will tag their requests with their endpoint.
+pub fn origin_of(_req: &Request) -> &'static str {
+    "public"
+}
+
 async fn authenticate(state: &AppState, req: &mut Request, audiences: &[&str]) -> Result<(), Error> {
-    let token = bearer(req)?;
-    let caller = state.moat.authenticate(token, audiences).await?;
-    req.extensions_mut().insert(caller);
-    Ok(())
+    let client = client_of(req);
+    let origin = origin_of(req);
+    let outcome = match bearer(req) {
+        Ok(token) => state.moat.authenticate(token, audiences, &client, origin).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            Ok(())
+        }
+        Err(Error::Unauthenticated { reason }) => {
+            state.moat.audit_unauthenticated(&client, origin, req.uri().path(), &reason).await?;
+            Err(Error::Unauthenticated { reason })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Management plane: tokens for the management audience.

@@ -18,10 +18,12 @@ use utoipa::OpenApi;
 
 pub mod auth;
 pub mod authorization;
+pub mod directory;
 pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod management;
+pub mod monitor;
 pub mod public;
 
 use error::ArmError;
@@ -60,6 +62,15 @@ pub struct AppState {
         management::get_operation_status,
         management::get_operation_result,
         discovery::discover,
+        directory::create_user,
+        directory::list_users,
+        directory::get_user,
+        directory::delete_user,
+        directory::create_service_principal,
+        directory::list_service_principals,
+        directory::get_service_principal,
+        directory::delete_service_principal,
+        monitor::list_activity,
         authorization::list_role_definitions,
         authorization::get_role_definition,
         authorization::put_role_definition,
@@ -183,6 +194,11 @@ pub fn router(moat: Arc<Moat>) -> Router {
             &format!("{}/{{roleAssignmentName}}", authz::RESOURCE_ASSIGNMENTS),
             get(authz::get_at_resource).put(authz::put_at_resource).delete(authz::delete_at_resource),
         )
+        .route("/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values", get(monitor::list_activity))
+        .route("/v1.0/users", get(directory::list_users).post(directory::create_user))
+        .route("/v1.0/users/{userId}", get(directory::get_user).delete(directory::delete_user))
+        .route("/v1.0/servicePrincipals", get(directory::list_service_principals).post(directory::create_service_principal))
+        .route("/v1.0/servicePrincipals/{servicePrincipalId}", get(directory::get_service_principal).delete(directory::delete_service_principal))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_management));
@@ -233,7 +249,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // ARM matches its fixed path words case-insensitively; rewrite them before routing.
     let app = tower::util::MapRequestLayer::new(canonicalize).layer(router(moat));
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]

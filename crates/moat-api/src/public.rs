@@ -17,6 +17,10 @@ pub struct TokenRequest {
     pub grant_type: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `password` grant: the user principal name.
+    pub username: Option<String>,
+    /// `password` grant: the user's password.
+    pub password: Option<String>,
     /// v2 style: `api://moat/management/.default` or `api://moat/ml/.default`.
     pub scope: Option<String>,
     /// v1 style: `api://moat/management` or `api://moat/ml`.
@@ -37,17 +41,26 @@ fn audience(req: &TokenRequest) -> Result<&'static str, String> {
 }
 
 async fn issue(st: &AppState, req: TokenRequest) -> Response {
-    if req.grant_type.as_deref() != Some("client_credentials") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials");
-    }
-    let (Some(id), Some(secret)) = (req.client_id.as_deref(), req.client_secret.as_deref()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
-    };
     let aud = match audience(&req) {
         Ok(a) => a,
         Err(msg) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &msg),
     };
-    match st.moat.issue_token(id, secret, aud).await {
+    let issued = match req.grant_type.as_deref() {
+        Some("client_credentials") => {
+            let (Some(id), Some(secret)) = (req.client_id.as_deref(), req.client_secret.as_deref()) else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+            };
+            st.moat.issue_token(id, secret, aud).await
+        }
+        Some("password") => {
+            let (Some(user), Some(password)) = (req.username.as_deref(), req.password.as_deref()) else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");
+            };
+            st.moat.issue_user_token(user, password, aud).await
+        }
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials or password"),
+    };
+    match issued {
         Ok((token, exp)) => {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             axum::Json(TokenResponse {
@@ -59,7 +72,10 @@ async fn issue(st: &AppState, req: TokenRequest) -> Response {
             })
             .into_response()
         }
-        Err(Error::Unauthenticated { reason }) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &reason),
+        Err(Error::Unauthenticated { reason }) => {
+            let code = if req.grant_type.as_deref() == Some("password") { "invalid_grant" } else { "invalid_client" };
+            oauth_error(StatusCode::UNAUTHORIZED, code, &reason)
+        }
         Err(e) => crate::error::ArmError::from(e).into_response(),
     }
 }
@@ -94,7 +110,7 @@ pub async fn openid_configuration(State(st): State<AppState>, Path(tenant): Path
         "issuer": st.moat.issuer().issuer(),
         "token_endpoint": format!("{base}/{t}/oauth2/v2.0/token"),
         "jwks_uri": format!("{base}/{t}/discovery/v2.0/keys"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "password"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],

@@ -91,7 +91,10 @@ pub async fn account_show(c: &Client, out: Output) -> CmdResult {
         "environmentName": "moat",
         "endpoint": c.profile().endpoint,
         "resourceGroup": c.profile().resource_group,
-        "user": {"name": c.profile().client_id, "type": "servicePrincipal"},
+        "user": match &c.profile().user {
+            Some(u) => json!({"name": u, "type": "user"}),
+            None => json!({"name": c.profile().client_id, "type": "servicePrincipal"}),
+        },
     });
     output::print(out, &v, &[("Name", "/name"), ("SubscriptionId", "/id"), ("TenantId", "/tenantId"), ("State", "/state")]);
     Ok(())

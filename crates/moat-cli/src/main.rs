@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod generic;
+mod identity;
 mod output;
 mod serve;
 mod yaml;
@@ -51,9 +52,221 @@ enum Command {
     /// Manage Azure ML registries.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Sign in as a user or a service principal; writes a profile.
+    #[command(
+        after_help = "Examples:\n  moat login -u alice@example.com -p '...'\n  moat login --service-principal -u APPID -p SECRET --tenant TENANT --endpoint http://127.0.0.1:7700"
+    )]
+    Login(LoginArgs),
+    /// Manage users and service principals.
+    #[command(subcommand)]
+    Ad(AdCommand),
+    /// Manage role definitions and role assignments.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Query the activity (audit) log.
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
     /// Print the OpenAPI document of moat's REST API.
     #[command(after_help = "Example:\n  moat openapi > openapi.json")]
     Openapi,
+}
+
+#[derive(Subcommand, Debug)]
+enum MonitorCommand {
+    /// The activity log.
+    #[command(subcommand)]
+    ActivityLog(ActivityLogCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ActivityLogCommand {
+    /// List authentication failures and authorization decisions, newest first.
+    #[command(
+        after_help = "Examples:\n  moat monitor activity-log list --result denied --output table\n  moat monitor activity-log list --resource-id /subscriptions/SUB/resourceGroups/default --since 1h"
+    )]
+    List {
+        /// Entries on this resource and everything below it.
+        #[arg(long)]
+        resource_id: Option<String>,
+        /// Object ID, user principal name or application ID.
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long, value_parser = ["allowed", "denied", "unauthenticated"])]
+        result: Option<String>,
+        /// An RFC 3339 time, or a duration back from now such as 30m, 2h or 1d.
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        max_events: usize,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct LoginArgs {
+    /// User principal name, or the application ID with --service-principal.
+    #[arg(long, short = 'u')]
+    username: String,
+    /// Password or client secret (read from standard input when omitted).
+    #[arg(long, short = 'p')]
+    password: Option<String>,
+    /// Sign in as a service principal.
+    #[arg(long)]
+    service_principal: bool,
+    #[arg(long, short = 't')]
+    tenant: Option<String>,
+    /// moat's URL (default: the current profile's).
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdCommand {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage service principals.
+    #[command(subcommand)]
+    Sp(SpCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user who signs in with a password.
+    #[command(after_help = "Example:\n  moat ad user create --display-name Alice --user-principal-name alice@example.com --password '...'")]
+    Create {
+        #[arg(long)]
+        display_name: String,
+        #[arg(long)]
+        user_principal_name: String,
+        /// At least 12 characters.
+        #[arg(long)]
+        password: String,
+    },
+    /// Show a user by object ID or user principal name.
+    #[command(after_help = "Example:\n  moat ad user show --id alice@example.com")]
+    Show {
+        #[arg(long)]
+        id: String,
+    },
+    /// List users.
+    #[command(after_help = "Example:\n  moat ad user list --output table")]
+    List,
+    /// Delete a user and their role assignments.
+    #[command(after_help = "Example:\n  moat ad user delete --id alice@example.com")]
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SpCommand {
+    /// Create a service principal (and optionally assign it a role); prints its secret once.
+    #[command(
+        after_help = "Examples:\n  moat ad sp create-for-rbac --name ci\n  moat ad sp create-for-rbac --name ci --role 'AzureML Registry User' --scopes /subscriptions/SUB/resourceGroups/default"
+    )]
+    CreateForRbac {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+    },
+    /// Show a service principal by object or application ID.
+    #[command(after_help = "Example:\n  moat ad sp show --id APPID")]
+    Show {
+        #[arg(long)]
+        id: String,
+    },
+    /// List service principals.
+    #[command(after_help = "Example:\n  moat ad sp list --output table")]
+    List,
+    /// Delete a service principal and its role assignments.
+    #[command(after_help = "Example:\n  moat ad sp delete --id APPID")]
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoleCommand {
+    /// Manage role definitions.
+    #[command(subcommand)]
+    Definition(RoleDefinitionCommand),
+    /// Manage role assignments.
+    #[command(subcommand)]
+    Assignment(RoleAssignmentCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RoleDefinitionCommand {
+    /// Create (or update, by name) a custom role from az-style JSON.
+    #[command(
+        after_help = "Example:\n  moat role definition create --role-definition role.json\n\nrole.json:\n  {\"Name\": \"Asset reader\", \"Actions\": [\"Microsoft.MachineLearningServices/registries/read\", \"Microsoft.MachineLearningServices/registries/assets/read\"], \"AssignableScopes\": [\"/subscriptions/SUB\"]}"
+    )]
+    Create {
+        /// A file, or the JSON itself.
+        #[arg(long)]
+        role_definition: String,
+    },
+    /// List role definitions.
+    #[command(after_help = "Examples:\n  moat role definition list --output table\n  moat role definition list --name Reader")]
+    List {
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// Only custom roles.
+        #[arg(long)]
+        custom_role_only: bool,
+    },
+    /// Delete a custom role that is no longer assigned.
+    #[command(after_help = "Example:\n  moat role definition delete --name 'Asset reader'")]
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoleAssignmentCommand {
+    /// Assign a role to a user or service principal at a scope (default: the subscription).
+    #[command(
+        after_help = "Example:\n  moat role assignment create --assignee alice@example.com --role Reader --scope /subscriptions/SUB/resourceGroups/default"
+    )]
+    Create {
+        /// User principal name, object ID or application ID.
+        #[arg(long)]
+        assignee: String,
+        /// Role name or ID.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// List role assignments at a scope and below.
+    #[command(after_help = "Example:\n  moat role assignment list --assignee alice@example.com --output table")]
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Delete role assignments by ID, or by assignee (and role and scope).
+    #[command(
+        after_help = "Examples:\n  moat role assignment delete --assignee alice@example.com --role Reader\n  moat role assignment delete --ids /subscriptions/SUB/providers/Microsoft.Authorization/roleAssignments/GUID"
+    )]
+    Delete {
+        #[arg(long, num_args = 1..)]
+        ids: Vec<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        scope: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -194,19 +407,97 @@ fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
     file.overlay(env).overlay(flags).validate()
 }
 
+/// Where `moat login` writes a profile when no --profile or MOAT_PROFILE names one.
+fn login_profile_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("moat/profile.json")
+}
+
+/// The profile to use: --profile, then MOAT_PROFILE, then the one `moat login` wrote, then the
+/// administrator profile of the default data directory.
+fn profile_path(explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        let login = login_profile_path();
+        if login.exists() { login } else { config::default_data_dir().join("profile.json") }
+    })
+}
+
 fn client(profile: Option<PathBuf>) -> Result<Client, CliError> {
-    let path = profile.unwrap_or_else(|| config::default_data_dir().join("profile.json"));
-    let p =
-        Profile::load(&path).map_err(|e| CliError::Usage(format!("{e}. Start `moat serve` (it writes the profile) or pass --profile")))?;
+    let path = profile_path(profile);
+    let p = Profile::load(&path)
+        .map_err(|e| CliError::Usage(format!("{e}. Start `moat serve` (it writes the profile), run `moat login`, or pass --profile")))?;
     Ok(Client::new(p)?)
+}
+
+fn read_secret() -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("Password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 async fn run_client(cli: Cli) -> Result<(), CliError> {
     let out = cli.output;
+    if let Command::Login(args) = cli.command {
+        let target = cli.profile.clone().unwrap_or_else(login_profile_path);
+        let current = Profile::load(&profile_path(cli.profile)).ok();
+        let password = match args.password {
+            Some(p) => p,
+            None => read_secret()?,
+        };
+        return identity::login(&target, current, args.endpoint, args.tenant, &args.username, &password, args.service_principal).await;
+    }
     let c = client(cli.profile)?;
     let rg = |g: Option<String>| g.unwrap_or_else(|| c.profile().resource_group.clone());
     match cli.command {
-        Command::Serve(_) | Command::Openapi => Ok(()),
+        Command::Serve(_) | Command::Openapi | Command::Login(_) => Ok(()),
+        Command::Monitor(MonitorCommand::ActivityLog(ActivityLogCommand::List { resource_id, principal, result, since, max_events })) => {
+            identity::activity_log_list(
+                &c,
+                resource_id.as_deref(),
+                principal.as_deref(),
+                result.as_deref(),
+                since.as_deref(),
+                max_events,
+                out,
+            )
+            .await
+        }
+        Command::Ad(AdCommand::User(UserCommand::Create { display_name, user_principal_name, password })) => {
+            identity::user_create(&c, &display_name, &user_principal_name, &password, out).await
+        }
+        Command::Ad(AdCommand::User(UserCommand::Show { id })) => identity::user_show(&c, &id, out).await,
+        Command::Ad(AdCommand::User(UserCommand::List)) => identity::user_list(&c, out).await,
+        Command::Ad(AdCommand::User(UserCommand::Delete { id })) => identity::user_delete(&c, &id).await,
+        Command::Ad(AdCommand::Sp(SpCommand::CreateForRbac { name, role, scopes })) => {
+            identity::sp_create_for_rbac(&c, &name, role.as_deref(), &scopes, out).await
+        }
+        Command::Ad(AdCommand::Sp(SpCommand::Show { id })) => identity::sp_show(&c, &id, out).await,
+        Command::Ad(AdCommand::Sp(SpCommand::List)) => identity::sp_list(&c, out).await,
+        Command::Ad(AdCommand::Sp(SpCommand::Delete { id })) => identity::sp_delete(&c, &id).await,
+        Command::Role(RoleCommand::Definition(RoleDefinitionCommand::Create { role_definition })) => {
+            identity::role_definition_create(&c, &role_definition, out).await
+        }
+        Command::Role(RoleCommand::Definition(RoleDefinitionCommand::List { name, custom_role_only })) => {
+            identity::role_definition_list(&c, name.as_deref(), custom_role_only, out).await
+        }
+        Command::Role(RoleCommand::Definition(RoleDefinitionCommand::Delete { name })) => identity::role_definition_delete(&c, &name).await,
+        Command::Role(RoleCommand::Assignment(RoleAssignmentCommand::Create { assignee, role, scope })) => {
+            identity::role_assignment_create(&c, &assignee, &role, scope.as_deref(), out).await
+        }
+        Command::Role(RoleCommand::Assignment(RoleAssignmentCommand::List { assignee, scope })) => {
+            identity::role_assignment_list(&c, assignee.as_deref(), scope.as_deref(), out).await
+        }
+        Command::Role(RoleCommand::Assignment(RoleAssignmentCommand::Delete { ids, assignee, role, scope })) => {
+            identity::role_assignment_delete(&c, &ids, assignee.as_deref(), role.as_deref(), scope.as_deref()).await
+        }
+
         Command::Account(AccountCommand::Show) => commands::account_show(&c, out).await,
         Command::Account(AccountCommand::GetAccessToken { resource }) => commands::account_get_access_token(&c, &resource, out).await,
         Command::Group(GroupCommand::Create { name, location, tags }) => commands::group_create(&c, &name, &location, &tags, out).await,

@@ -72,7 +72,10 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
 
     let profile_path = cfg.data_dir.join("profile.json");
     let previous = Profile::load(&profile_path).ok();
-    let known = previous.as_ref().map(|p| AdminCredentials { app_id: p.client_id.clone(), secret: p.client_secret.clone() });
+    let known = previous.as_ref().and_then(|p| match (&p.client_id, &p.client_secret) {
+        (Some(app_id), Some(secret)) => Some(AdminCredentials { app_id: app_id.clone(), secret: secret.clone() }),
+        _ => None,
+    });
     let core = CoreConfig { public_url: public_url.clone(), dns_zone: cfg.dns_zone.clone(), token_lifetime_secs: cfg.token_lifetime_secs };
     let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
     let profile = Profile {
@@ -80,8 +83,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         tenant_id: moat.tenant_id().to_string(),
         subscription_id: moat.subscription_id().to_string(),
         resource_group: moat_core::groups::DEFAULT_GROUP.to_string(),
-        client_id: creds.app_id,
-        client_secret: creds.secret,
+        client_id: Some(creds.app_id),
+        client_secret: Some(creds.secret),
+        user: None,
+        access_token: None,
+        expires_on: None,
     };
     if previous.as_ref() != Some(&profile) {
         let json = serde_json::to_vec_pretty(&profile).map_err(|e| format!("profile: {e}"))?;

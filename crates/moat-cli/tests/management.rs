@@ -408,7 +408,9 @@ async fn every_route_requires_authentication() {
             .replace("{resourceType}", "registries")
             .replace("{resourceName}", "nosuchregistry")
             .replace("{roleDefinitionId}", "00000000-0000-0000-0000-000000000001")
-            .replace("{roleAssignmentName}", "00000000-0000-0000-0000-000000000002");
+            .replace("{roleAssignmentName}", "00000000-0000-0000-0000-000000000002")
+            .replace("{userId}", "nobody@example.com")
+            .replace("{servicePrincipalId}", "00000000-0000-0000-0000-000000000003");
         assert!(!path.contains('{'), "unsubstituted parameter in {template}");
         for method in ops.as_object().unwrap().keys() {
             let m = method.to_uppercase();

@@ -22,9 +22,20 @@ pub struct Profile {
     pub subscription_id: String,
     /// Resource group used when a command is given none.
     pub resource_group: String,
-    /// Application (client) ID of the service principal.
-    pub client_id: String,
-    pub client_secret: String,
+    /// Service principal sign-in: the application (client) ID and its secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// User sign-in: the user principal name and the access token `moat login` obtained (the
+    /// password is never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Unix time at which `access_token` expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_on: Option<i64>,
 }
 
 impl Profile {
@@ -101,12 +112,63 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     ClientError::Api { status: status.as_u16(), code, message, target }
 }
 
+fn http_client(endpoint: &str) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| ClientError::Transport { endpoint: endpoint.to_string(), cause: e.to_string() })
+}
+
+async fn request_token(
+    http: &reqwest::Client,
+    endpoint: &str,
+    tenant: &str,
+    form: &[(&str, &str)],
+    audience: &str,
+) -> Result<TokenResponse, ClientError> {
+    let scope = format!("{audience}/.default");
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    form.push(("scope", &scope));
+    let url = format!("{}/{tenant}/oauth2/v2.0/token", endpoint.trim_end_matches('/'));
+    let transport = |e: reqwest::Error| ClientError::Transport { endpoint: endpoint.to_string(), cause: e.to_string() };
+    let resp = http.post(url).form(&form).send().await.map_err(transport)?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(transport)?;
+    if !status.is_success() {
+        return Err(api_error(status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+/// Signs a user in with the `password` grant; the token is for the management audience.
+pub async fn login_user(endpoint: &str, tenant: &str, username: &str, password: &str) -> Result<TokenResponse, ClientError> {
+    let http = http_client(endpoint)?;
+    request_token(
+        &http,
+        endpoint,
+        tenant,
+        &[("grant_type", "password"), ("username", username), ("password", password)],
+        AUDIENCE_MANAGEMENT,
+    )
+    .await
+}
+
+/// Checks service principal credentials by exchanging them for a token.
+pub async fn login_service_principal(endpoint: &str, tenant: &str, app_id: &str, secret: &str) -> Result<TokenResponse, ClientError> {
+    let http = http_client(endpoint)?;
+    request_token(
+        &http,
+        endpoint,
+        tenant,
+        &[("grant_type", "client_credentials"), ("client_id", app_id), ("client_secret", secret)],
+        AUDIENCE_MANAGEMENT,
+    )
+    .await
+}
+
 impl Client {
     pub fn new(profile: Profile) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| ClientError::Transport { endpoint: profile.endpoint.clone(), cause: e.to_string() })?;
+        let http = http_client(&profile.endpoint)?;
         Ok(Client { http, profile, token: tokio::sync::Mutex::new(None) })
     }
 
@@ -126,22 +188,31 @@ impl Client {
         ClientError::Transport { endpoint: self.profile.endpoint.clone(), cause: e.to_string() }
     }
 
-    /// Exchanges the profile's client credentials for a token of `audience`.
+    /// A token of `audience` for the profile: exchanged from the service principal's
+    /// credentials, or the one `moat login` stored for a user.
     pub async fn get_token(&self, audience: &str) -> Result<TokenResponse, ClientError> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.profile.client_id.as_str()),
-            ("client_secret", self.profile.client_secret.as_str()),
-            ("scope", &format!("{audience}/.default")),
-        ];
-        let url = self.url(&format!("/{}/oauth2/v2.0/token", self.profile.tenant_id));
-        let resp = self.http.post(url).form(&form).send().await.map_err(|e| self.transport(e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
+        match (&self.profile.client_id, &self.profile.client_secret) {
+            (Some(id), Some(secret)) => {
+                let form = [("grant_type", "client_credentials"), ("client_id", id.as_str()), ("client_secret", secret.as_str())];
+                request_token(&self.http, &self.profile.endpoint, &self.profile.tenant_id, &form, audience).await
+            }
+            _ => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                match (&self.profile.access_token, self.profile.expires_on) {
+                    (Some(t), Some(exp)) if exp > now + 30 && audience == AUDIENCE_MANAGEMENT => Ok(TokenResponse {
+                        token_type: "Bearer".into(),
+                        expires_in: exp - now,
+                        expires_on: exp,
+                        access_token: t.clone(),
+                        resource: audience.to_string(),
+                    }),
+                    (Some(_), Some(exp)) if exp > now + 30 => Err(ClientError::Profile(format!(
+                        "this profile holds a token for {AUDIENCE_MANAGEMENT} only; sign in again with `moat login`"
+                    ))),
+                    _ => Err(ClientError::Profile("the sign-in of this profile has expired or is missing; run `moat login`".into())),
+                }
+            }
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     async fn bearer(&self) -> Result<String, ClientError> {

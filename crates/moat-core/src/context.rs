@@ -8,6 +8,10 @@ pub struct Caller {
     pub display_name: String,
     /// `User`, `ServicePrincipal` or `ManagedIdentity`.
     pub kind: String,
+    /// The client's address, as the listener saw it.
+    pub client: String,
+    /// The network origin: `public` (the public listener) or the private endpoint it came through.
+    pub origin: String,
 }
 
 impl Caller {

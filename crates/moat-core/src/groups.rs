@@ -111,10 +111,14 @@ impl Moat {
     pub async fn get_subscription(&self, caller: &Caller, subscription_id: &str) -> Result<Subscription> {
         self.check_subscription(subscription_id)?;
         let id = ResourceId::subscription(&self.subscription_id);
-        self.authorize_visible(caller, actions::SUBSCRIPTION_READ, actions::SUBSCRIPTION_READ, &id, || {
-            Error::not_found("SubscriptionNotFound", format!("The subscription '{subscription_id}' could not be found."))
-        })
-        .await?;
+        // Like Azure, a principal with a role anywhere in the subscription may see it.
+        let holds_a_role = self.authz.read().is_ok_and(|idx| idx.has_any_assignment(&caller.object_id));
+        if !holds_a_role {
+            self.authorize_visible(caller, actions::SUBSCRIPTION_READ, actions::SUBSCRIPTION_READ, &id, || {
+                Error::not_found("SubscriptionNotFound", format!("The subscription '{subscription_id}' could not be found."))
+            })
+            .await?;
+        }
         Ok(Subscription {
             id: id.to_string(),
             subscription_id: self.subscription_id.clone(),

@@ -81,19 +81,42 @@ fn salted_digest(salt: &[u8], secret: &str) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Whether `secret` matches a hash made by [`hash_secret`] (constant-time comparison).
+/// PBKDF2-HMAC-SHA256 iterations for user passwords (OWASP's 2023 recommendation).
+pub const PASSWORD_ITERATIONS: u32 = 600_000;
+
+/// `pbkdf2-sha256$<iterations>$<salt>$<hash>` of a user password: slow on purpose, because
+/// passwords, unlike generated secrets, can be guessed.
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = random_bytes::<16>()?;
+    let mut out = [0u8; 32];
+    let iterations = std::num::NonZeroU32::new(PASSWORD_ITERATIONS).ok_or_else(|| Error::Internal("iterations".into()))?;
+    ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, password.as_bytes(), &mut out);
+    Ok(format!("pbkdf2-sha256${PASSWORD_ITERATIONS}${}${}", STANDARD.encode(salt), STANDARD.encode(out)))
+}
+
+/// Whether `secret` matches a hash made by [`hash_secret`] or [`hash_password`]
+/// (constant-time comparison).
 pub fn verify_secret(secret: &str, stored: &str) -> bool {
-    let mut parts = stored.split('$');
-    let (Some("sha256"), Some(salt), Some(digest), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let (Ok(salt), Ok(digest)) = (STANDARD.decode(salt), STANDARD.decode(digest)) else {
-        return false;
-    };
-    let actual = salted_digest(&salt, secret);
-    #[allow(deprecated)]
-    let same = ring::constant_time::verify_slices_are_equal(&actual, &digest).is_ok();
-    same
+    let parts: Vec<&str> = stored.split('$').collect();
+    match parts.as_slice() {
+        ["sha256", salt, digest] => {
+            let (Ok(salt), Ok(digest)) = (STANDARD.decode(salt), STANDARD.decode(digest)) else {
+                return false;
+            };
+            let actual = salted_digest(&salt, secret);
+            #[allow(deprecated)]
+            let same = ring::constant_time::verify_slices_are_equal(&actual, &digest).is_ok();
+            same
+        }
+        ["pbkdf2-sha256", iterations, salt, digest] => {
+            let (Ok(iterations), Ok(salt), Ok(digest)) = (iterations.parse::<u32>(), STANDARD.decode(salt), STANDARD.decode(digest)) else {
+                return false;
+            };
+            let Some(iterations) = std::num::NonZeroU32::new(iterations) else { return false };
+            ring::pbkdf2::verify(ring::pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, secret.as_bytes(), &digest).is_ok()
+        }
+        _ => false,
+    }
 }
 
 impl TokenIssuer {
@@ -196,6 +219,11 @@ mod tests {
         assert!(!verify_secret("other", &h));
         assert!(!verify_secret(&s, "garbage"));
         assert_ne!(hash_secret(&s).unwrap(), h, "salted");
+        let p = hash_password("correct horse battery").unwrap();
+        assert!(p.starts_with("pbkdf2-sha256$600000$"));
+        assert!(verify_secret("correct horse battery", &p));
+        assert!(!verify_secret("correct horse batterY", &p));
+        assert!(!verify_secret("x", "pbkdf2-sha256$0$AAAA$AAAA"));
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@ use moat_store::{AssignmentRow, OperationRow, PrincipalRow, StoredResource, Writ
 use moat_types::ResourceId;
 use serde::{Serialize, de::DeserializeOwned};
 
+pub mod audit;
 mod context;
+pub mod directory;
 mod error;
 pub mod groups;
 pub mod identity;
@@ -107,6 +109,7 @@ pub struct Moat {
     admin_object_id: String,
     /// Roles and assignments, indexed; every write to them updates it in the same step.
     authz: RwLock<AuthzIndex>,
+    audit: audit::AuditLog,
 }
 
 impl std::fmt::Debug for Moat {
@@ -181,7 +184,8 @@ impl Moat {
         };
         let issuer = TokenIssuer::load_or_create(&store, format!("{}/{tenant_id}/v2.0", config.public_url), &now).await?;
         let authz = load_authz(&store, &subscription_id).await?;
-        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, authz: RwLock::new(authz) };
+        let audit = audit::AuditLog::start(store.clone());
+        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, authz: RwLock::new(authz), audit };
         Ok((moat, creds))
     }
 
@@ -212,6 +216,26 @@ impl Moat {
         if !ok {
             return Err(bad());
         }
+        self.sign_for(&p, "app", audience)
+    }
+
+    /// Exchanges a user's name and password for an access token (`password` grant).
+    pub async fn issue_user_token(&self, username: &str, password: &str, audience: &str) -> Result<(String, i64)> {
+        let bad = || Error::Unauthenticated { reason: "invalid username or password".into() };
+        let p = self.store.principal_by_upn(username).await?.filter(|p| p.kind == directory::KIND_USER).ok_or_else(bad)?;
+        let hash = p.secret_hash.clone().ok_or_else(bad)?;
+        let password = password.to_string();
+        // PBKDF2 is slow on purpose; keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || identity::verify_secret(&password, &hash))
+            .await
+            .map_err(|e| Error::Internal(format!("verifying a password: {e}")))?;
+        if !ok {
+            return Err(bad());
+        }
+        self.sign_for(&p, "user", audience)
+    }
+
+    fn sign_for(&self, p: &PrincipalRow, idtyp: &str, audience: &str) -> Result<(String, i64)> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let exp = now + self.config.token_lifetime_secs;
         let claims = identity::Claims {
@@ -223,7 +247,7 @@ impl Moat {
             iat: now,
             nbf: now,
             exp,
-            idtyp: "app".into(),
+            idtyp: idtyp.into(),
             appid: p.app_id.clone(),
         };
         Ok((self.issuer.sign(&claims)?, exp))
@@ -231,7 +255,7 @@ impl Moat {
 
     /// Authenticates a bearer token for `audience`: a valid signature is not enough, the
     /// principal must still exist.
-    pub async fn authenticate(&self, token: &str, audiences: &[&str]) -> Result<Caller> {
+    pub async fn authenticate(&self, token: &str, audiences: &[&str], client: &str, origin: &str) -> Result<Caller> {
         let claims = self.issuer.verify(token, audiences)?;
         if claims.tid != self.tenant_id {
             return Err(Error::Unauthenticated { reason: "the token belongs to another tenant".into() });
@@ -241,13 +265,17 @@ impl Moat {
             .principal(&claims.oid)
             .await?
             .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
-        Ok(Caller { object_id: p.object_id, display_name: p.display_name, kind: p.kind })
+        let display_name = p.upn.clone().unwrap_or(p.display_name);
+        Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
     }
 
     /// The one authorization hook: may `caller` perform `action` on `target`?
     /// Denies with 403 `AuthorizationFailed` naming the action, the scope and the fix.
     pub async fn authorize(&self, caller: &Caller, action: &str, target: &ResourceId) -> Result<()> {
-        if self.permits(caller, action, target).await? {
+        let decision = self.decide(caller, action, target);
+        let result = if decision.is_allowed() { "allowed" } else { "denied" };
+        self.audit.record(audit::entry(caller, action, target.as_str(), result, decision.rule())).await?;
+        if decision.is_allowed() {
             return Ok(());
         }
         tracing::info!(principal = %caller.object_id, action, scope = %target, "authorization denied");
@@ -387,6 +415,7 @@ async fn bootstrap(tx: &mut WriteTx, now: &str) -> Result<(String, String, Strin
         app_id: Some(uuid::Uuid::new_v4().to_string()),
         secret_hash: None,
         created_at: now.to_string(),
+        upn: None,
     })
     .await?;
     tx.insert_assignment(&AssignmentRow {

@@ -482,6 +482,7 @@ impl Moat {
             app_id: None,
             secret_hash: None,
             created_at: now.to_string(),
+            upn: None,
         })
         .await?;
         let doc = RegistryDoc {
@@ -782,13 +783,18 @@ impl Moat {
             return Err(denied());
         };
         let Some(owner) = self.store.name_owner(NAMES_REGISTRY, &rname.key()).await? else {
+            let rule = "no registry of this name exists (answered like a denial so that names cannot be probed)".to_string();
+            self.audit.record(crate::audit::entry(caller, actions::REGISTRY_READ, &format!("registry:{name}"), "denied", rule)).await?;
             return Err(denied());
         };
         let Some(row) = self.store.get_resource(&owner).await? else {
             return Err(denied());
         };
         let id = ResourceId::parse(&row.id)?;
-        if !self.permits(caller, actions::REGISTRY_READ, &id).await? {
+        let decision = self.decide(caller, actions::REGISTRY_READ, &id);
+        let result = if decision.is_allowed() { "allowed" } else { "denied" };
+        self.audit.record(crate::audit::entry(caller, actions::REGISTRY_READ, id.as_str(), result, decision.rule())).await?;
+        if !decision.is_allowed() {
             return Err(denied());
         }
         let doc: RegistryDoc = decode(&row)?;

@@ -38,7 +38,15 @@ pub fn builtin_roles() -> Vec<RoleDefinition> {
             "Contributor",
             "Grants full access to manage all resources, but does not allow assigning roles.",
             &["*"],
-            &["Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action"],
+            // moat keeps its directory (users, service principals) to Owners too: Azure's
+            // directory lives outside ARM, where Contributor grants nothing.
+            &[
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+                "Microsoft.Directory/*/write",
+                "Microsoft.Directory/*/delete",
+            ],
         ),
         role(READER_ROLE_ID, "Reader", "View all resources, but does not allow you to make any changes.", &["*/read"], &[]),
         role(

@@ -215,6 +215,12 @@ impl AuthzIndex {
         self.by_principal.remove(&principal_id.to_ascii_lowercase());
     }
 
+    /// Whether the principal holds any role anywhere (Azure shows such a principal the
+    /// subscription, whatever the scope of its roles).
+    pub fn has_any_assignment(&self, principal_id: &str) -> bool {
+        self.by_principal.get(&principal_id.to_ascii_lowercase()).is_some_and(|s| !s.is_empty())
+    }
+
     /// Whether any assignment uses the role.
     pub fn role_in_use(&self, role_id: &str) -> bool {
         self.by_principal.values().flat_map(|s| s.values()).flatten().any(|a| a.role_definition_id.eq_ignore_ascii_case(role_id))

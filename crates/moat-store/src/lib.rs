@@ -71,6 +71,38 @@ pub struct PrincipalRow {
     pub app_id: Option<String>,
     pub secret_hash: Option<String>,
     pub created_at: String,
+    /// User principal name (users only), lower-cased.
+    pub upn: Option<String>,
+}
+
+/// One entry of the activity (audit) log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityRow {
+    /// Time-ordered: the timestamp, then a random suffix.
+    pub id: String,
+    pub time: String,
+    pub principal_id: Option<String>,
+    pub principal_name: Option<String>,
+    pub client: String,
+    pub origin: String,
+    pub action: String,
+    pub resource_id: String,
+    /// `allowed`, `denied` or `unauthenticated`.
+    pub result: String,
+    pub rule: String,
+}
+
+/// Which activity entries to return, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityQuery<'a> {
+    /// Entries on this resource or below it (lower-cased prefix match).
+    pub resource_prefix: Option<&'a str>,
+    pub principal_id: Option<&'a str>,
+    pub result: Option<&'a str>,
+    pub since: Option<&'a str>,
+    /// Entries with an id before this one (paging).
+    pub before_id: Option<&'a str>,
+    pub limit: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +257,77 @@ impl Store {
         row.map(|r| principal_from_row(&r)).transpose()
     }
 
+    pub async fn principal_by_upn(&self, upn: &str) -> Result<Option<PrincipalRow>> {
+        let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE upn = $1"))
+            .bind(upn.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| principal_from_row(&r)).transpose()
+    }
+
+    /// Principals of one kind, in object-id order after `after`.
+    pub async fn list_principals(&self, kind: &str, after: Option<&str>, limit: i64) -> Result<Vec<PrincipalRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE kind = $1 AND object_id > $2 ORDER BY object_id LIMIT $3"))
+                .bind(kind)
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(principal_from_row).collect()
+    }
+
+    /// Activity entries matching `q`, newest first.
+    pub async fn activity(&self, q: &ActivityQuery<'_>) -> Result<Vec<ActivityRow>> {
+        let mut sql = format!("SELECT {ACTIVITY_COLS} FROM activity_log WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, v: String| {
+            binds.push(v);
+            sql.push_str(&clause.replace("$?", &format!("${}", binds.len())));
+        };
+        if let Some(p) = q.resource_prefix {
+            let p = p.to_ascii_lowercase();
+            let below = format!("{p}/");
+            let len = below.len();
+            push(&mut sql, " AND (lower(resource_id) = $?", p);
+            push(&mut sql, &format!(" OR substr(lower(resource_id), 1, {len}) = $?)"), below);
+        }
+        if let Some(p) = q.principal_id {
+            push(&mut sql, " AND principal_id = $?", p.to_string());
+        }
+        if let Some(r) = q.result {
+            push(&mut sql, " AND result = $?", r.to_string());
+        }
+        if let Some(t) = q.since {
+            push(&mut sql, " AND time >= $?", t.to_string());
+        }
+        if let Some(b) = q.before_id {
+            push(&mut sql, " AND id < $?", b.to_string());
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.max(0)));
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ActivityRow {
+                    id: r.try_get("id")?,
+                    time: r.try_get("time")?,
+                    principal_id: r.try_get("principal_id")?,
+                    principal_name: r.try_get("principal_name")?,
+                    client: r.try_get("client")?,
+                    origin: r.try_get("origin")?,
+                    action: r.try_get("action")?,
+                    resource_id: r.try_get("resource_id")?,
+                    result: r.try_get("result")?,
+                    rule: r.try_get("rule")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn principal(&self, object_id: &str) -> Result<Option<PrincipalRow>> {
         let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE object_id = $1"))
             .bind(object_id)
@@ -304,7 +407,8 @@ impl Store {
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
 const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
-const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at";
+const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn";
+const ACTIVITY_COLS: &str = "id, time, principal_id, principal_name, client, origin, action, resource_id, result, rule";
 
 fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
     Ok(StoredResource {
@@ -338,6 +442,7 @@ fn principal_from_row(r: &AnyRow) -> Result<PrincipalRow> {
         app_id: r.try_get("app_id")?,
         secret_hash: r.try_get("secret_hash")?,
         created_at: r.try_get("created_at")?,
+        upn: r.try_get("upn")?,
     })
 }
 
@@ -461,13 +566,14 @@ impl WriteTx {
     }
 
     pub async fn insert_principal(&mut self, p: &PrincipalRow) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+        sqlx::query(&format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
             .bind(&p.object_id)
             .bind(&p.kind)
             .bind(&p.display_name)
             .bind(&p.app_id)
             .bind(&p.secret_hash)
             .bind(&p.created_at)
+            .bind(&p.upn)
             .execute(&mut *self.tx)
             .await
             .map_err(|e| map_unique(e, &p.object_id))?;
@@ -544,6 +650,23 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(|e| map_unique(e, &o.id))?;
+        Ok(())
+    }
+
+    pub async fn insert_activity(&mut self, a: &ActivityRow) -> Result<()> {
+        sqlx::query(&format!("INSERT INTO activity_log ({ACTIVITY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+            .bind(&a.id)
+            .bind(&a.time)
+            .bind(&a.principal_id)
+            .bind(&a.principal_name)
+            .bind(&a.client)
+            .bind(&a.origin)
+            .bind(&a.action)
+            .bind(&a.resource_id)
+            .bind(&a.result)
+            .bind(&a.rule)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

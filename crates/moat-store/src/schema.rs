@@ -5,11 +5,12 @@ use sqlx::Row;
 
 use crate::{Result, Store};
 
-const STEPS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "CREATE TABLE resources (
+const STEPS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE resources (
             id_key TEXT PRIMARY KEY,
             id TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -20,29 +21,29 @@ const STEPS: &[(i64, &[&str])] = &[(
             etag TEXT NOT NULL,
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL)",
-        "CREATE INDEX resources_by_scope ON resources (subscription_id, kind, group_key, id_key)",
-        "CREATE TABLE global_names (
+            "CREATE INDEX resources_by_scope ON resources (subscription_id, kind, group_key, id_key)",
+            "CREATE TABLE global_names (
             namespace TEXT NOT NULL,
             name_key TEXT NOT NULL,
             owner_key TEXT NOT NULL,
             PRIMARY KEY (namespace, name_key))",
-        "CREATE INDEX global_names_by_owner ON global_names (owner_key)",
-        "CREATE TABLE principals (
+            "CREATE INDEX global_names_by_owner ON global_names (owner_key)",
+            "CREATE TABLE principals (
             object_id TEXT PRIMARY KEY,
             kind TEXT NOT NULL,
             display_name TEXT NOT NULL,
             app_id TEXT UNIQUE,
             secret_hash TEXT,
             created_at TEXT NOT NULL)",
-        "CREATE TABLE role_assignments (
+            "CREATE TABLE role_assignments (
             id TEXT PRIMARY KEY,
             principal_id TEXT NOT NULL,
             role_definition_id TEXT NOT NULL,
             scope TEXT NOT NULL,
             scope_key TEXT NOT NULL,
             created_at TEXT NOT NULL)",
-        "CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id)",
-        "CREATE TABLE operations (
+            "CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id)",
+            "CREATE TABLE operations (
             id TEXT PRIMARY KEY,
             subscription_id TEXT NOT NULL,
             location TEXT NOT NULL,
@@ -53,9 +54,31 @@ const STEPS: &[(i64, &[&str])] = &[(
             started_at TEXT NOT NULL,
             ended_at TEXT,
             principal_id TEXT NOT NULL)",
-        "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, pkcs8 TEXT NOT NULL, created_at TEXT NOT NULL)",
-    ],
-)];
+            "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, pkcs8 TEXT NOT NULL, created_at TEXT NOT NULL)",
+        ],
+    ),
+    (
+        2,
+        &[
+            // Users sign in by user principal name (stored lower-cased).
+            "ALTER TABLE principals ADD COLUMN upn TEXT",
+            "CREATE UNIQUE INDEX principals_by_upn ON principals (upn)",
+            "CREATE INDEX role_assignments_by_scope ON role_assignments (scope_key)",
+            "CREATE TABLE activity_log (
+            id TEXT PRIMARY KEY,
+            time TEXT NOT NULL,
+            principal_id TEXT,
+            principal_name TEXT,
+            client TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            action TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            result TEXT NOT NULL,
+            rule TEXT NOT NULL)",
+            "CREATE INDEX activity_log_by_time ON activity_log (time)",
+        ],
+    ),
+];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")

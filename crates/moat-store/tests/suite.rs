@@ -127,6 +127,7 @@ async fn contract(store: Store) {
         app_id: Some("app1".into()),
         secret_hash: None,
         created_at: "t".into(),
+        upn: None,
     };
     tx.insert_principal(&p).await.unwrap();
     assert!(matches!(tx.insert_principal(&PrincipalRow { object_id: "o2".into(), ..p.clone() }).await, Err(StoreError::Conflict(_))));

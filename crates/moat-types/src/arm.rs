@@ -474,3 +474,24 @@ pub struct RoleAssignmentProperties {
     #[serde(default)]
     pub created_on: Option<String>,
 }
+
+/// One entry of the activity log: an authentication failure or an authorization decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityEvent {
+    pub id: String,
+    pub event_timestamp: String,
+    /// Who: the user principal name or display name (absent when authentication failed).
+    pub caller: Option<String>,
+    pub principal_id: Option<String>,
+    pub client_address: String,
+    /// `public` or the private endpoint the request came through.
+    pub origin: String,
+    /// The action decided, e.g. `Microsoft.MachineLearningServices/registries/write`.
+    pub operation_name: String,
+    pub resource_id: String,
+    /// `allowed`, `denied` or `unauthenticated`.
+    pub result: String,
+    /// The rule that decided: the role assignment that allowed, or why it was refused.
+    pub rule: String,
+}

@@ -3,6 +3,7 @@
 
 pub mod arm;
 pub mod digest;
+pub mod graph;
 pub mod ids;
 pub mod names;
 

@@ -1,0 +1,176 @@
+//! The activity (audit) log: every authentication failure and every authorization decision,
+//! written durably before the request is answered. Writes are group-committed by one task, so
+//! concurrent requests share an fsync instead of queueing for one each.
+
+use moat_store::{ActivityQuery, ActivityRow, Store};
+use moat_types::ResourceId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Caller, Error, Moat, Result, now_rfc3339};
+
+/// Most entries one commit takes.
+const BATCH: usize = 512;
+
+struct Pending {
+    row: ActivityRow,
+    done: oneshot::Sender<std::result::Result<(), String>>,
+}
+
+/// Handle to the activity log writer.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Starts the writer task on `store`.
+    pub fn start(store: Store) -> AuditLog {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let outcome = write_batch(&store, &batch).await.map_err(|e| e.to_string());
+                if let Err(e) = &outcome {
+                    tracing::error!(error = %e, entries = batch.len(), "could not write the activity log");
+                }
+                for p in batch {
+                    let _ = p.done.send(outcome.clone());
+                }
+            }
+        });
+        AuditLog { tx }
+    }
+
+    /// Records an entry and waits until it is durable.
+    pub async fn record(&self, row: ActivityRow) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Pending { row, done }).map_err(|_| Error::Internal("the activity log writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Internal(format!("activity log: {e}"))),
+            Err(_) => Err(Error::Internal("the activity log writer has stopped".into())),
+        }
+    }
+}
+
+async fn write_batch(store: &Store, batch: &[Pending]) -> moat_store::Result<()> {
+    let mut tx = store.write().await?;
+    for p in batch {
+        tx.insert_activity(&p.row).await?;
+    }
+    tx.commit().await
+}
+
+/// A time-ordered unique entry ID.
+fn entry_id(time: &str) -> String {
+    format!("{time}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// An activity entry for the caller.
+pub(crate) fn entry(caller: &Caller, action: &str, resource: &str, result: &str, rule: String) -> ActivityRow {
+    let time = now_rfc3339();
+    ActivityRow {
+        id: entry_id(&time),
+        time,
+        principal_id: Some(caller.object_id.clone()),
+        principal_name: Some(caller.display_name.clone()),
+        client: caller.client.clone(),
+        origin: caller.origin.clone(),
+        action: action.to_string(),
+        resource_id: resource.to_string(),
+        result: result.to_string(),
+        rule,
+    }
+}
+
+/// Filters of an activity log query.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityFilter {
+    pub resource_id: Option<String>,
+    pub principal_id: Option<String>,
+    pub result: Option<String>,
+    pub since: Option<String>,
+}
+
+impl Moat {
+    /// Records a request that failed authentication.
+    pub async fn audit_unauthenticated(&self, client: &str, origin: &str, path: &str, reason: &str) -> Result<()> {
+        let time = now_rfc3339();
+        self.audit
+            .record(ActivityRow {
+                id: entry_id(&time),
+                time,
+                principal_id: None,
+                principal_name: None,
+                client: client.to_string(),
+                origin: origin.to_string(),
+                action: "authenticate".into(),
+                resource_id: path.to_string(),
+                result: "unauthenticated".into(),
+                rule: reason.to_string(),
+            })
+            .await
+    }
+
+    /// Entries newest first, `limit` at most, before the entry `before` (paging).
+    pub async fn activity_log(
+        &self,
+        caller: &Caller,
+        subscription_id: &str,
+        filter: &ActivityFilter,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<crate::Listed<ActivityRow>> {
+        self.check_subscription(subscription_id)?;
+        self.authorize(caller, moat_policy::actions::ACTIVITY_LOG_READ, &ResourceId::subscription(&self.subscription_id)).await?;
+        if let Some(r) = &filter.result
+            && !["allowed", "denied", "unauthenticated"].contains(&r.as_str())
+        {
+            return Err(Error::invalid(
+                "InvalidFilter",
+                "$filter",
+                format!("result must be allowed, denied or unauthenticated, not '{r}'."),
+            ));
+        }
+        if let Some(t) = &filter.since
+            && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_err()
+        {
+            return Err(Error::invalid(
+                "InvalidFilter",
+                "$filter",
+                format!("eventTimestamp must be an RFC 3339 time such as 2026-01-31T12:00:00Z, not '{t}'."),
+            ));
+        }
+        let since = filter.since.as_deref().map(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .and_then(|d| d.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| t.to_string())
+        });
+        let rows = self
+            .store
+            .activity(&ActivityQuery {
+                resource_prefix: filter.resource_id.as_deref(),
+                principal_id: filter.principal_id.as_deref(),
+                result: filter.result.as_deref(),
+                since: since.as_deref(),
+                before_id: before,
+                limit: limit + 1,
+            })
+            .await?;
+        let next_after = if rows.len() as i64 > limit { rows.get(limit as usize - 1).map(|r| r.id.clone()) } else { None };
+        Ok(crate::Listed { items: rows.into_iter().take(limit as usize).collect(), next_after })
+    }
+}
