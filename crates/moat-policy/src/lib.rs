@@ -3,6 +3,7 @@
 //! assignments exist. No I/O: the caller loads roles and assignments into an [`AuthzIndex`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use moat_types::ResourceId;
 
@@ -94,15 +95,56 @@ fn glob_lower(p: &str, a: &str) -> bool {
 /// Whether an action belongs to the data plane (`dataActions`) rather than `actions`.
 /// moat's data actions are the storage blob and container registry content actions.
 pub fn is_data_action(action: &str) -> bool {
-    let a = action.to_ascii_lowercase();
+    is_data_action_lower(&action.to_ascii_lowercase())
+}
+
+fn is_data_action_lower(a: &str) -> bool {
     a.starts_with("microsoft.storage/storageaccounts/blobservices/containers/blobs/")
         || a.starts_with("microsoft.containerregistry/registries/repositories/")
+}
+
+/// The byte lengths of the scope prefixes of a lower-cased resource key, broadest first: the
+/// subscription, the resource group, then each provider resource on the path. Agrees with
+/// [`ResourceId::scope_keys`] without allocating.
+fn scope_ends(key: &str) -> ([usize; 16], usize) {
+    let mut ends = [0usize; 16];
+    let mut n = 0;
+    let bytes = key.as_bytes();
+    let (mut idx, mut start) = (0usize, 0usize);
+    let (mut in_group, mut providers_at) = (false, None::<usize>);
+    for i in 0..=bytes.len() {
+        if i < bytes.len() && bytes[i] != b'/' {
+            continue;
+        }
+        if idx > 0 {
+            let word = &key[start..i];
+            if idx == 3 {
+                in_group = word == "resourcegroups";
+            }
+            if providers_at.is_none() && ((idx == 3 && !in_group) || (idx == 5 && in_group)) {
+                if word != "providers" {
+                    break;
+                }
+                providers_at = Some(idx);
+            }
+            let boundary =
+                idx == 2 || (idx == 4 && in_group) || providers_at.is_some_and(|p| idx >= p + 3 && (idx - p - 1).is_multiple_of(2));
+            if boundary && n < ends.len() {
+                ends[n] = i;
+                n += 1;
+            }
+        }
+        idx += 1;
+        start = i + 1;
+    }
+    (ends, n)
 }
 
 /// A role with lower-cased patterns, ready for matching.
 #[derive(Clone, Debug)]
 struct CompiledRole {
     def: RoleDefinition,
+    name: Arc<str>,
     actions: Vec<String>,
     not_actions: Vec<String>,
     data_actions: Vec<String>,
@@ -116,6 +158,7 @@ fn lower(v: &[String]) -> Vec<String> {
 impl CompiledRole {
     fn new(def: RoleDefinition) -> Self {
         CompiledRole {
+            name: Arc::from(def.name.as_str()),
             actions: lower(&def.actions),
             not_actions: lower(&def.not_actions),
             data_actions: lower(&def.data_actions),
@@ -125,6 +168,7 @@ impl CompiledRole {
     }
 
     fn permits_lower(&self, action: &str, data: bool) -> bool {
+        // Called with lower-cased actions only.
         let (allow, deny) = if data { (&self.data_actions, &self.not_data_actions) } else { (&self.actions, &self.not_actions) };
         allow.iter().any(|p| glob_lower(p, action)) && !deny.iter().any(|p| glob_lower(p, action))
     }
@@ -138,7 +182,7 @@ pub fn role_permits(role: &RoleDefinition, action: &str) -> bool {
 /// The outcome of a decision, with the rule that decided it (for the audit log and denials).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Allowed { role: String, scope: String, assignment_id: String },
+    Allowed { role: Arc<str>, scope: Arc<str>, assignment_id: Arc<str> },
     Denied,
 }
 
@@ -163,7 +207,15 @@ impl Decision {
 pub struct AuthzIndex {
     roles: HashMap<String, CompiledRole>,
     /// principal id (lower) → scope key → assignments there.
-    by_principal: HashMap<String, HashMap<String, Vec<Assignment>>>,
+    by_principal: HashMap<String, HashMap<String, Vec<Indexed>>>,
+}
+
+/// An assignment as the index keeps it: ready to answer without allocating.
+#[derive(Clone, Debug)]
+struct Indexed {
+    id: Arc<str>,
+    role_key: String,
+    scope: Arc<str>,
 }
 
 impl AuthzIndex {
@@ -197,8 +249,12 @@ impl AuthzIndex {
     pub fn add_assignment(&mut self, a: Assignment) {
         let scopes = self.by_principal.entry(a.principal_id.to_ascii_lowercase()).or_default();
         let list = scopes.entry(a.scope.key()).or_default();
-        list.retain(|x| x.id != a.id);
-        list.push(a);
+        list.retain(|x| *x.id != *a.id);
+        list.push(Indexed {
+            id: Arc::from(a.id.as_str()),
+            role_key: a.role_definition_id.to_ascii_lowercase(),
+            scope: Arc::from(a.scope.as_str()),
+        });
     }
 
     pub fn remove_assignment(&mut self, principal_id: &str, assignment_id: &str) {
@@ -223,7 +279,8 @@ impl AuthzIndex {
 
     /// Whether any assignment uses the role.
     pub fn role_in_use(&self, role_id: &str) -> bool {
-        self.by_principal.values().flat_map(|s| s.values()).flatten().any(|a| a.role_definition_id.eq_ignore_ascii_case(role_id))
+        let key = role_id.to_ascii_lowercase();
+        self.by_principal.values().flat_map(|s| s.values()).flatten().any(|a| a.role_key == key)
     }
 
     /// May `principal` perform `action` on `target`?
@@ -232,14 +289,16 @@ impl AuthzIndex {
             return Decision::Denied;
         };
         let action_l = action.to_ascii_lowercase();
-        let data = is_data_action(action);
-        for key in target.scope_keys() {
-            let Some(list) = scopes.get(&key) else { continue };
+        let data = is_data_action_lower(&action_l);
+        let key = target.key();
+        let (ends, n) = scope_ends(&key);
+        for &end in &ends[..n] {
+            let Some(list) = scopes.get(&key[..end]) else { continue };
             for a in list {
-                if let Some(role) = self.roles.get(&a.role_definition_id.to_ascii_lowercase())
+                if let Some(role) = self.roles.get(&a.role_key)
                     && role.permits_lower(&action_l, data)
                 {
-                    return Decision::Allowed { role: role.def.name.clone(), scope: a.scope.to_string(), assignment_id: a.id.clone() };
+                    return Decision::Allowed { role: role.name.clone(), scope: a.scope.clone(), assignment_id: a.id.clone() };
                 }
             }
         }
@@ -328,9 +387,9 @@ mod tests {
         }
         match idx.decide("reader", actions::REGISTRY_READ, &reg) {
             Decision::Allowed { role, scope, assignment_id } => {
-                assert_eq!(role, "Reader");
-                assert_eq!(scope, rg.to_string());
-                assert_eq!(assignment_id, "2");
+                assert_eq!(&*role, "Reader");
+                assert_eq!(&*scope, rg.as_str());
+                assert_eq!(&*assignment_id, "2");
             }
             d => panic!("{d:?}"),
         }
@@ -363,6 +422,26 @@ mod tests {
         assert!(!idx.decide("u2", actions::REGISTRY_ASSETS_WRITE, &reg.child("models", "m")).is_allowed());
         idx.remove_role("c1");
         assert!(!idx.decide("u2", actions::REGISTRY_READ, &reg).is_allowed());
+    }
+
+    #[test]
+    fn scope_ends_agree_with_scope_keys() {
+        let ids = [
+            ResourceId::subscription("S"),
+            ResourceId::resource_group("s", "G"),
+            ResourceId::provider("s", "g", "Microsoft.MachineLearningServices", "registries", "R"),
+            ResourceId::provider("s", "g", "Microsoft.MachineLearningServices", "registries", "r")
+                .child("models", "m")
+                .child("versions", "1"),
+            ResourceId::subscription_provider("s", "Microsoft.Authorization", "roleDefinitions", "x"),
+            ResourceId::parse("/subscriptions/s/resourceGroups/providers").unwrap(),
+        ];
+        for id in ids {
+            let key = id.key();
+            let (ends, n) = scope_ends(&key);
+            let got: Vec<&str> = ends[..n].iter().map(|e| &key[..*e]).collect();
+            assert_eq!(got, id.scope_keys(), "{id}");
+        }
     }
 
     #[test]

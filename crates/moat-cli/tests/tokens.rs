@@ -1,0 +1,80 @@
+//! Token attacks against the real server: each is refused with a 401 that says which.
+//! Tokens with valid signatures but bad claims are signed with the server's own key, read from
+//! its store (as an attacker who stole a key would, minus the need to).
+
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::Server;
+use moat_core::identity::Claims;
+use moat_core::{AUDIENCE_MANAGEMENT, Store, TokenIssuer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_stale_tokens_are_refused_with_the_reason() {
+    let server = Server::start();
+    let http = server.http();
+    let p = server.profile();
+    let good = http.token.clone().unwrap();
+    let sub = server.sub_path();
+    assert_eq!(http.get(&sub).await.status, 200);
+
+    // The server's own key, read from its store.
+    let store = Store::open(&format!("sqlite://{}/moat.db", server.dir.display())).await.unwrap();
+    let issuer_url = format!("{}/{}/v2.0", server.url, p.tenant);
+    let signer = TokenIssuer::load_or_create(&store, issuer_url.clone(), "t").await.unwrap();
+    let payload: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(good.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(payload.iss, issuer_url);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    let header = |alg: &str| URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
+    // HS256 "signed" with the public key: the classic algorithm confusion.
+    let jwks = http.anonymous().get(&format!("/{}/discovery/v2.0/keys", p.tenant)).await;
+    let x = jwks.body["keys"][0]["x"].as_str().unwrap().to_string();
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &payload,
+        &jsonwebtoken::EncodingKey::from_secret(x.as_bytes()),
+    )
+    .unwrap();
+    let mut tampered: Vec<String> = good.split('.').map(str::to_string).collect();
+    tampered[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Claims { oid: uuid::Uuid::new_v4().to_string(), ..payload.clone() }).unwrap());
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("expired", signer.sign(&Claims { exp: now - 600, nbf: now - 4000, iat: now - 4000, ..payload.clone() }).unwrap(), "expired"),
+        ("not yet valid", signer.sign(&Claims { nbf: now + 600, exp: now + 4000, ..payload.clone() }).unwrap(), "not valid yet"),
+        ("wrong audience", signer.sign(&Claims { aud: "api://someone-else".into(), ..payload.clone() }).unwrap(), "audience"),
+        ("wrong issuer", signer.sign(&Claims { iss: "https://evil.example/v2.0".into(), ..payload.clone() }).unwrap(), "not issued by"),
+        ("other tenant", signer.sign(&Claims { tid: uuid::Uuid::new_v4().to_string(), ..payload.clone() }).unwrap(), "another tenant"),
+        ("alg none", format!("{}.{body}.", header("none")), "only ES256"),
+        ("HS256 with the public key", hs, "only ES256"),
+        ("RS256 header", format!("{}.{body}.c2ln", header("RS256")), "only ES256"),
+        ("tampered payload", tampered.join("."), "signature"),
+        (
+            "unknown principal",
+            signer.sign(&Claims { oid: uuid::Uuid::new_v4().to_string(), ..payload.clone() }).unwrap(),
+            "no longer exists",
+        ),
+        ("garbage", "not.a.jwt".to_string(), "well-formed"),
+        ("empty", String::new(), "Bearer"),
+    ];
+    for (what, token, reason) in cases {
+        let r = http.with_token(&token).get(&sub).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text);
+        assert_eq!(r.code(), "AuthenticationFailed", "{what}");
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(reason), "{what}: '{msg}' does not say '{reason}'");
+        let challenge = r.header("www-authenticate").unwrap();
+        assert!(challenge.starts_with("Bearer") && challenge.contains("invalid_token"), "{what}: {challenge}");
+    }
+    // A valid token still works, and the refusals are in the activity log.
+    assert_eq!(http.get(&sub).await.status, 200);
+    let log =
+        http.get(&format!("{sub}/providers/Microsoft.Insights/eventtypes/management/values?$filter=result eq 'unauthenticated'")).await;
+    let rules: Vec<&str> = log.body["value"].as_array().unwrap().iter().map(|e| e["rule"].as_str().unwrap()).collect();
+    assert!(rules.iter().any(|r| r.contains("expired")) && rules.iter().any(|r| r.contains("only ES256")), "{rules:?}");
+    let _ = AUDIENCE_MANAGEMENT;
+}
