@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub dns_zone: Option<String>,
     /// Lifetime of access tokens issued by the built-in issuer, in seconds (60 to 86400).
     pub token_lifetime_secs: Option<i64>,
+    /// Seconds after which the token signing key is replaced by a new one (1 to 31536000).
+    /// Superseded keys keep verifying until the tokens they signed have expired.
+    pub signing_key_rotation_secs: Option<i64>,
     /// Log filter, e.g. `info` or `moat_api=debug,info`.
     pub log: Option<String>,
     /// Serve plain HTTP on a non-loopback address. Off by default: without TLS, tokens would
@@ -35,6 +38,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_PUBLIC_URL", "public_url"),
     ("MOAT_DNS_ZONE", "dns_zone"),
     ("MOAT_TOKEN_LIFETIME_SECS", "token_lifetime_secs"),
+    ("MOAT_SIGNING_KEY_ROTATION_SECS", "signing_key_rotation_secs"),
     ("MOAT_LOG", "log"),
     ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
 ];
@@ -49,6 +53,7 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub dns_zone: String,
     pub token_lifetime_secs: i64,
+    pub signing_key_rotation_secs: i64,
     pub log: String,
 }
 
@@ -96,6 +101,10 @@ impl FileConfig {
                     c.token_lifetime_secs =
                         Some(v.parse().map_err(|_| format!("MOAT_TOKEN_LIFETIME_SECS must be a number of seconds, not '{v}'"))?)
                 }
+                "MOAT_SIGNING_KEY_ROTATION_SECS" => {
+                    c.signing_key_rotation_secs =
+                        Some(v.parse().map_err(|_| format!("MOAT_SIGNING_KEY_ROTATION_SECS must be a number of seconds, not '{v}'"))?)
+                }
                 "MOAT_LOG" => c.log = Some(v),
                 "MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK" => {
                     c.allow_plain_http_on_network =
@@ -118,6 +127,7 @@ impl FileConfig {
             public_url: top.public_url.or(self.public_url),
             dns_zone: top.dns_zone.or(self.dns_zone),
             token_lifetime_secs: top.token_lifetime_secs.or(self.token_lifetime_secs),
+            signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
             log: top.log.or(self.log),
             allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
         }
@@ -149,12 +159,17 @@ impl FileConfig {
         if !(60..=86400).contains(&token_lifetime_secs) {
             return Err(format!("token_lifetime_secs: {token_lifetime_secs} is outside 60..=86400"));
         }
+        let signing_key_rotation_secs = self.signing_key_rotation_secs.unwrap_or(7 * 86400);
+        if !(1..=31_536_000).contains(&signing_key_rotation_secs) {
+            return Err(format!("signing_key_rotation_secs: {signing_key_rotation_secs} is outside 1..=31536000"));
+        }
         Ok(ServeConfig {
             data_dir: self.data_dir.unwrap_or_else(default_data_dir),
             listen,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             dns_zone,
             token_lifetime_secs,
+            signing_key_rotation_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
         })
     }

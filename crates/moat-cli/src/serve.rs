@@ -94,6 +94,18 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         write_private_file(&profile_path, &json).map_err(|e| format!("cannot write the profile {}: {e}", profile_path.display()))?;
     }
     let moat = Arc::new(moat);
+    // Key rotation: checked at half the period (at most every five minutes).
+    let rotation = cfg.signing_key_rotation_secs;
+    let rotator = Arc::clone(&moat);
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs((rotation as u64 / 2).clamp(1, 300));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = rotator.rotate_signing_keys(rotation).await {
+                tracing::error!(error = %e, "signing key rotation failed");
+            }
+        }
+    });
     println!("moat listening on {public_url}");
     println!("  data directory: {}", cfg.data_dir.display());
     println!("  client profile: {} (used by `moat` commands by default)", profile_path.display());

@@ -78,3 +78,36 @@ async fn forged_and_stale_tokens_are_refused_with_the_reason() {
     assert!(rules.iter().any(|r| r.contains("expired")) && rules.iter().any(|r| r.contains("only ES256")), "{rules:?}");
     let _ = AUDIENCE_MANAGEMENT;
 }
+
+/// Keys rotate on schedule; tokens signed by a superseded key stay valid until they expire,
+/// and the JWKS publishes every key still in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_rotate_without_invalidating_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Server::start_in(&dir, &[("MOAT_SIGNING_KEY_ROTATION_SECS", "2")]);
+    let http = server.http();
+    let p = server.profile();
+    let sub = server.sub_path();
+    let kid = |t: &str| -> String {
+        let h: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+        h["kid"].as_str().unwrap().to_string()
+    };
+    let first = http.token.clone().unwrap();
+    let mut second = first.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        second = server.token();
+        if kid(&second) != kid(&first) {
+            break;
+        }
+    }
+    assert_ne!(kid(&second), kid(&first), "the signing key did not rotate within 10 s");
+    // Both tokens work; the JWKS lists both keys.
+    assert_eq!(http.get(&sub).await.status, 200, "a token signed by the superseded key still verifies");
+    assert_eq!(http.with_token(&second).get(&sub).await.status, 200);
+    let jwks = http.anonymous().get(&format!("/{}/discovery/v2.0/keys", p.tenant)).await;
+    let kids: Vec<&str> = jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(kids.contains(&kid(&first).as_str()) && kids.contains(&kid(&second).as_str()), "{kids:?}");
+}

@@ -12,6 +12,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
 
 use crate::{Error, Result};
 
@@ -48,7 +49,9 @@ struct SigningKey {
 /// Signs and verifies moat's own tokens.
 pub struct TokenIssuer {
     issuer: String,
-    keys: Vec<SigningKey>,
+    /// Oldest first; the newest signs. Replaced whole on rotation or reload.
+    keys: RwLock<Vec<Arc<SigningKey>>>,
+    last_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -119,41 +122,130 @@ pub fn verify_secret(secret: &str, stored: &str) -> bool {
     }
 }
 
+async fn insert_new_key(store: &Store, now: &str) -> Result<()> {
+    let rng = SystemRandom::new();
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| Error::Internal("could not generate a signing key".into()))?;
+    let row = SigningKeyRow {
+        kid: uuid::Uuid::new_v4().simple().to_string(),
+        pkcs8_b64: STANDARD.encode(doc.as_ref()),
+        created_at: now.to_string(),
+    };
+    let mut tx = store.write().await?;
+    tx.insert_signing_key(&row).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn decode_keys(rows: Vec<SigningKeyRow>) -> Result<Vec<Arc<SigningKey>>> {
+    let rng = SystemRandom::new();
+    let mut keys = Vec::new();
+    for row in rows {
+        let der = STANDARD.decode(&row.pkcs8_b64).map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+            .map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
+        let public = pair.public_key().as_ref();
+        // Uncompressed point: 0x04 || x (32) || y (32).
+        if public.len() != 65 {
+            return Err(Error::Internal(format!("signing key {}: unexpected public key length", row.kid)));
+        }
+        let x = URL_SAFE_NO_PAD.encode(&public[1..33]);
+        let y = URL_SAFE_NO_PAD.encode(&public[33..65]);
+        let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
+        keys.push(Arc::new(SigningKey { kid: row.kid, encoding: EncodingKey::from_ec_der(&der), decoding, x, y }));
+    }
+    Ok(keys)
+}
+
 impl TokenIssuer {
     /// Loads the signing keys from the store, creating the first one if there is none.
     pub async fn load_or_create(store: &Store, issuer: String, now: &str) -> Result<Self> {
-        let mut rows = store.signing_keys().await?;
-        if rows.is_empty() {
-            let rng = SystemRandom::new();
-            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| Error::Internal("could not generate a signing key".into()))?;
-            let row = SigningKeyRow {
-                kid: uuid::Uuid::new_v4().simple().to_string(),
-                pkcs8_b64: STANDARD.encode(doc.as_ref()),
-                created_at: now.to_string(),
-            };
-            let mut tx = store.write().await?;
-            tx.insert_signing_key(&row).await?;
-            tx.commit().await?;
-            rows = store.signing_keys().await?;
+        if store.signing_keys().await?.is_empty() {
+            insert_new_key(store, now).await?;
         }
-        let rng = SystemRandom::new();
-        let mut keys = Vec::new();
-        for row in rows {
-            let der = STANDARD.decode(&row.pkcs8_b64).map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
-                .map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
-            let public = pair.public_key().as_ref();
-            // Uncompressed point: 0x04 || x (32) || y (32).
-            if public.len() != 65 {
-                return Err(Error::Internal(format!("signing key {}: unexpected public key length", row.kid)));
+        let keys = decode_keys(store.signing_keys().await?)?;
+        Ok(TokenIssuer { issuer, keys: RwLock::new(keys), last_reload: std::sync::Mutex::new(None) })
+    }
+
+    fn current(&self) -> Vec<Arc<SigningKey>> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, keys: Vec<Arc<SigningKey>>) {
+        match self.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    /// Re-reads the keys from the store (another node may have rotated them). At most once a
+    /// second, so that tokens with made-up key IDs cannot hammer the store.
+    pub async fn reload(&self, store: &Store) -> Result<bool> {
+        {
+            let mut last = self.last_reload.lock().map_err(|_| Error::Internal("key reload lock".into()))?;
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return Ok(false);
             }
-            let x = URL_SAFE_NO_PAD.encode(&public[1..33]);
-            let y = URL_SAFE_NO_PAD.encode(&public[33..65]);
-            let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| Error::Internal(format!("signing key {}: {e}", row.kid)))?;
-            keys.push(SigningKey { kid: row.kid, encoding: EncodingKey::from_ec_der(&der), decoding, x, y });
+            *last = Some(std::time::Instant::now());
         }
-        Ok(TokenIssuer { issuer, keys })
+        self.replace(decode_keys(store.signing_keys().await?)?);
+        Ok(true)
+    }
+
+    /// Starts signing with a new key when the newest is `rotate_after` seconds old, and
+    /// removes keys that were superseded more than `keep_after_superseded` seconds ago (by
+    /// then every token they signed has expired). Returns whether a key was added.
+    pub async fn rotate_if_due(
+        &self,
+        store: &Store,
+        now: time::OffsetDateTime,
+        rotate_after: i64,
+        keep_after_superseded: i64,
+    ) -> Result<bool> {
+        let age = |row: &SigningKeyRow| {
+            time::OffsetDateTime::parse(&row.created_at, &time::format_description::well_known::Rfc3339)
+                .map(|t| (now - t).whole_seconds())
+                .unwrap_or(i64::MAX)
+        };
+        let rows = store.signing_keys().await?;
+        let rotated = match rows.last() {
+            Some(newest) if age(newest) < rotate_after => false,
+            _ => {
+                let stamp = now.format(&time::format_description::well_known::Rfc3339).map_err(|e| Error::Internal(e.to_string()))?;
+                insert_new_key(store, &stamp).await?;
+                tracing::info!("rotated the token signing key");
+                true
+            }
+        };
+        let rows = store.signing_keys().await?;
+        let mut retired = 0;
+        for pair in rows.windows(2) {
+            // pair[1] superseded pair[0] when it was created.
+            if age(&pair[1]) > keep_after_superseded {
+                let mut tx = store.write().await?;
+                tx.delete_signing_key(&pair[0].kid).await?;
+                tx.commit().await?;
+                retired += 1;
+            }
+        }
+        if rotated || retired > 0 {
+            self.replace(decode_keys(store.signing_keys().await?)?);
+        }
+        Ok(rotated)
+    }
+
+    /// Whether the token's header names a key this issuer holds.
+    pub fn knows_kid_of(&self, token: &str) -> bool {
+        let kid = token
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["kid"].as_str().map(str::to_string));
+        kid.is_some_and(|kid| self.current().iter().any(|k| k.kid == kid))
     }
 
     pub fn issuer(&self) -> &str {
@@ -161,7 +253,8 @@ impl TokenIssuer {
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String> {
-        let key = self.keys.last().ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let keys = self.current();
+        let key = keys.last().ok_or_else(|| Error::Internal("no signing key".into()))?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| Error::Internal(format!("signing a token: {e}")))
@@ -187,7 +280,8 @@ impl TokenIssuer {
             return Err(unauth(&format!("the token is signed with '{}'; moat accepts only ES256", header.alg)));
         }
         let kid = header.kid.ok_or_else(|| unauth("the token has no 'kid' header"))?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| unauth("the token was signed by an unknown key"))?;
+        let keys = self.current();
+        let key = keys.iter().find(|k| k.kid == kid).ok_or_else(|| unauth("the token was signed by an unknown key"))?;
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(audiences);
         v.set_issuer(&[&self.issuer]);
@@ -211,7 +305,7 @@ impl TokenIssuer {
     /// The public keys, as a JWKS document.
     pub fn jwks(&self) -> serde_json::Value {
         let keys: Vec<_> = self
-            .keys
+            .current()
             .iter()
             .map(|k| serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": k.kid, "x": k.x, "y": k.y}))
             .collect();
@@ -274,5 +368,45 @@ mod tests {
         // Keys survive a reload from the store.
         let again = TokenIssuer::load_or_create(&store, "http://iss".into(), "t").await.unwrap();
         assert!(again.verify(&tok, &[AUDIENCE_MANAGEMENT]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_old_keys_until_their_tokens_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/m.db", dir.path().display())).await.unwrap();
+        let t0 = time::OffsetDateTime::now_utc();
+        let stamp = t0.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let issuer = TokenIssuer::load_or_create(&store, "http://iss".into(), &stamp).await.unwrap();
+        let now = t0.unix_timestamp();
+        let claims = Claims {
+            iss: "http://iss".into(),
+            aud: AUDIENCE_MANAGEMENT.into(),
+            sub: "p".into(),
+            oid: "p".into(),
+            tid: "t".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 3600,
+            idtyp: "app".into(),
+            appid: None,
+        };
+        let old = issuer.sign(&claims).unwrap();
+        let later = |s: i64| t0 + time::Duration::seconds(s);
+        // Not due yet.
+        assert!(!issuer.rotate_if_due(&store, later(5), 10, 100).await.unwrap());
+        // Due: a new key signs, the old one still verifies.
+        assert!(issuer.rotate_if_due(&store, later(11), 10, 100).await.unwrap());
+        let new = issuer.sign(&claims).unwrap();
+        assert_ne!(old.split('.').next(), new.split('.').next(), "a new kid");
+        assert!(issuer.verify(&old, &[AUDIENCE_MANAGEMENT]).is_ok());
+        assert_eq!(issuer.jwks()["keys"].as_array().unwrap().len(), 2);
+        // Long after it was superseded, the old key is retired and its tokens refused.
+        assert!(issuer.rotate_if_due(&store, later(200), 10, 100).await.unwrap());
+        let err = issuer.verify(&old, &[AUDIENCE_MANAGEMENT]).unwrap_err().to_string();
+        assert!(err.contains("unknown key"), "{err}");
+        assert!(issuer.verify(&new, &[AUDIENCE_MANAGEMENT]).is_ok());
+        // Another node's view catches up through reload.
+        let other = TokenIssuer::load_or_create(&store, "http://iss".into(), &stamp).await.unwrap();
+        assert!(other.verify(&new, &[AUDIENCE_MANAGEMENT]).is_ok());
     }
 }

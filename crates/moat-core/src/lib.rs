@@ -208,6 +208,13 @@ impl Moat {
         &self.issuer
     }
 
+    /// Rotates the token signing key when it is `rotate_after` seconds old; keys stay valid
+    /// for verification until every token they signed has expired.
+    pub async fn rotate_signing_keys(&self, rotate_after: i64) -> Result<bool> {
+        let keep = self.config.token_lifetime_secs + 60;
+        self.issuer.rotate_if_due(&self.store, time::OffsetDateTime::now_utc(), rotate_after, keep).await
+    }
+
     /// Exchanges client credentials for an access token (`client_credentials` grant).
     pub async fn issue_token(&self, client_id: &str, client_secret: &str, audience: &str) -> Result<(String, i64)> {
         let bad = || Error::Unauthenticated { reason: "invalid client_id or client_secret".into() };
@@ -256,6 +263,10 @@ impl Moat {
     /// Authenticates a bearer token for `audience`: a valid signature is not enough, the
     /// principal must still exist.
     pub async fn authenticate(&self, token: &str, audiences: &[&str], client: &str, origin: &str) -> Result<Caller> {
+        // A key this node has not seen may have been created by another node's rotation.
+        if !self.issuer.knows_kid_of(token) {
+            self.issuer.reload(&self.store).await?;
+        }
         let claims = self.issuer.verify(token, audiences)?;
         if claims.tid != self.tenant_id {
             return Err(Error::Unauthenticated { reason: "the token belongs to another tenant".into() });

@@ -670,6 +670,11 @@ impl WriteTx {
         Ok(())
     }
 
+    pub async fn delete_signing_key(&mut self, kid: &str) -> Result<()> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = $1").bind(kid).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
     pub async fn insert_signing_key(&mut self, k: &SigningKeyRow) -> Result<()> {
         sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
             .bind(&k.kid)
