@@ -14,6 +14,39 @@ use crate::error::ArmError;
 /// Largest accepted management-plane body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Past this, an oversize body is no longer read to the end before the 413 goes out.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a body of at most [`MAX_BODY_BYTES`]. An oversize body is drained (up to
+/// [`DRAIN_BYTES`]) before answering 413, so that a client still sending sees the answer
+/// instead of a reset connection.
+async fn read_limited(body: axum::body::Body) -> Result<Vec<u8>, ArmError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ArmError::http(StatusCode::BAD_REQUEST, "InvalidRequestContent", None, format!("The request body could not be read: {e}."))
+        })?;
+        seen += chunk.len();
+        if seen <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ArmError::http(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            None,
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        ));
+    }
+    Ok(buf)
+}
+
 /// A JSON body; a malformed, mistyped or unknown field is a 400 that names the field.
 pub struct ArmJson<T>(pub T);
 
@@ -33,14 +66,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ArmJson<T> {
                 ));
             }
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
-            ArmError::http(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                None,
-                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-            )
-        })?;
+        let bytes = read_limited(req.into_body()).await?;
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(ArmError::http(
                 StatusCode::BAD_REQUEST,

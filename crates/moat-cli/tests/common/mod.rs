@@ -193,7 +193,7 @@ impl Http {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.unwrap();
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
