@@ -29,6 +29,20 @@ pub struct FileConfig {
     /// Serve plain HTTP on a non-loopback address. Off by default: without TLS, tokens would
     /// cross the network in clear.
     pub allow_plain_http_on_network: Option<bool>,
+    /// External OpenID Connect issuers whose tokens moat accepts (file only).
+    pub oidc_issuers: Option<Vec<OidcIssuer>>,
+}
+
+/// A trusted external OpenID Connect issuer.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuer {
+    /// The `iss` its tokens carry, exactly (e.g. `https://login.microsoftonline.com/<tenant>/v2.0`).
+    pub issuer: String,
+    /// The `aud` its tokens must carry for moat.
+    pub audience: String,
+    /// Its JWKS; discovered from `<issuer>/.well-known/openid-configuration` when unset.
+    pub jwks_uri: Option<String>,
 }
 
 /// Environment variables the server reads, and the file key each one sets.
@@ -55,6 +69,7 @@ pub struct ServeConfig {
     pub token_lifetime_secs: i64,
     pub signing_key_rotation_secs: i64,
     pub log: String,
+    pub oidc_issuers: Vec<OidcIssuer>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
@@ -130,6 +145,7 @@ impl FileConfig {
             signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
             log: top.log.or(self.log),
             allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
+            oidc_issuers: top.oidc_issuers.or(self.oidc_issuers),
         }
     }
 
@@ -163,6 +179,21 @@ impl FileConfig {
         if !(1..=31_536_000).contains(&signing_key_rotation_secs) {
             return Err(format!("signing_key_rotation_secs: {signing_key_rotation_secs} is outside 1..=31536000"));
         }
+        let oidc_issuers = self.oidc_issuers.unwrap_or_default();
+        for (i, o) in oidc_issuers.iter().enumerate() {
+            let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+            if !url_ok(&o.issuer) {
+                return Err(format!("oidc_issuers[{i}].issuer: '{}' must be an http(s) URL", o.issuer));
+            }
+            if o.audience.trim().is_empty() {
+                return Err(format!("oidc_issuers[{i}].audience must not be empty"));
+            }
+            if let Some(j) = &o.jwks_uri
+                && !url_ok(j)
+            {
+                return Err(format!("oidc_issuers[{i}].jwks_uri: '{j}' must be an http(s) URL"));
+            }
+        }
         Ok(ServeConfig {
             data_dir: self.data_dir.unwrap_or_else(default_data_dir),
             listen,
@@ -171,6 +202,7 @@ impl FileConfig {
             token_lifetime_secs,
             signing_key_rotation_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
+            oidc_issuers,
         })
     }
 }
@@ -186,6 +218,10 @@ mod tests {
         assert_eq!(c.listen.as_deref(), Some("127.0.0.1:7700"));
         let v = c.validate().unwrap();
         assert_eq!(v.dns_zone, "moat.internal");
+        assert_eq!(v.oidc_issuers.len(), 1);
+        assert_eq!(v.oidc_issuers[0].audience, "api://moat");
+        let bad = FileConfig::from_toml("[[oidc_issuers]]\nissuer = 'x'\naudience = 'a'\n", Path::new("x")).unwrap();
+        assert!(bad.validate().unwrap_err().contains("oidc_issuers[0].issuer"));
     }
 
     #[test]

@@ -80,8 +80,21 @@ pub async fn login(
     Ok(())
 }
 
-pub async fn user_create(c: &Client, display_name: &str, upn: &str, password: &str, out: Output) -> CmdResult {
-    let body = json!({"displayName": display_name, "userPrincipalName": upn, "passwordProfile": {"password": password}});
+pub async fn user_create(
+    c: &Client,
+    display_name: &str,
+    upn: &str,
+    password: Option<&str>,
+    external: Option<(String, String)>,
+    out: Output,
+) -> CmdResult {
+    let mut body = json!({"displayName": display_name, "userPrincipalName": upn});
+    if let Some(p) = password {
+        body["passwordProfile"] = json!({"password": p});
+    }
+    if let Some((issuer, subject)) = external {
+        body["identities"] = json!([{"signInType": "federated", "issuer": issuer, "issuerAssignedId": subject}]);
+    }
     let v = c.send(Method::POST, "/v1.0/users", Some(&body), &[]).await?.body;
     output::print(out, &v, USER_COLUMNS);
     Ok(())

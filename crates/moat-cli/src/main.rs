@@ -133,15 +133,23 @@ enum AdCommand {
 #[derive(Subcommand, Debug)]
 enum UserCommand {
     /// Create a user who signs in with a password.
-    #[command(after_help = "Example:\n  moat ad user create --display-name Alice --user-principal-name alice@example.com --password '...'")]
+    #[command(
+        after_help = "Examples:\n  moat ad user create --display-name Alice --user-principal-name alice@example.com --password '...'\n  moat ad user create --display-name Bob --user-principal-name bob@corp.example --external-issuer https://login.microsoftonline.com/TENANT/v2.0 --external-subject OID"
+    )]
     Create {
         #[arg(long)]
         display_name: String,
         #[arg(long)]
         user_principal_name: String,
-        /// At least 12 characters.
-        #[arg(long)]
-        password: String,
+        /// For password sign-in: at least 12 characters.
+        #[arg(long, required_unless_present = "external_issuer", conflicts_with = "external_issuer")]
+        password: Option<String>,
+        /// For sign-in through a trusted external OpenID Connect issuer: its `iss`.
+        #[arg(long, requires = "external_subject")]
+        external_issuer: Option<String>,
+        /// The `oid` (or `sub`) the external issuer's tokens carry for this user.
+        #[arg(long, requires = "external_issuer")]
+        external_subject: Option<String>,
     },
     /// Show a user by object ID or user principal name.
     #[command(after_help = "Example:\n  moat ad user show --id alice@example.com")]
@@ -469,8 +477,15 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
             )
             .await
         }
-        Command::Ad(AdCommand::User(UserCommand::Create { display_name, user_principal_name, password })) => {
-            identity::user_create(&c, &display_name, &user_principal_name, &password, out).await
+        Command::Ad(AdCommand::User(UserCommand::Create {
+            display_name,
+            user_principal_name,
+            password,
+            external_issuer,
+            external_subject,
+        })) => {
+            let external = external_issuer.zip(external_subject);
+            identity::user_create(&c, &display_name, &user_principal_name, password.as_deref(), external, out).await
         }
         Command::Ad(AdCommand::User(UserCommand::Show { id })) => identity::user_show(&c, &id, out).await,
         Command::Ad(AdCommand::User(UserCommand::List)) => identity::user_list(&c, out).await,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use moat_client::Profile;
+use moat_core::oidc::{ExternalIssuer, FetchJson};
 use moat_core::{AdminCredentials, CoreConfig, Moat, Store};
 
 use crate::config::ServeConfig;
@@ -78,6 +79,13 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     });
     let core = CoreConfig { public_url: public_url.clone(), dns_zone: cfg.dns_zone.clone(), token_lifetime_secs: cfg.token_lifetime_secs };
     let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
+    let issuers: Vec<ExternalIssuer> = cfg
+        .oidc_issuers
+        .iter()
+        .map(|o| ExternalIssuer { issuer: o.issuer.clone(), audience: o.audience.clone(), jwks_uri: o.jwks_uri.clone() })
+        .collect();
+    let fetch: FetchJson = Arc::new(|url: String| Box::pin(async move { moat_client::fetch_json(&url).await.map_err(|e| e.to_string()) }));
+    let moat = moat.with_external_issuers(issuers, fetch);
     let profile = Profile {
         endpoint: public_url.clone(),
         tenant_id: moat.tenant_id().to_string(),

@@ -140,6 +140,19 @@ async fn request_token(
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
+/// Fetches a JSON document without credentials (OpenID metadata, JWKS of trusted issuers).
+pub async fn fetch_json(url: &str) -> Result<serde_json::Value, ClientError> {
+    let http = http_client(url)?;
+    let transport = |e: reqwest::Error| ClientError::Transport { endpoint: url.to_string(), cause: e.to_string() };
+    let resp = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(transport)?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(transport)?;
+    if !status.is_success() {
+        return Err(api_error(status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
 /// Signs a user in with the `password` grant; the token is for the management audience.
 pub async fn login_user(endpoint: &str, tenant: &str, username: &str, password: &str) -> Result<TokenResponse, ClientError> {
     let http = http_client(endpoint)?;

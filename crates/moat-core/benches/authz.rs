@@ -46,6 +46,8 @@ fn bench(c: &mut Criterion) {
                 secret_hash: None,
                 created_at: "t".into(),
                 upn: None,
+                issuer: None,
+                subject: None,
             })
             .await
             .unwrap();

@@ -4,7 +4,7 @@
 use moat_policy::actions;
 use moat_store::PrincipalRow;
 use moat_types::ResourceId;
-use moat_types::graph::{NewServicePrincipal, NewUser, ServicePrincipal, ServicePrincipalCreated, User};
+use moat_types::graph::{NewServicePrincipal, NewUser, ObjectIdentity, ServicePrincipal, ServicePrincipalCreated, User};
 
 use crate::{Caller, Error, Listed, Moat, Result, identity, now_rfc3339};
 
@@ -30,7 +30,18 @@ fn sp_not_found(id: &str) -> Error {
 }
 
 fn render_user(p: &PrincipalRow) -> User {
-    User { id: p.object_id.clone(), display_name: p.display_name.clone(), user_principal_name: p.upn.clone().unwrap_or_default() }
+    let identities = match (&p.issuer, &p.subject) {
+        (Some(issuer), Some(subject)) => {
+            vec![ObjectIdentity { sign_in_type: "federated".into(), issuer: issuer.clone(), issuer_assigned_id: subject.clone() }]
+        }
+        _ => vec![],
+    };
+    User {
+        id: p.object_id.clone(),
+        display_name: p.display_name.clone(),
+        user_principal_name: p.upn.clone().unwrap_or_default(),
+        identities,
+    }
 }
 
 fn render_sp(p: &PrincipalRow) -> ServicePrincipal {
@@ -61,23 +72,55 @@ impl Moat {
         if display_name.is_empty() || display_name.len() > 256 {
             return Err(Error::invalid("Request_BadRequest", "displayName", "displayName is required (1 to 256 characters)."));
         }
-        let password = &body.password_profile.password;
-        if password.chars().count() < 12 || password.len() > 256 {
-            return Err(Error::invalid("PasswordTooWeak", "passwordProfile.password", "The password must have 12 to 256 characters."));
-        }
-        if self.store.principal_by_upn(&upn).await?.is_some() {
-            return Err(Error::conflict("Request_MultipleObjectsWithSameKeyValue", format!("A user '{upn}' exists already.")));
-        }
-        // Hash outside the write lock: it takes a while on purpose.
-        let hash = hash_off_thread(password.clone()).await?;
+        let (hash, external) = match (&body.password_profile, body.identities.as_slice()) {
+            (Some(pp), []) => {
+                let password = &pp.password;
+                if password.chars().count() < 12 || password.len() > 256 {
+                    return Err(Error::invalid(
+                        "PasswordTooWeak",
+                        "passwordProfile.password",
+                        "The password must have 12 to 256 characters.",
+                    ));
+                }
+                (Some(hash_off_thread(password.clone()).await?), None)
+            }
+            (None, [id]) => {
+                if !id.sign_in_type.eq_ignore_ascii_case("federated") {
+                    return Err(Error::invalid("Request_BadRequest", "identities[0].signInType", "signInType must be 'federated'."));
+                }
+                if !(id.issuer.starts_with("https://") || id.issuer.starts_with("http://")) || id.issuer_assigned_id.trim().is_empty() {
+                    return Err(Error::invalid(
+                        "Request_BadRequest",
+                        "identities[0]",
+                        "A federated identity needs the issuer's URL and the subject its tokens carry.",
+                    ));
+                }
+                if self.store.principal_by_external(&id.issuer, &id.issuer_assigned_id).await?.is_some() {
+                    return Err(Error::conflict(
+                        "Request_MultipleObjectsWithSameKeyValue",
+                        format!("The identity '{}' of '{}' is registered already.", id.issuer_assigned_id, id.issuer),
+                    ));
+                }
+                (None, Some((id.issuer.clone(), id.issuer_assigned_id.clone())))
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "Request_BadRequest",
+                    "passwordProfile",
+                    "A user signs in either with a password (passwordProfile) or through one external issuer (identities), not both or neither.",
+                ));
+            }
+        };
         let row = PrincipalRow {
             object_id: uuid::Uuid::new_v4().to_string(),
             kind: KIND_USER.into(),
             display_name: display_name.to_string(),
             app_id: None,
-            secret_hash: Some(hash),
+            secret_hash: hash,
             created_at: now_rfc3339(),
             upn: Some(upn.clone()),
+            issuer: external.as_ref().map(|e| e.0.clone()),
+            subject: external.map(|e| e.1),
         };
         let mut tx = self.store.write().await?;
         tx.insert_principal(&row).await.map_err(|e| match e {
@@ -143,6 +186,8 @@ impl Moat {
             secret_hash: Some(identity::hash_secret(&secret)?),
             created_at: now_rfc3339(),
             upn: None,
+            issuer: None,
+            subject: None,
         };
         let mut tx = self.store.write().await?;
         tx.insert_principal(&row).await?;

@@ -15,6 +15,7 @@ pub mod directory;
 mod error;
 pub mod groups;
 pub mod identity;
+pub mod oidc;
 pub mod operations;
 pub mod registries;
 pub mod roles;
@@ -110,6 +111,7 @@ pub struct Moat {
     /// Roles and assignments, indexed; every write to them updates it in the same step.
     authz: RwLock<AuthzIndex>,
     audit: audit::AuditLog,
+    external: oidc::ExternalIssuers,
 }
 
 impl std::fmt::Debug for Moat {
@@ -185,8 +187,15 @@ impl Moat {
         let issuer = TokenIssuer::load_or_create(&store, format!("{}/{tenant_id}/v2.0", config.public_url), &now).await?;
         let authz = load_authz(&store, &subscription_id).await?;
         let audit = audit::AuditLog::start(store.clone());
-        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, authz: RwLock::new(authz), audit };
+        let external = oidc::ExternalIssuers::new(vec![], None);
+        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, authz: RwLock::new(authz), audit, external };
         Ok((moat, creds))
+    }
+
+    /// Trusts these external OpenID Connect issuers, fetching their keys with `fetch`.
+    pub fn with_external_issuers(mut self, issuers: Vec<oidc::ExternalIssuer>, fetch: oidc::FetchJson) -> Self {
+        self.external = oidc::ExternalIssuers::new(issuers, Some(fetch));
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -263,6 +272,19 @@ impl Moat {
     /// Authenticates a bearer token for `audience`: a valid signature is not enough, the
     /// principal must still exist.
     pub async fn authenticate(&self, token: &str, audiences: &[&str], client: &str, origin: &str) -> Result<Caller> {
+        if let Some(iss) = oidc::peek_issuer(token)
+            && iss != self.issuer.issuer()
+        {
+            if self.external.trusts(&iss) {
+                return self.authenticate_external(token, &iss, client, origin).await;
+            }
+            return Err(Error::Unauthenticated {
+                reason: format!(
+                    "the token was not issued by {} nor by a trusted external issuer ('{iss}' is not trusted; see oidc_issuers in the configuration)",
+                    self.issuer.issuer()
+                ),
+            });
+        }
         // A key this node has not seen may have been created by another node's rotation.
         if !self.issuer.knows_kid_of(token) {
             self.issuer.reload(&self.store).await?;
@@ -276,6 +298,18 @@ impl Moat {
             .principal(&claims.oid)
             .await?
             .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
+        let display_name = p.upn.clone().unwrap_or(p.display_name);
+        Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
+    }
+
+    async fn authenticate_external(&self, token: &str, iss: &str, client: &str, origin: &str) -> Result<Caller> {
+        let who = self.external.verify(token, iss).await?;
+        let p = self.store.principal_by_external(&who.issuer, &who.subject).await?.ok_or_else(|| Error::Unauthenticated {
+            reason: format!(
+                "the identity '{}' of issuer '{}' is not registered in moat; an administrator registers it with                  `moat ad user create --external-issuer {} --external-subject {}`",
+                who.subject, who.issuer, who.issuer, who.subject
+            ),
+        })?;
         let display_name = p.upn.clone().unwrap_or(p.display_name);
         Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
     }
@@ -427,6 +461,8 @@ async fn bootstrap(tx: &mut WriteTx, now: &str) -> Result<(String, String, Strin
         secret_hash: None,
         created_at: now.to_string(),
         upn: None,
+        issuer: None,
+        subject: None,
     })
     .await?;
     tx.insert_assignment(&AssignmentRow {

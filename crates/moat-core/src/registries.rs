@@ -483,6 +483,8 @@ impl Moat {
             secret_hash: None,
             created_at: now.to_string(),
             upn: None,
+            issuer: None,
+            subject: None,
         })
         .await?;
         let doc = RegistryDoc {

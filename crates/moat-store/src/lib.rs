@@ -73,6 +73,10 @@ pub struct PrincipalRow {
     pub created_at: String,
     /// User principal name (users only), lower-cased.
     pub upn: Option<String>,
+    /// For users of an external OpenID Connect issuer: the issuer and the subject (`oid` or
+    /// `sub`) its tokens carry.
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// One entry of the activity (audit) log.
@@ -257,6 +261,16 @@ impl Store {
         row.map(|r| principal_from_row(&r)).transpose()
     }
 
+    /// The principal an external issuer's subject maps to.
+    pub async fn principal_by_external(&self, issuer: &str, subject: &str) -> Result<Option<PrincipalRow>> {
+        let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE issuer = $1 AND subject = $2"))
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| principal_from_row(&r)).transpose()
+    }
+
     pub async fn principal_by_upn(&self, upn: &str) -> Result<Option<PrincipalRow>> {
         let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE upn = $1"))
             .bind(upn.to_ascii_lowercase())
@@ -407,7 +421,7 @@ impl Store {
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
 const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
-const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn";
+const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn, issuer, subject";
 const ACTIVITY_COLS: &str = "id, time, principal_id, principal_name, client, origin, action, resource_id, result, rule";
 
 fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
@@ -443,6 +457,8 @@ fn principal_from_row(r: &AnyRow) -> Result<PrincipalRow> {
         secret_hash: r.try_get("secret_hash")?,
         created_at: r.try_get("created_at")?,
         upn: r.try_get("upn")?,
+        issuer: r.try_get("issuer")?,
+        subject: r.try_get("subject")?,
     })
 }
 
@@ -566,7 +582,7 @@ impl WriteTx {
     }
 
     pub async fn insert_principal(&mut self, p: &PrincipalRow) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+        sqlx::query(&format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
             .bind(&p.object_id)
             .bind(&p.kind)
             .bind(&p.display_name)
@@ -574,6 +590,8 @@ impl WriteTx {
             .bind(&p.secret_hash)
             .bind(&p.created_at)
             .bind(&p.upn)
+            .bind(&p.issuer)
+            .bind(&p.subject)
             .execute(&mut *self.tx)
             .await
             .map_err(|e| map_unique(e, &p.object_id))?;

@@ -78,6 +78,15 @@ const STEPS: &[(i64, &[&str])] = &[
             "CREATE INDEX activity_log_by_time ON activity_log (time)",
         ],
     ),
+    (
+        3,
+        &[
+            // Users who sign in through a trusted external OpenID Connect issuer.
+            "ALTER TABLE principals ADD COLUMN issuer TEXT",
+            "ALTER TABLE principals ADD COLUMN subject TEXT",
+            "CREATE UNIQUE INDEX principals_by_external_identity ON principals (issuer, subject)",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {

@@ -128,6 +128,8 @@ async fn contract(store: Store) {
         secret_hash: None,
         created_at: "t".into(),
         upn: None,
+        issuer: None,
+        subject: None,
     };
     tx.insert_principal(&p).await.unwrap();
     assert!(matches!(tx.insert_principal(&PrincipalRow { object_id: "o2".into(), ..p.clone() }).await, Err(StoreError::Conflict(_))));

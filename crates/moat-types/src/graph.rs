@@ -11,6 +11,22 @@ pub struct User {
     pub id: String,
     pub display_name: String,
     pub user_principal_name: String,
+    /// How the user signs in when not by password: an external issuer and the subject its
+    /// tokens carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<ObjectIdentity>,
+}
+
+/// A sign-in identity of a user (Graph's `objectIdentity`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectIdentity {
+    /// `federated`.
+    pub sign_in_type: String,
+    /// The external issuer's `iss`.
+    pub issuer: String,
+    /// The `oid` (or, without one, the `sub`) the issuer's tokens carry for this user.
+    pub issuer_assigned_id: String,
 }
 
 /// `POST /v1.0/users`
@@ -20,7 +36,12 @@ pub struct NewUser {
     pub display_name: String,
     /// `name@domain`; unique case-insensitively.
     pub user_principal_name: String,
-    pub password_profile: PasswordProfile,
+    /// For password sign-in.
+    #[serde(default)]
+    pub password_profile: Option<PasswordProfile>,
+    /// For sign-in through a trusted external issuer (exactly one, instead of a password).
+    #[serde(default)]
+    pub identities: Vec<ObjectIdentity>,
     #[serde(default)]
     pub account_enabled: Option<bool>,
 }
