@@ -43,6 +43,7 @@ pub(crate) fn describe(e: &Error) -> (StatusCode, String, Option<String>, String
             (StatusCode::UNAUTHORIZED, "AuthenticationFailed".into(), None, format!("Authentication failed: {reason}."))
         }
         Error::Forbidden { code, scope, message, .. } => (StatusCode::FORBIDDEN, code.to_string(), Some(scope.clone()), message.clone()),
+        Error::Throttled { message, .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests".into(), None, message.clone()),
         Error::Internal(cause) => {
             let reference = uuid::Uuid::new_v4();
             tracing::error!(%reference, cause = %cause, "internal error");

@@ -2,7 +2,9 @@
 //! keys, and the health probe.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use moat_core::{AUDIENCE_MANAGEMENT, AUDIENCE_ML, Error};
@@ -40,7 +42,7 @@ fn audience(req: &TokenRequest) -> Result<&'static str, String> {
         .ok_or_else(|| format!("unknown scope or resource '{wanted}'; use {AUDIENCE_MANAGEMENT} or {AUDIENCE_ML}"))
 }
 
-async fn issue(st: &AppState, req: TokenRequest) -> Response {
+async fn issue(st: &AppState, req: TokenRequest, client: &str) -> Response {
     let aud = match audience(&req) {
         Ok(a) => a,
         Err(msg) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &msg),
@@ -56,7 +58,7 @@ async fn issue(st: &AppState, req: TokenRequest) -> Response {
             let (Some(user), Some(password)) = (req.username.as_deref(), req.password.as_deref()) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");
             };
-            st.moat.issue_user_token(user, password, aud).await
+            st.moat.issue_user_token(user, password, aud, client).await
         }
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials or password"),
     };
@@ -72,6 +74,13 @@ async fn issue(st: &AppState, req: TokenRequest) -> Response {
             })
             .into_response()
         }
+        Err(Error::Throttled { retry_after_secs, message }) => {
+            let mut resp = oauth_error(StatusCode::TOO_MANY_REQUESTS, "temporarily_locked", &message);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            resp
+        }
         Err(Error::Unauthenticated { reason }) => {
             let code = if req.grant_type.as_deref() == Some("password") { "invalid_grant" } else { "invalid_client" };
             oauth_error(StatusCode::UNAUTHORIZED, code, &reason)
@@ -82,20 +91,25 @@ async fn issue(st: &AppState, req: TokenRequest) -> Response {
 
 #[utoipa::path(post, path = "/oauth2/v2.0/token", tag = "identity",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = TokenResponse), (status = 400), (status = 401)))]
-pub async fn token(State(st): State<AppState>, Form(req): Form<TokenRequest>) -> Response {
-    issue(&st, req).await
+    responses((status = 200, body = TokenResponse), (status = 400), (status = 401), (status = 429, description = "Locked after repeated failed sign-ins")))]
+pub async fn token(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(req): Form<TokenRequest>) -> Response {
+    issue(&st, req, &peer.to_string()).await
 }
 
 #[utoipa::path(post, path = "/{tenantId}/oauth2/v2.0/token", tag = "identity",
     params(("tenantId" = String, Path)),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = TokenResponse), (status = 400), (status = 401), (status = 404)))]
-pub async fn tenant_token(State(st): State<AppState>, Path(tenant): Path<String>, Form(req): Form<TokenRequest>) -> Response {
+    responses((status = 200, body = TokenResponse), (status = 400), (status = 401), (status = 404), (status = 429, description = "Locked after repeated failed sign-ins")))]
+pub async fn tenant_token(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    Form(req): Form<TokenRequest>,
+) -> Response {
     if !tenant.eq_ignore_ascii_case(st.moat.tenant_id()) {
         return oauth_error(StatusCode::NOT_FOUND, "invalid_tenant", &format!("tenant '{tenant}' is not served here"));
     }
-    issue(&st, req).await
+    issue(&st, req, &peer.to_string()).await
 }
 
 #[utoipa::path(get, path = "/{tenantId}/v2.0/.well-known/openid-configuration", tag = "identity",

@@ -111,3 +111,56 @@ async fn signing_keys_rotate_without_invalidating_tokens() {
     let kids: Vec<&str> = jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert!(kids.contains(&kid(&first).as_str()) && kids.contains(&kid(&second).as_str()), "{kids:?}");
 }
+
+/// Repeated failed password sign-ins lock that user out from that address for a while;
+/// each failure is in the activity log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_lock_the_user_out_from_that_address() {
+    let server = Server::start();
+    let http = server.http();
+    server.moat_json(&[
+        "ad",
+        "user",
+        "create",
+        "--display-name",
+        "Lou",
+        "--user-principal-name",
+        "lou@example.com",
+        "--password",
+        "lou's right password",
+    ]);
+    let attempt = |password: &str| {
+        let form = format!("grant_type=password&username=lou@example.com&password={password}");
+        let h = http.anonymous();
+        async move { h.raw("POST", "/oauth2/v2.0/token", Some(form.into_bytes()), Some("application/x-www-form-urlencoded"), &[]).await }
+    };
+    for i in 0..5 {
+        let r = attempt(&format!("wrong-{i}")).await;
+        assert_eq!((r.status, r.body["error"].as_str()), (401, Some("invalid_grant")), "{}", r.text);
+    }
+    let locked = attempt("lou's right password").await;
+    assert_eq!(locked.status, 429, "{}", locked.text);
+    assert_eq!(locked.body["error"], "temporarily_locked");
+    assert!(locked.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    // An unknown user is refused the same way (no enumeration), and logged.
+    let r = http
+        .anonymous()
+        .raw(
+            "POST",
+            "/oauth2/v2.0/token",
+            Some(b"grant_type=password&username=nobody@example.com&password=whatever".to_vec()),
+            Some("application/x-www-form-urlencoded"),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.body["error"].as_str()), (401, Some("invalid_grant")));
+    let log = http
+        .get(&format!(
+            "{}/providers/Microsoft.Insights/eventtypes/management/values?$filter=result eq 'unauthenticated'",
+            server.sub_path()
+        ))
+        .await;
+    let rules: Vec<&str> = log.body["value"].as_array().unwrap().iter().map(|e| e["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules.iter().filter(|r| r.contains("lou@example.com")).count(), 5, "{rules:?}");
+    assert!(rules.iter().any(|r| r.contains("nobody@example.com")));
+}

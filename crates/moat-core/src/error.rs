@@ -25,6 +25,9 @@ pub enum Error {
     /// The caller is known but may not perform `action` at `scope`.
     #[error("{message}")]
     Forbidden { code: &'static str, action: String, scope: String, message: String },
+    /// Too many failed attempts: try again after `retry_after_secs`.
+    #[error("{message}")]
+    Throttled { retry_after_secs: u64, message: String },
     /// Something broke inside moat; the cause is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),

@@ -21,6 +21,86 @@ pub const AUDIENCE_MANAGEMENT: &str = "api://moat/management";
 /// Audience of data-plane (registry) tokens.
 pub const AUDIENCE_ML: &str = "api://moat/ml";
 
+/// Failed password sign-ins before a (user, client address) pair is locked out.
+pub const LOCKOUT_THRESHOLD: u32 = 5;
+const LOCKOUT_BASE_SECS: u64 = 30;
+const LOCKOUT_MAX_SECS: u64 = 900;
+
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    locked_until: Option<std::time::Instant>,
+}
+
+/// Smart lockout for password sign-in: after [`LOCKOUT_THRESHOLD`] failures from one client
+/// address for one user, that pair is locked for 30 s, doubling with each further failure up to
+/// 15 minutes. Keyed by address as well as user, so that an attacker elsewhere cannot lock a
+/// user out of their own machine.
+#[derive(Debug, Default)]
+pub struct SignInThrottle {
+    failures: std::sync::Mutex<std::collections::HashMap<(String, String), Failures>>,
+}
+
+impl SignInThrottle {
+    /// Refuses while the pair is locked.
+    pub fn check(&self, user: &str, client_ip: &str) -> Result<()> {
+        let map = self.failures.lock().map_err(|_| Error::Internal("sign-in throttle".into()))?;
+        if let Some(f) = map.get(&(user.to_ascii_lowercase(), client_ip.to_string()))
+            && let Some(until) = f.locked_until
+        {
+            let now = std::time::Instant::now();
+            if until > now {
+                let secs = (until - now).as_secs() + 1;
+                return Err(Error::Throttled {
+                    retry_after_secs: secs,
+                    message: format!("too many failed sign-ins for '{user}' from this address; try again in {secs} s"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn failed(&self, user: &str, client_ip: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            // Bounded memory: forget everything if an attacker sprays names.
+            if map.len() > 100_000 {
+                map.clear();
+            }
+            let f = map.entry((user.to_ascii_lowercase(), client_ip.to_string())).or_default();
+            f.count += 1;
+            if f.count >= LOCKOUT_THRESHOLD {
+                let exp = (f.count - LOCKOUT_THRESHOLD).min(10);
+                let secs = (LOCKOUT_BASE_SECS << exp).min(LOCKOUT_MAX_SECS);
+                f.locked_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(secs));
+            }
+        }
+    }
+
+    pub fn succeeded(&self, user: &str, client_ip: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(&(user.to_ascii_lowercase(), client_ip.to_string()));
+        }
+    }
+}
+
+/// A hash checked when the user does not exist, so that unknown and known users take
+/// the same time to refuse.
+fn dummy_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("moat-dummy-password-for-timing").unwrap_or_default())
+}
+
+/// Verifies `password` against `stored`, or against a dummy hash when there is none.
+pub fn verify_password_constant_time(password: &str, stored: Option<&str>) -> bool {
+    match stored {
+        Some(h) => verify_secret(password, h),
+        None => {
+            let _ = verify_secret(password, dummy_password_hash());
+            false
+        }
+    }
+}
+
 /// Claims of a moat access token.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {

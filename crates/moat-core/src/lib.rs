@@ -112,6 +112,7 @@ pub struct Moat {
     authz: RwLock<AuthzIndex>,
     audit: audit::AuditLog,
     external: oidc::ExternalIssuers,
+    sign_ins: identity::SignInThrottle,
 }
 
 impl std::fmt::Debug for Moat {
@@ -188,7 +189,18 @@ impl Moat {
         let authz = load_authz(&store, &subscription_id).await?;
         let audit = audit::AuditLog::start(store.clone());
         let external = oidc::ExternalIssuers::new(vec![], None);
-        let moat = Moat { store, issuer, config, tenant_id, subscription_id, admin_object_id, authz: RwLock::new(authz), audit, external };
+        let moat = Moat {
+            store,
+            issuer,
+            config,
+            tenant_id,
+            subscription_id,
+            admin_object_id,
+            authz: RwLock::new(authz),
+            audit,
+            external,
+            sign_ins: Default::default(),
+        };
         Ok((moat, creds))
     }
 
@@ -236,19 +248,30 @@ impl Moat {
     }
 
     /// Exchanges a user's name and password for an access token (`password` grant).
-    pub async fn issue_user_token(&self, username: &str, password: &str, audience: &str) -> Result<(String, i64)> {
-        let bad = || Error::Unauthenticated { reason: "invalid username or password".into() };
-        let p = self.store.principal_by_upn(username).await?.filter(|p| p.kind == directory::KIND_USER).ok_or_else(bad)?;
-        let hash = p.secret_hash.clone().ok_or_else(bad)?;
+    /// Failed attempts are throttled per user and client address, written to the activity log,
+    /// and take the same time whether or not the user exists.
+    pub async fn issue_user_token(&self, username: &str, password: &str, audience: &str, client: &str) -> Result<(String, i64)> {
+        let client_ip = client.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(client).to_string();
+        self.sign_ins.check(username, &client_ip)?;
+        let p = self.store.principal_by_upn(username).await?.filter(|p| p.kind == directory::KIND_USER);
+        let hash = p.as_ref().and_then(|p| p.secret_hash.clone());
         let password = password.to_string();
         // PBKDF2 is slow on purpose; keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || identity::verify_secret(&password, &hash))
+        let ok = tokio::task::spawn_blocking(move || identity::verify_password_constant_time(&password, hash.as_deref()))
             .await
             .map_err(|e| Error::Internal(format!("verifying a password: {e}")))?;
-        if !ok {
-            return Err(bad());
+        match p {
+            Some(p) if ok => {
+                self.sign_ins.succeeded(username, &client_ip);
+                self.sign_for(&p, "user", audience)
+            }
+            _ => {
+                self.sign_ins.failed(username, &client_ip);
+                let reason = format!("invalid username or password (user '{username}')");
+                self.audit_unauthenticated(client, "public", "/oauth2/v2.0/token", &reason).await?;
+                Err(Error::Unauthenticated { reason: "invalid username or password".into() })
+            }
         }
-        self.sign_for(&p, "user", audience)
     }
 
     fn sign_for(&self, p: &PrincipalRow, idtyp: &str, audience: &str) -> Result<(String, i64)> {
