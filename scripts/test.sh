@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs moat's whole test suite: formatting, lints, and every test (unit, store suite,
 # end-to-end tests against the real `moat` binary over real sockets).
-# Installs the few system tools the tests drive (curl) when they are missing and we are root.
+# Installs what the tests drive when it is missing: curl (apt, as root) and the
+# azure-storage-blob SDK (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,12 @@ if ((${#need_apt[@]})); then
     echo "missing tools: ${need_apt[*]} (install them, or run as root so that this script can)" >&2
     exit 1
   fi
+fi
+
+# The blob plane is tested with the real Azure SDK for Python, pinned.
+if ! python3 -c 'import azure.storage.blob' >/dev/null 2>&1; then
+  echo "installing azure-storage-blob==12.31.1"
+  python3 -m pip install -q --disable-pip-version-check azure-storage-blob==12.31.1
 fi
 
 cargo fmt --all -- --check

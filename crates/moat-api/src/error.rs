@@ -33,7 +33,7 @@ impl ArmError {
 }
 
 /// Status, code, target and safe message of a domain error.
-pub(crate) fn describe(e: &Error) -> (StatusCode, String, Option<String>, String) {
+pub fn describe(e: &Error) -> (StatusCode, String, Option<String>, String) {
     match e {
         Error::NotFound { code, message } => (StatusCode::NOT_FOUND, code.to_string(), None, message.clone()),
         Error::Conflict { code, message } => (StatusCode::CONFLICT, code.to_string(), None, message.clone()),

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use moat_core::Moat;
 use tower::Layer;
@@ -18,6 +18,7 @@ use utoipa::OpenApi;
 
 pub mod auth;
 pub mod authorization;
+pub mod blob;
 pub mod directory;
 pub mod discovery;
 pub mod error;
@@ -59,6 +60,7 @@ pub struct AppState {
         management::delete_registry,
         management::get_storage_account,
         management::get_container_registry,
+        management::list_service_sas,
         management::get_operation_status,
         management::get_operation_result,
         discovery::discover,
@@ -122,6 +124,16 @@ pub fn openapi_json() -> String {
 
 async fn not_found(uri: Uri) -> ArmError {
     ArmError::http(StatusCode::NOT_FOUND, "NotFound", None, format!("No route serves '{}'. See docs/openapi.json for the API.", uri.path()))
+}
+
+/// Requests no route claims: the blob plane's (`/{account}/…`), else 404.
+async fn dispatch_unrouted(axum::extract::State(st): axum::extract::State<AppState>, req: Request) -> Response {
+    if blob::is_blob_path(req.uri().path()) {
+        let client = auth::client_of(&req);
+        let origin = auth::origin_of(&req);
+        return blob::handle(&st.moat, req, &client, origin).await;
+    }
+    not_found(req.uri().clone()).await.into_response()
 }
 
 async fn method_not_allowed(req: Request) -> ArmError {
@@ -199,7 +211,10 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .route("/v1.0/users/{userId}", get(directory::get_user).delete(directory::delete_user))
         .route("/v1.0/servicePrincipals", get(directory::list_service_principals).post(directory::create_service_principal))
         .route("/v1.0/servicePrincipals/{servicePrincipalId}", get(directory::get_service_principal).delete(directory::delete_service_principal))
-        .fallback(not_found)
+        .route(
+            "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}/ListServiceSas",
+            post(m::list_service_sas),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_management));
     let registry_plane = Router::new()
@@ -217,7 +232,7 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .merge(public)
         .merge(registry_plane)
         .merge(mgmt)
-        .fallback(not_found)
+        .fallback(dispatch_unrouted)
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
 }

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use moat_core::{Caller, Listed, OperationRef, Versioned};
 use moat_types::arm::{
-    ContainerRegistry, ErrorResponse, GenericResource, OperationStatus, Page, Registry, RegistryPatch, ResourceGroup, StorageAccount,
-    Subscription,
+    ContainerRegistry, ErrorResponse, GenericResource, OperationStatus, Page, Registry, RegistryPatch, ResourceGroup, ServiceSasRequest,
+    ServiceSasResponse, StorageAccount, Subscription,
 };
 use serde::Serialize;
 
@@ -303,4 +303,19 @@ pub async fn get_operation_result(
         (_, Some(err)) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(ErrorResponse { error: err })).into_response(),
         _ => StatusCode::NO_CONTENT.into_response(),
     })
+}
+
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}/ListServiceSas", tag = "managed resources",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("accountName" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body = ServiceSasRequest,
+    responses((status = 200, body = ServiceSasResponse), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse)))]
+pub async fn list_service_sas(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<ServiceSasRequest>,
+) -> ArmResult {
+    let token = st.moat.list_service_sas(&caller, &sub, &rg, &name, body).await?;
+    Ok(axum::Json(ServiceSasResponse { service_sas_token: token }).into_response())
 }

@@ -68,49 +68,45 @@ impl LocalBlobStore {
         self.root.join("sha256").join(&hex[..2]).join(hex)
     }
 
+    /// Starts a write: bytes go to a temporary file and are hashed as they arrive.
+    pub async fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
+        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?;
+        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Sha256::new(), size: 0, limit })
+    }
+
     /// Streams `reader` into the store. With `expected`, the write fails (storing nothing) unless
     /// the bytes hash to it; `limit` bounds the size.
     pub async fn put<R: AsyncRead + Unpin>(&self, mut reader: R, expected: Option<&Digest>, limit: u64) -> Result<Stored, BlobError> {
-        let tmp_path = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let result = async {
-            let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path).await?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; BUFFER];
-            let mut size: u64 = 0;
+        let mut w = self.writer(limit).await?;
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            w.write(&buf[..n]).await?;
+        }
+        w.finish(expected).await
+    }
+
+    /// Stores the concatenation of stored blobs (a block list), hashing it as it is written.
+    pub async fn concat(&self, parts: &[Digest], limit: u64) -> Result<Stored, BlobError> {
+        let mut w = self.writer(limit).await?;
+        let mut buf = vec![0u8; BUFFER];
+        for d in parts {
+            let Some((mut f, _)) = self.get(d).await? else {
+                return Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("part {d} is missing"))));
+            };
             loop {
-                let n = reader.read(&mut buf).await?;
+                let n = f.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
-                size += n as u64;
-                if size > limit {
-                    return Err(BlobError::TooLarge { limit });
-                }
-                hasher.update(&buf[..n]);
-                file.write_all(&buf[..n]).await?;
+                w.write(&buf[..n]).await?;
             }
-            let digest = Digest::from_bytes(hasher.finalize().into());
-            if let Some(exp) = expected
-                && *exp != digest
-            {
-                return Err(BlobError::DigestMismatch { expected: *exp, actual: digest });
-            }
-            let final_path = self.path_of(&digest);
-            if tokio::fs::try_exists(&final_path).await? {
-                return Ok(Stored { digest, size, created: false });
-            }
-            file.sync_all().await?;
-            drop(file);
-            let dir = final_path.parent().unwrap_or(Path::new("."));
-            tokio::fs::create_dir_all(dir).await?;
-            tokio::fs::rename(&tmp_path, &final_path).await?;
-            sync_dir(dir).await?;
-            Ok(Stored { digest, size, created: true })
         }
-        .await;
-        // Whatever happened, no temporary file outlives the call.
-        let _ = tokio::fs::remove_file(&tmp_path).await;
-        result
+        w.finish(None).await
     }
 
     /// Opens a stored blob for reading, with its size.
@@ -132,6 +128,72 @@ impl LocalBlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A write in progress. Dropped without [`BlobWriter::finish`], it leaves nothing behind.
+pub struct BlobWriter {
+    store: LocalBlobStore,
+    tmp: PathBuf,
+    file: Option<tokio::fs::File>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter").field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+impl BlobWriter {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(BlobError::TooLarge { limit: self.limit });
+        }
+        self.hasher.update(chunk);
+        match self.file.as_mut() {
+            Some(f) => f.write_all(chunk).await?,
+            None => return Err(BlobError::Io(std::io::Error::other("write after finish"))),
+        }
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Verifies the digest (if one is expected), makes the bytes durable and visible.
+    pub async fn finish(mut self, expected: Option<&Digest>) -> Result<Stored, BlobError> {
+        let digest = Digest::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        let size = self.size;
+        if let Some(exp) = expected
+            && *exp != digest
+        {
+            return Err(BlobError::DigestMismatch { expected: *exp, actual: digest });
+        }
+        let final_path = self.store.path_of(&digest);
+        let file = self.file.take();
+        if tokio::fs::try_exists(&final_path).await? {
+            return Ok(Stored { digest, size, created: false });
+        }
+        if let Some(f) = file {
+            f.sync_all().await?;
+        }
+        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(&self.tmp, &final_path).await?;
+        sync_dir(&dir).await?;
+        Ok(Stored { digest, size, created: true })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // Renamed away on success; otherwise the partial file goes.
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 
@@ -195,5 +257,25 @@ mod tests {
         std::fs::write(dir.path().join("tmp/partial"), b"half a blob").unwrap();
         LocalBlobStore::open(dir.path()).await.unwrap();
         assert_eq!(count_files(&dir.path().join("tmp")), 0);
+    }
+}
+
+#[cfg(test)]
+mod concat_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concatenation_hashes_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let a = store.put(&b"hello, "[..], None, u64::MAX).await.unwrap();
+        let b = store.put(&b"world"[..], None, u64::MAX).await.unwrap();
+        let whole = store.concat(&[a.digest, b.digest, a.digest], u64::MAX).await.unwrap();
+        let direct = store.put(&b"hello, worldhello, "[..], None, u64::MAX).await.unwrap();
+        assert_eq!(whole.digest, direct.digest);
+        assert!(!direct.created);
+        assert_eq!(whole.size, 19);
+        assert!(matches!(store.concat(&[a.digest, b.digest], 8).await, Err(BlobError::TooLarge { .. })));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 }

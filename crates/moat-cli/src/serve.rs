@@ -77,7 +77,12 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         (Some(app_id), Some(secret)) => Some(AdminCredentials { app_id: app_id.clone(), secret: secret.clone() }),
         _ => None,
     });
-    let core = CoreConfig { public_url: public_url.clone(), dns_zone: cfg.dns_zone.clone(), token_lifetime_secs: cfg.token_lifetime_secs };
+    let core = CoreConfig {
+        public_url: public_url.clone(),
+        dns_zone: cfg.dns_zone.clone(),
+        token_lifetime_secs: cfg.token_lifetime_secs,
+        blob_dir: cfg.data_dir.join("blobs"),
+    };
     let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
     let issuers: Vec<ExternalIssuer> = cfg
         .oidc_issuers

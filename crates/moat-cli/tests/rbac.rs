@@ -50,6 +50,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
     ("GET", "{sa}", "A401 N404 R200 G404 U404 D404 C200 O200 X404"),
     ("GET", "{acr}", "A401 N404 R200 G404 U404 D404 C200 O200 X404"),
+    ("POST", "{sa}/ListServiceSas", "A401 N404 R403 G404 U404 D404 C200 O200 X404"),
     (
         "GET",
         "/subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/eastus/operationsStatus/{op}",
@@ -187,9 +188,14 @@ async fn token_for(http: &Http, tenant: &str, app_id: &str, secret: &str) -> Str
     r.body["access_token"].as_str().unwrap().to_string()
 }
 
-fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str) -> Option<Value> {
+fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, account: &str) -> Option<Value> {
     let c = code.to_ascii_lowercase();
     match method {
+        "POST" if path.ends_with("/ListServiceSas") => Some(json!({
+            "canonicalizedResource": format!("/blob/{account}/upload-{c}"),
+            "signedResource": "c",
+            "signedPermission": "r",
+            "signedExpiry": (time::OffsetDateTime::now_utc() + time::Duration::hours(1)).format(&time::format_description::well_known::Rfc3339).unwrap()})),
         "PUT" if path.contains("/roleDefinitions/") => Some(json!({"properties": {
             "roleName": format!("role-{c}"),
             "permissions": [{"actions": ["Microsoft.MachineLearningServices/registries/read"]}],
@@ -317,7 +323,7 @@ async fn every_route_for_every_role_at_every_scope() {
                 .replace("{guid-p}", &uuid::Uuid::new_v4().to_string())
                 .replace("{ghost}", GHOST)
                 .replace("{p}", &c.to_string());
-            let body = body_for(method, path, code, &sub, &throwaway);
+            let body = body_for(method, path, code, &sub, &throwaway, sa.rsplit('/').next().unwrap());
             let r = clients[&code].call(method, &url, body.as_ref(), &[]).await;
             if r.status != want[&code] {
                 failures.push(format!(

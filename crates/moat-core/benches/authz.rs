@@ -27,7 +27,12 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/moat.db", dir.path().display());
-    let config = CoreConfig { public_url: "http://127.0.0.1:1".into(), dns_zone: "moat.internal".into(), token_lifetime_secs: 3600 };
+    let config = CoreConfig {
+        public_url: "http://127.0.0.1:1".into(),
+        dns_zone: "moat.internal".into(),
+        token_lifetime_secs: 3600,
+        blob_dir: dir.path().join("blobs"),
+    };
     let (sub, moat) = rt.block_on(async {
         let store = Store::open(&url).await.unwrap();
         let (moat, _) = Moat::start(store.clone(), config.clone(), None).await.unwrap();

@@ -10,6 +10,7 @@ use moat_types::ResourceId;
 use serde::{Serialize, de::DeserializeOwned};
 
 pub mod audit;
+pub mod blobs;
 mod context;
 pub mod directory;
 mod error;
@@ -19,6 +20,7 @@ pub mod oidc;
 pub mod operations;
 pub mod registries;
 pub mod roles;
+pub mod sas;
 
 pub use context::Caller;
 pub use error::{Error, Result};
@@ -34,6 +36,8 @@ pub struct CoreConfig {
     pub dns_zone: String,
     /// Lifetime of issued access tokens, in seconds.
     pub token_lifetime_secs: i64,
+    /// Directory of the content-addressed byte store.
+    pub blob_dir: std::path::PathBuf,
 }
 
 /// Credentials of the bootstrap administrator (a service principal).
@@ -113,6 +117,7 @@ pub struct Moat {
     audit: audit::AuditLog,
     external: oidc::ExternalIssuers,
     sign_ins: identity::SignInThrottle,
+    blobs: moat_blob::LocalBlobStore,
 }
 
 impl std::fmt::Debug for Moat {
@@ -189,6 +194,9 @@ impl Moat {
         let authz = load_authz(&store, &subscription_id).await?;
         let audit = audit::AuditLog::start(store.clone());
         let external = oidc::ExternalIssuers::new(vec![], None);
+        let blobs = moat_blob::LocalBlobStore::open(&config.blob_dir)
+            .await
+            .map_err(|e| Error::Internal(format!("byte store {}: {e}", config.blob_dir.display())))?;
         let moat = Moat {
             store,
             issuer,
@@ -200,6 +208,7 @@ impl Moat {
             audit,
             external,
             sign_ins: Default::default(),
+            blobs,
         };
         Ok((moat, creds))
     }

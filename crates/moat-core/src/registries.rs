@@ -20,7 +20,7 @@ use crate::{Caller, Error, Listed, Moat, OperationRef, Preconditions, Result, Ve
 const NS: &str = "Microsoft.MachineLearningServices";
 /// Namespaces of installation-wide unique names.
 const NAMES_REGISTRY: &str = "registry";
-const NAMES_STORAGE: &str = "storageAccount";
+pub(crate) const NAMES_STORAGE: &str = "storageAccount";
 const NAMES_ACR: &str = "containerRegistry";
 
 const STORAGE_TYPES: &[&str] =
@@ -72,6 +72,9 @@ pub(crate) struct StorageAccountDoc {
     pub public_network_access: Option<PublicNetworkAccess>,
     pub registry_id: String,
     pub created_at: String,
+    /// The account key (base64, 256 bits) that signs its shared access signatures.
+    #[serde(default)]
+    pub key: String,
 }
 
 /// The stored document of a managed container registry.
@@ -257,7 +260,7 @@ impl Moat {
         ResourceId::provider(&self.subscription_id, group, NS, "registries", name)
     }
 
-    fn storage_id(&self, managed_group: &str, account: &str) -> ResourceId {
+    pub(crate) fn storage_id(&self, managed_group: &str, account: &str) -> ResourceId {
         ResourceId::provider(&self.subscription_id, managed_group, "Microsoft.Storage", "storageAccounts", account)
     }
 
@@ -537,6 +540,7 @@ impl Moat {
             public_network_access: None,
             registry_id: registry.to_string(),
             created_at: now.to_string(),
+            key: crate::identity::new_secret()?,
         };
         tx.insert_resource(&document(&self.storage_id(managed_group, &name), &doc, new_etag(), now, now)?).await?;
         Ok(name)

@@ -133,6 +133,33 @@ pub struct OperationRow {
     pub principal_id: String,
 }
 
+/// A committed blob of the blob plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRow {
+    pub account: String,
+    pub container: String,
+    pub name: String,
+    /// `sha256:<hex>` of the content in the content-addressed store.
+    pub digest: String,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A block staged by Put Block, waiting for a block list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRow {
+    pub account: String,
+    pub container: String,
+    pub name: String,
+    pub block_id: String,
+    pub digest: String,
+    pub size: i64,
+    pub staged_at: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SigningKeyRow {
     pub kid: String,
@@ -411,6 +438,54 @@ impl Store {
         .transpose()
     }
 
+    pub async fn blob(&self, account: &str, container: &str, name: &str) -> Result<Option<BlobRow>> {
+        let row = sqlx::query(&format!("SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND name = $3"))
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| blob_from_row(&r)).transpose()
+    }
+
+    /// Blobs of a container whose names start with `prefix`, in name order after `after`.
+    pub async fn list_blobs(&self, account: &str, container: &str, prefix: &str, after: Option<&str>, limit: i64) -> Result<Vec<BlobRow>> {
+        let len = prefix.len();
+        let rows = sqlx::query(&format!(
+            "SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND substr(name, 1, {len}) = $3 AND name > $4 ORDER BY name LIMIT $5"
+        ))
+        .bind(account)
+        .bind(container)
+        .bind(prefix)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(blob_from_row).collect()
+    }
+
+    pub async fn blocks(&self, account: &str, container: &str, name: &str) -> Result<Vec<BlockRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BLOCK_COLS} FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 ORDER BY block_id"
+        ))
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(block_from_row).collect()
+    }
+
+    /// Whether a container is sealed (its blobs can no longer change); `None` if it does not exist.
+    pub async fn container_sealed(&self, account: &str, container: &str) -> Result<Option<bool>> {
+        let row = sqlx::query("SELECT sealed FROM blob_containers WHERE account = $1 AND container = $2")
+            .bind(account)
+            .bind(container)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("sealed")).transpose()?.map(|v| v != 0))
+    }
+
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
         let rows = sqlx::query("SELECT kid, pkcs8, created_at FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.pool).await?;
         rows.iter()
@@ -420,6 +495,8 @@ impl Store {
 }
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
+const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_type, created_at, updated_at";
+const BLOCK_COLS: &str = "account, container, name, block_id, digest, size, staged_at";
 const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
 const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn, issuer, subject";
 const ACTIVITY_COLS: &str = "id, time, principal_id, principal_name, client, origin, action, resource_id, result, rule";
@@ -435,6 +512,32 @@ fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
         etag: r.try_get("etag")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn blob_from_row(r: &AnyRow) -> Result<BlobRow> {
+    Ok(BlobRow {
+        account: r.try_get("account")?,
+        container: r.try_get("container")?,
+        name: r.try_get("name")?,
+        digest: r.try_get("digest")?,
+        size: r.try_get("size")?,
+        etag: r.try_get("etag")?,
+        content_type: r.try_get("content_type")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn block_from_row(r: &AnyRow) -> Result<BlockRow> {
+    Ok(BlockRow {
+        account: r.try_get("account")?,
+        container: r.try_get("container")?,
+        name: r.try_get("name")?,
+        block_id: r.try_get("block_id")?,
+        digest: r.try_get("digest")?,
+        size: r.try_get("size")?,
+        staged_at: r.try_get("staged_at")?,
     })
 }
 
@@ -683,6 +786,108 @@ impl WriteTx {
             .bind(&a.resource_id)
             .bind(&a.result)
             .bind(&a.rule)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the container if it does not exist.
+    pub async fn ensure_container(&mut self, account: &str, container: &str, now: &str) -> Result<()> {
+        let exists = sqlx::query("SELECT sealed FROM blob_containers WHERE account = $1 AND container = $2")
+            .bind(account)
+            .bind(container)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if exists.is_none() {
+            sqlx::query("INSERT INTO blob_containers (account, container, sealed, created_at) VALUES ($1, $2, 0, $3)")
+                .bind(account)
+                .bind(container)
+                .bind(now)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn seal_container(&mut self, account: &str, container: &str) -> Result<()> {
+        sqlx::query("UPDATE blob_containers SET sealed = 1 WHERE account = $1 AND container = $2")
+            .bind(account)
+            .bind(container)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn container_sealed(&mut self, account: &str, container: &str) -> Result<Option<bool>> {
+        let row = sqlx::query("SELECT sealed FROM blob_containers WHERE account = $1 AND container = $2")
+            .bind(account)
+            .bind(container)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("sealed")).transpose()?.map(|v| v != 0))
+    }
+
+    /// Creates or replaces a blob.
+    pub async fn put_blob(&mut self, b: &BlobRow) -> Result<()> {
+        sqlx::query("DELETE FROM blobs WHERE account = $1 AND container = $2 AND name = $3")
+            .bind(&b.account)
+            .bind(&b.container)
+            .bind(&b.name)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(&format!("INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(&b.account)
+            .bind(&b.container)
+            .bind(&b.name)
+            .bind(&b.digest)
+            .bind(b.size)
+            .bind(&b.etag)
+            .bind(&b.content_type)
+            .bind(&b.created_at)
+            .bind(&b.updated_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_blob(&mut self, account: &str, container: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM blobs WHERE account = $1 AND container = $2 AND name = $3")
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stages (or restages) a block.
+    pub async fn put_block(&mut self, b: &BlockRow) -> Result<()> {
+        sqlx::query("DELETE FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 AND block_id = $4")
+            .bind(&b.account)
+            .bind(&b.container)
+            .bind(&b.name)
+            .bind(&b.block_id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(&format!("INSERT INTO blob_blocks ({BLOCK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(&b.account)
+            .bind(&b.container)
+            .bind(&b.name)
+            .bind(&b.block_id)
+            .bind(&b.digest)
+            .bind(b.size)
+            .bind(&b.staged_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the staged blocks of a blob (after its block list is committed).
+    pub async fn clear_blocks(&mut self, account: &str, container: &str, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3")
+            .bind(account)
+            .bind(container)
+            .bind(name)
             .execute(&mut *self.tx)
             .await?;
         Ok(())

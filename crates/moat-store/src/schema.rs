@@ -87,6 +87,39 @@ const STEPS: &[(i64, &[&str])] = &[
             "CREATE UNIQUE INDEX principals_by_external_identity ON principals (issuer, subject)",
         ],
     ),
+    (
+        4,
+        &[
+            // The blob plane: named blobs of the managed storage accounts, pointing into the
+            // content-addressed store, and blocks staged for a later block list.
+            "CREATE TABLE blob_containers (
+            account TEXT NOT NULL,
+            container TEXT NOT NULL,
+            sealed BIGINT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (account, container))",
+            "CREATE TABLE blobs (
+            account TEXT NOT NULL,
+            container TEXT NOT NULL,
+            name TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            content_type TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (account, container, name))",
+            "CREATE TABLE blob_blocks (
+            account TEXT NOT NULL,
+            container TEXT NOT NULL,
+            name TEXT NOT NULL,
+            block_id TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            staged_at TEXT NOT NULL,
+            PRIMARY KEY (account, container, name, block_id))",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {

@@ -495,3 +495,29 @@ pub struct ActivityEvent {
     /// The rule that decided: the role assignment that allowed, or why it was refused.
     pub rule: String,
 }
+
+/// Body of `POST .../storageAccounts/{name}/ListServiceSas`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSasRequest {
+    /// `/blob/{account}/{container}` or `/blob/{account}/{container}/{blob}`.
+    pub canonicalized_resource: String,
+    /// `c` (container) or `b` (blob).
+    pub signed_resource: String,
+    /// Letters of `racwdl`.
+    pub signed_permission: String,
+    /// RFC 3339; at most 7 days ahead.
+    pub signed_expiry: String,
+    #[serde(default)]
+    pub signed_start: Option<String>,
+    #[serde(default)]
+    pub signed_protocol: Option<String>,
+}
+
+/// Answer of `ListServiceSas`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSasResponse {
+    /// The SAS query string, without the leading `?`.
+    pub service_sas_token: String,
+}

@@ -1,0 +1,490 @@
+//! The blob plane: `/{account}/{container}[/{blob}]`, path-style as the Azure storage emulator
+//! serves it, so that the azure-storage-blob SDK works unchanged. The request is parsed by hand
+//! into a [`BlobEndpoint`] (Azure Blob multiplexes operations on query verbs), then one domain
+//! function runs. Errors are Azure's XML.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use moat_core::blobs::BlobTarget;
+use moat_core::{Error, Moat};
+use moat_store::BlobRow;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
+
+use crate::error::describe;
+
+const MS_VERSION: &str = "2025-01-05";
+
+/// The operations of the blob plane moat serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobEndpoint {
+    PutBlob,
+    PutBlock { block_id: String },
+    PutBlockList,
+    GetBlob,
+    GetBlobProperties,
+    DeleteBlob,
+    ListBlobs { prefix: String, delimiter: Option<String>, marker: Option<String>, max_results: i64 },
+}
+
+/// A parsed blob-plane request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRequest {
+    pub account: String,
+    pub container: String,
+    pub blob: Option<String>,
+    pub query: Vec<(String, String)>,
+    pub endpoint: BlobEndpoint,
+}
+
+/// Whether a path's first segment is a storage account name (11 lowercase hex characters), so
+/// that the blob plane owns the request.
+pub fn is_blob_path(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    first.len() == 11 && first.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid { code, target: None, message: message.into() }
+}
+
+/// Parses method, path and query into a request, or says why it is not one moat serves.
+pub fn parse(method: &Method, path: &str, raw_query: Option<&str>) -> Result<BlobRequest, Error> {
+    let mut query = Vec::new();
+    for pair in raw_query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (percent_decode(k, true), percent_decode(v, true)) else {
+            return Err(bad("InvalidQueryParameterValue", format!("The query parameter '{pair}' is not valid percent-encoding.")));
+        };
+        query.push((k, v));
+    }
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    let account = parts.next().unwrap_or_default().to_string();
+    let container = percent_decode(parts.next().unwrap_or_default(), false).unwrap_or_default();
+    let blob = match parts.next() {
+        Some(b) if !b.is_empty() => {
+            Some(percent_decode(b, false).ok_or_else(|| bad("InvalidUri", "The blob name is not valid percent-encoding."))?)
+        }
+        _ => None,
+    };
+    if container.is_empty() {
+        return Err(bad("UnsupportedOperation", "Account-level operations are not served; address a container."));
+    }
+    let comp = get("comp");
+    let restype = get("restype");
+    let endpoint = match (method.as_str(), blob.is_some(), restype.as_deref(), comp.as_deref()) {
+        ("PUT", true, None, None) => BlobEndpoint::PutBlob,
+        ("PUT", true, None, Some("block")) => BlobEndpoint::PutBlock {
+            block_id: get("blockid").ok_or_else(|| bad("MissingRequiredQueryParameter", "Put Block needs the blockid query parameter."))?,
+        },
+        ("PUT", true, None, Some("blocklist")) => BlobEndpoint::PutBlockList,
+        ("GET", true, None, None) => BlobEndpoint::GetBlob,
+        ("HEAD", true, None, None) => BlobEndpoint::GetBlobProperties,
+        ("DELETE", true, None, None) => BlobEndpoint::DeleteBlob,
+        ("GET", false, Some("container"), Some("list")) => {
+            let max_results = match get("maxresults") {
+                None => 5000,
+                Some(m) => m.parse::<i64>().ok().filter(|n| (1..=5000).contains(n)).ok_or_else(|| {
+                    bad("OutOfRangeQueryParameterValue", format!("maxresults must be a number from 1 to 5000, not '{m}'."))
+                })?,
+            };
+            BlobEndpoint::ListBlobs {
+                prefix: get("prefix").unwrap_or_default(),
+                delimiter: get("delimiter").filter(|d| !d.is_empty()),
+                marker: get("marker").filter(|m| !m.is_empty()),
+                max_results,
+            }
+        }
+        (m, _, r, c) => {
+            return Err(bad(
+                "UnsupportedOperation",
+                format!(
+                    "{m} with restype={} comp={} is not served; moat serves Put Blob, Put Block, Put Block List, Get Blob, Get Blob Properties, Delete Blob and List Blobs.",
+                    r.unwrap_or("-"),
+                    c.unwrap_or("-")
+                ),
+            ));
+        }
+    };
+    Ok(BlobRequest { account, container, blob, query, endpoint })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// An error as Azure Blob writes it: XML body and `x-ms-error-code`.
+pub fn xml_error(e: Error, head: bool) -> Response {
+    let (status, code, _target, message) = describe(&e);
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+        xml_escape(&code),
+        xml_escape(&message)
+    );
+    let mut resp = if head { status.into_response() } else { (status, body).into_response() };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    if let Ok(v) = HeaderValue::from_str(&code) {
+        h.insert("x-ms-error-code", v);
+    }
+    common_headers(h);
+    resp
+}
+
+fn common_headers(h: &mut HeaderMap) {
+    h.insert("x-ms-version", HeaderValue::from_static(MS_VERSION));
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        h.insert("x-ms-request-id", v);
+    }
+}
+
+fn http_date(rfc3339: &str) -> String {
+    let fmt = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
+    common_headers(h);
+    let pairs = [
+        (header::ETAG.as_str(), b.etag.clone()),
+        (header::LAST_MODIFIED.as_str(), http_date(&b.updated_at)),
+        ("x-ms-creation-time", http_date(&b.created_at)),
+        ("x-ms-request-server-encrypted", "true".to_string()),
+    ];
+    for (k, v) in pairs {
+        if let (Ok(name), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            h.insert(name, v);
+        }
+    }
+}
+
+/// Adapts a request body to `AsyncRead` for streaming into the byte store.
+struct BodyReader {
+    stream: axum::body::BodyDataStream,
+    buf: Bytes,
+}
+
+impl AsyncRead for BodyReader {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if !self.buf.is_empty() {
+                let n = out.remaining().min(self.buf.len());
+                let chunk = self.buf.split_to(n);
+                out.put_slice(&chunk);
+                return Poll::Ready(Ok(()));
+            }
+            match self.stream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(b))) => self.buf = b,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// `bytes=a-b` or `bytes=a-` → (start, inclusive end).
+fn parse_range(h: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, Error> {
+    let Some(v) = h.get("x-ms-range").or_else(|| h.get(header::RANGE)) else { return Ok(None) };
+    let v = v.to_str().map_err(|_| bad("InvalidRange", "The range header is not text."))?;
+    let spec = v.strip_prefix("bytes=").ok_or_else(|| bad("InvalidRange", format!("'{v}' is not a bytes range.")))?;
+    let (a, b) = spec.split_once('-').ok_or_else(|| bad("InvalidRange", format!("'{v}' is not a bytes range.")))?;
+    let start = a.parse::<u64>().map_err(|_| bad("InvalidRange", format!("'{v}' has no valid start.")))?;
+    let end =
+        if b.is_empty() { None } else { Some(b.parse::<u64>().map_err(|_| bad("InvalidRange", format!("'{v}' has no valid end.")))?) };
+    if end.is_some_and(|e| e < start) {
+        return Err(bad("InvalidRange", format!("'{v}' ends before it starts.")));
+    }
+    Ok(Some((start, end)))
+}
+
+/// Block IDs of a Put Block List body, in order.
+fn parse_block_list(xml: &str) -> Result<Vec<String>, Error> {
+    let body = xml.trim_start_matches('\u{feff}');
+    let start = body.find("<BlockList>").ok_or_else(|| bad("InvalidXmlDocument", "The body is not a <BlockList>."))?;
+    let end = body.rfind("</BlockList>").ok_or_else(|| bad("InvalidXmlDocument", "The <BlockList> is not closed."))?;
+    let mut rest = &body[start + "<BlockList>".len()..end];
+    let mut ids = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Ok(ids);
+        }
+        let (tag, after) = ["Latest", "Uncommitted", "Committed"]
+            .iter()
+            .find_map(|t| rest.strip_prefix(&format!("<{t}>")).map(|a| (*t, a)))
+            .ok_or_else(|| bad("InvalidXmlDocument", "A block list holds only <Latest>, <Uncommitted> or <Committed> entries."))?;
+        let close = format!("</{tag}>");
+        let stop = after.find(&close).ok_or_else(|| bad("InvalidXmlDocument", format!("<{tag}> is not closed.")))?;
+        if tag == "Committed" {
+            return Err(bad("InvalidBlockList", "moat keeps no committed block lists; send every block as <Latest>."));
+        }
+        ids.push(after[..stop].trim().to_string());
+        rest = &after[stop + close.len()..];
+    }
+}
+
+fn content_type(h: &HeaderMap, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| h.get(*n)).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn list_xml(base: &str, req: &BlobRequest, listing: &moat_core::blobs::BlobListing) -> String {
+    let BlobEndpoint::ListBlobs { prefix, delimiter, marker, max_results } = &req.endpoint else { return String::new() };
+    let mut x = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/{}/\" ContainerName=\"{}\">",
+        xml_escape(base),
+        xml_escape(&req.account),
+        xml_escape(&req.container)
+    );
+    if !prefix.is_empty() {
+        x.push_str(&format!("<Prefix>{}</Prefix>", xml_escape(prefix)));
+    }
+    if let Some(m) = marker {
+        x.push_str(&format!("<Marker>{}</Marker>", xml_escape(m)));
+    }
+    x.push_str(&format!("<MaxResults>{max_results}</MaxResults>"));
+    if let Some(d) = delimiter {
+        x.push_str(&format!("<Delimiter>{}</Delimiter>", xml_escape(d)));
+    }
+    x.push_str("<Blobs>");
+    // Azure interleaves blobs and prefixes in name order.
+    let mut entries: Vec<(&str, String)> = listing
+        .blobs
+        .iter()
+        .map(|b| {
+            (
+                b.name.as_str(),
+                format!(
+                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties></Blob>",
+                    xml_escape(&b.name),
+                    http_date(&b.created_at),
+                    http_date(&b.updated_at),
+                    xml_escape(&b.etag),
+                    b.size,
+                    xml_escape(b.content_type.as_deref().unwrap_or("application/octet-stream"))
+                ),
+            )
+        })
+        .chain(listing.prefixes.iter().map(|p| (p.as_str(), format!("<BlobPrefix><Name>{}</Name></BlobPrefix>", xml_escape(p)))))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, e) in entries {
+        x.push_str(&e);
+    }
+    x.push_str("</Blobs>");
+    x.push_str(&match &listing.next_marker {
+        Some(m) => format!("<NextMarker>{}</NextMarker>", xml_escape(m)),
+        None => "<NextMarker />".to_string(),
+    });
+    x.push_str("</EnumerationResults>");
+    x
+}
+
+/// Serves one blob-plane request.
+pub async fn handle(moat: &Moat, req: Request, client: &str, origin: &str) -> Response {
+    let head = req.method() == Method::HEAD;
+    let parsed = match parse(req.method(), req.uri().path(), req.uri().query()) {
+        Ok(p) => p,
+        Err(e) => return xml_error(e, head),
+    };
+    match serve(moat, &parsed, req, client, origin).await {
+        Ok(r) => r,
+        Err(e) => xml_error(e, head),
+    }
+}
+
+async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin: &str) -> Result<Response, Error> {
+    let t = BlobTarget { account: &p.account, container: &p.container, blob: p.blob.as_deref(), query: &p.query, client, origin };
+    let headers = req.headers().clone();
+    match &p.endpoint {
+        BlobEndpoint::PutBlob => {
+            match headers.get("x-ms-blob-type").and_then(|v| v.to_str().ok()) {
+                Some("BlockBlob") => {}
+                Some(other) => return Err(bad("UnsupportedBlobType", format!("Only block blobs are served, not {other}."))),
+                None => return Err(bad("MissingRequiredHeader", "Put Blob needs the x-ms-blob-type header.")),
+            }
+            let ct = content_type(&headers, &["x-ms-blob-content-type", "content-type"]);
+            let reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
+            let row = moat.put_blob(&t, reader, ct).await?;
+            let mut resp = StatusCode::CREATED.into_response();
+            blob_headers(resp.headers_mut(), &row);
+            Ok(resp)
+        }
+        BlobEndpoint::PutBlock { block_id } => {
+            let reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
+            moat.put_block(&t, block_id, reader).await?;
+            let mut resp = StatusCode::CREATED.into_response();
+            common_headers(resp.headers_mut());
+            resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
+            Ok(resp)
+        }
+        BlobEndpoint::PutBlockList => {
+            let mut body = Vec::new();
+            let mut reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() }.take(8 * 1024 * 1024 + 1);
+            reader.read_to_end(&mut body).await.map_err(|e| bad("InvalidXmlDocument", format!("The body could not be read: {e}")))?;
+            if body.len() > 8 * 1024 * 1024 {
+                return Err(bad("RequestBodyTooLarge", "A block list body is at most 8 MiB."));
+            }
+            let text = String::from_utf8(body).map_err(|_| bad("InvalidXmlDocument", "The block list is not UTF-8."))?;
+            let ids = parse_block_list(&text)?;
+            let ct = content_type(&headers, &["x-ms-blob-content-type"]);
+            let row = moat.put_block_list(&t, &ids, ct).await?;
+            let mut resp = StatusCode::CREATED.into_response();
+            blob_headers(resp.headers_mut(), &row);
+            Ok(resp)
+        }
+        BlobEndpoint::GetBlob | BlobEndpoint::GetBlobProperties => {
+            let (row, mut file) = moat.get_blob(&t).await?;
+            let size = row.size as u64;
+            let range = parse_range(&headers)?;
+            let (start, end, status) = match range {
+                None => (0, size.saturating_sub(1), StatusCode::OK),
+                Some((s, _)) if s >= size => {
+                    let mut resp = xml_error(
+                        bad("InvalidRange", format!("The range starts at {s} but the blob has {size} bytes.")),
+                        p.endpoint == BlobEndpoint::GetBlobProperties,
+                    );
+                    *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return Ok(resp);
+                }
+                Some((s, e)) => (s, e.unwrap_or(size - 1).min(size - 1), StatusCode::PARTIAL_CONTENT),
+            };
+            let len = if size == 0 { 0 } else { end - start + 1 };
+            let body = if p.endpoint == BlobEndpoint::GetBlobProperties || len == 0 {
+                Body::empty()
+            } else {
+                file.seek(io::SeekFrom::Start(start)).await.map_err(|e| Error::Internal(format!("seek: {e}")))?;
+                let stream = futures_util::stream::unfold((file, len), |(mut f, left)| async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
+                    match f.read(&mut buf).await {
+                        Ok(0) => Some((Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than recorded")), (f, 0))),
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Some((Ok(Bytes::from(buf)), (f, left - n as u64)))
+                        }
+                        Err(e) => Some((Err(e), (f, 0))),
+                    }
+                });
+                Body::from_stream(stream)
+            };
+            let mut resp = (status, body).into_response();
+            let h = resp.headers_mut();
+            blob_headers(h, &row);
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
+            if let Ok(v) = HeaderValue::from_str(row.content_type.as_deref().unwrap_or("application/octet-stream")) {
+                h.insert(header::CONTENT_TYPE, v);
+            }
+            let shown_len = if p.endpoint == BlobEndpoint::GetBlobProperties { size } else { len };
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(shown_len));
+            if status == StatusCode::PARTIAL_CONTENT
+                && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+            {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            Ok(resp)
+        }
+        BlobEndpoint::DeleteBlob => {
+            moat.delete_blob(&t).await?;
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            common_headers(resp.headers_mut());
+            Ok(resp)
+        }
+        BlobEndpoint::ListBlobs { prefix, delimiter, marker, max_results } => {
+            let listing = moat.list_blobs(&t, prefix, delimiter.as_deref(), marker.as_deref(), *max_results).await?;
+            let xml = list_xml(&moat.config().public_url, p, &listing);
+            let mut resp = (StatusCode::OK, xml).into_response();
+            common_headers(resp.headers_mut());
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+            Ok(resp)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_operations() {
+        let p = |m: &str, path: &str, q: Option<&str>| parse(&Method::from_bytes(m.as_bytes()).unwrap(), path, q);
+        assert_eq!(p("PUT", "/0123456789a/c1/dir/a%20b.bin", Some("sig=x")).unwrap().blob.as_deref(), Some("dir/a b.bin"));
+        assert_eq!(
+            p("PUT", "/0123456789a/c1/b", Some("comp=block&blockid=QUFB%3D%3D")).unwrap().endpoint,
+            BlobEndpoint::PutBlock { block_id: "QUFB==".into() }
+        );
+        assert_eq!(p("PUT", "/0123456789a/c1/b", Some("comp=blocklist")).unwrap().endpoint, BlobEndpoint::PutBlockList);
+        assert_eq!(p("HEAD", "/0123456789a/c1/b", None).unwrap().endpoint, BlobEndpoint::GetBlobProperties);
+        match p("GET", "/0123456789a/c1", Some("restype=container&comp=list&prefix=m%2F&delimiter=%2F&maxresults=2")).unwrap().endpoint {
+            BlobEndpoint::ListBlobs { prefix, delimiter, max_results, .. } => {
+                assert_eq!((prefix.as_str(), delimiter.as_deref(), max_results), ("m/", Some("/"), 2));
+            }
+            e => panic!("{e:?}"),
+        }
+        for (m, path, q) in [
+            ("PUT", "/0123456789a/c1/b", Some("comp=block")),
+            ("POST", "/0123456789a/c1/b", None),
+            ("GET", "/0123456789a/c1", Some("restype=container&comp=list&maxresults=0")),
+            ("GET", "/0123456789a", None),
+            ("PUT", "/0123456789a/c1", Some("restype=container")),
+            ("GET", "/0123456789a/c1/b", Some("x=%zz")),
+        ] {
+            assert!(p(m, path, q).is_err(), "{m} {path} {q:?}");
+        }
+        assert!(is_blob_path("/0123456789a/c"));
+        assert!(!is_blob_path("/subscriptions/x"));
+        assert!(!is_blob_path("/0123456789A/c"));
+    }
+
+    #[test]
+    fn block_lists() {
+        let ids = parse_block_list(
+            "<?xml version='1.0' encoding='utf-8'?>\n<BlockList><Latest>QQ==</Latest><Uncommitted>Qg==</Uncommitted></BlockList>",
+        )
+        .unwrap();
+        assert_eq!(ids, ["QQ==", "Qg=="]);
+        assert!(parse_block_list("<BlockList><Committed>QQ==</Committed></BlockList>").is_err());
+        assert!(parse_block_list("<Blocks/>").is_err());
+        assert!(parse_block_list("<BlockList><Latest>QQ==</BlockList>").is_err());
+    }
+}

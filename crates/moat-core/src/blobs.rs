@@ -1,0 +1,418 @@
+//! The blob plane of the registries' storage accounts: the subset of the Azure Blob REST API
+//! that the azure-storage-blob SDK uses to upload and download, authorised by shared access
+//! signatures that moat signs. Bytes go to the content-addressed store (equal bytes once);
+//! a blob is a name pointing at a digest, visible only once its bytes are durable.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use moat_blob::BlobError;
+use moat_store::{BlobRow, BlockRow};
+use moat_types::Digest;
+use moat_types::arm::ServiceSasRequest;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::io::AsyncRead;
+
+use crate::registries::{NAMES_STORAGE, RegistryDoc, StorageAccountDoc};
+use crate::sas::{self, Grant, Need, Permissions, SasError};
+use crate::{Caller, Error, Moat, Result, decode, now_rfc3339};
+
+/// Largest single Put Blob or Put Block body (Azure allows 5000 MiB per block).
+pub const MAX_PUT_BYTES: u64 = 5000 * 1024 * 1024;
+/// Most blocks in one block list (Azure's limit).
+pub const MAX_BLOCKS: usize = 50_000;
+/// Longest lifetime of a SAS moat signs.
+pub const MAX_SAS_SECS: i64 = 7 * 86400;
+
+/// A request on the blob plane, after parsing: the target and its SAS.
+#[derive(Clone, Debug)]
+pub struct BlobTarget<'a> {
+    pub account: &'a str,
+    pub container: &'a str,
+    pub blob: Option<&'a str>,
+    /// Decoded query parameters (the SAS among them).
+    pub query: &'a [(String, String)],
+    pub client: &'a str,
+    pub origin: &'a str,
+}
+
+/// What a list returns.
+#[derive(Clone, Debug)]
+pub struct BlobListing {
+    pub blobs: Vec<BlobRow>,
+    pub prefixes: Vec<String>,
+    pub next_marker: Option<String>,
+}
+
+/// Azure container naming: 3–63 of lowercase letters, digits and single hyphens, starting and
+/// ending with a letter or digit.
+pub fn valid_container_name(c: &str) -> bool {
+    (3..=63).contains(&c.len())
+        && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        && !c.starts_with('-')
+        && !c.ends_with('-')
+        && !c.contains("--")
+}
+
+/// Blob names: 1–1024 characters, no empty, `.` or `..` path segment, no control characters.
+pub fn valid_blob_name(b: &str) -> bool {
+    !b.is_empty()
+        && b.len() <= 1024
+        && !b.chars().any(|c| c.is_control() || c == '\\')
+        && b.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+fn blob_error(e: BlobError) -> Error {
+    match e {
+        BlobError::TooLarge { limit } => Error::invalid("RequestBodyTooLarge", "body", format!("The body is larger than {limit} bytes.")),
+        BlobError::DigestMismatch { expected, actual } => {
+            Error::invalid("Md5Mismatch", "body", format!("The content's digest is {actual}, not the announced {expected}."))
+        }
+        BlobError::Io(io) => Error::Internal(format!("byte store: {io}")),
+    }
+}
+
+fn data_action(need: Need) -> &'static str {
+    match need {
+        Need::Read => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        Need::Write => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+        Need::Delete => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+        Need::List => "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+    }
+}
+
+fn new_blob_etag() -> String {
+    format!("\"0x{}\"", &uuid::Uuid::new_v4().simple().to_string()[..15].to_ascii_uppercase())
+}
+
+impl Moat {
+    /// The storage account document (and its registry) behind an account name.
+    async fn storage_account(&self, account: &str) -> Result<Option<(StorageAccountDoc, RegistryDoc)>> {
+        let Some(owner) = self.store.name_owner(NAMES_STORAGE, account).await? else { return Ok(None) };
+        let Some(reg_row) = self.store.get_resource(&owner).await? else { return Ok(None) };
+        let reg: RegistryDoc = decode(&reg_row)?;
+        let id = self.storage_id(&reg.managed_group, account);
+        let Some(row) = self.store.get_resource(&id.key()).await? else { return Ok(None) };
+        Ok(Some((decode(&row)?, reg)))
+    }
+
+    /// Verifies the SAS of a blob-plane request and writes the decision to the activity log.
+    async fn blob_grant(&self, t: &BlobTarget<'_>, need: Need) -> Result<Grant> {
+        let missing = || Error::not_found("ResourceNotFound", format!("The storage account '{}' does not exist.", t.account));
+        let (sa, _reg) = self.storage_account(t.account).await?.ok_or_else(missing)?;
+        let key =
+            URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {} has no usable key", t.account)))?;
+        let resource = match t.blob {
+            Some(b) => format!("/blob/{}/{}/{b}", t.account, t.container),
+            None => format!("/blob/{}/{}", t.account, t.container),
+        };
+        let outcome = sas::verify(&key, t.query, t.account, t.container, t.blob, need, OffsetDateTime::now_utc());
+        let time = now_rfc3339();
+        let (result, rule) = match &outcome {
+            Ok(g) => (
+                "allowed",
+                format!("shared access signature for {resource} with permissions {} until {}", g.permissions.letters(), g.expiry),
+            ),
+            Err(e) => ("denied", e.to_string()),
+        };
+        self.audit
+            .record(moat_store::ActivityRow {
+                id: format!("{time}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+                time,
+                principal_id: None,
+                principal_name: Some("shared access signature".into()),
+                client: t.client.to_string(),
+                origin: t.origin.to_string(),
+                action: data_action(need).to_string(),
+                resource_id: resource.clone(),
+                result: result.into(),
+                rule,
+            })
+            .await?;
+        outcome.map_err(|e| {
+            let code = match e {
+                SasError::Permission(_) => "AuthorizationPermissionMismatch",
+                SasError::WrongResource { .. } => "AuthorizationResourceTypeMismatch",
+                _ => "AuthenticationFailed",
+            };
+            Error::Forbidden {
+                code,
+                action: data_action(need).into(),
+                scope: resource,
+                message: format!("Server failed to authenticate the request: {e}."),
+            }
+        })
+    }
+
+    fn check_names(t: &BlobTarget<'_>) -> Result<()> {
+        if !valid_container_name(t.container) {
+            return Err(Error::invalid("InvalidResourceName", "container", format!("'{}' is not a valid container name.", t.container)));
+        }
+        if let Some(b) = t.blob
+            && !valid_blob_name(b)
+        {
+            return Err(Error::invalid(
+                "InvalidResourceName",
+                "blob",
+                format!("'{b}' is not a valid blob name: no empty, '.' or '..' segments, at most 1024 characters."),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn writable(&self, t: &BlobTarget<'_>) -> Result<()> {
+        if self.store.container_sealed(t.account, t.container).await? == Some(true) {
+            return Err(Error::conflict(
+                "BlobImmutableDueToPolicy",
+                format!("Container '{}' belongs to a committed asset version; its blobs cannot change.", t.container),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn commit_blob(
+        &self,
+        t: &BlobTarget<'_>,
+        digest: Digest,
+        size: u64,
+        content_type: Option<String>,
+        clear_blocks: bool,
+    ) -> Result<BlobRow> {
+        let blob = t.blob.unwrap_or_default();
+        let now = now_rfc3339();
+        let mut tx = self.store.write().await?;
+        if tx.container_sealed(t.account, t.container).await? == Some(true) {
+            return Err(Error::conflict(
+                "BlobImmutableDueToPolicy",
+                format!("Container '{}' belongs to a committed asset version; its blobs cannot change.", t.container),
+            ));
+        }
+        tx.ensure_container(t.account, t.container, &now).await?;
+        let created_at = self.store.blob(t.account, t.container, blob).await?.map(|b| b.created_at).unwrap_or_else(|| now.clone());
+        let row = BlobRow {
+            account: t.account.into(),
+            container: t.container.into(),
+            name: blob.into(),
+            digest: digest.to_string(),
+            size: size as i64,
+            etag: new_blob_etag(),
+            content_type,
+            created_at,
+            updated_at: now,
+        };
+        tx.put_blob(&row).await?;
+        if clear_blocks {
+            tx.clear_blocks(t.account, t.container, blob).await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Put Blob: the whole content in one request.
+    pub async fn put_blob<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, body: R, content_type: Option<String>) -> Result<BlobRow> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Write).await?;
+        self.writable(t).await?;
+        let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
+        self.commit_blob(t, stored.digest, stored.size, content_type, true).await
+    }
+
+    /// Put Block: stages one block of a blob.
+    pub async fn put_block<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, block_id: &str, body: R) -> Result<()> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Write).await?;
+        let raw = STANDARD
+            .decode(block_id)
+            .map_err(|_| Error::invalid("InvalidQueryParameterValue", "blockid", "The block ID is not valid base64."))?;
+        if raw.is_empty() || raw.len() > 64 {
+            return Err(Error::invalid("InvalidQueryParameterValue", "blockid", "A block ID decodes to 1 to 64 bytes."));
+        }
+        self.writable(t).await?;
+        let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
+        let mut tx = self.store.write().await?;
+        tx.ensure_container(t.account, t.container, &now_rfc3339()).await?;
+        tx.put_block(&BlockRow {
+            account: t.account.into(),
+            container: t.container.into(),
+            name: t.blob.unwrap_or_default().into(),
+            block_id: block_id.into(),
+            digest: stored.digest.to_string(),
+            size: stored.size as i64,
+            staged_at: now_rfc3339(),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Put Block List: the blob becomes the concatenation of the named staged blocks.
+    pub async fn put_block_list(&self, t: &BlobTarget<'_>, block_ids: &[String], content_type: Option<String>) -> Result<BlobRow> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Write).await?;
+        if block_ids.len() > MAX_BLOCKS {
+            return Err(Error::invalid("InvalidBlockList", "body", format!("A block list holds at most {MAX_BLOCKS} blocks.")));
+        }
+        self.writable(t).await?;
+        let staged = self.store.blocks(t.account, t.container, t.blob.unwrap_or_default()).await?;
+        let mut parts = Vec::with_capacity(block_ids.len());
+        for id in block_ids {
+            let b = staged.iter().find(|b| &b.block_id == id).ok_or_else(|| {
+                Error::invalid(
+                    "InvalidBlockList",
+                    "body",
+                    format!("The block list names block '{id}', which was not staged for this blob."),
+                )
+            })?;
+            parts.push(Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?);
+        }
+        let stored = self.blobs.concat(&parts, u64::MAX).await.map_err(blob_error)?;
+        self.commit_blob(t, stored.digest, stored.size, content_type, true).await
+    }
+
+    /// Get Blob / Get Blob Properties: the blob's record and its bytes.
+    pub async fn get_blob(&self, t: &BlobTarget<'_>) -> Result<(BlobRow, tokio::fs::File)> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Read).await?;
+        let blob = t.blob.unwrap_or_default();
+        let missing = || Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist in container '{}'.", t.container));
+        let row = self.store.blob(t.account, t.container, blob).await?.ok_or_else(missing)?;
+        let digest = Digest::parse(&row.digest).map_err(|_| Error::Internal(format!("stored digest {}", row.digest)))?;
+        let (file, _) = self
+            .blobs
+            .get(&digest)
+            .await
+            .map_err(blob_error)?
+            .ok_or_else(|| Error::Internal(format!("bytes of {} are missing", row.digest)))?;
+        Ok((row, file))
+    }
+
+    /// Delete Blob. Deleting what does not exist is 404, as in Azure.
+    pub async fn delete_blob(&self, t: &BlobTarget<'_>) -> Result<()> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Delete).await?;
+        self.writable(t).await?;
+        let blob = t.blob.unwrap_or_default();
+        let mut tx = self.store.write().await?;
+        let existed = tx.delete_blob(t.account, t.container, blob).await?;
+        tx.clear_blocks(t.account, t.container, blob).await?;
+        tx.commit().await?;
+        if existed { Ok(()) } else { Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist."))) }
+    }
+
+    /// List Blobs, with prefix, delimiter and marker paging.
+    pub async fn list_blobs(
+        &self,
+        t: &BlobTarget<'_>,
+        prefix: &str,
+        delimiter: Option<&str>,
+        marker: Option<&str>,
+        max: i64,
+    ) -> Result<BlobListing> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::List).await?;
+        let rows = self.store.list_blobs(t.account, t.container, prefix, marker, max + 1).await?;
+        let more = rows.len() as i64 > max;
+        let rows: Vec<BlobRow> = rows.into_iter().take(max as usize).collect();
+        let next_marker = if more { rows.last().map(|r| r.name.clone()) } else { None };
+        let (mut blobs, mut prefixes) = (Vec::new(), Vec::<String>::new());
+        for r in rows {
+            match delimiter.filter(|d| !d.is_empty()).and_then(|d| r.name[prefix.len()..].find(d).map(|i| prefix.len() + i + d.len())) {
+                Some(end) => {
+                    let p = r.name[..end].to_string();
+                    if prefixes.last() != Some(&p) {
+                        prefixes.push(p);
+                    }
+                }
+                None => blobs.push(r),
+            }
+        }
+        Ok(BlobListing { blobs, prefixes, next_marker })
+    }
+
+    /// `POST .../storageAccounts/{name}/ListServiceSas`: a SAS for a container or blob of a
+    /// managed storage account, for operators (assets get theirs from their own operations).
+    pub async fn list_service_sas(
+        &self,
+        caller: &Caller,
+        subscription_id: &str,
+        group: &str,
+        account: &str,
+        req: ServiceSasRequest,
+    ) -> Result<String> {
+        self.check_subscription(subscription_id)?;
+        let id = self.storage_id(group, account);
+        let missing = || Error::not_found("ResourceNotFound", format!("The storage account '{account}' could not be found."));
+        self.authorize_visible(
+            caller,
+            "Microsoft.Storage/storageAccounts/ListServiceSas/action",
+            moat_policy::actions::STORAGE_READ,
+            &id,
+            missing,
+        )
+        .await?;
+        let row = self.store.get_resource(&id.key()).await?.ok_or_else(missing)?;
+        let sa: StorageAccountDoc = decode(&row)?;
+        let bad = |target: &str, msg: String| Error::invalid("InvalidValuesForRequestParameters", target, msg);
+        let rest = req
+            .canonicalized_resource
+            .strip_prefix(&format!("/blob/{account}/"))
+            .ok_or_else(|| bad("canonicalizedResource", format!("canonicalizedResource must start with /blob/{account}/.")))?;
+        let (container, blob) = match rest.split_once('/') {
+            Some((c, b)) => (c, Some(b)),
+            None => (rest, None),
+        };
+        if !valid_container_name(container) {
+            return Err(bad("canonicalizedResource", format!("'{container}' is not a valid container name.")));
+        }
+        match (req.signed_resource.as_str(), blob) {
+            ("c", None) => {}
+            ("b", Some(b)) if valid_blob_name(b) => {}
+            _ => {
+                return Err(bad(
+                    "signedResource",
+                    "signedResource must be 'c' for a container or 'b' for a blob, matching canonicalizedResource.".into(),
+                ));
+            }
+        }
+        let permissions = Permissions::parse(&req.signed_permission)
+            .filter(|p| *p != Permissions::default())
+            .ok_or_else(|| bad("signedPermission", format!("'{}' is not a set of the letters racwdl.", req.signed_permission)))?;
+        let expiry = OffsetDateTime::parse(&req.signed_expiry, &Rfc3339)
+            .map_err(|_| bad("signedExpiry", "signedExpiry must be an RFC 3339 time.".into()))?;
+        let now = OffsetDateTime::now_utc();
+        if expiry <= now || (expiry - now).whole_seconds() > MAX_SAS_SECS {
+            return Err(bad("signedExpiry", "signedExpiry must lie in the future, at most 7 days ahead.".into()));
+        }
+        let start = req
+            .signed_start
+            .as_deref()
+            .map(|s| OffsetDateTime::parse(s, &Rfc3339))
+            .transpose()
+            .map_err(|_| bad("signedStart", "signedStart must be an RFC 3339 time.".into()))?;
+        let key = URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {account} has no usable key")))?;
+        let grant =
+            Grant { account: account.into(), container: container.into(), blob: blob.map(str::to_string), permissions, start, expiry };
+        Ok(sas::sign(&key, &grant))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["abc", "upload-1", &"a".repeat(63)] {
+            assert!(valid_container_name(ok), "{ok}");
+        }
+        for bad in ["ab", "-abc", "abc-", "a--b", "ABC", "a_b", &"a".repeat(64)] {
+            assert!(!valid_container_name(bad), "{bad}");
+        }
+        for ok in ["model.bin", "dir/sub/file.txt", "ünïcode name"] {
+            assert!(valid_blob_name(ok), "{ok}");
+        }
+        for bad in ["", "a//b", "../x", "a/./b", "a/..", "x\\y", "a\nb", &"a".repeat(1025)] {
+            assert!(!valid_blob_name(bad), "{bad}");
+        }
+    }
+}
