@@ -16,6 +16,7 @@ use moat_core::Moat;
 use tower::Layer;
 use utoipa::OpenApi;
 
+pub mod assets;
 pub mod auth;
 pub mod authorization;
 pub mod blob;
@@ -73,6 +74,16 @@ pub struct AppState {
         directory::get_service_principal,
         directory::delete_service_principal,
         monitor::list_activity,
+        assets::list_containers,
+        assets::get_container,
+        assets::put_container,
+        assets::delete_container,
+        assets::list_versions,
+        assets::get_version,
+        assets::put_version,
+        assets::delete_version,
+        assets::start_pending_upload,
+        assets::data_reference,
         authorization::list_role_definitions,
         authorization::get_role_definition,
         authorization::put_role_definition,
@@ -170,6 +181,18 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .route("/subscriptions/{subscriptionId}/providers/Microsoft.MachineLearningServices/registries", get(m::list_registries_in_subscription))
         .route(reg, get(m::list_registries_in_group))
         .route(&format!("{reg}/{{registryName}}"), get(m::get_registry).put(m::put_registry).patch(m::patch_registry).delete(m::delete_registry))
+        .route(&format!("{reg}/{{registryName}}/{{assetType}}"), get(assets::list_containers))
+        .route(
+            &format!("{reg}/{{registryName}}/{{assetType}}/{{assetName}}"),
+            get(assets::get_container).put(assets::put_container).delete(assets::delete_container),
+        )
+        .route(&format!("{reg}/{{registryName}}/{{assetType}}/{{assetName}}/versions"), get(assets::list_versions))
+        .route(
+            &format!("{reg}/{{registryName}}/{{assetType}}/{{assetName}}/versions/{{version}}"),
+            get(assets::get_version).put(assets::put_version).delete(assets::delete_version),
+        )
+        .route(&format!("{reg}/{{registryName}}/{{assetType}}/{{assetName}}/versions/{{version}}/startPendingUpload"), post(assets::start_pending_upload))
+        .route(&format!("{reg}/{{registryName}}/datareferences/{{assetName}}/versions/{{version}}"), post(assets::data_reference))
         .route(
             "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}",
             get(m::get_storage_account),

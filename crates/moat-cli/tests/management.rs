@@ -410,6 +410,9 @@ async fn every_route_requires_authentication() {
             .replace("{roleDefinitionId}", "00000000-0000-0000-0000-000000000001")
             .replace("{roleAssignmentName}", "00000000-0000-0000-0000-000000000002")
             .replace("{userId}", "nobody@example.com")
+            .replace("{assetType}", "models")
+            .replace("{assetName}", "nosuchmodel")
+            .replace("{version}", "1")
             .replace("{servicePrincipalId}", "00000000-0000-0000-0000-000000000003");
         assert!(!path.contains('{'), "unsubstituted parameter in {template}");
         for method in ops.as_object().unwrap().keys() {

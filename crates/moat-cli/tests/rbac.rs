@@ -51,6 +51,16 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("GET", "{sa}", "A401 N404 R200 G404 U404 D404 C200 O200 X404"),
     ("GET", "{acr}", "A401 N404 R200 G404 U404 D404 C200 O200 X404"),
     ("POST", "{sa}/ListServiceSas", "A401 N404 R403 G404 U404 D404 C200 O200 X404"),
+    ("GET", "{reg}/models", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{reg}/models/m1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("PUT", "{reg}/models/c-{p}", "A401 N404 R403 G403 U201 D404 C201 O201 X403"),
+    ("DELETE", "{reg}/models/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
+    ("GET", "{reg}/models/m1/versions", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{reg}/models/m1/versions/1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("PUT", "{reg}/components/comp-{p}/versions/1", "A401 N404 R403 G403 U201 D404 C201 O201 X403"),
+    ("DELETE", "{reg}/models/m1/versions/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
+    ("POST", "{reg}/models/up-{p}/versions/1/startPendingUpload", "A401 N404 R403 G403 U200 D404 C200 O200 X403"),
+    ("POST", "{reg}/datareferences/m1/versions/1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
     (
         "GET",
         "/subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/eastus/operationsStatus/{op}",
@@ -127,6 +137,26 @@ const TABLE: &[(&str, &str, &str)] = &[
 
 /// The route template (as in the OpenAPI document) a table path stands for.
 fn template_of(path: &str) -> String {
+    let reg_t = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}";
+    if let Some(rest) = path.strip_prefix("{reg}/")
+        && !rest.starts_with("providers/")
+    {
+        // Asset routes: {assetType}/{assetName}[/versions[/{version}[/startPendingUpload]]],
+        // or datareferences/{assetName}/versions/{version}.
+        let segs: Vec<&str> = rest.split('/').collect();
+        let mapped: Vec<String> = segs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match (i, *s) {
+                (0, "datareferences") => "datareferences".into(),
+                (0, _) => "{assetType}".into(),
+                (1, _) => "{assetName}".into(),
+                (3, _) => "{version}".into(),
+                (_, s) => s.to_string(),
+            })
+            .collect();
+        return format!("{reg_t}/{}", mapped.join("/"));
+    }
     let reg = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}";
     let p = path.replace("{reg}/providers/Microsoft.Authorization", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/{resourceProviderNamespace}/{resourceType}/{resourceName}/providers/Microsoft.Authorization");
     let p = p.replace("{reg}", reg).replace(
@@ -191,6 +221,12 @@ async fn token_for(http: &Http, tenant: &str, app_id: &str, secret: &str) -> Str
 fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, account: &str) -> Option<Value> {
     let c = code.to_ascii_lowercase();
     match method {
+        "POST" if path.ends_with("/startPendingUpload") => Some(json!({})),
+        "POST" if path.contains("/datareferences/") => Some(json!({"assetId": "azureml://registries/rbacreg/models/m1/versions/1"})),
+        "PUT" if path.contains("/components/") => {
+            Some(json!({"properties": {"componentSpec": {"name": format!("comp-{c}"), "type": "command"}}}))
+        }
+        "PUT" if path.contains("/models/c-") => Some(json!({"properties": {"description": "a container"}})),
         "POST" if path.ends_with("/ListServiceSas") => Some(json!({
             "canonicalizedResource": format!("/blob/{account}/upload-{c}"),
             "signedResource": "c",
@@ -238,6 +274,18 @@ async fn every_route_for_every_role_at_every_scope() {
         .await;
     assert_eq!(user.status, 201, "{}", user.text);
     let (throwaway, _, _) = create_sp(&admin, "throwaway").await;
+    // A model with files, through the real upload protocol.
+    let up = admin.call("POST", &format!("{reg}/models/m1/versions/1/startPendingUpload"), Some(&json!({})), &[]).await;
+    assert_eq!(up.status, 200, "{}", up.text);
+    let sas_uri = up.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap().to_string();
+    let (base, sas) = sas_uri.split_once('?').unwrap();
+    let put = admin
+        .anonymous()
+        .raw("PUT", &format!("{base}/model.bin?{sas}"), Some(b"weights".to_vec()), None, &[("x-ms-blob-type", "BlockBlob")])
+        .await;
+    assert_eq!(put.status, 201, "{}", put.text);
+    let m1 = admin.call("PUT", &format!("{reg}/models/m1/versions/1"), Some(&json!({"properties": {"modelUri": base}})), &[]).await;
+    assert_eq!(m1.status, 201, "{}", m1.text);
     let custom_id = "11111111-2222-4333-8444-555555555555";
     let custom = admin
         .call(

@@ -154,7 +154,7 @@ impl Moat {
         let sub = ResourceId::subscription(&self.subscription_id);
         let all_visible = self.permits(caller, actions::GROUP_READ, &sub).await?;
         let kind = arm::RESOURCE_GROUP_TYPE.to_ascii_lowercase();
-        self.list_visible(caller, &kind, None, after, limit, all_visible, actions::GROUP_READ, |row| {
+        self.list_visible(caller, &kind, None, None, after, limit, all_visible, actions::GROUP_READ, |row| {
             Ok(render_group(&row.id, &decode(row)?))
         })
         .await
@@ -293,6 +293,7 @@ impl Moat {
                 kind: None,
                 subscription_id: &self.subscription_id,
                 group_key: Some(&group_key),
+                id_prefix: None,
                 after_key: after,
                 limit: limit + 1,
             })
@@ -304,8 +305,12 @@ impl Moat {
             if row.id_key() == gid.key() {
                 continue;
             }
-            let v: serde_json::Value = serde_json::from_str(&row.body)?;
             let rid = ResourceId::parse(&row.id)?;
+            // Top-level resources only, as ARM lists them (not assets inside a registry).
+            if rid.resource_type().matches('/').count() != 1 {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&row.body)?;
             items.push(GenericResource {
                 id: row.id.clone(),
                 name: row.name.clone(),
@@ -325,6 +330,7 @@ impl Moat {
         caller: &Caller,
         kind: &str,
         group_key: Option<&str>,
+        id_prefix: Option<&str>,
         after: Option<&str>,
         limit: i64,
         all_visible: bool,
@@ -340,6 +346,7 @@ impl Moat {
                     kind: Some(kind),
                     subscription_id: &self.subscription_id,
                     group_key,
+                    id_prefix,
                     after_key: cursor.as_deref(),
                     limit: limit + 1,
                 })

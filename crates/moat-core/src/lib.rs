@@ -9,6 +9,7 @@ use moat_store::{AssignmentRow, OperationRow, PrincipalRow, StoredResource, Writ
 use moat_types::ResourceId;
 use serde::{Serialize, de::DeserializeOwned};
 
+pub mod assets;
 pub mod audit;
 pub mod blobs;
 mod context;

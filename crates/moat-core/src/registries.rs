@@ -368,7 +368,7 @@ impl Moat {
             return Err(Error::not_found("ResourceGroupNotFound", format!("Resource group '{g}' could not be found.")));
         }
         let kind = arm::REGISTRY_TYPE.to_ascii_lowercase();
-        self.list_visible(caller, &kind, group_key.as_deref(), after, limit, all_visible, actions::REGISTRY_READ, |row| {
+        self.list_visible(caller, &kind, group_key.as_deref(), None, after, limit, all_visible, actions::REGISTRY_READ, |row| {
             Ok(self.render_registry(&row.id, &decode(row)?))
         })
         .await
@@ -690,6 +690,9 @@ impl Moat {
         tx.delete_resource(&ResourceId::resource_group(&self.subscription_id, &doc.managed_group).key()).await?;
         tx.delete_principal(&doc.identity_principal_id).await?;
         tx.delete_resource(&id.key()).await?;
+        // Its assets and pending uploads go with it, so that a registry created later under
+        // the same name starts empty.
+        tx.delete_resources_with_prefix(&format!("{}/", id.key())).await?;
         tx.release_names(&id.key()).await?;
         let op = self.record_operation(&mut tx, caller, "registries/delete", &id, &doc.location).await?;
         tx.commit().await?;

@@ -48,7 +48,14 @@ pub(crate) async fn load_custom_roles(store: &Store, subscription_id: &str) -> R
     let mut after: Option<String> = None;
     loop {
         let rows = store
-            .list_resources(&ListQuery { kind: Some(&kind), subscription_id, group_key: None, after_key: after.as_deref(), limit: 500 })
+            .list_resources(&ListQuery {
+                kind: Some(&kind),
+                subscription_id,
+                group_key: None,
+                id_prefix: None,
+                after_key: after.as_deref(),
+                limit: 500,
+            })
             .await?;
         for r in &rows {
             out.push(decode::<RoleDoc>(r)?.into());

@@ -58,6 +58,8 @@ pub struct ListQuery<'a> {
     pub kind: Option<&'a str>,
     pub subscription_id: &'a str,
     pub group_key: Option<&'a str>,
+    /// Only IDs starting with this lower-cased prefix (children of a resource).
+    pub id_prefix: Option<&'a str>,
     pub after_key: Option<&'a str>,
     pub limit: i64,
 }
@@ -249,6 +251,11 @@ impl Store {
             n += 1;
             sql.push_str(&format!(" AND group_key = ${n}"));
             binds.push(g);
+        }
+        if let Some(prefix) = q.id_prefix {
+            n += 1;
+            sql.push_str(&format!(" AND substr(id_key, 1, {}) = ${n}", prefix.len()));
+            binds.push(prefix);
         }
         if let Some(after) = q.after_key {
             n += 1;
@@ -630,6 +637,15 @@ impl WriteTx {
     pub async fn delete_resource(&mut self, id_key: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM resources WHERE id_key = $1").bind(id_key).execute(&mut *self.tx).await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes every resource whose ID starts with `prefix` (the children of a resource).
+    pub async fn delete_resources_with_prefix(&mut self, prefix: &str) -> Result<u64> {
+        let done = sqlx::query(&format!("DELETE FROM resources WHERE substr(id_key, 1, {}) = $1", prefix.len()))
+            .bind(prefix)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// How many resources live in a resource group.

@@ -77,7 +77,14 @@ async fn contract(store: Store) {
         .unwrap();
     tx.commit().await.unwrap();
     let page1 = store
-        .list_resources(&ListQuery { kind: Some("x/things"), subscription_id: "s", group_key: Some("g"), after_key: None, limit: 2 })
+        .list_resources(&ListQuery {
+            kind: Some("x/things"),
+            subscription_id: "s",
+            group_key: Some("g"),
+            id_prefix: None,
+            after_key: None,
+            limit: 2,
+        })
         .await
         .unwrap();
     assert_eq!(page1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["A", "c"]);
@@ -87,14 +94,17 @@ async fn contract(store: Store) {
             kind: Some("x/things"),
             subscription_id: "s",
             group_key: Some("g"),
+            id_prefix: None,
             after_key: Some(&after),
             limit: 10,
         })
         .await
         .unwrap();
     assert_eq!(page2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["d", "e"]);
-    let all_kinds =
-        store.list_resources(&ListQuery { kind: None, subscription_id: "s", group_key: None, after_key: None, limit: 100 }).await.unwrap();
+    let all_kinds = store
+        .list_resources(&ListQuery { kind: None, subscription_id: "s", group_key: None, id_prefix: None, after_key: None, limit: 100 })
+        .await
+        .unwrap();
     assert_eq!(all_kinds.len(), 6);
     let mut tx = store.write().await.unwrap();
     assert_eq!(tx.count_in_group("s", "g").await.unwrap(), 5);

@@ -2,6 +2,7 @@
 //! the APIs. No I/O, no async runtime.
 
 pub mod arm;
+pub mod assets;
 pub mod digest;
 pub mod graph;
 pub mod ids;

@@ -1,0 +1,342 @@
+//! Registry assets end to end: a model folder goes up with the azure-storage-blob SDK through
+//! the SAS of `startPendingUpload`, the version commits it (paths, sizes, sha256), and it comes
+//! back down through the read SAS of `datareferences`, byte for byte. Plus immutability,
+//! archive and restore, list views, and what a Registry User may do.
+
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{Http, Server, registry_body};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+fn python(args: &[&str]) {
+    let out =
+        std::process::Command::new("python3").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/asset_sdk.py")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "asset_sdk.py {args:?}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_model(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut seed = 99u64;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (seed >> 33) as u8
+            })
+            .collect()
+    };
+    let files = vec![
+        ("MLmodel".to_string(), b"flavors:\n  python_function: {}\n".to_vec()),
+        ("weights/model.bin".to_string(), bytes(300_000)),
+        ("weights/empty.txt".to_string(), vec![]),
+        ("tokenizer/vocab.json".to_string(), bytes(5_000)),
+    ];
+    for (p, b) in &files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b).unwrap();
+    }
+    files
+}
+
+async fn upload_model(http: &Http, reg: &str, name: &str, version: &str, src: &Path) -> String {
+    let r = http
+        .call(
+            "POST",
+            &format!("{reg}/models/{name}/versions/{version}/startPendingUpload"),
+            Some(&json!({"pendingUploadType": "TemporaryBlobReference"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let blob_ref = &r.body["blobReferenceForConsumption"];
+    assert_eq!(blob_ref["credential"]["credentialType"], "SAS");
+    python(&["upload", blob_ref["credential"]["sasUri"].as_str().unwrap(), src.to_str().unwrap()]);
+    blob_ref["blobUri"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_folder_round_trips_through_the_sdk() {
+    let server = Server::start();
+    let http = server.http();
+    let reg = server.registry_path("default", "assetreg");
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model");
+    let files = write_model(&src);
+
+    let blob_uri = upload_model(&http, &reg, "sentiment", "1", &src).await;
+    let body = json!({"properties": {"modelType": "CustomModel", "modelUri": blob_uri, "description": "first", "tags": {"team": "nlp"}}});
+    let v = http.call("PUT", &format!("{reg}/models/sentiment/versions/1"), Some(&body), &[]).await;
+    assert_eq!(v.status, 201, "{}", v.text);
+    let mut recorded: Vec<(String, u64, String)> = v.body["properties"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["size"].as_u64().unwrap(), f["sha256"].as_str().unwrap().to_string()))
+        .collect();
+    recorded.sort();
+    let mut expected: Vec<(String, u64, String)> =
+        files.iter().map(|(p, b)| (p.clone(), b.len() as u64, format!("{:x}", Sha256::digest(b)))).collect();
+    expected.sort();
+    assert_eq!(recorded, expected, "each file's path, size and sha256 are recorded");
+
+    // Read it back through datareferences.
+    let asset_id = "azureml://registries/assetreg/models/sentiment/versions/1";
+    let r = http.call("POST", &format!("{reg}/datareferences/sentiment/versions/1"), Some(&json!({"assetId": asset_id})), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dest = tmp.path().join("download");
+    python(&["download", r.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap(), dest.to_str().unwrap()]);
+    for (p, b) in &files {
+        assert_eq!(&std::fs::read(dest.join(p)).unwrap(), b, "{p}");
+    }
+
+    // The committed bytes can no longer change, not even with the upload SAS.
+    let upload_sas = {
+        let again = http.call("POST", &format!("{reg}/models/sentiment/versions/2/startPendingUpload"), Some(&json!({})), &[]).await;
+        assert_eq!(again.status, 200);
+        again
+    };
+    let sealed = http
+        .anonymous()
+        .raw(
+            "PUT",
+            &format!(
+                "{blob_uri}/MLmodel?{}",
+                r.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap().split_once('?').unwrap().1
+            ),
+            Some(b"x".to_vec()),
+            None,
+            &[("x-ms-blob-type", "BlockBlob")],
+        )
+        .await;
+    assert_eq!(sealed.status, 403, "the read SAS cannot write: {}", sealed.text);
+    // Re-creating the same version with the same content is idempotent; other content is refused.
+    let same = http.call("PUT", &format!("{reg}/models/sentiment/versions/1"), Some(&body), &[]).await;
+    assert_eq!(same.status, 200, "{}", same.text);
+    let other_uri = upload_sas.body["blobReferenceForConsumption"]["blobUri"].as_str().unwrap();
+    let changed =
+        http.call("PUT", &format!("{reg}/models/sentiment/versions/1"), Some(&json!({"properties": {"modelUri": other_uri}})), &[]).await;
+    assert_eq!((changed.status, changed.code().as_str()), (409, "AssetContentImmutable"), "{}", changed.text);
+    // An upload location handed out for version 2 cannot commit version 3.
+    python(&["upload", upload_sas.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap(), src.to_str().unwrap()]);
+    let wrong =
+        http.call("PUT", &format!("{reg}/models/sentiment/versions/3"), Some(&json!({"properties": {"modelUri": other_uri}})), &[]).await;
+    assert_eq!((wrong.status, wrong.code().as_str()), (400, "InvalidAssetUri"), "{}", wrong.text);
+    let v2 =
+        http.call("PUT", &format!("{reg}/models/sentiment/versions/2"), Some(&json!({"properties": {"modelUri": other_uri}})), &[]).await;
+    assert_eq!(v2.status, 201, "{}", v2.text);
+    // Writing into a committed upload location is refused.
+    let sas2 =
+        upload_sas.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap().split_once('?').unwrap().1.to_string();
+    let r = http
+        .anonymous()
+        .raw("PUT", &format!("{other_uri}/extra.bin?{sas2}"), Some(b"late".to_vec()), None, &[("x-ms-blob-type", "BlockBlob")])
+        .await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (409, Some("BlobImmutableDueToPolicy")), "{}", r.text);
+
+    // Mutable fields change; the container tracks latest and next versions; archive hides.
+    let up = http
+        .call(
+            "PUT",
+            &format!("{reg}/models/sentiment/versions/1"),
+            Some(
+                &json!({"properties": {"modelUri": blob_uri, "modelType": "CustomModel", "description": "better", "stage": "Production"}}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.text);
+    assert_eq!(up.body["properties"]["description"], "better");
+    assert_eq!(up.body["properties"]["tags"]["team"], "nlp", "tags not given are kept");
+    let c = http.get(&format!("{reg}/models/sentiment")).await;
+    assert_eq!(
+        (c.body["properties"]["latestVersion"].as_str(), c.body["properties"]["nextVersion"].as_str()),
+        (Some("2"), Some("3")),
+        "{}",
+        c.text
+    );
+    let arch = http
+        .call(
+            "PUT",
+            &format!("{reg}/models/sentiment/versions/2"),
+            Some(&json!({"properties": {"modelUri": other_uri, "isArchived": true}})),
+            &[],
+        )
+        .await;
+    assert_eq!(arch.status, 200, "{}", arch.text);
+    assert_eq!(http.get(&format!("{reg}/models/sentiment")).await.body["properties"]["latestVersion"], "1");
+    let names = |v: &Value| v["value"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&http.get(&format!("{reg}/models/sentiment/versions")).await.body), ["1"]);
+    assert_eq!(names(&http.get(&format!("{reg}/models/sentiment/versions?listViewType=ArchivedOnly")).await.body), ["2"]);
+    assert_eq!(names(&http.get(&format!("{reg}/models/sentiment/versions?listViewType=All")).await.body), ["1", "2"]);
+    assert_eq!(http.get(&format!("{reg}/models/sentiment/versions?listViewType=Some")).await.status, 400);
+    let restored = http
+        .call(
+            "PUT",
+            &format!("{reg}/models/sentiment/versions/2"),
+            Some(&json!({"properties": {"modelUri": other_uri, "isArchived": false}})),
+            &[],
+        )
+        .await;
+    assert_eq!(restored.status, 200);
+    assert_eq!(names(&http.get(&format!("{reg}/models")).await.body), ["sentiment"]);
+
+    // Versions without files: a component and an environment.
+    let comp = http
+        .call(
+            "PUT",
+            &format!("{reg}/components/train/versions/1"),
+            Some(&json!({"properties": {"componentSpec": {"name": "train", "type": "command", "command": "python train.py"}}})),
+            &[],
+        )
+        .await;
+    assert_eq!(comp.status, 201, "{}", comp.text);
+    let env = http
+        .call(
+            "PUT",
+            &format!("{reg}/environments/base/versions/1"),
+            Some(&json!({"properties": {"image": "mcr.microsoft.com/azureml/base:latest", "osType": "Linux"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(env.status, 201, "{}", env.text);
+
+    // Bad input: specific errors, nothing created.
+    let cases: Vec<(String, Value, u16, &str, Option<&str>)> = vec![
+        (
+            format!("{reg}/models/sentiment/versions/9"),
+            json!({"properties": {"modelType": "CustomModel"}}),
+            400,
+            "InvalidRequestContent",
+            Some("properties.modelUri"),
+        ),
+        (
+            format!("{reg}/models/sentiment/versions/9"),
+            json!({"properties": {"modelUri": "https://elsewhere.example/x"}}),
+            400,
+            "InvalidAssetUri",
+            Some("properties.modelUri"),
+        ),
+        (
+            format!("{reg}/models/sentiment/versions/9"),
+            json!({"properties": {"modelUri": blob_uri, "image": "x"}}),
+            400,
+            "InvalidRequestContent",
+            Some("properties.image"),
+        ),
+        (
+            format!("{reg}/components/train/versions/2"),
+            json!({"properties": {"componentSpec": "not an object"}}),
+            400,
+            "InvalidRequestContent",
+            Some("properties.componentSpec"),
+        ),
+        (
+            format!("{reg}/data/d1/versions/1"),
+            json!({"properties": {"dataType": "table", "dataUri": blob_uri}}),
+            400,
+            "InvalidRequestContent",
+            Some("properties.dataType"),
+        ),
+        (
+            format!("{reg}/environments/base/versions/2"),
+            json!({"properties": {"osType": "Plan9", "image": "x"}}),
+            400,
+            "InvalidRequestContent",
+            Some("properties.osType"),
+        ),
+        (format!("{reg}/models/-bad/versions/1"), json!({"properties": {}}), 400, "InvalidAssetName", Some("name")),
+        (format!("{reg}/models/sentiment/versions/a%2Fb"), json!({"properties": {}}), 400, "InvalidAssetVersion", Some("version")),
+        (format!("{reg}/gizmos/x/versions/1"), json!({"properties": {}}), 404, "NoRegisteredProviderFound", None),
+    ];
+    for (path, body, status, code, target) in cases {
+        let r = http.call("PUT", &path, Some(&body), &[]).await;
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["target"].as_str(), target, "{path}");
+    }
+    assert_eq!(names(&http.get(&format!("{reg}/models/sentiment/versions?listViewType=All")).await.body), ["1", "2"]);
+    assert_eq!(http.get(&format!("{reg}/data/d1")).await.status, 404);
+
+    // Deleting: versions, then the container; the registry's deletion takes its assets along.
+    assert_eq!(http.call("DELETE", &format!("{reg}/models/sentiment"), None, &[]).await.code(), "ContainerHasVersions");
+    assert_eq!(http.call("DELETE", &format!("{reg}/models/sentiment/versions/2"), None, &[]).await.status, 200);
+    assert_eq!(http.get(&format!("{reg}/models/sentiment")).await.body["properties"]["latestVersion"], "1");
+    assert_eq!(http.call("DELETE", &reg, None, &[]).await.status, 202);
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    assert_eq!(http.get(&format!("{reg}/models/sentiment")).await.status, 404, "a new registry of the same name starts empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_user_manages_assets_but_not_the_registry() {
+    let server = Server::start();
+    let admin = server.http();
+    let p = server.profile();
+    let reg = server.registry_path("default", "userreg");
+    assert_eq!(admin.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let sp = server.moat_json(&["ad", "sp", "create-for-rbac", "--name", "publisher", "--role", "AzureML Registry User", "--scopes", &reg]);
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        sp["appId"].as_str().unwrap(),
+        sp["password"].as_str().unwrap()
+    );
+    let t = admin
+        .anonymous()
+        .raw("POST", &format!("/{}/oauth2/v2.0/token", p.tenant), Some(form.into_bytes()), Some("application/x-www-form-urlencoded"), &[])
+        .await;
+    let user = admin.with_token(t.body["access_token"].as_str().unwrap());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("m");
+    write_model(&src);
+    let uri = upload_model(&user, &reg, "pub", "1", &src).await;
+    let created = user.call("PUT", &format!("{reg}/models/pub/versions/1"), Some(&json!({"properties": {"modelUri": uri}})), &[]).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let updated = user
+        .call("PUT", &format!("{reg}/models/pub/versions/1"), Some(&json!({"properties": {"modelUri": uri, "description": "d"}})), &[])
+        .await;
+    assert_eq!(updated.status, 200);
+    assert_eq!(user.call("DELETE", &format!("{reg}/models/pub/versions/1"), None, &[]).await.status, 200);
+    // Not the registry, its network settings or its managed resources.
+    let r = user.call("PATCH", &reg, Some(&json!({"tags": {"x": "y"}})), &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "AuthorizationFailed"));
+    let full = admin.get(&reg).await.body;
+    let mut b = full.clone();
+    b["properties"]["publicNetworkAccess"] = json!("Disabled");
+    assert_eq!(user.call("PUT", &reg, Some(&b), &[]).await.status, 403);
+    let sa =
+        full["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
+            .as_str()
+            .unwrap();
+    assert_eq!(user.get(sa).await.status, 404);
+    assert_eq!(
+        user.call("POST", &format!("{sa}/ListServiceSas"), Some(&json!({"canonicalizedResource": "/blob/x/y", "signedResource": "c", "signedPermission": "r", "signedExpiry": "2999-01-01T00:00:00Z"})), &[]).await.status,
+        404
+    );
+    // Asset reads and writes are in the activity log under the publisher's name.
+    let log = admin
+        .get(&format!(
+            "{}/providers/Microsoft.Insights/eventtypes/management/values?$top=500&$filter=result eq 'allowed'",
+            server.sub_path()
+        ))
+        .await;
+    let ops: Vec<&str> = log.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["caller"] == "publisher")
+        .map(|e| e["operationName"].as_str().unwrap())
+        .collect();
+    for action in ["registries/assets/write", "registries/assets/delete"] {
+        assert!(ops.iter().any(|o| o.ends_with(action)), "{action} not logged: {ops:?}");
+    }
+}

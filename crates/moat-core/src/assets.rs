@@ -1,0 +1,1031 @@
+//! Registry assets: containers and versions of models, data, code, components and
+//! environments, and the upload protocol. `startPendingUpload` hands out a write SAS for a fresh
+//! container of the registry's storage; `PUT …/versions/{v}` commits what was uploaded there —
+//! it records each file's path, size and sha256 and seals the container, so the version's bytes
+//! can never change; `datareferences` hands out a read SAS for a committed version.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moat_policy::actions;
+use moat_store::{ListQuery, StoredResource};
+use moat_types::ResourceId;
+use moat_types::arm::{SystemData, Tags};
+use moat_types::assets::{
+    AssetContainer, AssetContainerProperties, AssetFile, AssetType, AssetVersion, AssetVersionProperties, BlobReference,
+    BlobReferenceResponse, DataReferenceRequest, PendingUploadRequest, SasCredential,
+};
+use moat_types::names;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::groups::system_data;
+use crate::registries::{RegistryDoc, StorageAccountDoc};
+use crate::sas::{self, Grant, Permissions};
+use crate::{Caller, Error, Listed, Moat, Result, decode, document, new_etag, now_rfc3339};
+
+/// How long an upload SAS lasts.
+const UPLOAD_SAS_SECS: i64 = 24 * 3600;
+/// How long a download SAS lasts.
+const READ_SAS_SECS: i64 = 3600;
+
+/// `ActiveOnly` (default), `ArchivedOnly` or `All`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListViewType {
+    ActiveOnly,
+    ArchivedOnly,
+    All,
+}
+
+impl ListViewType {
+    pub fn parse(s: Option<&str>) -> Result<ListViewType> {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("activeonly") => Ok(ListViewType::ActiveOnly),
+            Some("archivedonly") => Ok(ListViewType::ArchivedOnly),
+            Some("all") => Ok(ListViewType::All),
+            Some(other) => Err(Error::invalid(
+                "InvalidListViewType",
+                "listViewType",
+                format!("listViewType must be ActiveOnly, ArchivedOnly or All, not '{other}'."),
+            )),
+        }
+    }
+
+    fn shows(self, archived: bool) -> bool {
+        match self {
+            ListViewType::ActiveOnly => !archived,
+            ListViewType::ArchivedOnly => archived,
+            ListViewType::All => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ContainerDoc {
+    asset_type: AssetType,
+    name: String,
+    description: Option<String>,
+    tags: Tags,
+    properties: BTreeMap<String, String>,
+    is_archived: bool,
+    data_type: Option<String>,
+    latest_version: Option<String>,
+    next_version: String,
+    /// How many versions were ever created (orders "latest").
+    created: i64,
+    system_data: SystemData,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct VersionDoc {
+    asset_type: AssetType,
+    name: String,
+    version: String,
+    /// The properties as given, with the mutable fields kept current.
+    props: AssetVersionProperties,
+    files: Vec<AssetFile>,
+    /// Where the files are: storage account, container and the path prefix under it.
+    storage: Option<(String, String, String)>,
+    /// Creation order within the container.
+    seq: i64,
+    system_data: SystemData,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PendingDoc {
+    asset_type: AssetType,
+    name: String,
+    version: String,
+    account: String,
+    container: String,
+    expires: String,
+}
+
+/// Asset names: 1–255 letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+pub fn valid_asset_name(s: &str) -> bool {
+    (1..=255).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s != "."
+        && s != ".."
+}
+
+/// Versions: 1–64 of the same characters (so never a path separator or `..`).
+pub fn valid_version(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn asset_type(segment: &str) -> Result<AssetType> {
+    AssetType::parse(segment).ok_or_else(|| {
+        Error::not_found(
+            "NoRegisteredProviderFound",
+            format!("'{segment}' is not an asset type; use models, data, codes, components or environments."),
+        )
+    })
+}
+
+fn not_found(t: AssetType, name: &str, version: Option<&str>) -> Error {
+    match version {
+        Some(v) => Error::not_found("ResourceNotFound", format!("The {} '{name}' has no version '{v}'.", t.segment())),
+        None => Error::not_found("ResourceNotFound", format!("The {} '{name}' could not be found.", t.segment())),
+    }
+}
+
+/// The fields of `p` that belong to no asset of type `t`.
+fn foreign_fields(t: AssetType, p: &AssetVersionProperties) -> Vec<&'static str> {
+    let mut bad = Vec::new();
+    let mut check = |present: bool, field: &'static str, types: &[AssetType]| {
+        if present && !types.contains(&t) {
+            bad.push(field);
+        }
+    };
+    use AssetType::*;
+    check(p.model_type.is_some(), "modelType", &[Models]);
+    check(p.model_uri.is_some(), "modelUri", &[Models]);
+    check(p.flavors.is_some(), "flavors", &[Models]);
+    check(p.job_name.is_some(), "jobName", &[Models]);
+    check(p.data_type.is_some(), "dataType", &[Data]);
+    check(p.data_uri.is_some(), "dataUri", &[Data]);
+    check(p.referenced_uris.is_some(), "referencedUris", &[Data]);
+    check(p.code_uri.is_some(), "codeUri", &[Codes]);
+    check(p.component_spec.is_some(), "componentSpec", &[Components]);
+    check(p.image.is_some(), "image", &[Environments]);
+    check(p.build.is_some(), "build", &[Environments]);
+    check(p.conda_file.is_some(), "condaFile", &[Environments]);
+    check(p.os_type.is_some(), "osType", &[Environments]);
+    check(p.auto_rebuild.is_some(), "autoRebuild", &[Environments]);
+    check(p.inference_config.is_some(), "inferenceConfig", &[Environments]);
+    bad
+}
+
+/// The uploaded location a version names, if its type has files.
+fn content_uri(t: AssetType, p: &AssetVersionProperties) -> Option<&str> {
+    match t {
+        AssetType::Models => p.model_uri.as_deref(),
+        AssetType::Data => p.data_uri.as_deref(),
+        AssetType::Codes => p.code_uri.as_deref(),
+        _ => None,
+    }
+}
+
+/// The fields that make up a version's content: they can never change.
+fn content_of(t: AssetType, p: &AssetVersionProperties) -> serde_json::Value {
+    let canonical = |s: &Option<String>| s.as_ref().map(|v| v.trim_end_matches('/').to_string());
+    serde_json::json!({
+        "type": t.segment(),
+        "modelType": p.model_type, "modelUri": canonical(&p.model_uri), "flavors": p.flavors,
+        "dataType": p.data_type, "dataUri": canonical(&p.data_uri), "referencedUris": p.referenced_uris,
+        "codeUri": canonical(&p.code_uri), "componentSpec": p.component_spec,
+        "image": p.image, "build": p.build, "condaFile": p.conda_file, "osType": p.os_type, "inferenceConfig": p.inference_config,
+    })
+}
+
+fn validate_version_body(t: AssetType, p: &AssetVersionProperties) -> Result<()> {
+    if let Some(f) = foreign_fields(t, p).first() {
+        return Err(Error::invalid(
+            "InvalidRequestContent",
+            format!("properties.{f}"),
+            format!("'{f}' does not belong to {}.", t.segment()),
+        ));
+    }
+    if let Some(tags) = &p.tags {
+        names::validate_tags("properties.tags", tags)?;
+    }
+    match t {
+        AssetType::Models => {
+            if let Some(mt) = &p.model_type {
+                let known = ["CustomModel", "MLFlowModel", "TritonModel", "custom_model", "mlflow_model", "triton_model"];
+                if !known.iter().any(|k| k.eq_ignore_ascii_case(mt)) {
+                    return Err(Error::invalid(
+                        "InvalidRequestContent",
+                        "properties.modelType",
+                        format!("modelType '{mt}' is not CustomModel, MLFlowModel or TritonModel."),
+                    ));
+                }
+            }
+        }
+        AssetType::Data => {
+            let dt = p.data_type.as_deref().ok_or_else(|| {
+                Error::invalid(
+                    "InvalidRequestContent",
+                    "properties.dataType",
+                    "A data version needs dataType: uri_file, uri_folder or mltable.",
+                )
+            })?;
+            if !["uri_file", "uri_folder", "mltable"].iter().any(|k| k.eq_ignore_ascii_case(dt)) {
+                return Err(Error::invalid(
+                    "InvalidRequestContent",
+                    "properties.dataType",
+                    format!("dataType '{dt}' is not uri_file, uri_folder or mltable."),
+                ));
+            }
+        }
+        AssetType::Components => {
+            if !p.component_spec.as_ref().is_some_and(|s| s.is_object()) {
+                return Err(Error::invalid(
+                    "InvalidRequestContent",
+                    "properties.componentSpec",
+                    "A component version needs componentSpec, the component's specification as an object.",
+                ));
+            }
+        }
+        AssetType::Environments => {
+            if p.image.is_none() && p.build.is_none() {
+                return Err(Error::invalid(
+                    "InvalidRequestContent",
+                    "properties.image",
+                    "An environment version needs an image or a build context.",
+                ));
+            }
+            if let Some(os) = &p.os_type
+                && !["Linux", "Windows"].iter().any(|k| k.eq_ignore_ascii_case(os))
+            {
+                return Err(Error::invalid(
+                    "InvalidRequestContent",
+                    "properties.osType",
+                    format!("osType '{os}' is not Linux or Windows."),
+                ));
+            }
+        }
+        AssetType::Codes => {}
+    }
+    if t.has_files() && content_uri(t, p).is_none() {
+        let field = match t {
+            AssetType::Models => "modelUri",
+            AssetType::Data => "dataUri",
+            _ => "codeUri",
+        };
+        return Err(Error::invalid(
+            "InvalidRequestContent",
+            format!("properties.{field}"),
+            format!(
+                "A {} version needs {field}: the blobUri that startPendingUpload returned, with the files uploaded under it.",
+                t.segment()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn summary(versions: &[VersionDoc]) -> (Option<String>, String) {
+    let latest = versions.iter().filter(|v| !v.props.is_archived.unwrap_or(false)).max_by_key(|v| v.seq).map(|v| v.version.clone());
+    let next = versions.iter().filter_map(|v| v.version.parse::<u64>().ok()).max().map(|n| n + 1).unwrap_or(1);
+    (latest, next.to_string())
+}
+
+impl Moat {
+    fn asset_ids(&self, group: &str, registry: &str, t: AssetType, name: &str) -> (ResourceId, ResourceId) {
+        let reg = ResourceId::provider(&self.subscription_id, group, "Microsoft.MachineLearningServices", "registries", registry);
+        let container = reg.child(t.segment(), name);
+        (reg, container)
+    }
+
+    async fn registry_for_assets(&self, reg: &ResourceId) -> Result<(RegistryDoc, StoredResource)> {
+        let row = self
+            .store
+            .get_resource(&reg.key())
+            .await?
+            .ok_or_else(|| Error::not_found("ResourceNotFound", format!("The registry '{}' could not be found.", reg.name())))?;
+        Ok((decode(&row)?, row))
+    }
+
+    fn render_container(&self, id: &str, d: &ContainerDoc) -> AssetContainer {
+        AssetContainer {
+            id: Some(id.to_string()),
+            name: Some(d.name.clone()),
+            resource_type: Some(format!("Microsoft.MachineLearningServices/registries/{}", d.asset_type.segment())),
+            properties: Some(AssetContainerProperties {
+                description: d.description.clone(),
+                tags: Some(d.tags.clone()),
+                properties: Some(d.properties.clone()),
+                is_archived: Some(d.is_archived),
+                latest_version: d.latest_version.clone(),
+                next_version: Some(d.next_version.clone()),
+                data_type: d.data_type.clone(),
+                provisioning_state: Some("Succeeded".into()),
+            }),
+            system_data: Some(d.system_data.clone()),
+        }
+    }
+
+    fn render_version(&self, id: &str, d: &VersionDoc) -> AssetVersion {
+        let mut props = d.props.clone();
+        props.files = if d.asset_type.has_files() { Some(d.files.clone()) } else { None };
+        props.provisioning_state = Some("Succeeded".into());
+        props.is_archived = Some(props.is_archived.unwrap_or(false));
+        props.is_anonymous = Some(false);
+        AssetVersion {
+            id: Some(id.to_string()),
+            name: Some(d.version.clone()),
+            resource_type: Some(format!("Microsoft.MachineLearningServices/registries/{}/versions", d.asset_type.segment())),
+            properties: Some(props),
+            system_data: Some(d.system_data.clone()),
+        }
+    }
+
+    async fn versions_of(&self, container: &ResourceId) -> Result<Vec<VersionDoc>> {
+        let kind = format!("{}/versions", container.resource_type()).to_ascii_lowercase();
+        let prefix = format!("{}/versions/", container.key());
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self
+                .store
+                .list_resources(&ListQuery {
+                    kind: Some(&kind),
+                    subscription_id: &self.subscription_id,
+                    group_key: None,
+                    id_prefix: Some(&prefix),
+                    after_key: after.as_deref(),
+                    limit: 500,
+                })
+                .await?;
+            for r in &rows {
+                out.push(decode::<VersionDoc>(r)?);
+            }
+            match rows.last() {
+                Some(l) if rows.len() == 500 => after = Some(l.id_key()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Lists asset containers of one type.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_asset_containers(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        view: ListViewType,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Listed<AssetContainer>> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (reg, _) = self.asset_ids(group, registry, t, "x");
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &reg, || {
+            Error::not_found("ResourceNotFound", format!("The registry '{registry}' could not be found."))
+        })
+        .await?;
+        self.registry_for_assets(&reg).await?;
+        let kind = format!("Microsoft.MachineLearningServices/registries/{}", t.segment()).to_ascii_lowercase();
+        let prefix = format!("{}/{}/", reg.key(), t.segment());
+        let mut items = Vec::new();
+        let mut cursor = after.map(str::to_string);
+        loop {
+            let rows = self
+                .store
+                .list_resources(&ListQuery {
+                    kind: Some(&kind),
+                    subscription_id: &self.subscription_id,
+                    group_key: None,
+                    id_prefix: Some(&prefix),
+                    after_key: cursor.as_deref(),
+                    limit: limit + 1,
+                })
+                .await?;
+            let more = rows.len() as i64 > limit;
+            for r in rows.iter().take(limit as usize) {
+                cursor = Some(r.id_key());
+                let d: ContainerDoc = decode(r)?;
+                if view.shows(d.is_archived) {
+                    items.push(self.render_container(&r.id, &d));
+                }
+                if items.len() as i64 == limit {
+                    let next_after = if more || rows.last().map(|x| x.id_key()) != cursor { cursor } else { None };
+                    return Ok(Listed { items, next_after });
+                }
+            }
+            if !more {
+                return Ok(Listed { items, next_after: None });
+            }
+        }
+    }
+
+    pub async fn get_asset_container(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+    ) -> Result<AssetContainer> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (_, id) = self.asset_ids(group, registry, t, name);
+        let (d, row) = self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
+        Ok(self.render_container(&row.id, &d))
+    }
+
+    /// Creates or updates a container (description, tags, properties, isArchived).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_asset_container(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        body: AssetContainer,
+    ) -> Result<(AssetContainer, bool)> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (reg, id) = self.asset_ids(group, registry, t, name);
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
+            .await?;
+        if !valid_asset_name(name) {
+            return Err(Error::invalid(
+                "InvalidAssetName",
+                "name",
+                format!("'{name}' is not an asset name: 1 to 255 letters, digits, '-', '_' or '.', starting with a letter or digit."),
+            ));
+        }
+        self.registry_for_assets(&reg).await?;
+        let p = body.properties.unwrap_or_default();
+        if let Some(tags) = &p.tags {
+            names::validate_tags("properties.tags", tags)?;
+        }
+        if p.data_type.is_some() && t != AssetType::Data {
+            return Err(Error::invalid(
+                "InvalidRequestContent",
+                "properties.dataType",
+                format!("'dataType' does not belong to {}.", t.segment()),
+            ));
+        }
+        let now = now_rfc3339();
+        let mut tx = self.store.write().await?;
+        let existing = tx.get_resource(&id.key()).await?;
+        let created = existing.is_none();
+        let doc = match &existing {
+            Some(row) => {
+                let old: ContainerDoc = decode(row)?;
+                ContainerDoc {
+                    description: p.description.or(old.description.clone()),
+                    tags: p.tags.unwrap_or(old.tags.clone()),
+                    properties: p.properties.unwrap_or(old.properties.clone()),
+                    is_archived: p.is_archived.unwrap_or(old.is_archived),
+                    system_data: system_data(Some(caller), Some(&old.system_data), &now),
+                    ..old
+                }
+            }
+            None => ContainerDoc {
+                asset_type: t,
+                name: name.to_string(),
+                description: p.description,
+                tags: p.tags.unwrap_or_default(),
+                properties: p.properties.unwrap_or_default(),
+                is_archived: p.is_archived.unwrap_or(false),
+                data_type: p.data_type,
+                latest_version: None,
+                next_version: "1".into(),
+                created: 0,
+                system_data: system_data(Some(caller), None, &now),
+            },
+        };
+        match existing {
+            Some(row) => {
+                if !tx.update_resource(&document(&id, &doc, new_etag(), &row.created_at, &now)?, &row.etag).await? {
+                    return Err(Error::PreconditionFailed { message: "The container changed concurrently; retry.".into() });
+                }
+            }
+            None => tx.insert_resource(&document(&id, &doc, new_etag(), &now, &now)?).await?,
+        }
+        tx.commit().await?;
+        Ok((self.render_container(id.as_str(), &doc), created))
+    }
+
+    /// Deletes a container that has no versions left.
+    pub async fn delete_asset_container(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+    ) -> Result<bool> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (_, id) = self.asset_ids(group, registry, t, name);
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
+            .await?;
+        if !self.versions_of(&id).await?.is_empty() {
+            return Err(Error::conflict(
+                "ContainerHasVersions",
+                format!("The {} '{name}' still has versions; delete them first.", t.segment()),
+            ));
+        }
+        let mut tx = self.store.write().await?;
+        let existed = tx.delete_resource(&id.key()).await?;
+        tx.commit().await?;
+        Ok(existed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_asset_versions(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        view: ListViewType,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Listed<AssetVersion>> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (_, id) = self.asset_ids(group, registry, t, name);
+        self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
+        let kind = format!("{}/versions", id.resource_type()).to_ascii_lowercase();
+        let prefix = format!("{}/versions/", id.key());
+        let mut items = Vec::new();
+        let mut cursor = after.map(str::to_string);
+        loop {
+            let rows = self
+                .store
+                .list_resources(&ListQuery {
+                    kind: Some(&kind),
+                    subscription_id: &self.subscription_id,
+                    group_key: None,
+                    id_prefix: Some(&prefix),
+                    after_key: cursor.as_deref(),
+                    limit: limit + 1,
+                })
+                .await?;
+            let more = rows.len() as i64 > limit;
+            for r in rows.iter().take(limit as usize) {
+                cursor = Some(r.id_key());
+                let d: VersionDoc = decode(r)?;
+                if view.shows(d.props.is_archived.unwrap_or(false)) {
+                    items.push(self.render_version(&r.id, &d));
+                }
+                if items.len() as i64 == limit {
+                    let next_after = if more || rows.last().map(|x| x.id_key()) != cursor { cursor } else { None };
+                    return Ok(Listed { items, next_after });
+                }
+            }
+            if !more {
+                return Ok(Listed { items, next_after: None });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn get_asset_version(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<AssetVersion> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (_, cid) = self.asset_ids(group, registry, t, name);
+        let id = cid.child("versions", version);
+        let (d, row) =
+            self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
+        Ok(self.render_version(&row.id, &d))
+    }
+
+    /// Creates a version (committing uploaded files) or updates its mutable fields.
+    /// Returns the version and whether it was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_asset_version(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        version: &str,
+        body: AssetVersion,
+    ) -> Result<(AssetVersion, bool)> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (reg, cid) = self.asset_ids(group, registry, t, name);
+        let id = cid.child("versions", version);
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || {
+            not_found(t, name, Some(version))
+        })
+        .await?;
+        if !valid_asset_name(name) {
+            return Err(Error::invalid(
+                "InvalidAssetName",
+                "name",
+                format!("'{name}' is not an asset name: 1 to 255 letters, digits, '-', '_' or '.', starting with a letter or digit."),
+            ));
+        }
+        if !valid_version(version) {
+            return Err(Error::invalid(
+                "InvalidAssetVersion",
+                "version",
+                format!("'{version}' is not a version: 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit."),
+            ));
+        }
+        let (regdoc, _) = self.registry_for_assets(&reg).await?;
+        let mut p = body.properties.unwrap_or_default();
+        p.files = None;
+        p.provisioning_state = None;
+        p.is_anonymous = None;
+        p.environment_type = None;
+        validate_version_body(t, &p)?;
+        if let Some(existing) = self.store.get_resource(&id.key()).await? {
+            let old: VersionDoc = decode(&existing)?;
+            if content_of(t, &old.props) != content_of(t, &p) {
+                return Err(Error::conflict(
+                    "AssetContentImmutable",
+                    format!(
+                        "Version '{version}' of {} '{name}' exists with other content; asset paths and content cannot be updated. Create a new version.",
+                        t.segment()
+                    ),
+                ));
+            }
+            return self.update_version_fields(caller, &id, &cid, existing, old, p).await.map(|v| (v, false));
+        }
+        // A new version: find and verify what was uploaded.
+        let (files, storage) = match content_uri(t, &p) {
+            Some(uri) => {
+                let (files, storage) = self.uploaded_files(&regdoc, &reg, t, name, version, uri).await?;
+                (files, Some(storage))
+            }
+            None => (vec![], None),
+        };
+        let now = now_rfc3339();
+        let mut tx = self.store.write().await?;
+        if tx.get_resource(&id.key()).await?.is_some() {
+            return Err(Error::conflict(
+                "AssetContentImmutable",
+                format!("Version '{version}' of {} '{name}' was created concurrently.", t.segment()),
+            ));
+        }
+        if let Some((account, container, _)) = &storage {
+            if tx.container_sealed(account, container).await? == Some(true) {
+                return Err(Error::conflict(
+                    "UploadAlreadyCommitted",
+                    "These uploaded files belong to another version already; start a new pending upload.",
+                ));
+            }
+            tx.seal_container(account, container).await?;
+        }
+        let mut versions = self.versions_of(&cid).await?;
+        let container_row = tx.get_resource(&cid.key()).await?;
+        let mut cdoc: ContainerDoc = match &container_row {
+            Some(r) => decode(r)?,
+            None => ContainerDoc {
+                asset_type: t,
+                name: name.to_string(),
+                description: None,
+                tags: Tags::new(),
+                properties: BTreeMap::new(),
+                is_archived: false,
+                data_type: p.data_type.clone(),
+                latest_version: None,
+                next_version: "1".into(),
+                created: 0,
+                system_data: system_data(Some(caller), None, &now),
+            },
+        };
+        cdoc.created += 1;
+        let doc = VersionDoc {
+            asset_type: t,
+            name: name.to_string(),
+            version: version.to_string(),
+            props: p,
+            files,
+            storage,
+            seq: cdoc.created,
+            system_data: system_data(Some(caller), None, &now),
+        };
+        versions.push(doc.clone());
+        (cdoc.latest_version, cdoc.next_version) = summary(&versions);
+        tx.insert_resource(&document(&id, &doc, new_etag(), &now, &now)?).await?;
+        match container_row {
+            Some(r) => {
+                if !tx.update_resource(&document(&cid, &cdoc, new_etag(), &r.created_at, &now)?, &r.etag).await? {
+                    return Err(Error::PreconditionFailed { message: "The container changed concurrently; retry.".into() });
+                }
+            }
+            None => tx.insert_resource(&document(&cid, &cdoc, new_etag(), &now, &now)?).await?,
+        }
+        tx.commit().await?;
+        Ok((self.render_version(id.as_str(), &doc), true))
+    }
+
+    async fn update_version_fields(
+        &self,
+        caller: &Caller,
+        id: &ResourceId,
+        cid: &ResourceId,
+        row: StoredResource,
+        old: VersionDoc,
+        p: AssetVersionProperties,
+    ) -> Result<AssetVersion> {
+        let now = now_rfc3339();
+        let mut props = old.props.clone();
+        props.description = p.description.or(props.description);
+        props.tags = p.tags.or(props.tags);
+        props.properties = p.properties.or(props.properties);
+        props.stage = p.stage.or(props.stage);
+        props.is_archived = p.is_archived.or(props.is_archived);
+        let doc = VersionDoc { props, system_data: system_data(Some(caller), Some(&old.system_data), &now), ..old };
+        let mut tx = self.store.write().await?;
+        if !tx.update_resource(&document(id, &doc, new_etag(), &row.created_at, &now)?, &row.etag).await? {
+            return Err(Error::PreconditionFailed { message: "The version changed concurrently; retry.".into() });
+        }
+        self.refresh_container(&mut tx, cid, Some(&doc), None, &now).await?;
+        tx.commit().await?;
+        Ok(self.render_version(id.as_str(), &doc))
+    }
+
+    /// Recomputes latestVersion and nextVersion with `changed` replacing, or `removed` taken
+    /// out of, what the store holds.
+    async fn refresh_container(
+        &self,
+        tx: &mut moat_store::WriteTx,
+        cid: &ResourceId,
+        changed: Option<&VersionDoc>,
+        removed: Option<&str>,
+        now: &str,
+    ) -> Result<()> {
+        let Some(row) = tx.get_resource(&cid.key()).await? else { return Ok(()) };
+        let mut cdoc: ContainerDoc = decode(&row)?;
+        let mut versions: Vec<VersionDoc> =
+            self.versions_of(cid).await?.into_iter().filter(|v| Some(v.version.as_str()) != removed).collect();
+        if let Some(c) = changed {
+            versions.retain(|v| v.version != c.version);
+            versions.push(c.clone());
+        }
+        (cdoc.latest_version, cdoc.next_version) = summary(&versions);
+        if !tx.update_resource(&document(cid, &cdoc, new_etag(), &row.created_at, now)?, &row.etag).await? {
+            return Err(Error::PreconditionFailed { message: "The container changed concurrently; retry.".into() });
+        }
+        Ok(())
+    }
+
+    /// The files under a pending upload's location, verified to belong to this version.
+    async fn uploaded_files(
+        &self,
+        reg: &RegistryDoc,
+        reg_id: &ResourceId,
+        t: AssetType,
+        name: &str,
+        version: &str,
+        uri: &str,
+    ) -> Result<(Vec<AssetFile>, (String, String, String))> {
+        let field = match t {
+            AssetType::Models => "properties.modelUri",
+            AssetType::Data => "properties.dataUri",
+            _ => "properties.codeUri",
+        };
+        let bad = |msg: String| Error::invalid("InvalidAssetUri", field, msg);
+        let base = format!("{}/", self.config.public_url);
+        let rest = uri.strip_prefix(&base).ok_or_else(|| {
+            bad(format!("'{uri}' is not a location of this registry's storage; upload through startPendingUpload first."))
+        })?;
+        let mut parts = rest.splitn(3, '/');
+        let account = parts.next().unwrap_or_default().to_string();
+        let container = parts.next().unwrap_or_default().to_string();
+        let prefix = parts.next().unwrap_or_default().trim_end_matches('/').to_string();
+        let owns = reg.regions.iter().flat_map(|r| &r.storage_accounts).any(|s| s.name == account);
+        if !owns {
+            return Err(bad(format!("'{uri}' is not in a storage account of registry '{}'.", reg.name)));
+        }
+        let pending_id = reg_id.child("pendingUploads", &container);
+        let pending: PendingDoc = match self.store.get_resource(&pending_id.key()).await? {
+            Some(r) => decode(&r)?,
+            None => return Err(bad(format!("'{uri}' was not handed out by startPendingUpload."))),
+        };
+        if pending.asset_type != t || pending.name != name || pending.version != version {
+            return Err(bad(format!(
+                "'{uri}' was handed out for {} '{}' version '{}', not this version.",
+                pending.asset_type.segment(),
+                pending.name,
+                pending.version
+            )));
+        }
+        let dir = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        let mut files = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let rows = self.store.list_blobs(&account, &container, &dir, marker.as_deref(), 1000).await?;
+            for b in &rows {
+                let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
+                files.push(AssetFile { path: b.name[dir.len()..].to_string(), size: b.size as u64, sha256: sha });
+            }
+            match rows.last() {
+                Some(l) if rows.len() == 1000 => marker = Some(l.name.clone()),
+                _ => break,
+            }
+        }
+        if files.is_empty() {
+            return Err(bad(format!("Nothing was uploaded under '{uri}'.")));
+        }
+        Ok((files, (account, container, prefix)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn delete_asset_version(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<bool> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (_, cid) = self.asset_ids(group, registry, t, name);
+        let id = cid.child("versions", version);
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || {
+            not_found(t, name, Some(version))
+        })
+        .await?;
+        let now = now_rfc3339();
+        let mut tx = self.store.write().await?;
+        let existed = tx.delete_resource(&id.key()).await?;
+        if existed {
+            self.refresh_container(&mut tx, &cid, None, Some(version), &now).await?;
+        }
+        tx.commit().await?;
+        Ok(existed)
+    }
+
+    /// `startPendingUpload`: a fresh upload location in the registry's primary storage account,
+    /// with a write SAS for it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_pending_upload(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        version: &str,
+        body: PendingUploadRequest,
+    ) -> Result<BlobReferenceResponse> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (reg, cid) = self.asset_ids(group, registry, t, name);
+        let id = cid.child("versions", version);
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || {
+            not_found(t, name, Some(version))
+        })
+        .await?;
+        if !t.has_files() {
+            return Err(Error::invalid("InvalidRequestContent", "assetType", format!("{} versions have no files to upload.", t.segment())));
+        }
+        if !valid_asset_name(name) || !valid_version(version) {
+            return Err(Error::invalid(
+                "InvalidAssetName",
+                "name",
+                format!("'{name}' version '{version}' is not a valid asset name and version."),
+            ));
+        }
+        if let Some(kind) = body.pending_upload_type.as_deref()
+            && !["None", "TemporaryBlobReference"].contains(&kind)
+        {
+            return Err(Error::invalid(
+                "InvalidRequestContent",
+                "pendingUploadType",
+                format!("pendingUploadType must be None or TemporaryBlobReference, not '{kind}'."),
+            ));
+        }
+        if self.store.get_resource(&id.key()).await?.is_some() {
+            return Err(Error::conflict("AssetAlreadyExists", format!("Version '{version}' of {} '{name}' exists already.", t.segment())));
+        }
+        let (regdoc, _) = self.registry_for_assets(&reg).await?;
+        let account = regdoc
+            .regions
+            .first()
+            .and_then(|r| r.storage_accounts.first())
+            .map(|s| s.name.clone())
+            .ok_or_else(|| Error::Internal("registry without storage".into()))?;
+        let sa_id = self.storage_id(&regdoc.managed_group, &account);
+        let sa: StorageAccountDoc = decode(
+            &self.store.get_resource(&sa_id.key()).await?.ok_or_else(|| Error::Internal(format!("storage account {account} missing")))?,
+        )?;
+        let container = format!("upload-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        let now = OffsetDateTime::now_utc();
+        let expiry = now + time::Duration::seconds(UPLOAD_SAS_SECS);
+        let pending = PendingDoc {
+            asset_type: t,
+            name: name.to_string(),
+            version: version.to_string(),
+            account: account.clone(),
+            container: container.clone(),
+            expires: expiry.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        };
+        let stamp = now_rfc3339();
+        let mut tx = self.store.write().await?;
+        tx.insert_resource(&document(&reg.child("pendingUploads", &container), &pending, new_etag(), &stamp, &stamp)?).await?;
+        tx.ensure_container(&account, &container, &stamp).await?;
+        tx.commit().await?;
+        let key = URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {account} has no usable key")))?;
+        let grant = Grant {
+            account: account.clone(),
+            container: container.clone(),
+            blob: None,
+            permissions: Permissions::parse("racwl").unwrap_or_default(),
+            start: None,
+            expiry,
+        };
+        let blob_uri = format!("{}/{account}/{container}", self.config.public_url);
+        Ok(BlobReferenceResponse {
+            blob_reference_for_consumption: BlobReference {
+                blob_uri: blob_uri.clone(),
+                storage_account_arm_id: sa_id.to_string(),
+                credential: SasCredential { credential_type: "SAS".into(), sas_uri: format!("{blob_uri}?{}", sas::sign(&key, &grant)) },
+            },
+            pending_upload_id: Some(body.pending_upload_id.unwrap_or(container)),
+            pending_upload_type: Some("TemporaryBlobReference".into()),
+        })
+    }
+
+    /// `datareferences` (getBlobReferenceSAS): a read SAS for a committed version's files.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn data_reference(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        name: &str,
+        version: &str,
+        body: DataReferenceRequest,
+    ) -> Result<BlobReferenceResponse> {
+        self.check_subscription(sub)?;
+        let bad = |m: String| Error::invalid("InvalidAssetId", "assetId", m);
+        let rest = body
+            .asset_id
+            .strip_prefix("azureml://registries/")
+            .ok_or_else(|| bad(format!("'{}' is not azureml://registries/<r>/<type>/<name>/versions/<v>.", body.asset_id)))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [r, ty, n, "versions", v] = parts.as_slice() else {
+            return Err(bad(format!("'{}' is not azureml://registries/<r>/<type>/<name>/versions/<v>.", body.asset_id)));
+        };
+        if !r.eq_ignore_ascii_case(registry) || *n != name || *v != version {
+            return Err(bad(format!("'{}' names another asset than the request path.", body.asset_id)));
+        }
+        let t = asset_type(ty)?;
+        let (_, cid) = self.asset_ids(group, registry, t, name);
+        let id = cid.child("versions", version);
+        let (d, _) =
+            self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
+        let (account, container, prefix) =
+            d.storage.clone().ok_or_else(|| Error::invalid("NoFiles", "assetId", format!("{} versions have no files.", t.segment())))?;
+        let (regdoc, _) = self
+            .registry_for_assets(&ResourceId::provider(
+                &self.subscription_id,
+                group,
+                "Microsoft.MachineLearningServices",
+                "registries",
+                registry,
+            ))
+            .await?;
+        let sa_id = self.storage_id(&regdoc.managed_group, &account);
+        let sa: StorageAccountDoc = decode(
+            &self.store.get_resource(&sa_id.key()).await?.ok_or_else(|| Error::Internal(format!("storage account {account} missing")))?,
+        )?;
+        let key = URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {account} has no usable key")))?;
+        let expiry = OffsetDateTime::now_utc() + time::Duration::seconds(READ_SAS_SECS);
+        let grant = Grant {
+            account: account.clone(),
+            container: container.clone(),
+            blob: None,
+            permissions: Permissions::parse("rl").unwrap_or_default(),
+            start: None,
+            expiry,
+        };
+        let mut blob_uri = format!("{}/{account}/{container}", self.config.public_url);
+        if !prefix.is_empty() {
+            blob_uri.push('/');
+            blob_uri.push_str(&prefix);
+        }
+        Ok(BlobReferenceResponse {
+            blob_reference_for_consumption: BlobReference {
+                blob_uri: blob_uri.clone(),
+                storage_account_arm_id: sa_id.to_string(),
+                credential: SasCredential { credential_type: "SAS".into(), sas_uri: format!("{blob_uri}?{}", sas::sign(&key, &grant)) },
+            },
+            pending_upload_id: None,
+            pending_upload_type: None,
+        })
+    }
+}
