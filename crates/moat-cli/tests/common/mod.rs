@@ -109,6 +109,14 @@ impl Server {
         Http { base: self.url.clone(), token: Some(self.token()), client: reqwest::Client::new() }
     }
 
+    /// Kills the server with SIGKILL: no chance to clean up, as in a crash or power loss.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let _ = child.wait();
+    }
+
     /// Stops the server with SIGTERM and checks it shut down cleanly.
     pub fn stop(mut self) {
         let mut child = self.child.take().unwrap();
