@@ -1,5 +1,6 @@
 //! `moat`: the server (`moat serve`) and its client, modelled on `az ml` and `az`.
 
+mod assets;
 mod commands;
 mod config;
 mod generic;
@@ -63,12 +64,104 @@ enum Command {
     /// Manage role definitions and role assignments.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Manage models in a registry.
+    #[command(subcommand)]
+    Model(AssetCommand),
+    /// Manage data assets in a registry.
+    #[command(subcommand)]
+    Data(AssetCommand),
+    /// Manage components in a registry.
+    #[command(subcommand)]
+    Component(AssetCommand),
+    /// Manage environments in a registry.
+    #[command(subcommand)]
+    Environment(AssetCommand),
     /// Query the activity (audit) log.
     #[command(subcommand)]
     Monitor(MonitorCommand),
     /// Print the OpenAPI document of moat's REST API.
     #[command(after_help = "Example:\n  moat openapi > openapi.json")]
     Openapi,
+}
+
+/// Where an asset is: `--name` (or an asset ID `azureml://registries/...`), `--version`, the registry.
+#[derive(clap::Args, Debug)]
+struct AssetWhere {
+    /// The asset's name, or its asset ID (azureml://registries/<r>/<type>/<name>/versions/<v>).
+    #[arg(long, short = 'n')]
+    name: String,
+    /// The version (default: the latest).
+    #[arg(long, short = 'v')]
+    version: Option<String>,
+    #[arg(long)]
+    registry_name: Option<String>,
+    #[arg(long, short = 'g')]
+    resource_group: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AssetCommand {
+    /// Create a version from an az ml YAML file, uploading its files.
+    #[command(
+        after_help = "Example:\n  moat model create --file model.yml --registry-name demo-registry\n\nmodel.yml:\n  name: sentiment\n  version: 1\n  path: ./model\n  type: custom_model"
+    )]
+    Create {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long)]
+        registry_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Show a version (default: the latest).
+    #[command(
+        after_help = "Examples:\n  moat model show --name sentiment --version 1 --registry-name demo-registry\n  moat model show --name azureml://registries/demo-registry/models/sentiment/versions/1"
+    )]
+    Show(AssetWhere),
+    /// List assets, or the versions of one.
+    #[command(
+        after_help = "Examples:\n  moat model list --registry-name demo-registry\n  moat model list --registry-name demo-registry --name sentiment --output table"
+    )]
+    List {
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long)]
+        registry_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// Show archived ones instead of active ones.
+        #[arg(long)]
+        archived_only: bool,
+    },
+    /// Archive a version: it stays usable but is hidden from lists and from "latest".
+    #[command(after_help = "Example:\n  moat model archive --name sentiment --version 1 --registry-name demo-registry")]
+    Archive(AssetWhere),
+    /// Restore an archived version.
+    #[command(after_help = "Example:\n  moat model restore --name sentiment --version 1 --registry-name demo-registry")]
+    Restore(AssetWhere),
+    /// Change a version's description, tags or stage (its content never changes).
+    #[command(
+        after_help = "Example:\n  moat model update --name sentiment --version 1 --registry-name demo-registry --set stage=Production tags.team=nlp"
+    )]
+    Update {
+        #[command(flatten)]
+        at: AssetWhere,
+        #[arg(long, num_args = 1..)]
+        set: Vec<String>,
+    },
+    /// Delete a version.
+    #[command(after_help = "Example:\n  moat model delete --name sentiment --version 1 --registry-name demo-registry")]
+    Delete(AssetWhere),
+    /// Download a version's files, verifying each sha256.
+    #[command(
+        after_help = "Example:\n  moat model download --name sentiment --version 1 --registry-name demo-registry --download-path ./out"
+    )]
+    Download {
+        #[command(flatten)]
+        at: AssetWhere,
+        #[arg(long, default_value = ".")]
+        download_path: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -465,6 +558,10 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
     let rg = |g: Option<String>| g.unwrap_or_else(|| c.profile().resource_group.clone());
     match cli.command {
         Command::Serve(_) | Command::Openapi | Command::Login(_) => Ok(()),
+        Command::Model(cmd) => run_asset(&c, assets::Kind::Model, cmd, out).await,
+        Command::Data(cmd) => run_asset(&c, assets::Kind::Data, cmd, out).await,
+        Command::Component(cmd) => run_asset(&c, assets::Kind::Component, cmd, out).await,
+        Command::Environment(cmd) => run_asset(&c, assets::Kind::Environment, cmd, out).await,
         Command::Monitor(MonitorCommand::ActivityLog(ActivityLogCommand::List { resource_id, principal, result, since, max_events })) => {
             identity::activity_log_list(
                 &c,
@@ -532,6 +629,27 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Registry(RegistryCommand::Delete { name, resource_group, yes }) => {
             commands::registry_delete(&c, &name, &rg(resource_group), yes).await
         }
+    }
+}
+
+async fn run_asset(c: &Client, kind: assets::Kind, cmd: AssetCommand, out: Output) -> Result<(), CliError> {
+    let target = |w: &AssetWhere| {
+        assets::Target::new(c, kind, &w.name, w.version.as_deref(), w.registry_name.as_deref(), w.resource_group.as_deref())
+    };
+    match cmd {
+        AssetCommand::Create { file, registry_name, resource_group } => {
+            assets::create(c, kind, &file, &registry_name, resource_group.as_deref(), out).await
+        }
+        AssetCommand::Show(w) => assets::show(c, kind, &target(&w)?, out).await,
+        AssetCommand::List { name, registry_name, resource_group, archived_only } => {
+            let t = assets::Target::new(c, kind, name.as_deref().unwrap_or(""), None, Some(&registry_name), resource_group.as_deref())?;
+            assets::list(c, kind, &t, archived_only, out).await
+        }
+        AssetCommand::Archive(w) => assets::update(c, kind, &target(&w)?, &["isArchived=true".to_string()], out).await,
+        AssetCommand::Restore(w) => assets::update(c, kind, &target(&w)?, &["isArchived=false".to_string()], out).await,
+        AssetCommand::Update { at, set } => assets::update(c, kind, &target(&at)?, &set, out).await,
+        AssetCommand::Delete(w) => assets::delete(c, kind, &target(&w)?).await,
+        AssetCommand::Download { at, download_path } => assets::download(c, kind, &target(&at)?, &download_path).await,
     }
 }
 

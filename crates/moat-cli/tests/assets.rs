@@ -340,3 +340,86 @@ async fn a_registry_user_manages_assets_but_not_the_registry() {
         assert!(ops.iter().any(|o| o.ends_with(action)), "{action} not logged: {ops:?}");
     }
 }
+
+#[test]
+fn the_cli_publishes_and_fetches_assets() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("r.yml"), "name: clireg\nlocation: eastus\n").unwrap();
+    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
+    // A model folder with a file larger than one upload block, so that blocks are used.
+    let files = write_model(&tmp.path().join("model"));
+    let big: Vec<u8> = (0..(9 * 1024 * 1024 + 7)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(tmp.path().join("model/weights/large.bin"), &big).unwrap();
+    std::fs::write(tmp.path().join("model.yml"), "$schema: https://azuremlschemas.azureedge.net/latest/model.schema.json\nname: clf\nversion: 1\npath: ./model\ntype: mlflow_model\ndescription: a classifier\ntags: {team: ml}\n").unwrap();
+    let m = server.moat_json(&["model", "create", "--file", tmp.path().join("model.yml").to_str().unwrap(), "--registry-name", "clireg"]);
+    assert_eq!(m["assetId"], "azureml://registries/clireg/models/clf/versions/1");
+    assert_eq!(m["properties"]["modelType"], "MLFlowModel");
+    assert_eq!(m["properties"]["files"].as_array().unwrap().len(), files.len() + 1);
+    // The asset ID works wherever a name and version do.
+    let shown = server.moat_json(&["model", "show", "--name", "azureml://registries/clireg/models/clf/versions/1"]);
+    assert_eq!(shown["properties"]["description"], "a classifier");
+    let listed = server.moat_json(&["model", "list", "--registry-name", "clireg"]);
+    assert_eq!(listed[0]["properties"]["latestVersion"], "1");
+    // Update, archive and restore.
+    let up = server.moat_json(&[
+        "model",
+        "update",
+        "--name",
+        "clf",
+        "--version",
+        "1",
+        "--registry-name",
+        "clireg",
+        "--set",
+        "stage=Production",
+        "tags.owner=alice",
+    ]);
+    assert_eq!((up["properties"]["stage"].as_str(), up["properties"]["tags"]["owner"].as_str()), (Some("Production"), Some("alice")));
+    server.moat_json(&["model", "archive", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
+    assert_eq!(server.moat_json(&["model", "list", "--registry-name", "clireg", "--name", "clf"]), json!([]));
+    assert_eq!(server.moat_json(&["model", "list", "--registry-name", "clireg", "--name", "clf", "--archived-only"])[0]["name"], "1");
+    server.moat_json(&["model", "restore", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
+    // Download: every file, byte for byte, verified.
+    let dest = tmp.path().join("out");
+    let out = server.moat(&[
+        "model",
+        "download",
+        "--name",
+        "clf",
+        "--version",
+        "1",
+        "--registry-name",
+        "clireg",
+        "--download-path",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (p, b) in &files {
+        assert_eq!(&std::fs::read(dest.join("clf").join(p)).unwrap(), b, "{p}");
+    }
+    assert_eq!(std::fs::read(dest.join("clf/weights/large.bin")).unwrap(), big);
+    // Components and environments.
+    std::fs::write(
+        tmp.path().join("comp.yml"),
+        "name: train\nversion: 3\ntype: command\ncommand: python train.py\ninputs:\n  data: {type: uri_folder}\n",
+    )
+    .unwrap();
+    let c =
+        server.moat_json(&["component", "create", "--file", tmp.path().join("comp.yml").to_str().unwrap(), "--registry-name", "clireg"]);
+    assert_eq!(c["properties"]["componentSpec"]["command"], "python train.py");
+    std::fs::write(tmp.path().join("conda.yml"), "dependencies: [python=3.11]\n").unwrap();
+    std::fs::write(
+        tmp.path().join("env.yml"),
+        "name: base\nversion: 1\nimage: mcr.microsoft.com/azureml/base:latest\nconda_file: conda.yml\n",
+    )
+    .unwrap();
+    let e =
+        server.moat_json(&["environment", "create", "--file", tmp.path().join("env.yml").to_str().unwrap(), "--registry-name", "clireg"]);
+    assert_eq!(e["properties"]["condaFile"], "dependencies: [python=3.11]\n");
+    // Deleting a version.
+    let out = server.moat(&["model", "delete", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
+    assert!(out.status.success());
+    let out = server.moat(&["model", "show", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFound"));
+}

@@ -215,6 +215,23 @@ fn every_command_has_help_with_an_example() {
         &["registry", "update"],
         &["registry", "delete"],
         &["openapi"],
+        &["login"],
+        &["ad", "user", "create"],
+        &["ad", "sp", "create-for-rbac"],
+        &["role", "definition", "create"],
+        &["role", "assignment", "create"],
+        &["monitor", "activity-log", "list"],
+        &["model", "create"],
+        &["model", "show"],
+        &["model", "list"],
+        &["model", "archive"],
+        &["model", "restore"],
+        &["model", "update"],
+        &["model", "delete"],
+        &["model", "download"],
+        &["data", "create"],
+        &["component", "create"],
+        &["environment", "create"],
     ];
     for c in commands {
         let out = std::process::Command::new(common::BIN).args(*c).arg("--help").output().unwrap();

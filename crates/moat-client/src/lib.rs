@@ -3,6 +3,8 @@
 
 #![allow(clippy::disallowed_methods)]
 
+pub mod blobs;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -183,6 +185,11 @@ impl Client {
     pub fn new(profile: Profile) -> Result<Client, ClientError> {
         let http = http_client(&profile.endpoint)?;
         Ok(Client { http, profile, token: tokio::sync::Mutex::new(None) })
+    }
+
+    /// The underlying HTTP client (for the blob plane, which authenticates by SAS).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn profile(&self) -> &Profile {

@@ -1,0 +1,396 @@
+//! `moat model|data|component|environment …`: assets in a registry, shaped like `az ml`.
+//! Files go up through the SAS of `startPendingUpload` and come down through the SAS of
+//! `datareferences`; the asset ID `azureml://registries/<r>/<type>/<name>/versions/<v>` is
+//! printed, and accepted wherever a name and version are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use moat_client::{Client, Method};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::commands::{CliError, CmdResult};
+use crate::output::{self, Column, Output};
+
+fn usage(m: impl Into<String>) -> CliError {
+    CliError::Usage(m.into())
+}
+
+/// The asset types the CLI handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Model,
+    Data,
+    Component,
+    Environment,
+}
+
+impl Kind {
+    fn segment(self) -> &'static str {
+        match self {
+            Kind::Model => "models",
+            Kind::Data => "data",
+            Kind::Component => "components",
+            Kind::Environment => "environments",
+        }
+    }
+    fn has_files(self) -> bool {
+        matches!(self, Kind::Model | Kind::Data)
+    }
+}
+
+const VERSION_COLUMNS: &[Column] = &[
+    ("Name", "/assetName"),
+    ("Version", "/name"),
+    ("Archived", "/properties/isArchived"),
+    ("Stage", "/properties/stage"),
+    ("AssetId", "/assetId"),
+];
+const CONTAINER_COLUMNS: &[Column] =
+    &[("Name", "/name"), ("LatestVersion", "/properties/latestVersion"), ("Archived", "/properties/isArchived")];
+
+/// Where an asset is: registry (and its group), name, version.
+pub struct Target {
+    pub registry: String,
+    pub group: String,
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl Target {
+    /// From flags, or from an asset ID given as the name.
+    pub fn new(
+        c: &Client,
+        kind: Kind,
+        name: &str,
+        version: Option<&str>,
+        registry: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Target, CliError> {
+        let group = group.map(str::to_string).unwrap_or_else(|| c.profile().resource_group.clone());
+        if let Some(rest) = name.strip_prefix("azureml://registries/") {
+            let parts: Vec<&str> = rest.split('/').collect();
+            return match parts.as_slice() {
+                [r, t, n, "versions", v] if *t == kind.segment() => {
+                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: Some(v.to_string()) })
+                }
+                [r, t, n, "labels", "latest"] if *t == kind.segment() => {
+                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: None })
+                }
+                _ => Err(usage(format!(
+                    "'{name}' is not an asset ID of the form azureml://registries/<registry>/{}/<name>/versions/<version>",
+                    kind.segment()
+                ))),
+            };
+        }
+        let registry = registry.ok_or_else(|| usage("give --registry-name (or an asset ID as --name)"))?.to_string();
+        Ok(Target { registry, group, name: name.to_string(), version: version.map(str::to_string) })
+    }
+
+    fn base(&self, c: &Client, kind: Kind) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/registries/{}/{}/{}",
+            c.profile().subscription_id,
+            self.group,
+            self.registry,
+            kind.segment(),
+            self.name
+        )
+    }
+
+    fn asset_id(&self, kind: Kind, version: &str) -> String {
+        format!("azureml://registries/{}/{}/{}/versions/{version}", self.registry, kind.segment(), self.name)
+    }
+}
+
+/// Adds the asset ID and name to a version's JSON, for printing.
+fn decorate(mut v: Value, t: &Target, kind: Kind) -> Value {
+    let version = v["name"].as_str().unwrap_or_default().to_string();
+    v["assetId"] = Value::String(t.asset_id(kind, &version));
+    v["assetName"] = Value::String(t.name.clone());
+    v
+}
+
+/// The version to act on: the given one, or the container's latest.
+async fn resolve_version(c: &Client, kind: Kind, t: &Target) -> Result<String, CliError> {
+    if let Some(v) = &t.version {
+        return Ok(v.clone());
+    }
+    let container = c.get(&t.base(c, kind)).await?.body;
+    container["properties"]["latestVersion"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| usage(format!("'{}' has no active version; give --version", t.name)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssetYaml {
+    #[serde(rename = "$schema", default)]
+    _schema: Option<String>,
+    name: String,
+    version: serde_yaml_ng::Value,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(rename = "type", default)]
+    asset_type: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+    #[serde(default)]
+    stage: Option<String>,
+    // models
+    #[serde(default)]
+    flavors: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    job_name: Option<String>,
+    // environments
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    conda_file: Option<String>,
+    #[serde(default)]
+    os_type: Option<String>,
+    #[serde(default)]
+    inference_config: Option<serde_yaml_ng::Value>,
+}
+
+fn model_type(t: &str) -> Result<&'static str, CliError> {
+    match t.to_ascii_lowercase().as_str() {
+        "custom_model" | "custommodel" => Ok("CustomModel"),
+        "mlflow_model" | "mlflowmodel" => Ok("MLFlowModel"),
+        "triton_model" | "tritonmodel" => Ok("TritonModel"),
+        other => Err(usage(format!("type '{other}' is not custom_model, mlflow_model or triton_model"))),
+    }
+}
+
+fn scalar(v: &serde_yaml_ng::Value) -> Option<String> {
+    match v {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Every file under `root` (or `root` itself), with its path relative to the upload root.
+fn local_files(root: &Path) -> Result<Vec<(PathBuf, String)>, CliError> {
+    let meta = std::fs::metadata(root).map_err(|e| usage(format!("cannot read {}: {e}", root.display())))?;
+    if meta.is_file() {
+        let name = root.file_name().and_then(|n| n.to_str()).ok_or_else(|| usage(format!("{} has no file name", root.display())))?;
+        return Ok(vec![(root.to_path_buf(), name.to_string())]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).map_err(|e| usage(format!("cannot read {}: {e}", dir.display())))? {
+            let e = e.map_err(|e| usage(e.to_string()))?;
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).map_err(|e| usage(e.to_string()))?;
+                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect::<Vec<_>>().join("/");
+                out.push((p, rel));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: Option<&str>, out: Output) -> CmdResult {
+    let text = std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let de = serde_yaml_ng::Deserializer::from_str(&text);
+    let spec_json: Value = serde_yaml_ng::from_str(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let y: AssetYaml = if kind == Kind::Component {
+        // A component's YAML is its specification; only name and version matter here.
+        let v: BTreeMap<String, serde_yaml_ng::Value> =
+            serde_yaml_ng::from_str(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+        AssetYaml {
+            _schema: None,
+            name: v.get("name").and_then(scalar).ok_or_else(|| usage(format!("{}: name is required", file.display())))?,
+            version: v.get("version").cloned().ok_or_else(|| usage(format!("{}: version is required", file.display())))?,
+            path: None,
+            asset_type: None,
+            description: v.get("description").and_then(scalar),
+            tags: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            stage: None,
+            flavors: None,
+            job_name: None,
+            image: None,
+            conda_file: None,
+            os_type: None,
+            inference_config: None,
+        }
+    } else {
+        serde_path_to_error::deserialize(de).map_err(|e| usage(format!("{}: {}: {}", file.display(), e.path(), e.inner())))?
+    };
+    let version = scalar(&y.version)
+        .ok_or_else(|| usage(format!("{}: version must be a string or number (registries need an explicit version)", file.display())))?;
+    let t = Target {
+        registry: registry.to_string(),
+        group: group.map(str::to_string).unwrap_or_else(|| c.profile().resource_group.clone()),
+        name: y.name.clone(),
+        version: Some(version.clone()),
+    };
+    let vpath = format!("{}/versions/{version}", t.base(c, kind));
+    let mut props = json!({"description": y.description, "tags": y.tags, "properties": y.properties});
+    if let Some(s) = &y.stage {
+        props["stage"] = json!(s);
+    }
+    match kind {
+        Kind::Model | Kind::Data => {
+            let path = y.path.as_deref().ok_or_else(|| usage(format!("{}: path (the files to upload) is required", file.display())))?;
+            let local = dir.join(path);
+            let files = local_files(&local)?;
+            let up = c
+                .send(
+                    Method::POST,
+                    &format!("{vpath}/startPendingUpload"),
+                    Some(&json!({"pendingUploadType": "TemporaryBlobReference"})),
+                    &[],
+                )
+                .await?
+                .body;
+            let blob_uri = up["blobReferenceForConsumption"]["blobUri"].as_str().unwrap_or_default().to_string();
+            let sas_uri = up["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap_or_default().to_string();
+            let mut total = 0;
+            for (p, rel) in &files {
+                total += moat_client::blobs::upload_file(c.http(), &moat_client::blobs::blob_url(&sas_uri, rel), p).await?;
+            }
+            eprintln!("uploaded {} file(s), {total} bytes", files.len());
+            if kind == Kind::Model {
+                props["modelType"] = json!(model_type(y.asset_type.as_deref().unwrap_or("custom_model"))?);
+                props["modelUri"] = json!(blob_uri);
+                if let Some(f) = &y.flavors {
+                    props["flavors"] = serde_json::to_value(f).map_err(|e| usage(e.to_string()))?;
+                }
+                if let Some(j) = &y.job_name {
+                    props["jobName"] = json!(j);
+                }
+            } else {
+                props["dataType"] = json!(y.asset_type.as_deref().unwrap_or("uri_folder"));
+                props["dataUri"] = json!(blob_uri);
+            }
+        }
+        Kind::Component => props["componentSpec"] = spec_json,
+        Kind::Environment => {
+            props["image"] = json!(y.image);
+            if let Some(cf) = &y.conda_file {
+                props["condaFile"] = json!(std::fs::read_to_string(dir.join(cf)).map_err(|e| usage(format!("cannot read {cf}: {e}")))?);
+            }
+            props["osType"] = json!(y.os_type.as_deref().unwrap_or("Linux"));
+            if let Some(ic) = &y.inference_config {
+                props["inferenceConfig"] = serde_json::to_value(ic).map_err(|e| usage(e.to_string()))?;
+            }
+        }
+    }
+    let v = c.send(Method::PUT, &vpath, Some(&json!({"properties": props})), &[]).await?.body;
+    output::print(out, &decorate(v, &t, kind), VERSION_COLUMNS);
+    Ok(())
+}
+
+pub async fn show(c: &Client, kind: Kind, t: &Target, out: Output) -> CmdResult {
+    let version = resolve_version(c, kind, t).await?;
+    let v = c.get(&format!("{}/versions/{version}", t.base(c, kind))).await?.body;
+    output::print(out, &decorate(v, t, kind), VERSION_COLUMNS);
+    Ok(())
+}
+
+pub async fn list(c: &Client, kind: Kind, t: &Target, archived: bool, out: Output) -> CmdResult {
+    let view = if archived { "ArchivedOnly" } else { "ActiveOnly" };
+    if t.name.is_empty() {
+        let base = t.base(c, kind);
+        let path = format!("{}?api-version=2025-09-01&listViewType={view}", base.trim_end_matches('/'));
+        output::print(out, &Value::Array(c.list_all(&path).await?), CONTAINER_COLUMNS);
+    } else {
+        let path = format!("{}/versions?api-version=2025-09-01&listViewType={view}", t.base(c, kind));
+        let items = c.list_all(&path).await?.into_iter().map(|v| decorate(v, t, kind)).collect();
+        output::print(out, &Value::Array(items), VERSION_COLUMNS);
+    }
+    Ok(())
+}
+
+/// Changes mutable fields: archive/restore (`isArchived`), description, tags, stage.
+pub async fn update(c: &Client, kind: Kind, t: &Target, set: &[String], out: Output) -> CmdResult {
+    let version = resolve_version(c, kind, t).await?;
+    let path = format!("{}/versions/{version}", t.base(c, kind));
+    let mut current = c.get(&path).await?.body;
+    for s in set {
+        // An asset version keeps its tags among its properties.
+        let s = if s.starts_with("tags.") || s.starts_with("tags=") { format!("properties.{s}") } else { s.clone() };
+        crate::generic::apply_set(&mut current, &s).map_err(usage)?;
+    }
+    let mut props = current["properties"].clone();
+    if let Some(o) = props.as_object_mut() {
+        for ro in ["files", "provisioningState", "isAnonymous", "environmentType"] {
+            o.remove(ro);
+        }
+    }
+    let v = c.send(Method::PUT, &path, Some(&json!({"properties": props})), &[]).await?.body;
+    output::print(out, &decorate(v, t, kind), VERSION_COLUMNS);
+    Ok(())
+}
+
+pub async fn delete(c: &Client, kind: Kind, t: &Target) -> CmdResult {
+    let version = t.version.clone().ok_or_else(|| usage("give --version: deleting takes one version at a time"))?;
+    c.send(Method::DELETE, &format!("{}/versions/{version}", t.base(c, kind)), None, &[]).await?;
+    Ok(())
+}
+
+pub async fn download(c: &Client, kind: Kind, t: &Target, dest: &Path) -> CmdResult {
+    if !kind.has_files() {
+        return Err(usage(format!("{} versions have no files to download", kind.segment())));
+    }
+    let version = resolve_version(c, kind, t).await?;
+    let reg = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/registries/{}",
+        c.profile().subscription_id,
+        t.group,
+        t.registry
+    );
+    let r = c
+        .send(
+            Method::POST,
+            &format!("{reg}/datareferences/{}/versions/{version}", t.name),
+            Some(&json!({"assetId": t.asset_id(kind, &version)})),
+            &[],
+        )
+        .await?
+        .body;
+    let sas_uri = r["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap_or_default().to_string();
+    let (folder, sas) = sas_uri.split_once('?').unwrap_or((&sas_uri, ""));
+    let mut parts = folder.splitn(6, '/').collect::<Vec<_>>();
+    // scheme, "", host, account, container, [prefix]
+    let prefix = if parts.len() == 6 { format!("{}/", parts.pop().unwrap_or_default()) } else { String::new() };
+    let container_url = format!("{}?{sas}", parts.join("/"));
+    let v = c.get(&format!("{}/versions/{version}", t.base(c, kind))).await?.body;
+    let names = moat_client::blobs::list_blobs(c.http(), &container_url, &prefix).await?;
+    let root = dest.join(&t.name);
+    let mut total = 0;
+    for name in &names {
+        let rel = &name[prefix.len()..];
+        if rel.split('/').any(|s| s == ".." || s.is_empty()) {
+            return Err(usage(format!("refusing the unsafe path '{rel}'")));
+        }
+        total += moat_client::blobs::download_file(c.http(), &moat_client::blobs::blob_url(&container_url, name), &root.join(rel)).await?;
+    }
+    // Verify every file against the sha256 the registry recorded.
+    for f in v["properties"]["files"].as_array().cloned().unwrap_or_default() {
+        let rel = f["path"].as_str().unwrap_or_default();
+        let bytes = std::fs::read(root.join(rel)).map_err(|e| usage(format!("{rel}: {e}")))?;
+        use sha2::Digest;
+        let got = format!("{:x}", sha2::Sha256::digest(&bytes));
+        if got != f["sha256"].as_str().unwrap_or_default() {
+            return Err(usage(format!("{rel}: downloaded bytes do not match the recorded sha256")));
+        }
+    }
+    eprintln!("downloaded {} file(s), {total} bytes, to {}; sha256 verified", names.len(), root.display());
+    Ok(())
+}
