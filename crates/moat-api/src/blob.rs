@@ -57,7 +57,7 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
+                let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -370,7 +370,8 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
         BlobEndpoint::GetBlob | BlobEndpoint::GetBlobProperties => {
             let (row, mut file) = moat.get_blob(&t).await?;
             let size = row.size as u64;
-            let range = parse_range(&headers)?;
+            // Get Blob Properties describes the whole blob, whatever Range says.
+            let range = if p.endpoint == BlobEndpoint::GetBlobProperties { None } else { parse_range(&headers)? };
             let (start, end, status) = match range {
                 None => (0, size.saturating_sub(1), StatusCode::OK),
                 Some((s, _)) if s >= size => {

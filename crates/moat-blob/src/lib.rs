@@ -176,14 +176,22 @@ impl BlobWriter {
         }
         let final_path = self.store.path_of(&digest);
         let file = self.file.take();
+        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
         if tokio::fs::try_exists(&final_path).await? {
+            // Another writer may have renamed it without having synced the directory yet.
+            sync_dir(&dir).await?;
             return Ok(Stored { digest, size, created: false });
         }
         if let Some(f) = file {
             f.sync_all().await?;
         }
-        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
+        if !tokio::fs::try_exists(&dir).await? {
+            tokio::fs::create_dir_all(&dir).await?;
+            // A new shard directory must itself be durable in its parent.
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).await?;
+            }
+        }
         tokio::fs::rename(&self.tmp, &final_path).await?;
         sync_dir(&dir).await?;
         Ok(Stored { digest, size, created: true })

@@ -270,6 +270,23 @@ fn validate_version_body(t: AssetType, p: &AssetVersionProperties) -> Result<()>
     Ok(())
 }
 
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn summary(versions: &[VersionDoc]) -> (Option<String>, String) {
     let latest = versions.iter().filter(|v| !v.props.is_archived.unwrap_or(false)).max_by_key(|v| v.seq).map(|v| v.version.clone());
     let next = versions.iter().filter_map(|v| v.version.parse::<u64>().ok()).max().map(|n| n + 1).unwrap_or(1);
@@ -656,13 +673,10 @@ impl Moat {
             }
             return self.update_version_fields(caller, &id, &cid, existing, old, p).await.map(|v| (v, false));
         }
-        // A new version: find and verify what was uploaded.
-        let (files, storage) = match content_uri(t, &p) {
-            Some(uri) => {
-                let (files, storage) = self.uploaded_files(&regdoc, &reg, t, name, version, uri).await?;
-                (files, Some(storage))
-            }
-            None => (vec![], None),
+        // A new version: check where its files were uploaded.
+        let storage = match content_uri(t, &p) {
+            Some(uri) => Some(self.pending_location(&regdoc, &reg, t, name, version, uri).await?),
+            None => None,
         };
         let now = now_rfc3339();
         let mut tx = self.store.write().await?;
@@ -672,7 +686,10 @@ impl Moat {
                 format!("Version '{version}' of {} '{name}' was created concurrently.", t.segment()),
             ));
         }
-        if let Some((account, container, _)) = &storage {
+        // Seal, then list, in one transaction: no upload can slip in between what is recorded
+        // and what is served.
+        let mut files = Vec::new();
+        if let Some((account, container, prefix)) = &storage {
             if tx.container_sealed(account, container).await? == Some(true) {
                 return Err(Error::conflict(
                     "UploadAlreadyCommitted",
@@ -680,6 +697,23 @@ impl Moat {
                 ));
             }
             tx.seal_container(account, container).await?;
+            let dir = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+            for b in tx.list_all_blobs(account, container, &dir).await? {
+                let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
+                files.push(AssetFile { path: b.name[dir.len()..].to_string(), size: b.size as u64, sha256: sha });
+            }
+            if files.is_empty() {
+                let field = match t {
+                    AssetType::Models => "properties.modelUri",
+                    AssetType::Data => "properties.dataUri",
+                    _ => "properties.codeUri",
+                };
+                return Err(Error::invalid(
+                    "InvalidAssetUri",
+                    field,
+                    format!("Nothing was uploaded under '{}'.", content_uri(t, &p).unwrap_or_default()),
+                ));
+            }
         }
         let mut versions = self.versions_of(&cid).await?;
         let container_row = tx.get_resource(&cid.key()).await?;
@@ -776,8 +810,9 @@ impl Moat {
         Ok(())
     }
 
-    /// The files under a pending upload's location, verified to belong to this version.
-    async fn uploaded_files(
+    /// The pending upload location a version names: checked to be one that startPendingUpload
+    /// handed out for this very registry, asset and version, and not expired.
+    async fn pending_location(
         &self,
         reg: &RegistryDoc,
         reg_id: &ResourceId,
@@ -785,7 +820,7 @@ impl Moat {
         name: &str,
         version: &str,
         uri: &str,
-    ) -> Result<(Vec<AssetFile>, (String, String, String))> {
+    ) -> Result<(String, String, String)> {
         let field = match t {
             AssetType::Models => "properties.modelUri",
             AssetType::Data => "properties.dataUri",
@@ -796,6 +831,7 @@ impl Moat {
         let rest = uri.strip_prefix(&base).ok_or_else(|| {
             bad(format!("'{uri}' is not a location of this registry's storage; upload through startPendingUpload first."))
         })?;
+        let rest = percent_decode(rest).ok_or_else(|| bad(format!("'{uri}' is not valid percent-encoding.")))?;
         let mut parts = rest.splitn(3, '/');
         let account = parts.next().unwrap_or_default().to_string();
         let container = parts.next().unwrap_or_default().to_string();
@@ -809,7 +845,7 @@ impl Moat {
             Some(r) => decode(&r)?,
             None => return Err(bad(format!("'{uri}' was not handed out by startPendingUpload."))),
         };
-        if pending.asset_type != t || pending.name != name || pending.version != version {
+        if pending.account != account || pending.asset_type != t || pending.name != name || pending.version != version {
             return Err(bad(format!(
                 "'{uri}' was handed out for {} '{}' version '{}', not this version.",
                 pending.asset_type.segment(),
@@ -817,24 +853,13 @@ impl Moat {
                 pending.version
             )));
         }
-        let dir = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        let mut files = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let rows = self.store.list_blobs(&account, &container, &dir, marker.as_deref(), 1000).await?;
-            for b in &rows {
-                let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
-                files.push(AssetFile { path: b.name[dir.len()..].to_string(), size: b.size as u64, sha256: sha });
-            }
-            match rows.last() {
-                Some(l) if rows.len() == 1000 => marker = Some(l.name.clone()),
-                _ => break,
-            }
+        let expired = OffsetDateTime::parse(&pending.expires, &time::format_description::well_known::Rfc3339)
+            .map(|e| e < OffsetDateTime::now_utc())
+            .unwrap_or(true);
+        if expired {
+            return Err(bad(format!("The upload location '{uri}' expired at {}; start a new pending upload.", pending.expires)));
         }
-        if files.is_empty() {
-            return Err(bad(format!("Nothing was uploaded under '{uri}'.")));
-        }
-        Ok((files, (account, container, prefix)))
+        Ok((account, container, prefix))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -72,6 +72,13 @@ fn blob_error(e: BlobError) -> Error {
     }
 }
 
+fn sealed(container: &str) -> Error {
+    Error::conflict(
+        "BlobImmutableDueToPolicy",
+        format!("Container '{container}' belongs to a committed asset version; its blobs cannot change."),
+    )
+}
+
 fn data_action(need: Need) -> &'static str {
     match need {
         Need::Read => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
@@ -230,6 +237,10 @@ impl Moat {
         self.writable(t).await?;
         let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
         let mut tx = self.store.write().await?;
+        // Checked again under the lock: a commit may have sealed the container meanwhile.
+        if tx.container_sealed(t.account, t.container).await? == Some(true) {
+            return Err(sealed(t.container));
+        }
         tx.ensure_container(t.account, t.container, &now_rfc3339()).await?;
         tx.put_block(&BlockRow {
             account: t.account.into(),
@@ -253,10 +264,16 @@ impl Moat {
             return Err(Error::invalid("InvalidBlockList", "body", format!("A block list holds at most {MAX_BLOCKS} blocks.")));
         }
         self.writable(t).await?;
-        let staged = self.store.blocks(t.account, t.container, t.blob.unwrap_or_default()).await?;
+        let staged: std::collections::HashMap<String, BlockRow> = self
+            .store
+            .blocks(t.account, t.container, t.blob.unwrap_or_default())
+            .await?
+            .into_iter()
+            .map(|b| (b.block_id.clone(), b))
+            .collect();
         let mut parts = Vec::with_capacity(block_ids.len());
         for id in block_ids {
-            let b = staged.iter().find(|b| &b.block_id == id).ok_or_else(|| {
+            let b = staged.get(id).ok_or_else(|| {
                 Error::invalid(
                     "InvalidBlockList",
                     "body",
@@ -293,6 +310,10 @@ impl Moat {
         self.writable(t).await?;
         let blob = t.blob.unwrap_or_default();
         let mut tx = self.store.write().await?;
+        // Checked again under the lock: a commit may have sealed the container meanwhile.
+        if tx.container_sealed(t.account, t.container).await? == Some(true) {
+            return Err(sealed(t.container));
+        }
         let existed = tx.delete_blob(t.account, t.container, blob).await?;
         tx.clear_blocks(t.account, t.container, blob).await?;
         tx.commit().await?;

@@ -1,8 +1,8 @@
 //! The built-in token issuer (ES256 JWTs) and client-secret hashing.
 //!
 //! Signing keys live in the metadata store so that every node of a cluster signs and verifies
-//! alike. Secrets are random 256-bit strings, so a salted SHA-256 is enough to store them; user
-//! passwords (low entropy) will need a slow KDF when they arrive.
+//! alike. Client secrets are random 256-bit strings, so a salted SHA-256 is enough to store
+//! them; user passwords (guessable) get PBKDF2-HMAC-SHA256.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -42,38 +42,32 @@ pub struct SignInThrottle {
 }
 
 impl SignInThrottle {
-    /// Refuses while the pair is locked.
+    /// Refuses while the pair is locked; otherwise counts the attempt as a failure until it
+    /// succeeds, so that guesses sent in parallel are all counted before any is checked.
     pub fn check(&self, user: &str, client_ip: &str) -> Result<()> {
-        let map = self.failures.lock().map_err(|_| Error::Internal("sign-in throttle".into()))?;
-        if let Some(f) = map.get(&(user.to_ascii_lowercase(), client_ip.to_string()))
-            && let Some(until) = f.locked_until
+        let mut map = self.failures.lock().map_err(|_| Error::Internal("sign-in throttle".into()))?;
+        let now = std::time::Instant::now();
+        if map.len() > 100_000 {
+            // Bounded memory: forget what no longer matters, keep the lockouts in force.
+            map.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
+        }
+        let f = map.entry((user.to_ascii_lowercase(), client_ip.to_string())).or_default();
+        if let Some(until) = f.locked_until
+            && until > now
         {
-            let now = std::time::Instant::now();
-            if until > now {
-                let secs = (until - now).as_secs() + 1;
-                return Err(Error::Throttled {
-                    retry_after_secs: secs,
-                    message: format!("too many failed sign-ins for '{user}' from this address; try again in {secs} s"),
-                });
-            }
+            let secs = (until - now).as_secs() + 1;
+            return Err(Error::Throttled {
+                retry_after_secs: secs,
+                message: format!("too many failed sign-ins for '{user}' from this address; try again in {secs} s"),
+            });
+        }
+        f.count += 1;
+        if f.count >= LOCKOUT_THRESHOLD {
+            let exp = (f.count - LOCKOUT_THRESHOLD).min(10);
+            let secs = (LOCKOUT_BASE_SECS << exp).min(LOCKOUT_MAX_SECS);
+            f.locked_until = Some(now + std::time::Duration::from_secs(secs));
         }
         Ok(())
-    }
-
-    pub fn failed(&self, user: &str, client_ip: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            // Bounded memory: forget everything if an attacker sprays names.
-            if map.len() > 100_000 {
-                map.clear();
-            }
-            let f = map.entry((user.to_ascii_lowercase(), client_ip.to_string())).or_default();
-            f.count += 1;
-            if f.count >= LOCKOUT_THRESHOLD {
-                let exp = (f.count - LOCKOUT_THRESHOLD).min(10);
-                let secs = (LOCKOUT_BASE_SECS << exp).min(LOCKOUT_MAX_SECS);
-                f.locked_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(secs));
-            }
-        }
     }
 
     pub fn succeeded(&self, user: &str, client_ip: &str) {

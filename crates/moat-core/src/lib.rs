@@ -276,7 +276,7 @@ impl Moat {
                 self.sign_for(&p, "user", audience)
             }
             _ => {
-                self.sign_ins.failed(username, &client_ip);
+                // The attempt was counted when it began (SignInThrottle::check).
                 let reason = format!("invalid username or password (user '{username}')");
                 self.audit_unauthenticated(client, "public", "/oauth2/v2.0/token", &reason).await?;
                 Err(Error::Unauthenticated { reason: "invalid username or password".into() })

@@ -186,7 +186,9 @@ pub fn verify(
     }
     let ok = match need {
         Need::Read => permissions.read,
-        Need::Write => permissions.write || permissions.create || permissions.add,
+        // Creating or replacing a block blob needs `w`: `c` (create only) and `a` (append)
+        // must not let a SAS overwrite.
+        Need::Write => permissions.write,
         Need::Delete => permissions.delete,
         Need::List => permissions.list,
     };
@@ -262,6 +264,10 @@ mod tests {
         assert_eq!(verify(key, &tampered, "acct0000001", "upload-1", None, Need::Delete, now), Err(SasError::BadSignature));
         let no_sig: Vec<_> = q.iter().filter(|(k, _)| k != "sig").cloned().collect();
         assert_eq!(verify(key, &no_sig, "acct0000001", "upload-1", None, Need::Read, now), Err(SasError::Missing));
+        // `c` (create) and `a` (add) do not allow overwriting a block blob.
+        let create_only = Grant { permissions: Permissions::parse("ca").unwrap(), ..g.clone() };
+        let qc = pairs(&sign(key, &create_only));
+        assert_eq!(verify(key, &qc, "acct0000001", "upload-1", Some("x"), Need::Write, now), Err(SasError::Permission('w')));
         // A blob SAS is bound to its blob.
         let b = Grant { blob: Some("m/model.bin".into()), ..g };
         let qb = pairs(&sign(key, &b));

@@ -254,7 +254,8 @@ impl Store {
         }
         if let Some(prefix) = q.id_prefix {
             n += 1;
-            sql.push_str(&format!(" AND substr(id_key, 1, {}) = ${n}", prefix.len()));
+            // substr counts characters, so compare with the prefix's length in characters.
+            sql.push_str(&format!(" AND substr(id_key, 1, length(${n})) = ${n}"));
             binds.push(prefix);
         }
         if let Some(after) = q.after_key {
@@ -336,9 +337,9 @@ impl Store {
         if let Some(p) = q.resource_prefix {
             let p = p.to_ascii_lowercase();
             let below = format!("{p}/");
-            let len = below.len();
             push(&mut sql, " AND (lower(resource_id) = $?", p);
-            push(&mut sql, &format!(" OR substr(lower(resource_id), 1, {len}) = $?)"), below);
+            // substr counts characters: compare with the prefix's length in characters.
+            push(&mut sql, " OR substr(lower(resource_id), 1, length($?)) = $?)", below);
         }
         if let Some(p) = q.principal_id {
             push(&mut sql, " AND principal_id = $?", p.to_string());
@@ -409,10 +410,9 @@ impl Store {
     /// Assignments at `scope_key` or below it, in ID order after `after`.
     pub async fn assignments_within(&self, scope_key: &str, after: Option<&str>, limit: i64) -> Result<Vec<AssignmentRow>> {
         let rows = sqlx::query(&format!(
-            "SELECT {ASSIGNMENT_COLS} FROM role_assignments WHERE (scope_key = $1 OR substr(scope_key, 1, $2) = $3) AND id > $4 ORDER BY id LIMIT $5"
+            "SELECT {ASSIGNMENT_COLS} FROM role_assignments WHERE (scope_key = $1 OR substr(scope_key, 1, length($2)) = $2) AND id > $3 ORDER BY id LIMIT $4"
         ))
         .bind(scope_key)
-        .bind(scope_key.len() as i64 + 1)
         .bind(format!("{scope_key}/"))
         .bind(after.unwrap_or(""))
         .bind(limit)
@@ -457,9 +457,8 @@ impl Store {
 
     /// Blobs of a container whose names start with `prefix`, in name order after `after`.
     pub async fn list_blobs(&self, account: &str, container: &str, prefix: &str, after: Option<&str>, limit: i64) -> Result<Vec<BlobRow>> {
-        let len = prefix.len();
         let rows = sqlx::query(&format!(
-            "SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND substr(name, 1, {len}) = $3 AND name > $4 ORDER BY name LIMIT $5"
+            "SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND substr(name, 1, length($3)) = $3 AND name > $4 ORDER BY name LIMIT $5"
         ))
         .bind(account)
         .bind(container)
@@ -641,10 +640,8 @@ impl WriteTx {
 
     /// Deletes every resource whose ID starts with `prefix` (the children of a resource).
     pub async fn delete_resources_with_prefix(&mut self, prefix: &str) -> Result<u64> {
-        let done = sqlx::query(&format!("DELETE FROM resources WHERE substr(id_key, 1, {}) = $1", prefix.len()))
-            .bind(prefix)
-            .execute(&mut *self.tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM resources WHERE substr(id_key, 1, length($1)) = $1").bind(prefix).execute(&mut *self.tx).await?;
         Ok(done.rows_affected())
     }
 
@@ -841,6 +838,19 @@ impl WriteTx {
             .fetch_optional(&mut *self.tx)
             .await?;
         Ok(row.map(|r| r.try_get::<i64, _>("sealed")).transpose()?.map(|v| v != 0))
+    }
+
+    /// All blobs of a container under `prefix`, read inside the transaction.
+    pub async fn list_all_blobs(&mut self, account: &str, container: &str, prefix: &str) -> Result<Vec<BlobRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND substr(name, 1, length($3)) = $3 ORDER BY name"
+        ))
+        .bind(account)
+        .bind(container)
+        .bind(prefix)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(blob_from_row).collect()
     }
 
     /// Creates or replaces a blob.

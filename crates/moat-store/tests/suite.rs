@@ -163,6 +163,30 @@ async fn contract(store: Store) {
     assert_eq!(store.operation("op1").await.unwrap().unwrap(), op);
     assert!(store.operation("nope").await.unwrap().is_none());
 
+    // Blob listings match prefixes by characters, not bytes (non-ASCII names).
+    let mut tx = store.write().await.unwrap();
+    for name in ["modèle/a.bin", "modèle/b.bin", "model/c.bin"] {
+        tx.put_blob(&moat_store::BlobRow {
+            account: "acct".into(),
+            container: "c1".into(),
+            name: name.into(),
+            digest: "sha256:00".into(),
+            size: 1,
+            etag: "e".into(),
+            content_type: None,
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let listed: Vec<String> = store.list_blobs("acct", "c1", "modèle/", None, 10).await.unwrap().into_iter().map(|b| b.name).collect();
+    assert_eq!(listed, ["modèle/a.bin", "modèle/b.bin"]);
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.list_all_blobs("acct", "c1", "modèle/").await.unwrap().len(), 2);
+    drop(tx);
+
     // Concurrent writers are serialised: no lost update.
     let mut tasks = Vec::new();
     for i in 0..16 {
