@@ -16,6 +16,43 @@ struct Pending {
     done: oneshot::Sender<std::result::Result<(), String>>,
 }
 
+/// Unauthenticated refusals logged per client address per minute; beyond this, refusals from
+/// that address are counted and summarised in one entry, so that anonymous traffic cannot grow
+/// the log (and its fsyncs) without bound.
+pub const REFUSALS_PER_MINUTE: u32 = 120;
+
+/// Rate limit for logging refusals of unauthenticated requests, by client address.
+#[derive(Debug, Default)]
+pub struct RefusalLimiter {
+    windows: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32, u64)>>,
+}
+
+impl RefusalLimiter {
+    /// Whether to log this refusal, and how many were suppressed in the window that just closed.
+    pub fn admit(&self, client: &str) -> (bool, u64) {
+        let ip = client.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(client).to_string();
+        let Ok(mut map) = self.windows.lock() else { return (true, 0) };
+        let now = std::time::Instant::now();
+        if map.len() > 100_000 {
+            map.retain(|_, (start, _, _)| now.duration_since(*start).as_secs() < 60);
+        }
+        let (start, count, suppressed) = map.entry(ip).or_insert((now, 0, 0));
+        let mut closed = 0;
+        if now.duration_since(*start).as_secs() >= 60 {
+            closed = *suppressed;
+            *start = now;
+            *count = 0;
+            *suppressed = 0;
+        }
+        *count += 1;
+        if *count > REFUSALS_PER_MINUTE {
+            *suppressed += 1;
+            return (false, closed);
+        }
+        (true, closed)
+    }
+}
+
 /// Handle to the activity log writer.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -105,8 +142,29 @@ pub struct ActivityFilter {
 }
 
 impl Moat {
-    /// Records a request that failed authentication.
+    /// Records a request that failed authentication (rate-limited per client address).
     pub async fn audit_unauthenticated(&self, client: &str, origin: &str, path: &str, reason: &str) -> Result<()> {
+        let (log, suppressed) = self.refusals.admit(client);
+        if suppressed > 0 {
+            let time = now_rfc3339();
+            self.audit
+                .record(ActivityRow {
+                    id: entry_id(&time),
+                    time,
+                    principal_id: None,
+                    principal_name: None,
+                    client: client.to_string(),
+                    origin: origin.to_string(),
+                    action: "authenticate".into(),
+                    resource_id: path.to_string(),
+                    result: "unauthenticated".into(),
+                    rule: format!("{suppressed} further refusals from this address in the previous minute were not logged one by one"),
+                })
+                .await?;
+        }
+        if !log {
+            return Ok(());
+        }
         let time = now_rfc3339();
         self.audit
             .record(ActivityRow {
@@ -172,5 +230,20 @@ impl Moat {
             .await?;
         let next_after = if rows.len() as i64 > limit { rows.get(limit as usize - 1).map(|r| r.id.clone()) } else { None };
         Ok(crate::Listed { items: rows.into_iter().take(limit as usize).collect(), next_after })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_up_to_the_limit_per_address() {
+        let l = RefusalLimiter::default();
+        for _ in 0..REFUSALS_PER_MINUTE {
+            assert_eq!(l.admit("10.0.0.1:1234"), (true, 0));
+        }
+        assert_eq!(l.admit("10.0.0.1:999"), (false, 0), "the port does not make a new address");
+        assert_eq!(l.admit("10.0.0.2:1"), (true, 0), "another address has its own budget");
     }
 }

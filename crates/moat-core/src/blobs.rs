@@ -114,6 +114,23 @@ impl Moat {
             None => format!("/blob/{}/{}", t.account, t.container),
         };
         let outcome = sas::verify(&key, t.query, t.account, t.container, t.blob, need, OffsetDateTime::now_utc());
+        let refused = |e: SasError, resource: String| {
+            let code = match e {
+                SasError::Permission(_) => "AuthorizationPermissionMismatch",
+                SasError::WrongResource { .. } => "AuthorizationResourceTypeMismatch",
+                _ => "AuthenticationFailed",
+            };
+            Error::Forbidden {
+                code,
+                action: data_action(need).into(),
+                scope: resource,
+                message: format!("Server failed to authenticate the request: {e}."),
+            }
+        };
+        // Refusals of anonymous requests are rate-limited in the log, like failed sign-ins.
+        if outcome.is_err() && !self.refusals.admit(t.client).0 {
+            return outcome.map_err(|e| refused(e, resource));
+        }
         let time = now_rfc3339();
         let (result, rule) = match &outcome {
             Ok(g) => (
@@ -136,19 +153,7 @@ impl Moat {
                 rule,
             })
             .await?;
-        outcome.map_err(|e| {
-            let code = match e {
-                SasError::Permission(_) => "AuthorizationPermissionMismatch",
-                SasError::WrongResource { .. } => "AuthorizationResourceTypeMismatch",
-                _ => "AuthenticationFailed",
-            };
-            Error::Forbidden {
-                code,
-                action: data_action(need).into(),
-                scope: resource,
-                message: format!("Server failed to authenticate the request: {e}."),
-            }
-        })
+        outcome.map_err(|e| refused(e, resource))
     }
 
     fn check_names(t: &BlobTarget<'_>) -> Result<()> {
@@ -331,20 +336,49 @@ impl Moat {
     ) -> Result<BlobListing> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::List).await?;
-        let rows = self.store.list_blobs(t.account, t.container, prefix, marker, max + 1).await?;
-        let more = rows.len() as i64 > max;
-        let rows: Vec<BlobRow> = rows.into_iter().take(max as usize).collect();
-        let next_marker = if more { rows.last().map(|r| r.name.clone()) } else { None };
+        // Entries (blobs and prefixes) count towards `max`, not rows: a folder of many files
+        // is one prefix, listed once, and the next page resumes after all of it.
+        let delimiter = delimiter.filter(|d| !d.is_empty());
         let (mut blobs, mut prefixes) = (Vec::new(), Vec::<String>::new());
-        for r in rows {
-            match delimiter.filter(|d| !d.is_empty()).and_then(|d| r.name[prefix.len()..].find(d).map(|i| prefix.len() + i + d.len())) {
-                Some(end) => {
-                    let p = r.name[..end].to_string();
-                    if prefixes.last() != Some(&p) {
+        let mut cursor = marker.map(str::to_string);
+        let mut next_marker = None;
+        'pages: loop {
+            let rows = self.store.list_blobs(t.account, t.container, prefix, cursor.as_deref(), 1000).await?;
+            let exhausted = rows.len() < 1000;
+            let mut skip_past: Option<String> = None;
+            for r in rows {
+                if let Some(p) = &skip_past
+                    && r.name.starts_with(p.as_str())
+                {
+                    continue;
+                }
+                if (blobs.len() + prefixes.len()) as i64 == max {
+                    next_marker = cursor.clone();
+                    break 'pages;
+                }
+                match delimiter.and_then(|d| r.name[prefix.len()..].find(d).map(|i| prefix.len() + i + d.len())) {
+                    Some(end) => {
+                        let p = r.name[..end].to_string();
+                        // Resume after every name under this prefix.
+                        cursor = Some(format!("{p}\u{10FFFF}"));
+                        skip_past = Some(p.clone());
                         prefixes.push(p);
                     }
+                    None => {
+                        cursor = Some(r.name.clone());
+                        blobs.push(r);
+                    }
                 }
-                None => blobs.push(r),
+            }
+            if exhausted && skip_past.is_none() {
+                break;
+            }
+            if exhausted && skip_past.is_some() {
+                // Rows after the skipped prefix may remain: look once more from the cursor.
+                let more = self.store.list_blobs(t.account, t.container, prefix, cursor.as_deref(), 1).await?;
+                if more.is_empty() {
+                    break;
+                }
             }
         }
         Ok(BlobListing { blobs, prefixes, next_marker })

@@ -118,6 +118,7 @@ pub struct Moat {
     audit: audit::AuditLog,
     external: oidc::ExternalIssuers,
     sign_ins: identity::SignInThrottle,
+    refusals: audit::RefusalLimiter,
     blobs: moat_blob::LocalBlobStore,
 }
 
@@ -209,6 +210,7 @@ impl Moat {
             audit,
             external,
             sign_ins: Default::default(),
+            refusals: Default::default(),
             blobs,
         };
         Ok((moat, creds))
@@ -308,7 +310,9 @@ impl Moat {
         if let Some(iss) = oidc::peek_issuer(token)
             && iss != self.issuer.issuer()
         {
-            if self.external.trusts(&iss) {
+            // External tokens stand for moat's management audience (which discovery accepts
+            // too); a surface that takes only data-plane tokens does not take them.
+            if self.external.trusts(&iss) && audiences.contains(&AUDIENCE_MANAGEMENT) {
                 return self.authenticate_external(token, &iss, client, origin).await;
             }
             return Err(Error::Unauthenticated {

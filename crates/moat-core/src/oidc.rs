@@ -40,6 +40,8 @@ const MIN_REFETCH: Duration = Duration::from_secs(10);
 struct Cached {
     keys: JwkSet,
     fetched: Instant,
+    /// Why the last fetch failed, if it did.
+    error: Option<String>,
 }
 
 pub(crate) struct ExternalIssuers {
@@ -99,17 +101,38 @@ impl ExternalIssuers {
         serde_json::from_value(doc).map_err(|e| unauth(format!("the issuer's keys at {jwks_uri} are not a JWKS: {e}")))
     }
 
-    /// The issuer's keys, refetched when stale or when `kid` is unknown (rate-limited).
+    /// The issuer's keys, refetched when stale or when `kid` is unknown, at most every 10 s
+    /// (failures too). The fetch runs without holding the cache, so one slow issuer does not
+    /// stall sign-ins of another.
     async fn keys_for(&self, cfg: &ExternalIssuer, kid: Option<&str>) -> Result<JwkSet> {
-        let mut cache = self.cache.lock().await;
-        let known = |set: &JwkSet| kid.is_none_or(|k| set.find(k).is_some());
-        let fresh =
-            cache.get(&cfg.issuer).is_some_and(|c| c.fetched.elapsed() < MAX_AGE && (known(&c.keys) || c.fetched.elapsed() < MIN_REFETCH));
-        if !fresh {
-            let keys = self.fetch_keys(cfg).await?;
-            cache.insert(cfg.issuer.clone(), Cached { keys, fetched: Instant::now() });
+        {
+            let cache = self.cache.lock().await;
+            if let Some(c) = cache.get(&cfg.issuer) {
+                let known = kid.is_none_or(|k| c.keys.find(k).is_some());
+                let fresh = c.fetched.elapsed() < MAX_AGE && (known || c.fetched.elapsed() < MIN_REFETCH);
+                if fresh || c.fetched.elapsed() < MIN_REFETCH {
+                    return match &c.error {
+                        Some(e) if c.keys.keys.is_empty() => Err(unauth(e.clone())),
+                        _ => Ok(c.keys.clone()),
+                    };
+                }
+            }
         }
-        cache.get(&cfg.issuer).map(|c| c.keys.clone()).ok_or_else(|| Error::Internal("jwks cache".into()))
+        let fetched = self.fetch_keys(cfg).await;
+        let mut cache = self.cache.lock().await;
+        let previous = cache.remove(&cfg.issuer).map(|c| c.keys);
+        let entry = match &fetched {
+            Ok(keys) => Cached { keys: keys.clone(), fetched: Instant::now(), error: None },
+            // Keep serving the keys we had; remember the failure so it is not retried at once.
+            Err(e) => Cached { keys: previous.unwrap_or(JwkSet { keys: vec![] }), fetched: Instant::now(), error: Some(e.to_string()) },
+        };
+        let keys = entry.keys.clone();
+        cache.insert(cfg.issuer.clone(), entry);
+        match fetched {
+            Ok(k) => Ok(k),
+            Err(e) if keys.keys.is_empty() => Err(e),
+            Err(_) => Ok(keys),
+        }
     }
 
     /// Verifies a token of a trusted issuer: an asymmetric algorithm that matches the key,
