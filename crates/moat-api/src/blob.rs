@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use moat_core::blobs::BlobTarget;
 use moat_core::{Error, Moat};
 use moat_store::BlobRow;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::error::describe;
 
@@ -368,7 +368,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             Ok(resp)
         }
         BlobEndpoint::GetBlob | BlobEndpoint::GetBlobProperties => {
-            let (row, mut file) = moat.get_blob(&t).await?;
+            let (row, parts) = moat.get_blob(&t).await?;
             let size = row.size as u64;
             // Get Blob Properties describes the whole blob, whatever Range says.
             let range = if p.endpoint == BlobEndpoint::GetBlobProperties { None } else { parse_range(&headers)? };
@@ -391,7 +391,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             let body = if p.endpoint == BlobEndpoint::GetBlobProperties || len == 0 {
                 Body::empty()
             } else {
-                file.seek(io::SeekFrom::Start(start)).await.map_err(|e| Error::Internal(format!("seek: {e}")))?;
+                let file = moat.blob_reader(parts, start);
                 let stream = futures_util::stream::unfold((file, len), |(mut f, left)| async move {
                     if left == 0 {
                         return None;

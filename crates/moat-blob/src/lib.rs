@@ -90,9 +90,11 @@ impl LocalBlobStore {
         w.finish(expected).await
     }
 
-    /// Stores the concatenation of stored blobs (a block list), hashing it as it is written.
-    pub async fn concat(&self, parts: &[Digest], limit: u64) -> Result<Stored, BlobError> {
-        let mut w = self.writer(limit).await?;
+    /// The digest and size of the concatenation of stored blobs, read once and never written:
+    /// a blob made of blocks keeps its blocks as parts.
+    pub async fn hash_parts(&self, parts: &[Digest]) -> Result<(Digest, u64), BlobError> {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
         let mut buf = vec![0u8; BUFFER];
         for d in parts {
             let Some((mut f, _)) = self.get(d).await? else {
@@ -103,10 +105,17 @@ impl LocalBlobStore {
                 if n == 0 {
                     break;
                 }
-                w.write(&buf[..n]).await?;
+                hasher.update(&buf[..n]);
+                size += n as u64;
             }
         }
-        w.finish(None).await
+        Ok((Digest::from_bytes(hasher.finalize().into()), size))
+    }
+
+    /// A reader over `parts` (digests with their sizes) from byte `start`: part files are opened
+    /// one at a time, as the reading reaches them.
+    pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> PartsReader {
+        PartsReader { store: self.clone(), parts, index: 0, skip: start, current: None }
     }
 
     /// Opens a stored blob for reading, with its size.
@@ -127,6 +136,71 @@ impl LocalBlobStore {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Reads a sequence of stored blobs as one stream (see [`LocalBlobStore::parts_reader`]).
+pub struct PartsReader {
+    store: LocalBlobStore,
+    parts: Vec<(Digest, u64)>,
+    index: usize,
+    /// Bytes still to skip before the first byte returned.
+    skip: u64,
+    current: Option<tokio::fs::File>,
+}
+
+impl std::fmt::Debug for PartsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartsReader").field("index", &self.index).finish_non_exhaustive()
+    }
+}
+
+impl PartsReader {
+    /// Opens the next part (skipping whole parts and seeking within the first one read).
+    fn open_next(&mut self) -> std::io::Result<bool> {
+        use std::io::Seek;
+        while let Some((d, size)) = self.parts.get(self.index).cloned() {
+            self.index += 1;
+            if self.skip >= size {
+                self.skip -= size;
+                continue;
+            }
+            let mut f = std::fs::File::open(self.store.path_of(&d))?;
+            if self.skip > 0 {
+                f.seek(std::io::SeekFrom::Start(self.skip))?;
+                self.skip = 0;
+            }
+            self.current = Some(tokio::fs::File::from_std(f));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl AsyncRead for PartsReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            if self.current.is_none() {
+                match self.open_next() {
+                    Ok(true) => {}
+                    Ok(false) => return std::task::Poll::Ready(Ok(())),
+                    Err(e) => return std::task::Poll::Ready(Err(e)),
+                }
+            }
+            let before = buf.filled().len();
+            let Some(f) = self.current.as_mut() else { return std::task::Poll::Ready(Ok(())) };
+            match std::pin::Pin::new(f).poll_read(cx, buf) {
+                std::task::Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                    // This part is done; go on with the next.
+                    self.current = None;
+                }
+                other => return other,
+            }
         }
     }
 }
@@ -269,21 +343,24 @@ mod tests {
 }
 
 #[cfg(test)]
-mod concat_tests {
+mod parts_tests {
     use super::*;
 
     #[tokio::test]
-    async fn concatenation_hashes_the_whole() {
+    async fn parts_read_as_one_from_any_offset() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::open(dir.path()).await.unwrap();
-        let a = store.put(&b"hello, "[..], None, u64::MAX).await.unwrap();
-        let b = store.put(&b"world"[..], None, u64::MAX).await.unwrap();
-        let whole = store.concat(&[a.digest, b.digest, a.digest], u64::MAX).await.unwrap();
-        let direct = store.put(&b"hello, worldhello, "[..], None, u64::MAX).await.unwrap();
-        assert_eq!(whole.digest, direct.digest);
-        assert!(!direct.created);
-        assert_eq!(whole.size, 19);
-        assert!(matches!(store.concat(&[a.digest, b.digest], 8).await, Err(BlobError::TooLarge { .. })));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let a = store.put(&b"0123456789"[..], None, u64::MAX).await.unwrap();
+        let b = store.put(&b"abcdef"[..], None, u64::MAX).await.unwrap();
+        let parts = vec![(a.digest, a.size), (b.digest, b.size), (a.digest, a.size)];
+        let (d, size) = store.hash_parts(&[a.digest, b.digest, a.digest]).await.unwrap();
+        let whole = b"0123456789abcdef0123456789";
+        assert_eq!((d, size), (Digest::from_bytes(Sha256::digest(whole).into()), 26));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "nothing was written");
+        for start in [0u64, 3, 10, 12, 16, 25, 26] {
+            let mut out = Vec::new();
+            store.parts_reader(parts.clone(), start).read_to_end(&mut out).await.unwrap();
+            assert_eq!(out, &whole[start as usize..], "from {start}");
+        }
     }
 }

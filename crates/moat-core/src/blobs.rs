@@ -187,17 +187,14 @@ impl Moat {
         t: &BlobTarget<'_>,
         digest: Digest,
         size: u64,
+        parts: Option<String>,
         content_type: Option<String>,
-        clear_blocks: bool,
     ) -> Result<BlobRow> {
         let blob = t.blob.unwrap_or_default();
         let now = now_rfc3339();
         let mut tx = self.store.write().await?;
         if tx.container_sealed(t.account, t.container).await? == Some(true) {
-            return Err(Error::conflict(
-                "BlobImmutableDueToPolicy",
-                format!("Container '{}' belongs to a committed asset version; its blobs cannot change.", t.container),
-            ));
+            return Err(sealed(t.container));
         }
         tx.ensure_container(t.account, t.container, &now).await?;
         let created_at = self.store.blob(t.account, t.container, blob).await?.map(|b| b.created_at).unwrap_or_else(|| now.clone());
@@ -211,11 +208,10 @@ impl Moat {
             content_type,
             created_at,
             updated_at: now,
+            parts,
         };
         tx.put_blob(&row).await?;
-        if clear_blocks {
-            tx.clear_blocks(t.account, t.container, blob).await?;
-        }
+        tx.clear_blocks(t.account, t.container, blob).await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -226,7 +222,7 @@ impl Moat {
         self.blob_grant(t, Need::Write).await?;
         self.writable(t).await?;
         let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
-        self.commit_blob(t, stored.digest, stored.size, content_type, true).await
+        self.commit_blob(t, stored.digest, stored.size, None, content_type).await
     }
 
     /// Put Block: stages one block of a blob.
@@ -287,25 +283,36 @@ impl Moat {
             })?;
             parts.push(Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?);
         }
-        let stored = self.blobs.concat(&parts, u64::MAX).await.map_err(blob_error)?;
-        self.commit_blob(t, stored.digest, stored.size, content_type, true).await
+        // The blocks stay where they are, as the blob's parts: hashed in order, never rewritten.
+        let (digest, size) = self.blobs.hash_parts(&parts).await.map_err(blob_error)?;
+        let sized: Vec<(String, u64)> =
+            parts.iter().zip(block_ids).map(|(d, id)| (d.to_string(), staged.get(id).map(|b| b.size as u64).unwrap_or(0))).collect();
+        let parts_json = serde_json::to_string(&sized)?;
+        self.commit_blob(t, digest, size, Some(parts_json), content_type).await
     }
 
-    /// Get Blob / Get Blob Properties: the blob's record and its bytes.
-    pub async fn get_blob(&self, t: &BlobTarget<'_>) -> Result<(BlobRow, tokio::fs::File)> {
+    /// Get Blob / Get Blob Properties: the blob's record and its parts (one for a blob put
+    /// whole), to read with [`Moat::blob_reader`].
+    pub async fn get_blob(&self, t: &BlobTarget<'_>) -> Result<(BlobRow, Vec<(Digest, u64)>)> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Read).await?;
         let blob = t.blob.unwrap_or_default();
         let missing = || Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist in container '{}'.", t.container));
         let row = self.store.blob(t.account, t.container, blob).await?.ok_or_else(missing)?;
-        let digest = Digest::parse(&row.digest).map_err(|_| Error::Internal(format!("stored digest {}", row.digest)))?;
-        let (file, _) = self
-            .blobs
-            .get(&digest)
-            .await
-            .map_err(blob_error)?
-            .ok_or_else(|| Error::Internal(format!("bytes of {} are missing", row.digest)))?;
-        Ok((row, file))
+        let parse = |d: &str| Digest::parse(d).map_err(|_| Error::Internal(format!("stored digest {d}")));
+        let parts = match &row.parts {
+            None => vec![(parse(&row.digest)?, row.size as u64)],
+            Some(json) => {
+                let list: Vec<(String, u64)> = serde_json::from_str(json)?;
+                list.iter().map(|(d, n)| Ok((parse(d)?, *n))).collect::<Result<_>>()?
+            }
+        };
+        Ok((row, parts))
+    }
+
+    /// Reads a blob's parts as one stream, from byte `start`.
+    pub fn blob_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> moat_blob::PartsReader {
+        self.blobs.parts_reader(parts, start)
     }
 
     /// Delete Blob. Deleting what does not exist is 404, as in Azure.

@@ -148,6 +148,8 @@ pub struct BlobRow {
     pub content_type: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// For a blob committed from blocks: its parts in order, as JSON `[[digest, size], ...]`.
+    pub parts: Option<String>,
 }
 
 /// A block staged by Put Block, waiting for a block list.
@@ -501,7 +503,7 @@ impl Store {
 }
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
-const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_type, created_at, updated_at";
+const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_type, created_at, updated_at, parts";
 const BLOCK_COLS: &str = "account, container, name, block_id, digest, size, staged_at";
 const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
 const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn, issuer, subject";
@@ -532,6 +534,7 @@ fn blob_from_row(r: &AnyRow) -> Result<BlobRow> {
         content_type: r.try_get("content_type")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        parts: r.try_get("parts")?,
     })
 }
 
@@ -861,7 +864,7 @@ impl WriteTx {
             .bind(&b.name)
             .execute(&mut *self.tx)
             .await?;
-        sqlx::query(&format!("INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        sqlx::query(&format!("INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
             .bind(&b.account)
             .bind(&b.container)
             .bind(&b.name)
@@ -871,6 +874,7 @@ impl WriteTx {
             .bind(&b.content_type)
             .bind(&b.created_at)
             .bind(&b.updated_at)
+            .bind(&b.parts)
             .execute(&mut *self.tx)
             .await?;
         Ok(())

@@ -120,6 +120,14 @@ const STEPS: &[(i64, &[&str])] = &[
             PRIMARY KEY (account, container, name, block_id))",
         ],
     ),
+    (
+        5,
+        &[
+            // A blob committed from blocks is the list of its parts (JSON [[digest, size], ...]);
+            // its own digest is that of the whole, computed without writing it again.
+            "ALTER TABLE blobs ADD COLUMN parts TEXT",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {

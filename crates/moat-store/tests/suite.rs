@@ -176,6 +176,7 @@ async fn contract(store: Store) {
             content_type: None,
             created_at: "t".into(),
             updated_at: "t".into(),
+            parts: None,
         })
         .await
         .unwrap();
