@@ -393,36 +393,11 @@ impl Moat {
         self.registry_for_assets(&reg).await?;
         let kind = format!("Microsoft.MachineLearningServices/registries/{}", t.segment()).to_ascii_lowercase();
         let prefix = format!("{}/{}/", reg.key(), t.segment());
-        let mut items = Vec::new();
-        let mut cursor = after.map(str::to_string);
-        loop {
-            let rows = self
-                .store
-                .list_resources(&ListQuery {
-                    kind: Some(&kind),
-                    subscription_id: &self.subscription_id,
-                    group_key: None,
-                    id_prefix: Some(&prefix),
-                    after_key: cursor.as_deref(),
-                    limit: limit + 1,
-                })
-                .await?;
-            let more = rows.len() as i64 > limit;
-            for r in rows.iter().take(limit as usize) {
-                cursor = Some(r.id_key());
-                let d: ContainerDoc = decode(r)?;
-                if view.shows(d.is_archived) {
-                    items.push(self.render_container(&r.id, &d));
-                }
-                if items.len() as i64 == limit {
-                    let next_after = if more || rows.last().map(|x| x.id_key()) != cursor { cursor } else { None };
-                    return Ok(Listed { items, next_after });
-                }
-            }
-            if !more {
-                return Ok(Listed { items, next_after: None });
-            }
-        }
+        self.list_paged(&kind, None, Some(&prefix), after, limit, |row| {
+            let d: ContainerDoc = decode(row)?;
+            Ok(view.shows(d.is_archived).then(|| self.render_container(&row.id, &d)))
+        })
+        .await
     }
 
     pub async fn get_asset_container(
@@ -565,36 +540,11 @@ impl Moat {
         self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
         let kind = format!("{}/versions", id.resource_type()).to_ascii_lowercase();
         let prefix = format!("{}/versions/", id.key());
-        let mut items = Vec::new();
-        let mut cursor = after.map(str::to_string);
-        loop {
-            let rows = self
-                .store
-                .list_resources(&ListQuery {
-                    kind: Some(&kind),
-                    subscription_id: &self.subscription_id,
-                    group_key: None,
-                    id_prefix: Some(&prefix),
-                    after_key: cursor.as_deref(),
-                    limit: limit + 1,
-                })
-                .await?;
-            let more = rows.len() as i64 > limit;
-            for r in rows.iter().take(limit as usize) {
-                cursor = Some(r.id_key());
-                let d: VersionDoc = decode(r)?;
-                if view.shows(d.props.is_archived.unwrap_or(false)) {
-                    items.push(self.render_version(&r.id, &d));
-                }
-                if items.len() as i64 == limit {
-                    let next_after = if more || rows.last().map(|x| x.id_key()) != cursor { cursor } else { None };
-                    return Ok(Listed { items, next_after });
-                }
-            }
-            if !more {
-                return Ok(Listed { items, next_after: None });
-            }
-        }
+        self.list_paged(&kind, None, Some(&prefix), after, limit, |row| {
+            let d: VersionDoc = decode(row)?;
+            Ok(view.shows(d.props.is_archived.unwrap_or(false)).then(|| self.render_version(&row.id, &d)))
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]

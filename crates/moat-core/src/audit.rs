@@ -132,6 +132,31 @@ pub(crate) fn entry(caller: &Caller, action: &str, resource: &str, result: &str,
     }
 }
 
+/// An activity entry for a request that carries no principal (failed sign-in, SAS).
+pub(crate) fn anonymous_entry(
+    who: Option<&str>,
+    client: &str,
+    origin: &str,
+    action: &str,
+    resource: &str,
+    result: &str,
+    rule: String,
+) -> ActivityRow {
+    let time = now_rfc3339();
+    ActivityRow {
+        id: entry_id(&time),
+        time,
+        principal_id: None,
+        principal_name: who.map(str::to_string),
+        client: client.to_string(),
+        origin: origin.to_string(),
+        action: action.to_string(),
+        resource_id: resource.to_string(),
+        result: result.to_string(),
+        rule,
+    }
+}
+
 /// Filters of an activity log query.
 #[derive(Clone, Debug, Default)]
 pub struct ActivityFilter {
@@ -146,40 +171,13 @@ impl Moat {
     pub async fn audit_unauthenticated(&self, client: &str, origin: &str, path: &str, reason: &str) -> Result<()> {
         let (log, suppressed) = self.refusals.admit(client);
         if suppressed > 0 {
-            let time = now_rfc3339();
-            self.audit
-                .record(ActivityRow {
-                    id: entry_id(&time),
-                    time,
-                    principal_id: None,
-                    principal_name: None,
-                    client: client.to_string(),
-                    origin: origin.to_string(),
-                    action: "authenticate".into(),
-                    resource_id: path.to_string(),
-                    result: "unauthenticated".into(),
-                    rule: format!("{suppressed} further refusals from this address in the previous minute were not logged one by one"),
-                })
-                .await?;
+            let rule = format!("{suppressed} further refusals from this address in the previous minute were not logged one by one");
+            self.audit.record(anonymous_entry(None, client, origin, "authenticate", path, "unauthenticated", rule)).await?;
         }
-        if !log {
-            return Ok(());
+        if log {
+            self.audit.record(anonymous_entry(None, client, origin, "authenticate", path, "unauthenticated", reason.to_string())).await?;
         }
-        let time = now_rfc3339();
-        self.audit
-            .record(ActivityRow {
-                id: entry_id(&time),
-                time,
-                principal_id: None,
-                principal_name: None,
-                client: client.to_string(),
-                origin: origin.to_string(),
-                action: "authenticate".into(),
-                resource_id: path.to_string(),
-                result: "unauthenticated".into(),
-                rule: reason.to_string(),
-            })
-            .await
+        Ok(())
     }
 
     /// Entries newest first, `limit` at most, before the entry `before` (paging).

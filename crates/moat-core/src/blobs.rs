@@ -15,7 +15,7 @@ use tokio::io::AsyncRead;
 
 use crate::registries::{NAMES_STORAGE, RegistryDoc, StorageAccountDoc};
 use crate::sas::{self, Grant, Need, Permissions, SasError};
-use crate::{Caller, Error, Moat, Result, decode, now_rfc3339};
+use crate::{Caller, Error, Moat, Result, audit, decode, now_rfc3339};
 
 /// Largest single Put Blob or Put Block body (Azure allows 5000 MiB per block).
 pub const MAX_PUT_BYTES: u64 = 5000 * 1024 * 1024;
@@ -131,7 +131,6 @@ impl Moat {
         if outcome.is_err() && !self.refusals.admit(t.client).0 {
             return outcome.map_err(|e| refused(e, resource));
         }
-        let time = now_rfc3339();
         let (result, rule) = match &outcome {
             Ok(g) => (
                 "allowed",
@@ -139,20 +138,8 @@ impl Moat {
             ),
             Err(e) => ("denied", e.to_string()),
         };
-        self.audit
-            .record(moat_store::ActivityRow {
-                id: format!("{time}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-                time,
-                principal_id: None,
-                principal_name: Some("shared access signature".into()),
-                client: t.client.to_string(),
-                origin: t.origin.to_string(),
-                action: data_action(need).to_string(),
-                resource_id: resource.clone(),
-                result: result.into(),
-                rule,
-            })
-            .await?;
+        let who = Some("shared access signature");
+        self.audit.record(audit::anonymous_entry(who, t.client, t.origin, data_action(need), &resource, result, rule)).await?;
         outcome.map_err(|e| refused(e, resource))
     }
 

@@ -154,8 +154,12 @@ impl Moat {
         let sub = ResourceId::subscription(&self.subscription_id);
         let all_visible = self.permits(caller, actions::GROUP_READ, &sub).await?;
         let kind = arm::RESOURCE_GROUP_TYPE.to_ascii_lowercase();
-        self.list_visible(caller, &kind, None, None, after, limit, all_visible, actions::GROUP_READ, |row| {
-            Ok(render_group(&row.id, &decode(row)?))
+        self.list_paged(&kind, None, None, after, limit, |row| {
+            if all_visible || self.may_read(caller, actions::GROUP_READ, row)? {
+                Ok(Some(render_group(&row.id, &decode(row)?)))
+            } else {
+                Ok(None)
+            }
         })
         .await
     }
@@ -323,19 +327,17 @@ impl Moat {
         Ok(Listed { items, next_after })
     }
 
-    /// Lists one kind in the subscription (or one group), hiding what the caller may not read.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn list_visible<T>(
+    /// Keyset-paged listing of one kind of resource (in a group, or under an ID prefix):
+    /// `keep` renders a row or drops it (not visible to the caller, not in the list view), and
+    /// the page ends after `limit` kept items. Correct while resources are being added.
+    pub(crate) async fn list_paged<T>(
         &self,
-        caller: &Caller,
         kind: &str,
         group_key: Option<&str>,
         id_prefix: Option<&str>,
         after: Option<&str>,
         limit: i64,
-        all_visible: bool,
-        read_action: &str,
-        render: impl Fn(&moat_store::StoredResource) -> Result<T>,
+        keep: impl Fn(&moat_store::StoredResource) -> Result<Option<T>>,
     ) -> Result<Listed<T>> {
         let mut items = Vec::new();
         let mut cursor = after.map(str::to_string);
@@ -354,9 +356,8 @@ impl Moat {
             let more = rows.len() as i64 > limit;
             for row in rows.iter().take(limit as usize) {
                 cursor = Some(row.id_key());
-                let visible = all_visible || self.permits(caller, read_action, &ResourceId::parse(&row.id)?).await?;
-                if visible {
-                    items.push(render(row)?);
+                if let Some(item) = keep(row)? {
+                    items.push(item);
                 }
                 if items.len() as i64 == limit {
                     let next_after = if more || rows.last().map(|r| r.id_key()) != cursor { cursor } else { None };
@@ -367,5 +368,11 @@ impl Moat {
                 return Ok(Listed { items, next_after: None });
             }
         }
+    }
+
+    /// Whether the caller may read the resource a row holds (for filtering a list whose
+    /// listing was itself authorised; not written to the activity log).
+    pub(crate) fn may_read(&self, caller: &Caller, read_action: &str, row: &moat_store::StoredResource) -> Result<bool> {
+        Ok(self.decide(caller, read_action, &ResourceId::parse(&row.id)?).is_allowed())
     }
 }

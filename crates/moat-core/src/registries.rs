@@ -368,8 +368,12 @@ impl Moat {
             return Err(Error::not_found("ResourceGroupNotFound", format!("Resource group '{g}' could not be found.")));
         }
         let kind = arm::REGISTRY_TYPE.to_ascii_lowercase();
-        self.list_visible(caller, &kind, group_key.as_deref(), None, after, limit, all_visible, actions::REGISTRY_READ, |row| {
-            Ok(self.render_registry(&row.id, &decode(row)?))
+        self.list_paged(&kind, group_key.as_deref(), None, after, limit, |row| {
+            if all_visible || self.may_read(caller, actions::REGISTRY_READ, row)? {
+                Ok(Some(self.render_registry(&row.id, &decode(row)?)))
+            } else {
+                Ok(None)
+            }
         })
         .await
     }
