@@ -547,7 +547,8 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
     let out = cli.output;
     if let Command::Login(args) = cli.command {
         let target = cli.profile.clone().unwrap_or_else(login_profile_path);
-        let current = Profile::load(&profile_path(cli.profile)).ok();
+        // Endpoint and tenant default to the profile being replaced, else the default one.
+        let current = Profile::load(&profile_path(cli.profile)).or_else(|_| Profile::load(&profile_path(None))).ok();
         let password = match args.password {
             Some(p) => p,
             None => read_secret()?,

@@ -240,3 +240,35 @@ fn every_command_has_help_with_an_example() {
         assert!(text.contains("Example"), "`moat {} --help` has no example:\n{text}", c.join(" "));
     }
 }
+
+#[test]
+fn login_writes_a_relative_profile_and_takes_the_endpoint_from_the_default_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    server.moat_json(&[
+        "ad",
+        "user",
+        "create",
+        "--display-name",
+        "Rel",
+        "--user-principal-name",
+        "rel@example.com",
+        "--password",
+        "a long password",
+    ]);
+    let cwd = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .current_dir(cwd.path())
+        .env_remove("MOAT_PROFILE")
+        .env("MOAT_DATA_DIR", &server.dir)
+        .env("XDG_CONFIG_HOME", cwd.path().join("config"))
+        .args(["--profile", "rel.json", "login", "-u", "rel@example.com", "-p", "a long password"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = cwd.path().join("rel.json");
+    assert_eq!(std::fs::metadata(&written).unwrap().permissions().mode() & 0o777, 0o600);
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&written).unwrap()).unwrap();
+    assert_eq!(profile["endpoint"], server.url.as_str());
+    assert_eq!(profile["user"], "rel@example.com");
+}
