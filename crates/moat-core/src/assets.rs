@@ -300,6 +300,15 @@ impl Moat {
         (reg, container)
     }
 
+    /// What every asset operation starts with: the subscription checked, the type parsed, and
+    /// the IDs of the registry and of the asset's container.
+    fn resolve(&self, sub: &str, group: &str, registry: &str, t: &str, name: &str) -> Result<(AssetType, ResourceId, ResourceId)> {
+        self.check_subscription(sub)?;
+        let t = asset_type(t)?;
+        let (reg, container) = self.asset_ids(group, registry, t, name);
+        Ok((t, reg, container))
+    }
+
     async fn registry_for_assets(&self, reg: &ResourceId) -> Result<(RegistryDoc, StoredResource)> {
         let row = self
             .store
@@ -383,9 +392,7 @@ impl Moat {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Listed<AssetContainer>> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (reg, _) = self.asset_ids(group, registry, t, "x");
+        let (t, reg, _) = self.resolve(sub, group, registry, t, "x")?;
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &reg, || {
             Error::not_found("ResourceNotFound", format!("The registry '{registry}' could not be found."))
         })
@@ -409,9 +416,7 @@ impl Moat {
         t: &str,
         name: &str,
     ) -> Result<AssetContainer> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (_, id) = self.asset_ids(group, registry, t, name);
+        let (t, _, id) = self.resolve(sub, group, registry, t, name)?;
         let (d, row) = self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
         Ok(self.render_container(&row.id, &d))
     }
@@ -428,9 +433,7 @@ impl Moat {
         name: &str,
         body: AssetContainer,
     ) -> Result<(AssetContainer, bool)> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (reg, id) = self.asset_ids(group, registry, t, name);
+        let (t, reg, id) = self.resolve(sub, group, registry, t, name)?;
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
             .await?;
         if !valid_asset_name(name) {
@@ -504,9 +507,7 @@ impl Moat {
         t: &str,
         name: &str,
     ) -> Result<bool> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (_, id) = self.asset_ids(group, registry, t, name);
+        let (t, _, id) = self.resolve(sub, group, registry, t, name)?;
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
             .await?;
         if !self.versions_of(&id).await?.is_empty() {
@@ -534,9 +535,7 @@ impl Moat {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Listed<AssetVersion>> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (_, id) = self.asset_ids(group, registry, t, name);
+        let (t, _, id) = self.resolve(sub, group, registry, t, name)?;
         self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
         let kind = format!("{}/versions", id.resource_type()).to_ascii_lowercase();
         let prefix = format!("{}/versions/", id.key());
@@ -558,9 +557,7 @@ impl Moat {
         name: &str,
         version: &str,
     ) -> Result<AssetVersion> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (_, cid) = self.asset_ids(group, registry, t, name);
+        let (t, _, cid) = self.resolve(sub, group, registry, t, name)?;
         let id = cid.child("versions", version);
         let (d, row) =
             self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
@@ -581,9 +578,7 @@ impl Moat {
         version: &str,
         body: AssetVersion,
     ) -> Result<(AssetVersion, bool)> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (reg, cid) = self.asset_ids(group, registry, t, name);
+        let (t, reg, cid) = self.resolve(sub, group, registry, t, name)?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
@@ -823,9 +818,7 @@ impl Moat {
         name: &str,
         version: &str,
     ) -> Result<bool> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (_, cid) = self.asset_ids(group, registry, t, name);
+        let (t, _, cid) = self.resolve(sub, group, registry, t, name)?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
@@ -855,9 +848,7 @@ impl Moat {
         version: &str,
         body: PendingUploadRequest,
     ) -> Result<BlobReferenceResponse> {
-        self.check_subscription(sub)?;
-        let t = asset_type(t)?;
-        let (reg, cid) = self.asset_ids(group, registry, t, name);
+        let (t, reg, cid) = self.resolve(sub, group, registry, t, name)?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
