@@ -17,6 +17,8 @@ use moat_core::{Error, Moat};
 use moat_store::BlobRow;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use moat_types::uri::percent_decode;
+
 use crate::error::describe;
 
 const MS_VERSION: &str = "2025-01-05";
@@ -48,30 +50,6 @@ pub struct BlobRequest {
 pub fn is_blob_path(path: &str) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     first.len() == 11 && first.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-}
-
-fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> Error {

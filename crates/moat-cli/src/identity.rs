@@ -185,20 +185,14 @@ async fn find_role(c: &Client, name_or_id: &str) -> Result<Value, CliError> {
         return Ok(c.get(&format!("{base}/{name_or_id}")).await?.body);
     }
     let filter = format!("roleName eq '{}'", name_or_id.replace('\'', "''"));
-    let found = c.send(Method::GET, &format!("{base}?api-version=2022-04-01&$filter={}", urlencode(&filter)), None, &[]).await?.body;
+    let found = c
+        .send(Method::GET, &format!("{base}?api-version=2022-04-01&$filter={}", moat_types::uri::percent_encode(&filter)), None, &[])
+        .await?
+        .body;
     found["value"]
         .as_array()
         .and_then(|v| v.first().cloned())
         .ok_or_else(|| usage(format!("no role named '{name_or_id}' (see `moat role definition list`)")))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub async fn role_definition_create(c: &Client, source: &str, out: Output) -> CmdResult {
@@ -294,7 +288,7 @@ async fn assignments(c: &Client, assignee: Option<&str>, scope: Option<&str>) ->
     let mut names = std::collections::HashMap::new();
     if let Some(a) = assignee {
         let (id, name) = resolve_assignee(c, a).await?;
-        path.push_str(&format!("&$filter={}", urlencode(&format!("principalId eq '{id}'"))));
+        path.push_str(&format!("&$filter={}", moat_types::uri::percent_encode(&format!("principalId eq '{id}'"))));
         names.insert(id, name);
     }
     let roles =
@@ -423,7 +417,7 @@ pub async fn activity_log_list(
         c.profile().subscription_id
     );
     if !terms.is_empty() {
-        path.push_str(&format!("&$filter={}", urlencode(&terms.join(" and "))));
+        path.push_str(&format!("&$filter={}", moat_types::uri::percent_encode(&terms.join(" and "))));
     }
     let mut items = Vec::new();
     let mut next = Some(path);

@@ -13,17 +13,7 @@ pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
 pub const CONCURRENCY: usize = 4;
 
 fn encode_path(p: &str) -> String {
-    p.split('/')
-        .map(|seg| {
-            seg.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    p.split('/').map(moat_types::uri::percent_encode).collect::<Vec<_>>().join("/")
 }
 
 /// `{base}/{path}?{sas}` from a SAS URL of a container or folder.

@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moat_policy::actions;
 use moat_store::{ListQuery, StoredResource};
 use moat_types::ResourceId;
@@ -268,23 +266,6 @@ fn validate_version_body(t: AssetType, p: &AssetVersionProperties) -> Result<()>
         ));
     }
     Ok(())
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn summary(versions: &[VersionDoc]) -> (Option<String>, String) {
@@ -776,7 +757,7 @@ impl Moat {
         let rest = uri.strip_prefix(&base).ok_or_else(|| {
             bad(format!("'{uri}' is not a location of this registry's storage; upload through startPendingUpload first."))
         })?;
-        let rest = percent_decode(rest).ok_or_else(|| bad(format!("'{uri}' is not valid percent-encoding.")))?;
+        let rest = moat_types::uri::percent_decode(rest, false).ok_or_else(|| bad(format!("'{uri}' is not valid percent-encoding.")))?;
         let mut parts = rest.splitn(3, '/');
         let account = parts.next().unwrap_or_default().to_string();
         let container = parts.next().unwrap_or_default().to_string();
@@ -883,10 +864,6 @@ impl Moat {
             .and_then(|r| r.storage_accounts.first())
             .map(|s| s.name.clone())
             .ok_or_else(|| Error::Internal("registry without storage".into()))?;
-        let sa_id = self.storage_id(&regdoc.managed_group, &account);
-        let sa: StorageAccountDoc = decode(
-            &self.store.get_resource(&sa_id.key()).await?.ok_or_else(|| Error::Internal(format!("storage account {account} missing")))?,
-        )?;
         let container = format!("upload-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let now = OffsetDateTime::now_utc();
         let expiry = now + time::Duration::seconds(UPLOAD_SAS_SECS);
@@ -903,24 +880,49 @@ impl Moat {
         tx.insert_resource(&document(&reg.child("pendingUploads", &container), &pending, new_etag(), &stamp, &stamp)?).await?;
         tx.ensure_container(&account, &container, &stamp).await?;
         tx.commit().await?;
-        let key = URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {account} has no usable key")))?;
+        let blob_reference_for_consumption = self.blob_reference(&regdoc, &account, &container, "", "racwl", expiry).await?;
+        Ok(BlobReferenceResponse {
+            blob_reference_for_consumption,
+            pending_upload_id: Some(body.pending_upload_id.unwrap_or(container)),
+            pending_upload_type: Some("TemporaryBlobReference".into()),
+        })
+    }
+
+    /// A blob URI of a registry's storage (a container, or a folder in it) with a SAS for the
+    /// container: what startPendingUpload and datareferences hand out.
+    async fn blob_reference(
+        &self,
+        reg: &RegistryDoc,
+        account: &str,
+        container: &str,
+        prefix: &str,
+        permissions: &str,
+        expiry: OffsetDateTime,
+    ) -> Result<BlobReference> {
+        let sa_id = self.storage_id(&reg.managed_group, account);
+        let row =
+            self.store.get_resource(&sa_id.key()).await?.ok_or_else(|| Error::Internal(format!("storage account {account} missing")))?;
+        let sa: StorageAccountDoc = decode(&row)?;
         let grant = Grant {
-            account: account.clone(),
-            container: container.clone(),
+            account: account.to_string(),
+            container: container.to_string(),
             blob: None,
-            permissions: Permissions::parse("racwl").unwrap_or_default(),
+            permissions: Permissions::parse(permissions).unwrap_or_default(),
             start: None,
             expiry,
         };
-        let blob_uri = format!("{}/{account}/{container}", self.config.public_url);
-        Ok(BlobReferenceResponse {
-            blob_reference_for_consumption: BlobReference {
-                blob_uri: blob_uri.clone(),
-                storage_account_arm_id: sa_id.to_string(),
-                credential: SasCredential { credential_type: "SAS".into(), sas_uri: format!("{blob_uri}?{}", sas::sign(&key, &grant)) },
+        let mut blob_uri = format!("{}/{account}/{container}", self.config.public_url);
+        if !prefix.is_empty() {
+            blob_uri.push('/');
+            blob_uri.push_str(prefix);
+        }
+        Ok(BlobReference {
+            blob_uri: blob_uri.clone(),
+            storage_account_arm_id: sa_id.to_string(),
+            credential: SasCredential {
+                credential_type: "SAS".into(),
+                sas_uri: format!("{blob_uri}?{}", sas::sign(&sa.sas_key()?, &grant)),
             },
-            pending_upload_id: Some(body.pending_upload_id.unwrap_or(container)),
-            pending_upload_type: Some("TemporaryBlobReference".into()),
         })
     }
 
@@ -965,33 +967,8 @@ impl Moat {
                 registry,
             ))
             .await?;
-        let sa_id = self.storage_id(&regdoc.managed_group, &account);
-        let sa: StorageAccountDoc = decode(
-            &self.store.get_resource(&sa_id.key()).await?.ok_or_else(|| Error::Internal(format!("storage account {account} missing")))?,
-        )?;
-        let key = URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {account} has no usable key")))?;
         let expiry = OffsetDateTime::now_utc() + time::Duration::seconds(READ_SAS_SECS);
-        let grant = Grant {
-            account: account.clone(),
-            container: container.clone(),
-            blob: None,
-            permissions: Permissions::parse("rl").unwrap_or_default(),
-            start: None,
-            expiry,
-        };
-        let mut blob_uri = format!("{}/{account}/{container}", self.config.public_url);
-        if !prefix.is_empty() {
-            blob_uri.push('/');
-            blob_uri.push_str(&prefix);
-        }
-        Ok(BlobReferenceResponse {
-            blob_reference_for_consumption: BlobReference {
-                blob_uri: blob_uri.clone(),
-                storage_account_arm_id: sa_id.to_string(),
-                credential: SasCredential { credential_type: "SAS".into(), sas_uri: format!("{blob_uri}?{}", sas::sign(&key, &grant)) },
-            },
-            pending_upload_id: None,
-            pending_upload_type: None,
-        })
+        let blob_reference_for_consumption = self.blob_reference(&regdoc, &account, &container, &prefix, "rl", expiry).await?;
+        Ok(BlobReferenceResponse { blob_reference_for_consumption, pending_upload_id: None, pending_upload_type: None })
     }
 }

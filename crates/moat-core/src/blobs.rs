@@ -4,7 +4,7 @@
 //! a blob is a name pointing at a digest, visible only once its bytes are durable.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use moat_blob::BlobError;
 use moat_store::{BlobRow, BlockRow};
 use moat_types::Digest;
@@ -107,8 +107,7 @@ impl Moat {
     async fn blob_grant(&self, t: &BlobTarget<'_>, need: Need) -> Result<Grant> {
         let missing = || Error::not_found("ResourceNotFound", format!("The storage account '{}' does not exist.", t.account));
         let (sa, _reg) = self.storage_account(t.account).await?.ok_or_else(missing)?;
-        let key =
-            URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {} has no usable key", t.account)))?;
+        let key = sa.sas_key()?;
         let resource = match t.blob {
             Some(b) => format!("/blob/{}/{}/{b}", t.account, t.container),
             None => format!("/blob/{}/{}", t.account, t.container),
@@ -438,7 +437,7 @@ impl Moat {
             .map(|s| OffsetDateTime::parse(s, &Rfc3339))
             .transpose()
             .map_err(|_| bad("signedStart", "signedStart must be an RFC 3339 time.".into()))?;
-        let key = URL_SAFE_NO_PAD.decode(&sa.key).map_err(|_| Error::Internal(format!("storage account {account} has no usable key")))?;
+        let key = sa.sas_key()?;
         let grant =
             Grant { account: account.into(), container: container.into(), blob: blob.map(str::to_string), permissions, start, expiry };
         Ok(sas::sign(&key, &grant))

@@ -77,6 +77,16 @@ pub(crate) struct StorageAccountDoc {
     pub key: String,
 }
 
+impl StorageAccountDoc {
+    /// The key that signs the account's shared access signatures.
+    pub(crate) fn sas_key(&self) -> Result<Vec<u8>> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&self.key)
+            .map_err(|_| Error::Internal(format!("storage account {} has no usable key", self.name)))
+    }
+}
+
 /// The stored document of a managed container registry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ContainerRegistryDoc {

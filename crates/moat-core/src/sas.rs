@@ -5,6 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use moat_types::uri::percent_encode;
 use ring::hmac;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -106,15 +107,6 @@ fn mac(key: &[u8], text: &str) -> String {
     STANDARD.encode(hmac::sign(&k, text.as_bytes()).as_ref())
 }
 
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The SAS query string (without `?`) for a grant.
 pub fn sign(key: &[u8], g: &Grant) -> String {
     let sp = g.permissions.letters();
@@ -125,9 +117,9 @@ pub fn sign(key: &[u8], g: &Grant) -> String {
     let sig = mac(key, &string_to_sign(&sp, &st, &se, &resource, "https,http", SAS_VERSION, sr));
     let mut q = format!("sv={SAS_VERSION}&sr={sr}&sp={sp}");
     if !st.is_empty() {
-        q.push_str(&format!("&st={}", encode(&st)));
+        q.push_str(&format!("&st={}", percent_encode(&st)));
     }
-    q.push_str(&format!("&se={}&spr=https,http&sig={}", encode(&se), encode(&sig)));
+    q.push_str(&format!("&se={}&spr=https,http&sig={}", percent_encode(&se), percent_encode(&sig)));
     q
 }
 

@@ -7,6 +7,7 @@ pub mod digest;
 pub mod graph;
 pub mod ids;
 pub mod names;
+pub mod uri;
 
 pub use digest::Digest;
 pub use ids::{IdError, ResourceId};
