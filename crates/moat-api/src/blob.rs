@@ -29,10 +29,19 @@ pub enum BlobEndpoint {
     PutBlob,
     PutBlock { block_id: String },
     PutBlockList,
+    GetBlockList { list_type: BlockListType },
     GetBlob,
     GetBlobProperties,
     DeleteBlob,
     ListBlobs { prefix: String, delimiter: Option<String>, marker: Option<String>, max_results: i64 },
+}
+
+/// Which staged blocks Get Block List reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockListType {
+    Committed,
+    Uncommitted,
+    All,
 }
 
 /// A parsed blob-plane request.
@@ -87,6 +96,19 @@ pub fn parse(method: &Method, path: &str, raw_query: Option<&str>) -> Result<Blo
             block_id: get("blockid").ok_or_else(|| bad("MissingRequiredQueryParameter", "Put Block needs the blockid query parameter."))?,
         },
         ("PUT", true, None, Some("blocklist")) => BlobEndpoint::PutBlockList,
+        ("GET", true, None, Some("blocklist")) => BlobEndpoint::GetBlockList {
+            list_type: match get("blocklisttype").as_deref() {
+                None | Some("committed") => BlockListType::Committed,
+                Some("uncommitted") => BlockListType::Uncommitted,
+                Some("all") => BlockListType::All,
+                Some(other) => {
+                    return Err(bad(
+                        "InvalidQueryParameterValue",
+                        format!("blocklisttype must be committed, uncommitted or all, not '{other}'."),
+                    ));
+                }
+            },
+        },
         ("GET", true, None, None) => BlobEndpoint::GetBlob,
         ("HEAD", true, None, None) => BlobEndpoint::GetBlobProperties,
         ("DELETE", true, None, None) => BlobEndpoint::DeleteBlob,
@@ -108,7 +130,7 @@ pub fn parse(method: &Method, path: &str, raw_query: Option<&str>) -> Result<Blo
             return Err(bad(
                 "UnsupportedOperation",
                 format!(
-                    "{m} with restype={} comp={} is not served; moat serves Put Blob, Put Block, Put Block List, Get Blob, Get Blob Properties, Delete Blob and List Blobs.",
+                    "{m} with restype={} comp={} is not served; moat serves Put Blob, Put Block, Put Block List, Get Block List, Get Blob, Get Blob Properties, Delete Blob and List Blobs.",
                     r.unwrap_or("-"),
                     c.unwrap_or("-")
                 ),
@@ -162,6 +184,9 @@ fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
         (header::LAST_MODIFIED.as_str(), http_date(&b.updated_at)),
         ("x-ms-creation-time", http_date(&b.created_at)),
         ("x-ms-request-server-encrypted", "true".to_string()),
+        // moat's extension: the sha256 it computed while storing, so a client can verify an
+        // upload, or skip a file already uploaded, without reading the bytes back.
+        ("x-moat-content-sha256", b.digest.trim_start_matches("sha256:").to_string()),
     ];
     for (k, v) in pairs {
         if let (Ok(name), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
@@ -345,6 +370,25 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             blob_headers(resp.headers_mut(), &row);
             Ok(resp)
         }
+        BlobEndpoint::GetBlockList { list_type } => {
+            let blocks = moat.get_block_list(&t).await?;
+            let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+            if *list_type != BlockListType::Uncommitted {
+                xml.push_str("<CommittedBlocks />");
+            }
+            if *list_type != BlockListType::Committed {
+                xml.push_str("<UncommittedBlocks>");
+                for b in &blocks {
+                    xml.push_str(&format!("<Block><Name>{}</Name><Size>{}</Size></Block>", xml_escape(&b.block_id), b.size));
+                }
+                xml.push_str("</UncommittedBlocks>");
+            }
+            xml.push_str("</BlockList>");
+            let mut resp = (StatusCode::OK, xml).into_response();
+            common_headers(resp.headers_mut());
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+            Ok(resp)
+        }
         BlobEndpoint::GetBlob | BlobEndpoint::GetBlobProperties => {
             let (row, parts) = moat.get_blob(&t).await?;
             let size = row.size as u64;
@@ -433,6 +477,15 @@ mod tests {
             BlobEndpoint::PutBlock { block_id: "QUFB==".into() }
         );
         assert_eq!(p("PUT", "/0123456789a/c1/b", Some("comp=blocklist")).unwrap().endpoint, BlobEndpoint::PutBlockList);
+        assert_eq!(
+            p("GET", "/0123456789a/c1/b", Some("comp=blocklist")).unwrap().endpoint,
+            BlobEndpoint::GetBlockList { list_type: BlockListType::Committed }
+        );
+        assert_eq!(
+            p("GET", "/0123456789a/c1/b", Some("comp=blocklist&blocklisttype=uncommitted")).unwrap().endpoint,
+            BlobEndpoint::GetBlockList { list_type: BlockListType::Uncommitted }
+        );
+        assert!(p("GET", "/0123456789a/c1/b", Some("comp=blocklist&blocklisttype=latest")).is_err());
         assert_eq!(p("HEAD", "/0123456789a/c1/b", None).unwrap().endpoint, BlobEndpoint::GetBlobProperties);
         match p("GET", "/0123456789a/c1", Some("restype=container&comp=list&prefix=m%2F&delimiter=%2F&maxresults=2")).unwrap().endpoint {
             BlobEndpoint::ListBlobs { prefix, delimiter, max_results, .. } => {

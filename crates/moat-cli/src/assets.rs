@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::commands::{CliError, CmdResult};
 use crate::output::{self, Column, Output};
+use crate::transfer::{Meter, PendingUpload};
 
 fn usage(m: impl Into<String>) -> CliError {
     CliError::Usage(m.into())
@@ -202,6 +203,72 @@ fn local_files(root: &Path) -> Result<Vec<(PathBuf, String)>, CliError> {
     Ok(out)
 }
 
+/// Uploads `files` for the version at `vpath`, into the location of an earlier interrupted
+/// attempt when there is one (sending only what it lacks), else into a fresh pending upload.
+/// Returns the blob URI to commit.
+async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, String)]) -> Result<String, CliError> {
+    let endpoint = c.profile().endpoint.clone();
+    let total: u64 = files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let mut resumed = PendingUpload::load(&endpoint, vpath, local);
+    loop {
+        let from_record = resumed.is_some();
+        let rec = match resumed.take() {
+            Some(r) => {
+                eprintln!("resuming the upload started earlier for this version");
+                r
+            }
+            None => {
+                let up = c
+                    .send(
+                        Method::POST,
+                        &format!("{vpath}/startPendingUpload"),
+                        Some(&json!({"pendingUploadType": "TemporaryBlobReference"})),
+                        &[],
+                    )
+                    .await?
+                    .body;
+                let rec = PendingUpload {
+                    version_path: vpath.to_string(),
+                    source: local.display().to_string(),
+                    blob_uri: up["blobReferenceForConsumption"]["blobUri"].as_str().unwrap_or_default().to_string(),
+                    sas_uri: up["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap_or_default().to_string(),
+                };
+                rec.save(&endpoint, local);
+                rec
+            }
+        };
+        let (meter, progress) = Meter::new("upload", total);
+        let mut sent = 0;
+        let mut outcome = Ok(());
+        for (p, rel) in files {
+            match moat_client::blobs::upload_file(c.http(), &moat_client::blobs::blob_url(&rec.sas_uri, rel), p, progress.clone()).await {
+                Ok(t) => sent += t.moved,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        meter.finish();
+        match outcome {
+            Ok(()) => {
+                eprintln!(
+                    "uploaded {} file(s), {total} bytes ({sent} sent, {} already on the server), sha256 verified",
+                    files.len(),
+                    total - sent.min(total)
+                );
+                return Ok(rec.blob_uri);
+            }
+            // The earlier location is gone, sealed, or its SAS no longer works: start afresh, once.
+            Err(moat_client::ClientError::Api { status: 403 | 404 | 409, code, .. }) if from_record => {
+                PendingUpload::forget(&endpoint, vpath, local);
+                eprintln!("the earlier upload location cannot be used ({code}); starting a new upload");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: Option<&str>, out: Output) -> CmdResult {
     let text = std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let dir = file.parent().unwrap_or(Path::new("."));
@@ -249,22 +316,7 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
             let path = y.path.as_deref().ok_or_else(|| usage(format!("{}: path (the files to upload) is required", file.display())))?;
             let local = dir.join(path);
             let files = local_files(&local)?;
-            let up = c
-                .send(
-                    Method::POST,
-                    &format!("{vpath}/startPendingUpload"),
-                    Some(&json!({"pendingUploadType": "TemporaryBlobReference"})),
-                    &[],
-                )
-                .await?
-                .body;
-            let blob_uri = up["blobReferenceForConsumption"]["blobUri"].as_str().unwrap_or_default().to_string();
-            let sas_uri = up["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap_or_default().to_string();
-            let mut total = 0;
-            for (p, rel) in &files {
-                total += moat_client::blobs::upload_file(c.http(), &moat_client::blobs::blob_url(&sas_uri, rel), p).await?;
-            }
-            eprintln!("uploaded {} file(s), {total} bytes", files.len());
+            let blob_uri = upload_files(c, &vpath, &local, &files).await?;
             if kind == Kind::Model {
                 props["modelType"] = json!(model_type(y.asset_type.as_deref().unwrap_or("custom_model"))?);
                 props["modelUri"] = json!(blob_uri);
@@ -292,6 +344,9 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
         }
     }
     let v = c.send(Method::PUT, &vpath, Some(&json!({"properties": props})), &[]).await?.body;
+    if let Some(path) = &y.path {
+        PendingUpload::forget(&c.profile().endpoint, &vpath, &dir.join(path));
+    }
     output::print(out, &decorate(v, &t, kind), VERSION_COLUMNS);
     Ok(())
 }
@@ -371,26 +426,26 @@ pub async fn download(c: &Client, kind: Kind, t: &Target, dest: &Path) -> CmdRes
     let prefix = if parts.len() == 6 { format!("{}/", parts.pop().unwrap_or_default()) } else { String::new() };
     let container_url = format!("{}?{sas}", parts.join("/"));
     let v = c.get(&format!("{}/versions/{version}", t.base(c, kind))).await?.body;
-    let names = moat_client::blobs::list_blobs(c.http(), &container_url, &prefix).await?;
+    let files: Vec<moat_types::assets::AssetFile> = serde_json::from_value(v["properties"]["files"].clone())
+        .map_err(|e| usage(format!("the version's file list is not readable: {e}")))?;
     let root = dest.join(&t.name);
-    let mut total = 0;
-    for name in &names {
-        let rel = &name[prefix.len()..];
-        if rel.split('/').any(|s| s == ".." || s.is_empty()) {
-            return Err(usage(format!("refusing the unsafe path '{rel}'")));
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let (meter, progress) = Meter::new("download", total);
+    let mut fetched = 0;
+    for f in &files {
+        if f.path.split('/').any(|s| s == ".." || s == "." || s.is_empty()) || f.path.starts_with('/') {
+            return Err(usage(format!("refusing the unsafe path '{}'", f.path)));
         }
-        total += moat_client::blobs::download_file(c.http(), &moat_client::blobs::blob_url(&container_url, name), &root.join(rel)).await?;
+        let url = moat_client::blobs::blob_url(&container_url, &format!("{prefix}{}", f.path));
+        let got = moat_client::blobs::download_file(c.http(), &url, &root.join(&f.path), f.size, &f.sha256, progress.clone()).await;
+        fetched += got?.moved;
     }
-    // Verify every file against the sha256 the registry recorded.
-    for f in v["properties"]["files"].as_array().cloned().unwrap_or_default() {
-        let rel = f["path"].as_str().unwrap_or_default();
-        let bytes = std::fs::read(root.join(rel)).map_err(|e| usage(format!("{rel}: {e}")))?;
-        use sha2::Digest;
-        let got = format!("{:x}", sha2::Sha256::digest(&bytes));
-        if got != f["sha256"].as_str().unwrap_or_default() {
-            return Err(usage(format!("{rel}: downloaded bytes do not match the recorded sha256")));
-        }
-    }
-    eprintln!("downloaded {} file(s), {total} bytes, to {}; sha256 verified", names.len(), root.display());
+    meter.finish();
+    eprintln!(
+        "downloaded {} file(s), {total} bytes ({fetched} fetched, {} already here), to {}; sha256 verified",
+        files.len(),
+        total - fetched.min(total),
+        root.display()
+    );
     Ok(())
 }

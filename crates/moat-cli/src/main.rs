@@ -7,6 +7,7 @@ mod generic;
 mod identity;
 mod output;
 mod serve;
+mod transfer;
 mod yaml;
 
 use std::path::PathBuf;

@@ -423,3 +423,88 @@ fn the_cli_publishes_and_fetches_assets() {
     let out = server.moat(&["model", "show", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFound"));
 }
+
+/// Runs a CLI transfer and SIGKILLs it once its progress passes `percent`; returns whether it
+/// was still running then.
+fn interrupt(server: &Server, args: &[&str], verb: &str, percent: u64) -> bool {
+    use std::io::BufRead;
+    let mut child = server.moat_command(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        let done = line.strip_prefix(&format!("{verb}: ")).and_then(|r| r.split('%').next()).and_then(|p| p.parse::<u64>().ok());
+        if done.is_some_and(|d| d >= percent) {
+            break;
+        }
+    }
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    running
+}
+
+/// `N sent|fetched, M already …` from the CLI's summary line.
+fn counts(stderr: &str, moved: &str) -> (u64, u64) {
+    let line = stderr.lines().find(|l| l.contains(moved)).unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let inner = line.rsplit('(').next().unwrap();
+    let mut nums = inner.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|n| n.parse::<u64>().unwrap());
+    (nums.next().unwrap(), nums.next().unwrap())
+}
+
+#[test]
+fn the_cli_resumes_uploads_and_downloads_after_being_killed() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("r.yml"), "name: resumereg\nlocation: eastus\n").unwrap();
+    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
+    // 192 MiB in 24 blocks, each different.
+    let src = tmp.path().join("model");
+    std::fs::create_dir_all(&src).unwrap();
+    let total: u64 = 192 * 1024 * 1024;
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(src.join("weights.bin")).unwrap());
+        let pattern: Vec<u8> = (0..1024 * 1024).map(|i| (i * 31 % 253) as u8).collect();
+        for mib in 0..192u32 {
+            f.write_all(&mib.to_le_bytes()).unwrap();
+            f.write_all(&pattern[4..]).unwrap();
+        }
+    }
+    std::fs::write(src.join("config.json"), b"{\"layers\": 12}").unwrap();
+    let yml = tmp.path().join("model.yml");
+    std::fs::write(&yml, "name: big\nversion: 1\npath: ./model\n").unwrap();
+    let create = ["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "resumereg"];
+
+    assert!(interrupt(&server, &create, "upload", 20), "the upload finished before it could be interrupted");
+    let shown = server.moat(&["model", "show", "--name", "big", "--version", "1", "--registry-name", "resumereg"]);
+    assert!(String::from_utf8_lossy(&shown.stderr).contains("ResourceNotFound"), "an interrupted create commits nothing");
+
+    let out = server.moat(&create);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming the upload started earlier"), "{err}");
+    let (sent, reused) = counts(&err, " sent, ");
+    assert_eq!(sent + reused, total + 14, "{err}");
+    assert!(reused >= 8 * 1024 * 1024, "finished blocks are not sent again: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = v["properties"]["files"].as_array().unwrap().iter().find(|f| f["path"] == "weights.bin").unwrap().clone();
+    assert_eq!(file["sha256"].as_str().unwrap(), format!("{:x}", Sha256::digest(std::fs::read(src.join("weights.bin")).unwrap())));
+
+    let dest = tmp.path().join("out");
+    let download =
+        ["model", "download", "--name", "azureml://registries/resumereg/models/big/versions/1", "--download-path", dest.to_str().unwrap()];
+    assert!(interrupt(&server, &download, "download", 20), "the download finished before it could be interrupted");
+    assert!(dest.join("big/weights.bin.moat-part").exists(), "an interrupted download leaves its partial file");
+    assert!(!dest.join("big/weights.bin").exists(), "and no file that looks complete");
+    let out = server.moat(&download);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let (fetched, here) = counts(&err, " fetched, ");
+    assert_eq!(fetched + here, total + 14, "{err}");
+    assert!(here >= 8 * 1024 * 1024, "bytes already downloaded are not fetched again: {err}");
+    assert_eq!(std::fs::read(dest.join("big/weights.bin")).unwrap(), std::fs::read(src.join("weights.bin")).unwrap());
+    assert!(!dest.join("big/weights.bin.moat-part").exists());
+    // A third run finds everything in place and fetches nothing.
+    let out = server.moat(&download);
+    assert_eq!(counts(&String::from_utf8_lossy(&out.stderr), " fetched, ").0, 0);
+}

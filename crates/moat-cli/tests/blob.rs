@@ -131,6 +131,10 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidBlockList")), "{}", r.text);
     let r = anon.raw("GET", &format!("{base}/missing?{token}"), None, None, &[]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (404, Some("BlobNotFound")));
+    let r = anon.raw("GET", &format!("{base}/missing?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (404, Some("BlobNotFound")), "no blob and no blocks");
+    let r = anon.raw("GET", &format!("{base}/x?comp=blocklist&blocklisttype=latest&{token}"), None, None, &[]).await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidQueryParameterValue")), "{}", r.text);
     let r = anon.raw("GET", &format!("{base}/copy-a?{token}"), None, None, &[("x-ms-range", "bytes=100-200")]).await;
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range").as_deref(), Some("bytes */10"));

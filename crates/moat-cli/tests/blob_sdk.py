@@ -42,6 +42,16 @@ assert reader.get_blob_properties().size == len(big)
 assert BlobClient.from_blob_url(f"{base}/model/small.bin?{sas}").download_blob().readall() == small
 assert BlobClient.from_blob_url(f"{base}/model/empty?{sas}").download_blob().readall() == b""
 
+# Staged blocks are listed (what a resuming client asks), then committed.
+staged = BlobClient.from_blob_url(f"{base}/model/staged.bin?{sas}")
+staged.stage_block("YmxvY2stMDAx", b"a" * 10)
+staged.stage_block("YmxvY2stMDAy", b"b" * 20)
+committed, uncommitted = staged.get_block_list("all")
+assert committed == [] and [(b.id, b.size) for b in uncommitted] == [("YmxvY2stMDAx", 10), ("YmxvY2stMDAy", 20)], uncommitted
+staged.commit_block_list(["YmxvY2stMDAy", "YmxvY2stMDAx"])
+assert staged.download_blob().readall() == b"b" * 20 + b"a" * 10
+assert staged.get_block_list("uncommitted")[1] == []
+
 # Delete.
 gone = BlobClient.from_blob_url(f"{base}/model/empty?{sas}")
 gone.delete_blob()

@@ -1,16 +1,45 @@
-//! Moving files through the blob plane with a SAS URL: uploads in blocks (several in flight),
-//! downloads streamed to disk, listings.
+//! Moving files through the blob plane with a SAS URL, verified end to end with sha256.
+//!
+//! Uploads go in blocks, several in flight, and resume: a block's ID names the file version
+//! (path, size, modification time) and the block's index, so a second run asks the server which
+//! blocks it already holds (Get Block List) and sends only the rest; a file already committed
+//! with the same sha256 is skipped. Downloads fetch ranges in parallel, write them in order to
+//! `<file>.moat-part`, and a second run carries on from that file's length. Memory stays bounded
+//! by the blocks in flight whatever the file size.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use base64::Engine;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
 use crate::ClientError;
 
-/// Block size for uploads; files up to this size go in one Put Blob.
+/// Block size for uploads and range size for downloads; smaller files go in one Put Blob.
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
-/// Blocks in flight at once.
+/// Blocks (or ranges) in flight at once.
 pub const CONCURRENCY: usize = 4;
+/// The response header in which moat reports the sha256 it computed for a stored blob.
+pub const SHA256_HEADER: &str = "x-moat-content-sha256";
+/// The suffix of a download in progress.
+pub const PARTIAL_SUFFIX: &str = ".moat-part";
+
+/// Called with every number of bytes done: sent, found already on the server, or received.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What one file's transfer did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// The file's size.
+    pub size: u64,
+    /// Bytes that crossed the network in this run (less than `size` when resumed or skipped).
+    pub moved: u64,
+    /// The verified sha256, in hex.
+    pub sha256: String,
+}
 
 fn encode_path(p: &str) -> String {
     p.split('/').map(moat_types::uri::percent_encode).collect::<Vec<_>>().join("/")
@@ -27,7 +56,11 @@ fn transport(url: &str, e: reqwest::Error) -> ClientError {
     ClientError::Transport { endpoint: base, cause: e.to_string() }
 }
 
-async fn check(url: &str, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+fn joined(e: tokio::task::JoinError) -> ClientError {
+    ClientError::Local(format!("a transfer task failed: {e}"))
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     if resp.status().is_success() {
         return Ok(resp);
     }
@@ -35,84 +68,266 @@ async fn check(url: &str, resp: reqwest::Response) -> Result<reqwest::Response, 
     let code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).unwrap_or("Error").to_string();
     let text = resp.text().await.unwrap_or_default();
     let message = text.split("<Message>").nth(1).and_then(|m| m.split("</Message>").next()).unwrap_or(&text).to_string();
-    let _ = url;
     Err(ClientError::Api { status, code, message, target: None })
 }
 
-/// Uploads a local file to `url` (a blob URL with its SAS).
-pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path) -> Result<u64, ClientError> {
-    let io = |e: std::io::Error| ClientError::Profile(format!("cannot read {}: {e}", path.display()));
-    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    if size as usize <= BLOCK_SIZE {
-        let mut buf = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut buf).await.map_err(io)?;
-        let resp = http.put(url).header("x-ms-blob-type", "BlockBlob").body(buf).send().await.map_err(|e| transport(url, e))?;
-        check(url, resp).await?;
-        return Ok(size);
-    }
-    let mut ids = Vec::new();
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut index = 0u64;
-    loop {
-        let mut buf = vec![0u8; BLOCK_SIZE];
-        let mut filled = 0;
-        while filled < BLOCK_SIZE {
-            let n = file.read(&mut buf[filled..]).await.map_err(io)?;
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes the first bytes of a file (all of it by default), streaming, off the async threads.
+async fn hash_prefix(path: &Path) -> Result<(Sha256, u64), ClientError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let io = |e: std::io::Error| ClientError::Local(format!("cannot read {}: {e}", path.display()));
+        let mut f = std::fs::File::open(&path).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(io)?;
             if n == 0 {
+                return Ok((hasher, total));
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+    })
+    .await
+    .map_err(joined)?
+}
+
+/// The sha256 of a local file, in hex.
+pub async fn sha256_file(path: &Path) -> Result<String, ClientError> {
+    Ok(hex(&hash_prefix(path).await?.0.finalize()))
+}
+
+/// Names this version of a local file, so that blocks staged from another version are never
+/// mistaken for this one's.
+fn fingerprint(path: &Path, meta: &std::fs::Metadata) -> String {
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let h = Sha256::digest(format!("{}\n{}\n{mtime}", abs.display(), meta.len()).as_bytes());
+    hex(&h[..6])
+}
+
+fn block_id(fingerprint: &str, index: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{fingerprint}-{index:06}"))
+}
+
+/// The IDs of the blocks staged (not yet committed) for a blob; none when it does not exist.
+pub async fn staged_blocks(http: &reqwest::Client, url: &str) -> Result<HashSet<String>, ClientError> {
+    let list_url = format!("{url}&comp=blocklist&blocklisttype=uncommitted");
+    let resp = http.get(&list_url).send().await.map_err(|e| transport(&list_url, e))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(HashSet::new());
+    }
+    let text = check(resp).await?.text().await.map_err(|e| transport(&list_url, e))?;
+    Ok(text.split("<Name>").skip(1).filter_map(|n| n.split("</Name>").next()).map(str::to_string).collect())
+}
+
+/// Whether the blob at `url` already holds exactly the local file (a resumed run).
+async fn already_uploaded(http: &reqwest::Client, url: &str, path: &Path, size: u64) -> Result<Option<String>, ClientError> {
+    let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let resp = check(resp).await?;
+    let remote_len = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
+    let Some(remote) = header(&resp, SHA256_HEADER) else { return Ok(None) };
+    if remote_len != Some(size) {
+        return Ok(None);
+    }
+    let local = sha256_file(path).await?;
+    Ok((local == remote).then_some(local))
+}
+
+fn verify_upload(resp: &reqwest::Response, path: &Path, local: &str) -> Result<(), ClientError> {
+    match header(resp, SHA256_HEADER) {
+        Some(remote) if remote != local => Err(ClientError::Integrity(format!(
+            "{}: the server stored bytes with sha256 {remote}, but the file's is {local}; did it change during the upload?",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+struct Block {
+    id: String,
+    len: u64,
+    /// None when the server already holds this block.
+    data: Option<Vec<u8>>,
+}
+
+/// Uploads a local file to `url` (a blob URL with its SAS), resuming a previous attempt.
+pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progress: Progress) -> Result<Transfer, ClientError> {
+    let io = |e: std::io::Error| ClientError::Local(format!("cannot read {}: {e}", path.display()));
+    let meta = tokio::fs::metadata(path).await.map_err(io)?;
+    let size = meta.len();
+    if let Some(sha256) = already_uploaded(http, url, path, size).await? {
+        progress(size);
+        return Ok(Transfer { size, moved: 0, sha256 });
+    }
+    if size as usize <= BLOCK_SIZE {
+        let buf = tokio::fs::read(path).await.map_err(io)?;
+        let local = hex(&Sha256::digest(&buf));
+        let resp = http.put(url).header("x-ms-blob-type", "BlockBlob").body(buf).send().await.map_err(|e| transport(url, e))?;
+        verify_upload(&check(resp).await?, path, &local)?;
+        progress(size);
+        return Ok(Transfer { size, moved: size, sha256: local });
+    }
+
+    let fp = fingerprint(path, &meta);
+    let staged = staged_blocks(http, url).await?;
+    // One thread reads and hashes the file in order; the blocks it hands over go out in parallel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(2);
+    let source = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || -> Result<String, ClientError> {
+        let io = |e: std::io::Error| ClientError::Local(format!("cannot read {}: {e}", source.display()));
+        let mut f = std::fs::File::open(&source).map_err(io)?;
+        let mut hasher = Sha256::new();
+        for index in 0u64.. {
+            let mut buf = vec![0u8; BLOCK_SIZE];
+            let mut filled = 0;
+            while filled < BLOCK_SIZE {
+                let n = f.read(&mut buf[filled..]).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
                 break;
             }
-            filled += n;
+            buf.truncate(filled);
+            hasher.update(&buf);
+            let id = block_id(&fp, index);
+            let data = if staged.contains(&id) { None } else { Some(buf) };
+            if tx.blocking_send(Block { id, len: filled as u64, data }).is_err() {
+                // The sender side stopped: an upload failed and its error is reported there.
+                break;
+            }
         }
-        if filled == 0 {
-            break;
+        Ok(hex(&hasher.finalize()))
+    });
+    let mut ids = Vec::new();
+    let mut moved = 0;
+    let mut in_flight = tokio::task::JoinSet::new();
+    while let Some(block) = rx.recv().await {
+        ids.push(block.id.clone());
+        let Some(data) = block.data else {
+            progress(block.len);
+            continue;
+        };
+        while in_flight.len() >= CONCURRENCY {
+            if let Some(done) = in_flight.join_next().await {
+                moved += done.map_err(joined)??;
+            }
         }
-        buf.truncate(filled);
-        use base64::Engine;
-        let id = base64::engine::general_purpose::STANDARD.encode(format!("{index:010}"));
-        index += 1;
-        ids.push(id.clone());
-        let block_url = format!("{url}&comp=block&blockid={}", encode_path(&id));
-        let http = http.clone();
-        if in_flight.len() >= crate::blobs::CONCURRENCY
-            && let Some(done) = in_flight.join_next().await
-        {
-            done.map_err(|e| ClientError::Decode(e.to_string()))??;
-        }
+        let block_url = format!("{url}&comp=block&blockid={}", encode_path(&block.id));
+        let (http, progress) = (http.clone(), progress.clone());
         in_flight.spawn(async move {
-            let resp = http.put(&block_url).body(buf).send().await.map_err(|e| transport(&block_url, e))?;
-            check(&block_url, resp).await.map(|_| ())
+            let resp = http.put(&block_url).body(data).send().await.map_err(|e| transport(&block_url, e))?;
+            check(resp).await?;
+            progress(block.len);
+            Ok::<u64, ClientError>(block.len)
         });
     }
     while let Some(done) = in_flight.join_next().await {
-        done.map_err(|e| ClientError::Decode(e.to_string()))??;
+        moved += done.map_err(joined)??;
     }
+    let local = reader.await.map_err(joined)??;
     let xml: String = std::iter::once("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>".to_string())
         .chain(ids.iter().map(|i| format!("<Latest>{i}</Latest>")))
         .chain(std::iter::once("</BlockList>".to_string()))
         .collect();
     let list_url = format!("{url}&comp=blocklist");
     let resp = http.put(&list_url).body(xml).send().await.map_err(|e| transport(&list_url, e))?;
-    check(&list_url, resp).await?;
-    Ok(size)
+    verify_upload(&check(resp).await?, path, &local)?;
+    Ok(Transfer { size, moved, sha256: local })
 }
 
-/// Downloads a blob to a local file, streaming.
-pub async fn download_file(http: &reqwest::Client, url: &str, dest: &Path) -> Result<u64, ClientError> {
-    let io = |e: std::io::Error| ClientError::Profile(format!("cannot write {}: {e}", dest.display()));
+fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(PARTIAL_SUFFIX);
+    dest.with_file_name(name)
+}
+
+async fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -> Result<bytes::Bytes, ClientError> {
+    let resp = http.get(&url).header("x-ms-range", format!("bytes={start}-{end}")).send().await.map_err(|e| transport(&url, e))?;
+    let body = check(resp).await?.bytes().await.map_err(|e| transport(&url, e))?;
+    if body.len() as u64 != end - start + 1 {
+        return Err(ClientError::Integrity(format!(
+            "the server sent {} bytes for the range {start}-{end}; the connection may have dropped",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// Downloads a blob of known `size` and sha256 to `dest`, resuming a previous attempt and
+/// skipping a file already there with the right content.
+pub async fn download_file(
+    http: &reqwest::Client,
+    url: &str,
+    dest: &Path,
+    size: u64,
+    expected_sha256: &str,
+    progress: Progress,
+) -> Result<Transfer, ClientError> {
+    let io = |e: std::io::Error| ClientError::Local(format!("cannot write {}: {e}", dest.display()));
     if let Some(dir) = dest.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
-    let resp = http.get(url).send().await.map_err(|e| transport(url, e))?;
-    let mut resp = check(url, resp).await?;
-    let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-    let mut total = 0;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(url, e))? {
-        file.write_all(&chunk).await.map_err(io)?;
-        total += chunk.len() as u64;
+    if tokio::fs::metadata(dest).await.map(|m| m.len() == size).unwrap_or(false) && sha256_file(dest).await? == expected_sha256 {
+        progress(size);
+        return Ok(Transfer { size, moved: 0, sha256: expected_sha256.to_string() });
     }
-    file.sync_all().await.map_err(io)?;
-    Ok(total)
+    let part = partial_path(dest);
+    // Ranges are written in order, so whatever a previous run left is a correct prefix.
+    let (hasher, offset) = match tokio::fs::metadata(&part).await {
+        Ok(m) if m.len() <= size => hash_prefix(&part).await?,
+        _ => (Sha256::new(), 0),
+    };
+    progress(offset);
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&part).map_err(io)?;
+    file.set_len(offset).map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+    let ranges: Vec<(u64, u64)> = (offset..size).step_by(BLOCK_SIZE).map(|s| (s, (s + BLOCK_SIZE as u64).min(size) - 1)).collect();
+    let mut chunks =
+        futures_util::stream::iter(ranges).map(|(s, e)| fetch_range(http.clone(), url.to_string(), s, e)).buffered(CONCURRENCY);
+    let mut state = (file, hasher);
+    let mut moved = 0;
+    while let Some(chunk) = chunks.next().await {
+        let bytes = chunk?;
+        let n = bytes.len() as u64;
+        let (mut f, mut h) = state;
+        let dest_name = dest.display().to_string();
+        state = tokio::task::spawn_blocking(move || {
+            h.update(&bytes);
+            f.write_all(&bytes).map(|()| (f, h)).map_err(|e| ClientError::Local(format!("cannot write {dest_name}: {e}")))
+        })
+        .await
+        .map_err(joined)??;
+        moved += n;
+        progress(n);
+    }
+    let (file, hasher) = state;
+    tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(joined)?.map_err(io)?;
+    let got = hex(&hasher.finalize());
+    if got != expected_sha256 {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(ClientError::Integrity(format!(
+            "{}: the downloaded bytes have sha256 {got}, but the registry recorded {expected_sha256}; the partial file was removed, run again",
+            dest.display()
+        )));
+    }
+    tokio::fs::rename(&part, dest).await.map_err(io)?;
+    Ok(Transfer { size, moved, sha256: got })
 }
 
 /// Names of the blobs under a container SAS URL whose names start with `prefix`.
@@ -123,7 +338,7 @@ pub async fn list_blobs(http: &reqwest::Client, container_sas_url: &str, prefix:
     loop {
         let url = format!("{base}?restype=container&comp=list&prefix={}&marker={}&{sas}", encode_path(prefix), encode_path(&marker));
         let resp = http.get(&url).send().await.map_err(|e| transport(&url, e))?;
-        let text = check(&url, resp).await?.text().await.map_err(|e| transport(&url, e))?;
+        let text = check(resp).await?.text().await.map_err(|e| transport(&url, e))?;
         for blob in text.split("<Blob>").skip(1) {
             if let Some(name) = blob.split("<Name>").nth(1).and_then(|n| n.split("</Name>").next()) {
                 names.push(

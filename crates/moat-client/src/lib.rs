@@ -61,6 +61,12 @@ pub enum ClientError {
     Decode(String),
     #[error("{0}")]
     Timeout(String),
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Local(String),
+    /// Bytes did not match the digest they were meant to have.
+    #[error("{0}")]
+    Integrity(String),
 }
 
 /// A decoded response.

@@ -277,6 +277,20 @@ impl Moat {
         self.commit_blob(t, digest, size, Some(parts_json), content_type).await
     }
 
+    /// Get Block List: the blob (if committed) and the blocks staged for it, in block ID order.
+    /// moat keeps no committed block lists (a committed blob's blocks become its parts), so the
+    /// committed list is always empty; what a resuming client needs is the uncommitted one.
+    pub async fn get_block_list(&self, t: &BlobTarget<'_>) -> Result<Vec<BlockRow>> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Read).await?;
+        let blob = t.blob.unwrap_or_default();
+        let blocks = self.store.blocks(t.account, t.container, blob).await?;
+        if blocks.is_empty() && self.store.blob(t.account, t.container, blob).await?.is_none() {
+            return Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist in container '{}'.", t.container)));
+        }
+        Ok(blocks)
+    }
+
     /// Get Blob / Get Blob Properties: the blob's record and its parts (one for a blob put
     /// whole), to read with [`Moat::blob_reader`].
     pub async fn get_blob(&self, t: &BlobTarget<'_>) -> Result<(BlobRow, Vec<(Digest, u64)>)> {

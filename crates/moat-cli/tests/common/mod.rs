@@ -81,7 +81,19 @@ impl Server {
 
     /// Runs the CLI against this server.
     pub fn moat(&self, args: &[&str]) -> Output {
-        Command::new(BIN).arg("--profile").arg(&self.profile).args(args).env_remove("MOAT_PROFILE").output().unwrap()
+        self.moat_command(args).output().unwrap()
+    }
+
+    /// The CLI command against this server, to run as the caller likes; its records of
+    /// unfinished uploads stay beside the data directory.
+    pub fn moat_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--profile")
+            .arg(&self.profile)
+            .args(args)
+            .env_remove("MOAT_PROFILE")
+            .env("MOAT_STATE_DIR", self.dir.with_extension("state"));
+        cmd
     }
 
     /// Runs the CLI, asserts success and parses its JSON output.
