@@ -30,17 +30,20 @@ pub fn client_of(req: &Request) -> String {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
-/// The network origin of a request. Only the public listener exists so far; private endpoint
-/// listeners will tag their requests with their endpoint.
-pub fn origin_of(_req: &Request) -> &'static str {
-    "public"
+/// The network origin of a request: `public`, or the key of the private endpoint whose
+/// listener it came in on.
+pub fn origin_of(req: &Request) -> std::sync::Arc<str> {
+    req.extensions()
+        .get::<crate::listeners::ListenerOrigin>()
+        .map(|o| o.0.clone())
+        .unwrap_or_else(|| std::sync::Arc::from(crate::listeners::PUBLIC_ORIGIN))
 }
 
 async fn authenticate(state: &AppState, req: &mut Request, audiences: &[&str]) -> Result<(), Error> {
     let client = client_of(req);
     let origin = origin_of(req);
     let outcome = match bearer(req) {
-        Ok(token) => state.moat.authenticate(token, audiences, &client, origin).await,
+        Ok(token) => state.moat.authenticate(token, audiences, &client, &origin).await,
         Err(e) => Err(e),
     };
     match outcome {
@@ -49,7 +52,7 @@ async fn authenticate(state: &AppState, req: &mut Request, audiences: &[&str]) -
             Ok(())
         }
         Err(Error::Unauthenticated { reason }) => {
-            state.moat.audit_unauthenticated(&client, origin, req.uri().path(), &reason).await?;
+            state.moat.audit_unauthenticated(&client, &origin, req.uri().path(), &reason).await?;
             Err(Error::Unauthenticated { reason })
         }
         Err(e) => Err(e),

@@ -13,7 +13,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use moat_core::Moat;
-use tower::Layer;
 use utoipa::OpenApi;
 
 pub mod assets;
@@ -24,8 +23,10 @@ pub mod directory;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod listeners;
 pub mod management;
 pub mod monitor;
+pub mod network;
 pub mod public;
 
 use error::ArmError;
@@ -100,6 +101,34 @@ pub struct AppState {
         authorization::get_at_resource,
         authorization::put_at_resource,
         authorization::delete_at_resource,
+        network::list_vnets_in_subscription,
+        network::list_vnets,
+        network::get_vnet,
+        network::put_vnet,
+        network::delete_vnet,
+        network::list_subnets,
+        network::get_subnet,
+        network::put_subnet,
+        network::delete_subnet,
+        network::list_endpoints_in_subscription,
+        network::list_endpoints,
+        network::get_endpoint,
+        network::put_endpoint,
+        network::delete_endpoint,
+        network::list_registry_connections,
+        network::get_registry_connection,
+        network::put_registry_connection,
+        network::delete_registry_connection,
+        network::list_storage_connections,
+        network::get_storage_connection,
+        network::put_storage_connection,
+        network::delete_storage_connection,
+        network::list_acr_connections,
+        network::get_acr_connection,
+        network::put_acr_connection,
+        network::delete_acr_connection,
+        network::patch_storage_account,
+        network::patch_container_registry,
     ),
     modifiers(&BearerAuth)
 )]
@@ -142,7 +171,7 @@ async fn dispatch_unrouted(axum::extract::State(st): axum::extract::State<AppSta
     if blob::is_blob_path(req.uri().path()) {
         let client = auth::client_of(&req);
         let origin = auth::origin_of(&req);
-        return blob::handle(&st.moat, req, &client, origin).await;
+        return blob::handle(&st.moat, req, &client, &origin).await;
     }
     not_found(req.uri().clone()).await.into_response()
 }
@@ -195,11 +224,11 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .route(&format!("{reg}/{{registryName}}/datareferences/{{assetName}}/versions/{{version}}"), post(assets::data_reference))
         .route(
             "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}",
-            get(m::get_storage_account),
+            get(m::get_storage_account).patch(network::patch_storage_account),
         )
         .route(
             "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}",
-            get(m::get_container_registry),
+            get(m::get_container_registry).patch(network::patch_container_registry),
         )
         .route(
             "/subscriptions/{subscriptionId}/providers/Microsoft.MachineLearningServices/locations/{location}/operationsStatus/{operationId}",
@@ -238,6 +267,35 @@ pub fn router(moat: Arc<Moat>) -> Router {
             "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}/ListServiceSas",
             post(m::list_service_sas),
         )
+        .route("/subscriptions/{subscriptionId}/providers/Microsoft.Network/virtualNetworks", get(network::list_vnets_in_subscription))
+        .route(network::VNETS, get(network::list_vnets))
+        .route(&format!("{}/{{vnetName}}", network::VNETS), get(network::get_vnet).put(network::put_vnet).delete(network::delete_vnet))
+        .route(&format!("{}/{{vnetName}}/subnets", network::VNETS), get(network::list_subnets))
+        .route(
+            &format!("{}/{{vnetName}}/subnets/{{subnetName}}", network::VNETS),
+            get(network::get_subnet).put(network::put_subnet).delete(network::delete_subnet),
+        )
+        .route("/subscriptions/{subscriptionId}/providers/Microsoft.Network/privateEndpoints", get(network::list_endpoints_in_subscription))
+        .route(network::ENDPOINTS, get(network::list_endpoints))
+        .route(
+            &format!("{}/{{endpointName}}", network::ENDPOINTS),
+            get(network::get_endpoint).put(network::put_endpoint).delete(network::delete_endpoint),
+        )
+        .route(&format!("{}/privateEndpointConnections", network::REGISTRY), get(network::list_registry_connections))
+        .route(
+            &format!("{}/privateEndpointConnections/{{connectionName}}", network::REGISTRY),
+            get(network::get_registry_connection).put(network::put_registry_connection).delete(network::delete_registry_connection),
+        )
+        .route(&format!("{}/privateEndpointConnections", network::STORAGE), get(network::list_storage_connections))
+        .route(
+            &format!("{}/privateEndpointConnections/{{connectionName}}", network::STORAGE),
+            get(network::get_storage_connection).put(network::put_storage_connection).delete(network::delete_storage_connection),
+        )
+        .route(&format!("{}/privateEndpointConnections", network::ACR), get(network::list_acr_connections))
+        .route(
+            &format!("{}/privateEndpointConnections/{{connectionName}}", network::ACR),
+            get(network::get_acr_connection).put(network::put_acr_connection).delete(network::delete_acr_connection),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_management));
     let registry_plane = Router::new()
@@ -256,11 +314,12 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .merge(registry_plane)
         .merge(mgmt)
         .fallback(dispatch_unrouted)
+        .layer(middleware::from_fn(listeners::endpoint_gate))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
 }
 
-fn canonicalize(mut req: Request) -> Request {
+pub(crate) fn canonicalize(mut req: Request) -> Request {
     if let Some(path) = moat_types::ids::canonicalize_arm_path(req.uri().path())
         && path != req.uri().path()
     {
@@ -279,17 +338,14 @@ fn canonicalize(mut req: Request) -> Request {
     req
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves the API on the public `listener` until `shutdown` resolves, then drains in-flight
+/// requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     moat: Arc<Moat>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // ARM matches its fixed path words case-insensitively; rewrite them before routing.
-    let app = tower::util::MapRequestLayer::new(canonicalize).layer(router(moat));
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listeners::serve_origin(listener, moat, Arc::from(listeners::PUBLIC_ORIGIN), shutdown).await
 }
 
 #[cfg(test)]

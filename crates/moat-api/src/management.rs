@@ -22,7 +22,7 @@ type ArmResult = Result<Response, ArmError>;
 
 const DEFAULT_API_VERSION: &str = "2025-09-01";
 
-fn with_etag<T: Serialize>(status: StatusCode, v: Versioned<T>) -> Response {
+pub(crate) fn with_etag<T: Serialize>(status: StatusCode, v: Versioned<T>) -> Response {
     let mut resp = (status, axum::Json(v.value)).into_response();
     if let Ok(h) = HeaderValue::from_str(&v.etag) {
         resp.headers_mut().insert(header::ETAG, h);

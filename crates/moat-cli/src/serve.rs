@@ -128,7 +128,15 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     println!("  ready in {} ms", started.elapsed().as_millis());
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "serving");
-    let result = moat_api::serve(listener, moat, shutdown_signal()).await;
+    // Private endpoint listeners follow the network view until shutdown.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let endpoints = tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), stop_rx));
+    let result = moat_api::serve(listener, moat, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    let _ = endpoints.await;
     store.close().await;
     drop(lock);
     println!("moat stopped");

@@ -413,7 +413,11 @@ async fn every_route_requires_authentication() {
             .replace("{assetType}", "models")
             .replace("{assetName}", "nosuchmodel")
             .replace("{version}", "1")
-            .replace("{servicePrincipalId}", "00000000-0000-0000-0000-000000000003");
+            .replace("{servicePrincipalId}", "00000000-0000-0000-0000-000000000003")
+            .replace("{vnetName}", "nosuchvnet")
+            .replace("{subnetName}", "nosuchsubnet")
+            .replace("{endpointName}", "nosuchendpoint")
+            .replace("{connectionName}", "nosuchconnection");
         assert!(!path.contains('{'), "unsubstituted parameter in {template}");
         for method in ops.as_object().unwrap().keys() {
             let m = method.to_uppercase();

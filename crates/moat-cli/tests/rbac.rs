@@ -133,6 +133,34 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("GET", "/v1.0/servicePrincipals", "A401 N403 R200 G403 U403 D403 C200 O200 X403"),
     ("GET", "/v1.0/servicePrincipals/{sp}", "A401 N403 R200 G403 U403 D403 C200 O200 X403"),
     ("DELETE", "/v1.0/servicePrincipals/{ghost}", "A401 N403 R403 G403 U403 D403 C403 O204 X403"),
+    ("GET", "/subscriptions/{s}/providers/Microsoft.Network/virtualNetworks", "A401 N200 R200 G200 U200 D200 C200 O200 X200"),
+    ("GET", "{net}/virtualNetworks", "A401 N200 R200 G200 U200 D200 C200 O200 X200"),
+    ("GET", "{net}/virtualNetworks/vnet1", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("PUT", "{net}/virtualNetworks/vnet-{p}", "A401 N404 R403 G403 U404 D404 C201 O201 X404"),
+    ("DELETE", "{net}/virtualNetworks/ghost", "A401 N404 R403 G403 U404 D404 C204 O204 X404"),
+    ("GET", "{net}/virtualNetworks/vnet1/subnets", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("GET", "{net}/virtualNetworks/vnet1/subnets/s1", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("PUT", "{net}/virtualNetworks/vnet1/subnets/sn-{p}", "A401 N404 R403 G403 U404 D404 C201 O201 X404"),
+    ("DELETE", "{net}/virtualNetworks/vnet1/subnets/ghost", "A401 N404 R403 G403 U404 D404 C204 O204 X404"),
+    ("GET", "/subscriptions/{s}/providers/Microsoft.Network/privateEndpoints", "A401 N200 R200 G200 U200 D200 C200 O200 X200"),
+    ("GET", "{net}/privateEndpoints", "A401 N200 R200 G200 U200 D200 C200 O200 X200"),
+    ("GET", "{net}/privateEndpoints/pe1", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("PUT", "{net}/privateEndpoints/pe-{p}", "A401 N404 R403 G403 U404 D404 C201 O201 X404"),
+    ("DELETE", "{net}/privateEndpoints/ghost", "A401 N404 R403 G403 U404 D404 C204 O204 X404"),
+    ("GET", "{reg}/privateEndpointConnections", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{reg}/privateEndpointConnections/pe1-conn", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("PUT", "{reg}/privateEndpointConnections/pending-conn", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
+    ("DELETE", "{reg}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
+    ("GET", "{sa}/privateEndpointConnections", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{sa}/privateEndpointConnections/ghost", "A401 N404 R404 G404 U404 D404 C404 O404 X404"),
+    ("PUT", "{sa}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C404 O404 X403"),
+    ("DELETE", "{sa}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
+    ("GET", "{acr}/privateEndpointConnections", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{acr}/privateEndpointConnections/ghost", "A401 N404 R404 G404 U404 D404 C404 O404 X404"),
+    ("PUT", "{acr}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C404 O404 X403"),
+    ("DELETE", "{acr}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
+    ("PATCH", "{sa}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
+    ("PATCH", "{acr}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
 ];
 
 /// The route template (as in the OpenAPI document) a table path stands for.
@@ -140,6 +168,7 @@ fn template_of(path: &str) -> String {
     let reg_t = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}";
     if let Some(rest) = path.strip_prefix("{reg}/")
         && !rest.starts_with("providers/")
+        && !rest.starts_with("privateEndpointConnections")
     {
         // Asset routes: {assetType}/{assetName}[/versions[/{version}[/startPendingUpload]]],
         // or datareferences/{assetName}/versions/{version}.
@@ -159,6 +188,7 @@ fn template_of(path: &str) -> String {
     }
     let reg = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}";
     let p = path.replace("{reg}/providers/Microsoft.Authorization", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/{resourceProviderNamespace}/{resourceType}/{resourceName}/providers/Microsoft.Authorization");
+    let p = p.replace("{net}", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network");
     let p = p.replace("{reg}", reg).replace(
         "{sa}",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Storage/storageAccounts/{accountName}",
@@ -179,6 +209,10 @@ fn template_of(path: &str) -> String {
                 "roleAssignments" => "{roleAssignmentName}".to_string(),
                 "users" => "{userId}".to_string(),
                 "servicePrincipals" => "{servicePrincipalId}".to_string(),
+                "virtualNetworks" => "{vnetName}".to_string(),
+                "subnets" => "{subnetName}".to_string(),
+                "privateEndpoints" => "{endpointName}".to_string(),
+                "privateEndpointConnections" => "{connectionName}".to_string(),
                 _ => seg.to_string(),
             }
         })
@@ -220,7 +254,21 @@ async fn token_for(http: &Http, tenant: &str, app_id: &str, secret: &str) -> Str
 
 fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, account: &str) -> Option<Value> {
     let c = code.to_ascii_lowercase();
+    let net = format!("/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Network");
     match method {
+        "PUT" if path.contains("/subnets/") => Some(json!({"properties": {"addressPrefix": format!("127.20.{}.0/24", c as u8)}})),
+        "PUT" if path.contains("/virtualNetworks/") => {
+            Some(json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["127.30.0.0/16"]}}}))
+        }
+        "PUT" if path.contains("/privateEndpoints/") => Some(json!({"properties": {
+            "subnet": {"id": format!("{net}/virtualNetworks/vnet1/subnets/s1")},
+            "manualPrivateLinkServiceConnections": [{"name": format!("conn-{c}"), "properties": {
+                "privateLinkServiceId": format!("/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.MachineLearningServices/registries/rbacreg"),
+                "groupIds": ["amlregistry"], "requestMessage": "please"}}]}})),
+        "PUT" if path.contains("/privateEndpointConnections/") => {
+            Some(json!({"properties": {"privateLinkServiceConnectionState": {"status": "Approved", "description": "ok"}}}))
+        }
+        "PATCH" if path == "{sa}" || path == "{acr}" => Some(json!({"properties": {"publicNetworkAccess": null}})),
         "POST" if path.ends_with("/startPendingUpload") => Some(json!({})),
         "POST" if path.contains("/datareferences/") => Some(json!({"assetId": "azureml://registries/rbacreg/models/m1/versions/1"})),
         "PUT" if path.contains("/components/") => {
@@ -286,6 +334,32 @@ async fn every_route_for_every_role_at_every_scope() {
     assert_eq!(put.status, 201, "{}", put.text);
     let m1 = admin.call("PUT", &format!("{reg}/models/m1/versions/1"), Some(&json!({"properties": {"modelUri": base}})), &[]).await;
     assert_eq!(m1.status, 201, "{}", m1.text);
+    // A network with an approved endpoint to the registry, and a request waiting for approval.
+    let net = format!("{sub_scope}/resourceGroups/default/providers/Microsoft.Network");
+    let vnet = admin
+        .call(
+            "PUT",
+            &format!("{net}/virtualNetworks/vnet1"),
+            Some(&json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["127.20.0.0/16"]},
+                "subnets": [{"name": "s1", "properties": {"addressPrefix": "127.20.0.0/24"}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(vnet.status, 201, "{}", vnet.text);
+    for (pe, conn, list) in
+        [("pe1", "pe1-conn", "privateLinkServiceConnections"), ("pe-pending", "pending-conn", "manualPrivateLinkServiceConnections")]
+    {
+        let r = admin
+            .call(
+                "PUT",
+                &format!("{net}/privateEndpoints/{pe}"),
+                Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet1/subnets/s1")},
+                    list: [{"name": conn, "properties": {"privateLinkServiceId": reg, "groupIds": ["amlregistry"]}}]}})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
     let custom_id = "11111111-2222-4333-8444-555555555555";
     let custom = admin
         .call(
@@ -361,6 +435,7 @@ async fn every_route_for_every_role_at_every_scope() {
         for code in PRINCIPALS.chars() {
             let c = code.to_ascii_lowercase();
             let url = path
+                .replace("{net}", &format!("/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Network"))
                 .replace("{reg}", &reg)
                 .replace("{sa}", &sa)
                 .replace("{acr}", &acr)

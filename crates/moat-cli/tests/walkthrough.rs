@@ -84,6 +84,13 @@ async fn create_show_update_discover_and_restart() {
     assert_eq!(updated["properties"]["publicNetworkAccess"], "Disabled");
     assert_eq!(server.moat_json(&["registry", "show", "--name", "demo-registry"])["properties"]["publicNetworkAccess"], "Disabled");
 
+    // A private registry closes discovery to the public listener too, and says why.
+    let closed = http.get("/registrymanagement/v1.0/registries/demo-registry/discovery").await;
+    assert_eq!(closed.status, 403, "{}", closed.text);
+    assert_eq!(closed.body["error"]["innerError"]["code"], "PublicNetworkAccessDisabled", "{}", closed.text);
+    assert!(closed.text.contains("demo-registry") && closed.text.contains("private endpoint"), "{}", closed.text);
+    server.moat_json(&["registry", "update", "--name", "demo-registry", "--set", "publicNetworkAccess=Enabled"]);
+
     // Discovery returns the documented JSON.
     let disc = http.get("/registrymanagement/v1.0/registries/demo-registry/discovery").await;
     assert_eq!(disc.status, 200, "{}", disc.text);
@@ -111,7 +118,7 @@ async fn create_show_update_discover_and_restart() {
     assert_eq!(server.profile().client_id, p.client_id);
     assert_eq!(server.profile().client_secret, p.client_secret, "a valid profile is kept across restarts");
     let after = server.moat_json(&["registry", "show", "--name", "demo-registry"]);
-    assert_eq!(after["properties"]["publicNetworkAccess"], "Disabled");
+    assert_eq!(after["properties"]["publicNetworkAccess"], "Enabled");
     assert_eq!(after["properties"]["regionDetails"], before["properties"]["regionDetails"]);
     assert_eq!(after["identity"], before["identity"]);
     let listed = server.moat_json(&["registry", "list"]);
@@ -121,7 +128,7 @@ async fn create_show_update_discover_and_restart() {
     let table = server.moat(&["registry", "list", "--output", "table"]);
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.lines().next().unwrap().starts_with("Name"), "{text}");
-    assert!(text.contains("demo-registry") && text.contains("Disabled"), "{text}");
+    assert!(text.contains("demo-registry") && text.contains("Enabled"), "{text}");
 
     // Delete through the CLI removes the managed resources too.
     let out = server.moat(&["registry", "delete", "--name", "demo-registry", "--yes"]);

@@ -283,11 +283,26 @@ impl Moat {
 
     /// What every asset operation starts with: the subscription checked, the type parsed, and
     /// the IDs of the registry and of the asset's container.
-    fn resolve(&self, sub: &str, group: &str, registry: &str, t: &str, name: &str) -> Result<(AssetType, ResourceId, ResourceId)> {
+    /// Asset operations are the registry's `amlregistry` plane: network admission comes first.
+    async fn resolve(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+    ) -> Result<(AssetType, ResourceId, ResourceId)> {
         self.check_subscription(sub)?;
         let t = asset_type(t)?;
         let (reg, container) = self.asset_ids(group, registry, t, name);
+        self.admit_registry(caller, &reg).await?;
         Ok((t, reg, container))
+    }
+
+    async fn admit_registry(&self, caller: &Caller, reg: &ResourceId) -> Result<()> {
+        let hidden = || Error::not_found("ResourceNotFound", format!("The registry '{}' could not be found.", reg.name()));
+        self.admit(Some(caller), &caller.client, &caller.origin, crate::network::NetTarget::Registry(reg), hidden).await
     }
 
     async fn registry_for_assets(&self, reg: &ResourceId) -> Result<(RegistryDoc, StoredResource)> {
@@ -373,7 +388,7 @@ impl Moat {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Listed<AssetContainer>> {
-        let (t, reg, _) = self.resolve(sub, group, registry, t, "x")?;
+        let (t, reg, _) = self.resolve(caller, sub, group, registry, t, "x").await?;
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &reg, || {
             Error::not_found("ResourceNotFound", format!("The registry '{registry}' could not be found."))
         })
@@ -397,7 +412,7 @@ impl Moat {
         t: &str,
         name: &str,
     ) -> Result<AssetContainer> {
-        let (t, _, id) = self.resolve(sub, group, registry, t, name)?;
+        let (t, _, id) = self.resolve(caller, sub, group, registry, t, name).await?;
         let (d, row) = self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
         Ok(self.render_container(&row.id, &d))
     }
@@ -414,7 +429,7 @@ impl Moat {
         name: &str,
         body: AssetContainer,
     ) -> Result<(AssetContainer, bool)> {
-        let (t, reg, id) = self.resolve(sub, group, registry, t, name)?;
+        let (t, reg, id) = self.resolve(caller, sub, group, registry, t, name).await?;
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
             .await?;
         if !valid_asset_name(name) {
@@ -488,7 +503,7 @@ impl Moat {
         t: &str,
         name: &str,
     ) -> Result<bool> {
-        let (t, _, id) = self.resolve(sub, group, registry, t, name)?;
+        let (t, _, id) = self.resolve(caller, sub, group, registry, t, name).await?;
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
             .await?;
         if !self.versions_of(&id).await?.is_empty() {
@@ -516,7 +531,7 @@ impl Moat {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Listed<AssetVersion>> {
-        let (t, _, id) = self.resolve(sub, group, registry, t, name)?;
+        let (t, _, id) = self.resolve(caller, sub, group, registry, t, name).await?;
         self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
         let kind = format!("{}/versions", id.resource_type()).to_ascii_lowercase();
         let prefix = format!("{}/versions/", id.key());
@@ -538,7 +553,7 @@ impl Moat {
         name: &str,
         version: &str,
     ) -> Result<AssetVersion> {
-        let (t, _, cid) = self.resolve(sub, group, registry, t, name)?;
+        let (t, _, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
         let (d, row) =
             self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
@@ -559,7 +574,7 @@ impl Moat {
         version: &str,
         body: AssetVersion,
     ) -> Result<(AssetVersion, bool)> {
-        let (t, reg, cid) = self.resolve(sub, group, registry, t, name)?;
+        let (t, reg, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
@@ -799,7 +814,7 @@ impl Moat {
         name: &str,
         version: &str,
     ) -> Result<bool> {
-        let (t, _, cid) = self.resolve(sub, group, registry, t, name)?;
+        let (t, _, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
@@ -829,7 +844,7 @@ impl Moat {
         version: &str,
         body: PendingUploadRequest,
     ) -> Result<BlobReferenceResponse> {
-        let (t, reg, cid) = self.resolve(sub, group, registry, t, name)?;
+        let (t, reg, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_WRITE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
@@ -952,7 +967,8 @@ impl Moat {
             return Err(bad(format!("'{}' names another asset than the request path.", body.asset_id)));
         }
         let t = asset_type(ty)?;
-        let (_, cid) = self.asset_ids(group, registry, t, name);
+        let (reg, cid) = self.asset_ids(group, registry, t, name);
+        self.admit_registry(caller, &reg).await?;
         let id = cid.child("versions", version);
         let (d, _) =
             self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;

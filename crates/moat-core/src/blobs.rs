@@ -139,7 +139,10 @@ impl Moat {
         };
         let who = Some("shared access signature");
         self.audit.record(audit::anonymous_entry(who, t.client, t.origin, data_action(need), &resource, result, rule)).await?;
-        outcome.map_err(|e| refused(e, resource))
+        let grant = outcome.map_err(|e| refused(e, resource))?;
+        // The signature proved the caller holds the account's key; now the network decides.
+        self.admit(None, t.client, t.origin, crate::network::NetTarget::StorageAccount(t.account), missing).await?;
+        Ok(grant)
     }
 
     fn check_names(t: &BlobTarget<'_>) -> Result<()> {

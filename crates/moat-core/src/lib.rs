@@ -17,6 +17,7 @@ pub mod directory;
 mod error;
 pub mod groups;
 pub mod identity;
+pub mod network;
 pub mod oidc;
 pub mod operations;
 pub mod registries;
@@ -120,6 +121,10 @@ pub struct Moat {
     sign_ins: identity::SignInThrottle,
     refusals: audit::RefusalLimiter,
     blobs: moat_blob::LocalBlobStore,
+    /// The network view admission reads; replaced whole after every network change.
+    net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
+    /// Where each private endpoint's listener is, as the composition root reports it.
+    listener_urls: RwLock<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Moat {
@@ -212,7 +217,10 @@ impl Moat {
             sign_ins: Default::default(),
             refusals: Default::default(),
             blobs,
+            net: tokio::sync::watch::Sender::new(Default::default()),
+            listener_urls: Default::default(),
         };
+        moat.reload_network().await?;
         Ok((moat, creds))
     }
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use moat_policy::actions;
 use moat_store::{PrincipalRow, StoreError, WriteTx};
 use moat_types::arm::{
-    self, AcrDetails, ArmResourceId, ContainerRegistry, ContainerRegistryProperties, ManagedServiceIdentity, NetworkAcls, Registry,
-    RegistryDiscovery, RegistryFqdn, RegistryPatch, RegistryProperties, RegistryRegionArmDetails, Sku, StorageAccount,
-    StorageAccountDetails, StorageAccountProperties, SystemCreatedAcrAccount, SystemCreatedStorageAccount, SystemData, Tags,
+    self, AcrDetails, ArmResourceId, ContainerRegistry, ContainerRegistryProperties, ManagedServiceIdentity, Registry, RegistryDiscovery,
+    RegistryFqdn, RegistryPatch, RegistryProperties, RegistryRegionArmDetails, Sku, StorageAccount, StorageAccountDetails,
+    StorageAccountProperties, SystemCreatedAcrAccount, SystemCreatedStorageAccount, SystemData, Tags,
 };
 use moat_types::{PublicNetworkAccess, Region, RegistryName, ResourceGroupName, ResourceId, names};
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,10 @@ pub(crate) struct StorageAccountDoc {
     /// The account key (base64, 256 bits) that signs its shared access signatures.
     #[serde(default)]
     pub key: String,
+    /// The firewall for public traffic; `None` lets every public request through (subject to
+    /// the public switch).
+    #[serde(default)]
+    pub network_acls: Option<crate::network::AclsDoc>,
 }
 
 impl StorageAccountDoc {
@@ -342,7 +346,7 @@ impl Moat {
                 ml_flow_registry_uri: Some(format!("azureml://{host}/mlflow/v1.0{id}")),
                 public_network_access: Some(doc.public_network_access.as_str().into()),
                 region_details: Some(region_details),
-                registry_private_endpoint_connections: Some(vec![]),
+                registry_private_endpoint_connections: Some(self.registry_connections(id)),
                 provisioning_state: Some("Succeeded".into()),
             }),
             system_data: Some(doc.system_data.clone()),
@@ -430,6 +434,7 @@ impl Moat {
         };
         let op = self.record_operation(&mut tx, caller, "registries/write", &id, &doc.location).await?;
         tx.commit().await?;
+        self.reload_network().await?;
         let stored_id = if created {
             id.to_string()
         } else {
@@ -555,6 +560,7 @@ impl Moat {
             registry_id: registry.to_string(),
             created_at: now.to_string(),
             key: crate::identity::new_secret()?,
+            network_acls: None,
         };
         tx.insert_resource(&document(&self.storage_id(managed_group, &name), &doc, new_etag(), now, now)?).await?;
         Ok(name)
@@ -710,6 +716,7 @@ impl Moat {
         tx.release_names(&id.key()).await?;
         let op = self.record_operation(&mut tx, caller, "registries/delete", &id, &doc.location).await?;
         tx.commit().await?;
+        self.reload_network().await?;
         self.update_authz(|idx| idx.remove_principal(&doc.identity_principal_id));
         Ok(Some(op))
     }
@@ -743,13 +750,7 @@ impl Moat {
                 public_network_access: doc.public_network_access.map(|p| p.as_str().to_string()),
                 allow_blob_public_access: doc.allow_blob_public_access,
                 is_hns_enabled: doc.hns,
-                network_acls: NetworkAcls {
-                    default_action: "Allow".into(),
-                    bypass: "AzureServices".into(),
-                    ip_rules: vec![],
-                    virtual_network_rules: vec![],
-                    resource_access_rules: vec![],
-                },
+                network_acls: crate::network::AclsDoc::render(doc.network_acls.as_ref()),
                 creation_time: doc.created_at.clone(),
             },
         };
@@ -805,6 +806,7 @@ impl Moat {
         let Ok(rname) = RegistryName::parse(name) else {
             return Err(denied());
         };
+        self.admit(Some(caller), &caller.client, &caller.origin, crate::network::NetTarget::RegistryName(rname.as_str()), denied).await?;
         let Some(owner) = self.store.name_owner(NAMES_REGISTRY, &rname.key()).await? else {
             let rule = "no registry of this name exists (answered like a denial so that names cannot be probed)".to_string();
             self.audit.record(crate::audit::entry(caller, actions::REGISTRY_READ, &format!("registry:{name}"), "denied", rule)).await?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use moat_types::ResourceId;
 
+pub mod admission;
 mod builtin;
 pub use builtin::{
     CONTRIBUTOR_ROLE_ID, DATA_SCIENTIST_ROLE_ID, NETWORK_APPROVER_ROLE_ID, OWNER_ROLE_ID, READER_ROLE_ID, REGISTRY_USER_ROLE_ID,
@@ -39,6 +40,16 @@ pub mod actions {
     pub const SP_READ: &str = "Microsoft.Directory/servicePrincipals/read";
     pub const SP_WRITE: &str = "Microsoft.Directory/servicePrincipals/write";
     pub const ACTIVITY_LOG_READ: &str = "Microsoft.Insights/eventtypes/values/read";
+    pub const VNET_READ: &str = "Microsoft.Network/virtualNetworks/read";
+    pub const VNET_WRITE: &str = "Microsoft.Network/virtualNetworks/write";
+    pub const VNET_DELETE: &str = "Microsoft.Network/virtualNetworks/delete";
+    pub const SUBNET_JOIN: &str = "Microsoft.Network/virtualNetworks/subnets/join/action";
+    pub const ENDPOINT_READ: &str = "Microsoft.Network/privateEndpoints/read";
+    pub const ENDPOINT_WRITE: &str = "Microsoft.Network/privateEndpoints/write";
+    pub const ENDPOINT_DELETE: &str = "Microsoft.Network/privateEndpoints/delete";
+    /// Deciding private endpoint connections to a registry and to its storage accounts and
+    /// container registry (which live in its managed resource group, closed to users).
+    pub const REGISTRY_PE_APPROVE: &str = "Microsoft.MachineLearningServices/registries/privateEndpointConnectionsApproval/action";
 }
 
 /// An Azure-shaped role definition.

@@ -244,6 +244,11 @@ const KEYWORDS: &[&str] = &[
     "eventtypes",
     "management",
     "values",
+    "Microsoft.Network",
+    "virtualNetworks",
+    "subnets",
+    "privateEndpoints",
+    "privateEndpointConnections",
 ];
 
 /// Rewrites the fixed words of an ARM request path to their canonical casing, so that

@@ -7,6 +7,8 @@ pub mod digest;
 pub mod graph;
 pub mod ids;
 pub mod names;
+pub mod net;
+pub mod network;
 pub mod uri;
 
 pub use digest::Digest;

@@ -174,11 +174,28 @@ impl Reply {
     pub fn code(&self) -> String {
         self.body["error"]["code"].as_str().unwrap_or_default().to_string()
     }
+
+    /// The specific code of an error in any envelope: AzureML's `innerError.code`, ARM's
+    /// `error.code`, or the blob plane's `x-ms-error-code`.
+    pub fn specific_code(&self) -> String {
+        self.body["error"]["innerError"]["code"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| self.header("x-ms-error-code"))
+            .unwrap_or_else(|| self.code())
+    }
 }
 
 impl Http {
     pub fn anonymous(&self) -> Http {
         Http { base: self.base.clone(), token: None, client: self.client.clone() }
+    }
+
+    /// The same caller, talking to `base` from source address `source` (a client "inside" a
+    /// loopback virtual network binds an address of its range).
+    pub fn at(&self, base: &str, source: Option<std::net::IpAddr>) -> Http {
+        let client = reqwest::Client::builder().local_address(source).build().unwrap();
+        Http { base: base.trim_end_matches('/').to_string(), token: self.token.clone(), client }
     }
 
     pub fn with_token(&self, t: &str) -> Http {
