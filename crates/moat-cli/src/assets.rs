@@ -237,11 +237,12 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
                 rec
             }
         };
+        let sas_uri = c.blob_url(&rec.sas_uri).await?;
         let (meter, progress) = Meter::new("upload", total);
         let mut sent = 0;
         let mut outcome = Ok(());
         for (p, rel) in files {
-            match moat_client::blobs::upload_file(c.http(), &moat_client::blobs::blob_url(&rec.sas_uri, rel), p, progress.clone()).await {
+            match moat_client::blobs::upload_file(c.http(), &moat_client::blobs::blob_url(&sas_uri, rel), p, progress.clone()).await {
                 Ok(t) => sent += t.moved,
                 Err(e) => {
                     outcome = Err(e);
@@ -419,7 +420,7 @@ pub async fn download(c: &Client, kind: Kind, t: &Target, dest: &Path) -> CmdRes
         )
         .await?
         .body;
-    let sas_uri = r["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap_or_default().to_string();
+    let sas_uri = c.blob_url(r["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap_or_default()).await?;
     let (folder, sas) = sas_uri.split_once('?').unwrap_or((&sas_uri, ""));
     let mut parts = folder.splitn(6, '/').collect::<Vec<_>>();
     // scheme, "", host, account, container, [prefix]

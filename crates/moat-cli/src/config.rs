@@ -57,7 +57,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
 ];
 /// Variables that belong to the client or the test suite, not to the server.
-const ENV_OTHER: &[&str] = &["MOAT_CONFIG", "MOAT_PROFILE"];
+/// Variables of the client side, which the server ignores.
+const ENV_OTHER: &[&str] = &["MOAT_CONFIG", "MOAT_PROFILE", "MOAT_STATE_DIR", "MOAT_SOURCE_ADDRESS"];
 
 /// A validated server configuration; it cannot be invalid.
 #[derive(Clone, Debug, PartialEq, Eq)]

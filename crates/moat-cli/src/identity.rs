@@ -359,6 +359,8 @@ const ACTIVITY_COLUMNS: &[Column] = &[
     ("Time", "/eventTimestamp"),
     ("Result", "/result"),
     ("Caller", "/caller"),
+    ("Client", "/clientAddress"),
+    ("Origin", "/origin"),
     ("Operation", "/operationName"),
     ("Resource", "/resourceId"),
     ("Rule", "/rule"),

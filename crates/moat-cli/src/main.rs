@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod generic;
 mod identity;
+mod network;
 mod output;
 mod serve;
 mod transfer;
@@ -34,6 +35,10 @@ struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "json")]
     output: Output,
+    /// Call from this address of a (loopback-mode) virtual network: data-plane requests then go
+    /// through the network's approved private endpoints.
+    #[arg(long, global = true, env = "MOAT_SOURCE_ADDRESS")]
+    source_address: Option<std::net::IpAddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +85,15 @@ enum Command {
     /// Query the activity (audit) log.
     #[command(subcommand)]
     Monitor(MonitorCommand),
+    /// Manage virtual networks, private endpoints and their connections.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Network settings of registries' storage accounts.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+    /// Network settings of registries' container registries.
+    #[command(subcommand)]
+    Acr(AcrCommand),
     /// Print the OpenAPI document of moat's REST API.
     #[command(after_help = "Example:\n  moat openapi > openapi.json")]
     Openapi,
@@ -491,6 +505,34 @@ enum RegistryCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Decide private endpoint connections to a registry.
+    #[command(subcommand)]
+    PrivateEndpointConnection(network::RegistryConnectionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StorageCommand {
+    /// A registry's storage accounts.
+    #[command(subcommand)]
+    Account(StorageAccountCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StorageAccountCommand {
+    /// Change the network settings of a registry's storage accounts.
+    #[command(after_help = "Examples:
+  moat storage account update --registry-name demo --public-network-access Enabled
+  moat storage account update --registry-name demo --public-network-access Inherit
+  moat storage account update --id ID --default-action Deny --ip-rules 127.0.0.9 127.40.0.0/16")]
+    Update(network::NetworkSettings),
+}
+
+#[derive(Subcommand, Debug)]
+enum AcrCommand {
+    /// Change the network settings of a registry's container registry.
+    #[command(after_help = "Example:
+  moat acr update --registry-name demo --public-network-access Disabled")]
+    Update(network::NetworkSettings),
 }
 
 fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
@@ -557,6 +599,10 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
         return identity::login(&target, current, args.endpoint, args.tenant, &args.username, &password, args.service_principal).await;
     }
     let c = client(cli.profile)?;
+    let c = match cli.source_address {
+        Some(a) => c.with_source(a)?,
+        None => c,
+    };
     let rg = |g: Option<String>| g.unwrap_or_else(|| c.profile().resource_group.clone());
     match cli.command {
         Command::Serve(_) | Command::Openapi | Command::Login(_) => Ok(()),
@@ -631,6 +677,12 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Registry(RegistryCommand::Delete { name, resource_group, yes }) => {
             commands::registry_delete(&c, &name, &rg(resource_group), yes).await
         }
+        Command::Registry(RegistryCommand::PrivateEndpointConnection(cmd)) => network::run_registry_connections(&c, cmd, out).await,
+        Command::Network(cmd) => network::run(&c, cmd, out).await,
+        Command::Storage(StorageCommand::Account(StorageAccountCommand::Update(s))) => {
+            network::update_settings(&c, "storage", s, out).await
+        }
+        Command::Acr(AcrCommand::Update(s)) => network::update_settings(&c, "acr", s, out).await,
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod blobs;
+pub mod routes;
 
 use std::path::Path;
 use std::time::Duration;
@@ -87,6 +88,10 @@ pub struct Client {
     http: reqwest::Client,
     profile: Profile,
     token: tokio::sync::Mutex<Option<String>>,
+    /// The address in a virtual network this client calls from, if any.
+    source: Option<std::net::IpAddr>,
+    /// The private endpoints usable from `source`, learned on first use.
+    routes: tokio::sync::OnceCell<routes::Routes>,
 }
 
 impl std::fmt::Debug for Client {
@@ -120,9 +125,10 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     ClientError::Api { status: status.as_u16(), code, message, target }
 }
 
-fn http_client(endpoint: &str) -> Result<reqwest::Client, ClientError> {
+fn http_client(endpoint: &str, source: Option<std::net::IpAddr>) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
+        .local_address(source)
         .build()
         .map_err(|e| ClientError::Transport { endpoint: endpoint.to_string(), cause: e.to_string() })
 }
@@ -150,7 +156,7 @@ async fn request_token(
 
 /// Fetches a JSON document without credentials (OpenID metadata, JWKS of trusted issuers).
 pub async fn fetch_json(url: &str) -> Result<serde_json::Value, ClientError> {
-    let http = http_client(url)?;
+    let http = http_client(url, None)?;
     let transport = |e: reqwest::Error| ClientError::Transport { endpoint: url.to_string(), cause: e.to_string() };
     let resp = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(transport)?;
     let status = resp.status();
@@ -163,7 +169,7 @@ pub async fn fetch_json(url: &str) -> Result<serde_json::Value, ClientError> {
 
 /// Signs a user in with the `password` grant; the token is for the management audience.
 pub async fn login_user(endpoint: &str, tenant: &str, username: &str, password: &str) -> Result<TokenResponse, ClientError> {
-    let http = http_client(endpoint)?;
+    let http = http_client(endpoint, None)?;
     request_token(
         &http,
         endpoint,
@@ -176,7 +182,7 @@ pub async fn login_user(endpoint: &str, tenant: &str, username: &str, password: 
 
 /// Checks service principal credentials by exchanging them for a token.
 pub async fn login_service_principal(endpoint: &str, tenant: &str, app_id: &str, secret: &str) -> Result<TokenResponse, ClientError> {
-    let http = http_client(endpoint)?;
+    let http = http_client(endpoint, None)?;
     request_token(
         &http,
         endpoint,
@@ -189,8 +195,48 @@ pub async fn login_service_principal(endpoint: &str, tenant: &str, app_id: &str,
 
 impl Client {
     pub fn new(profile: Profile) -> Result<Client, ClientError> {
-        let http = http_client(&profile.endpoint)?;
-        Ok(Client { http, profile, token: tokio::sync::Mutex::new(None) })
+        let http = http_client(&profile.endpoint, None)?;
+        Ok(Client { http, profile, token: tokio::sync::Mutex::new(None), source: None, routes: tokio::sync::OnceCell::new() })
+    }
+
+    /// Calls from `source`, an address in a virtual network (loopback mode: an address of the
+    /// network's 127.x range). Data-plane requests then go through the network's approved
+    /// private endpoints where there are some.
+    pub fn with_source(mut self, source: std::net::IpAddr) -> Result<Client, ClientError> {
+        self.http = http_client(&self.profile.endpoint, Some(source))?;
+        self.source = Some(source);
+        Ok(self)
+    }
+
+    /// The private endpoints usable from the source address (none without one).
+    pub async fn routes(&self) -> Result<&routes::Routes, ClientError> {
+        self.routes
+            .get_or_try_init(|| async {
+                let Some(source) = self.source else { return Ok(routes::Routes::default()) };
+                let sub = format!("/subscriptions/{}/providers/Microsoft.Network", self.profile.subscription_id);
+                let vnets = self.list_direct(&format!("{sub}/virtualNetworks")).await?;
+                let endpoints = self.list_direct(&format!("{sub}/privateEndpoints")).await?;
+                Ok(routes::Routes::from_lists(source, &vnets, &endpoints))
+            })
+            .await
+    }
+
+    /// Every item of a management-plane list, following `nextLink`, never routed.
+    async fn list_direct(&self, path: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut next = Some(self.url(path));
+        while let Some(url) = next {
+            let page = self.send_to(Method::GET, &url, None, &[]).await?.body;
+            items.extend(page["value"].as_array().cloned().unwrap_or_default());
+            next = page["nextLink"].as_str().map(str::to_string);
+        }
+        Ok(items)
+    }
+
+    /// A blob-plane URL as this client should use it: through the storage account's private
+    /// endpoint when the source network has one.
+    pub async fn blob_url(&self, url: &str) -> Result<String, ClientError> {
+        Ok(self.routes().await?.for_blob_url(url).unwrap_or_else(|| url.to_string()))
     }
 
     /// The underlying HTTP client (for the blob plane, which authenticates by SAS).
@@ -259,9 +305,27 @@ impl Client {
         body: Option<&serde_json::Value>,
         headers: &[(&str, &str)],
     ) -> Result<ApiResponse, ClientError> {
+        let url = match (self.source, routes::is_data_plane_path(path)) {
+            (Some(_), true) => match self.routes().await?.for_path(path) {
+                Some(base) => format!("{base}{path}"),
+                None => self.url(path),
+            },
+            _ => self.url(path),
+        };
+        self.send_to(method, &url, body, headers).await
+    }
+
+    /// Sends a request to `url` as given (no private endpoint routing).
+    async fn send_to(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<ApiResponse, ClientError> {
         let token = self.bearer().await?;
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
-        if !path.contains("api-version=") {
+        let mut req = self.http.request(method, url).bearer_auth(token);
+        if !url.contains("api-version=") {
             req = req.query(&[("api-version", "2025-09-01")]);
         }
         for (k, v) in headers {
