@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Runs moat's whole test suite: formatting, lints, and every test (unit, store suite,
 # end-to-end tests against the real `moat` binary over real sockets).
-# Installs what the tests drive when it is missing: curl (apt, as root) and the
-# azure-storage-blob SDK (pip).
+# Installs what the tests drive when it is missing: curl and iproute2 (apt, as root; the
+# namespace-mode isolation tests need root and `ip`) and the azure-storage-blob SDK (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]}"
+    apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null
   else
     echo "missing tools: ${need_apt[*]} (install them, or run as root so that this script can)" >&2

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod listeners;
 pub mod management;
 pub mod monitor;
+pub mod netns;
 pub mod network;
 pub mod public;
 

@@ -88,7 +88,20 @@ pub async fn endpoint_gate(req: Request, next: Next) -> Response {
 
 struct Running {
     ip: IpAddr,
+    /// The namespace it lives in (namespace mode), whose loopback holds its address.
+    namespace: Option<String>,
     stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    fn close(self, key: &str, moat: &Moat) {
+        let _ = self.stop.send(());
+        moat.set_listener_url(key, None);
+        if let Some(ns) = &self.namespace {
+            crate::netns::remove_address(ns, self.ip);
+        }
+        tracing::info!(endpoint = %key, "private endpoint listener closed");
+    }
 }
 
 /// Opens and closes private endpoint listeners as the network view changes, until `stop`.
@@ -97,17 +110,30 @@ struct Running {
 pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut changes = moat.network_changes();
     let mut running: HashMap<String, Running> = HashMap::new();
+    // The public surface inside each namespace-mode network, by namespace.
+    let mut ns_public: HashMap<String, tokio::sync::oneshot::Sender<()>> = HashMap::new();
     loop {
         let view = changes.borrow_and_update().clone();
         let wanted: HashMap<&str, &EndpointInfo> = view.endpoints().iter().map(|e| (e.key.as_str(), e)).collect();
-        running.retain(|key, r| {
-            let keep = wanted.get(key.as_str()).is_some_and(|e| e.ip == r.ip);
-            if !keep {
-                moat.set_listener_url(key, None);
-                tracing::info!(endpoint = %key, "private endpoint listener closed");
+        let gone: Vec<String> =
+            running.iter().filter(|(key, r)| wanted.get(key.as_str()).is_none_or(|e| e.ip != r.ip)).map(|(k, _)| k.clone()).collect();
+        for key in gone {
+            if let Some(r) = running.remove(&key) {
+                r.close(&key, &moat);
             }
-            keep
-        });
+        }
+        ns_public.retain(|ns, _| view.namespaces().contains(ns));
+        for ns in view.namespaces() {
+            if ns_public.contains_key(ns) {
+                continue;
+            }
+            match open_public_in(&moat, ns, port).await {
+                Ok(stop) => {
+                    ns_public.insert(ns.clone(), stop);
+                }
+                Err(err) => tracing::error!(namespace = %ns, error = %err, "cannot serve inside the network namespace"),
+            }
+        }
         for (key, e) in wanted {
             if running.contains_key(key) {
                 continue;
@@ -125,36 +151,80 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
         }
     }
     for (key, r) in running {
-        let _ = r.stop.send(());
-        moat.set_listener_url(&key, None);
+        r.close(&key, &moat);
+    }
+    for (_, stop) in ns_public {
+        let _ = stop.send(());
     }
 }
 
-async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16) -> std::io::Result<Running> {
-    if e.mode == BindingMode::Namespace {
-        return Err(std::io::Error::other("namespace-mode networks are not served yet"));
-    }
-    let listener = match tokio::net::TcpListener::bind((e.ip, port)).await {
-        Ok(l) => l,
-        Err(_) => tokio::net::TcpListener::bind((e.ip, 0)).await?,
-    };
-    let addr = listener.local_addr()?;
+/// Serves `listener` for `origin` in the background until the returned sender fires (or drops).
+fn spawn_serving(moat: &Arc<Moat>, listener: tokio::net::TcpListener, origin: &str) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let origin: Arc<str> = Arc::from(e.key.as_str());
     let m = Arc::clone(moat);
-    let key = e.key.clone();
+    let origin: Arc<str> = Arc::from(origin);
     tokio::spawn(async move {
+        let o = origin.clone();
         if let Err(err) = serve_origin(listener, m, origin, async move {
             let _ = rx.await;
         })
         .await
         {
-            tracing::error!(endpoint = %key, error = %err, "private endpoint listener failed");
+            tracing::error!(origin = %o, error = %err, "listener failed");
         }
     });
+    tx
+}
+
+/// Binds `ip:port` (else `ip:0`), in `namespace` if given.
+async fn bind(namespace: Option<&str>, ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    match namespace {
+        None => match tokio::net::TcpListener::bind((ip, port)).await {
+            Ok(l) => Ok(l),
+            Err(_) => tokio::net::TcpListener::bind((ip, 0)).await,
+        },
+        Some(ns) => {
+            let ns = ns.to_string();
+            let std_listener = tokio::task::spawn_blocking(move || {
+                crate::netns::bind_in(&ns, SocketAddr::new(ip, port)).or_else(|_| crate::netns::bind_in(&ns, SocketAddr::new(ip, 0)))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            tokio::net::TcpListener::from_std(std_listener)
+        }
+    }
+}
+
+/// moat's public surface inside a namespace, on its 127.0.0.1: requests there come from the
+/// public network, as far as admission is concerned.
+async fn open_public_in(moat: &Arc<Moat>, ns: &str, port: u16) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
+    let n = ns.to_string();
+    tokio::task::spawn_blocking(move || crate::netns::loopback_up(&n)).await.map_err(std::io::Error::other)??;
+    let listener = bind(Some(ns), IpAddr::from([127, 0, 0, 1]), port).await?;
+    let addr = listener.local_addr()?;
+    if addr.port() != port {
+        tracing::warn!(namespace = %ns, %addr, "the public port is taken inside the namespace; clients there must use this address");
+    }
+    tracing::info!(namespace = %ns, %addr, "public listener open inside the network namespace");
+    Ok(spawn_serving(moat, listener, PUBLIC_ORIGIN))
+}
+
+async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16) -> std::io::Result<Running> {
+    let namespace = match e.mode {
+        BindingMode::Namespace => {
+            let ns = e.namespace.clone().unwrap_or_default();
+            let (n, ip) = (ns.clone(), e.ip);
+            tokio::task::spawn_blocking(move || crate::netns::add_address(&n, ip)).await.map_err(std::io::Error::other)??;
+            Some(ns)
+        }
+        _ => None,
+    };
+    let listener = bind(namespace.as_deref(), e.ip, port).await?;
+    let addr = listener.local_addr()?;
+    let stop = spawn_serving(moat, listener, &e.key);
     moat.set_listener_url(&e.key, Some(format!("http://{addr}")));
-    tracing::info!(endpoint = %e.key, %addr, "private endpoint listener open");
-    Ok(Running { ip: e.ip, stop: tx })
+    tracing::info!(endpoint = %e.key, %addr, namespace = namespace.as_deref().unwrap_or("-"), "private endpoint listener open");
+    Ok(Running { ip: e.ip, namespace, stop })
 }
 
 #[cfg(test)]

@@ -212,11 +212,12 @@ impl Client {
     pub async fn routes(&self) -> Result<&routes::Routes, ClientError> {
         self.routes
             .get_or_try_init(|| async {
-                let Some(source) = self.source else { return Ok(routes::Routes::default()) };
                 let sub = format!("/subscriptions/{}/providers/Microsoft.Network", self.profile.subscription_id);
                 let vnets = self.list_direct(&format!("{sub}/virtualNetworks")).await?;
                 let endpoints = self.list_direct(&format!("{sub}/privateEndpoints")).await?;
-                Ok(routes::Routes::from_lists(source, &vnets, &endpoints))
+                // An address is local if a socket can be bound to it here.
+                let is_local = |ip: std::net::IpAddr| std::net::UdpSocket::bind((ip, 0)).is_ok();
+                Ok(routes::Routes::from_lists(self.source, &is_local, &vnets, &endpoints))
             })
             .await
     }
@@ -305,12 +306,12 @@ impl Client {
         body: Option<&serde_json::Value>,
         headers: &[(&str, &str)],
     ) -> Result<ApiResponse, ClientError> {
-        let url = match (self.source, routes::is_data_plane_path(path)) {
-            (Some(_), true) => match self.routes().await?.for_path(path) {
+        let url = match routes::is_data_plane_path(path) {
+            true => match self.routes().await?.for_path(path) {
                 Some(base) => format!("{base}{path}"),
                 None => self.url(path),
             },
-            _ => self.url(path),
+            false => self.url(path),
         };
         self.send_to(method, &url, body, headers).await
     }

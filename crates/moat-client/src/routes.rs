@@ -56,24 +56,43 @@ pub fn is_data_plane_path(path: &str) -> bool {
 
 impl Routes {
     /// From the `value` arrays of a virtual network list and a private endpoint list: the
-    /// approved endpoints with a listener in a network whose address space holds `source`.
-    pub fn from_lists(source: IpAddr, vnets: &[serde_json::Value], endpoints: &[serde_json::Value]) -> Routes {
+    /// approved endpoints with a listener in the caller's network. With a `source` address,
+    /// that is the network whose address space holds it; without, a namespace- or host-mode
+    /// network one of whose endpoint addresses is local here (`is_local`) — a process inside a
+    /// namespace sees its endpoints' addresses on its own loopback.
+    pub fn from_lists(
+        source: Option<IpAddr>,
+        is_local: &dyn Fn(IpAddr) -> bool,
+        vnets: &[serde_json::Value],
+        endpoints: &[serde_json::Value],
+    ) -> Routes {
+        let subnet_of = |e: &serde_json::Value| e["properties"]["subnet"]["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let address_of = |e: &serde_json::Value| {
+            e["properties"]["customDnsConfigs"][0]["ipAddresses"][0].as_str().and_then(|a| a.parse::<IpAddr>().ok())
+        };
         let inside: Vec<String> = vnets
             .iter()
             .filter(|v| {
-                v["properties"]["addressSpace"]["addressPrefixes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.as_str()?.parse::<Cidr>().ok())
-                    .any(|c| c.contains(source))
+                let prefix = format!("{}/subnets/", v["id"].as_str().unwrap_or_default().to_ascii_lowercase());
+                match source {
+                    Some(source) => v["properties"]["addressSpace"]["addressPrefixes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p.as_str()?.parse::<Cidr>().ok())
+                        .any(|c| c.contains(source)),
+                    None => {
+                        v["properties"]["binding"]["mode"].as_str().is_some_and(|m| !m.eq_ignore_ascii_case("loopback"))
+                            && endpoints.iter().any(|e| subnet_of(e).starts_with(&prefix) && address_of(e).is_some_and(is_local))
+                    }
+                }
             })
             .filter_map(|v| v["id"].as_str().map(|id| format!("{}/subnets/", id.to_ascii_lowercase())))
             .collect();
         let mut routes = Vec::new();
         for e in endpoints {
             let p = &e["properties"];
-            let subnet = p["subnet"]["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+            let subnet = subnet_of(e);
             let Some(url) = p["serviceUrl"].as_str() else { continue };
             if !inside.iter().any(|v| subnet.starts_with(v.as_str())) {
                 continue;
@@ -146,7 +165,8 @@ mod tests {
             pe("v2", reg, "amlregistry", "Approved", "http://127.60.1.4:9"),
             pe("v1", reg, "amlregistry", "Pending", "http://127.50.1.6:9"),
         ];
-        let r = Routes::from_lists("127.50.3.3".parse().unwrap(), &vnets, &endpoints);
+        let never = |_: IpAddr| false;
+        let r = Routes::from_lists(Some("127.50.3.3".parse().unwrap()), &never, &vnets, &endpoints);
         assert_eq!(r.routes.len(), 2);
         assert_eq!(r.for_path(&format!("{reg}/models/m/versions/1")), Some("http://127.50.1.4:9"));
         assert_eq!(r.for_path(&format!("{}/models", reg.to_lowercase())), Some("http://127.50.1.4:9"));
@@ -155,6 +175,27 @@ mod tests {
         assert_eq!(r.for_path(&format!("{}2/models", reg)), None);
         assert_eq!(r.for_blob_url("http://127.0.0.1:7/0123456789a/c/x?sv=1").as_deref(), Some("http://127.50.1.5:9/0123456789a/c/x?sv=1"));
         assert_eq!(r.for_blob_url("http://127.0.0.1:7/fffffffffff/c/x?sv=1"), None);
-        assert!(Routes::from_lists("127.0.0.1".parse().unwrap(), &vnets, &endpoints).routes.is_empty());
+        assert!(Routes::from_lists(Some("127.0.0.1".parse().unwrap()), &never, &vnets, &endpoints).routes.is_empty());
+        // Without a source address, loopback networks are never guessed.
+        let always = |_: IpAddr| true;
+        assert!(Routes::from_lists(None, &always, &vnets, &endpoints).routes.is_empty());
+    }
+
+    #[test]
+    fn a_process_in_a_namespace_finds_its_network_by_its_local_addresses() {
+        let vnets = vec![
+            json!({"id": "/s/vn/virtualNetworks/a", "properties": {"binding": {"mode": "Namespace"}, "addressSpace": {"addressPrefixes": ["10.251.0.0/16"]}}}),
+            json!({"id": "/s/vn/virtualNetworks/b", "properties": {"binding": {"mode": "Namespace"}, "addressSpace": {"addressPrefixes": ["10.252.0.0/16"]}}}),
+        ];
+        let pe = |vnet: &str, ip: &str| {
+            json!({"properties": {"subnet": {"id": format!("/s/vn/virtualNetworks/{vnet}/subnets/s1")}, "serviceUrl": format!("http://{ip}:1"),
+                "customDnsConfigs": [{"fqdn": "x", "ipAddresses": [ip]}],
+                "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": "/r/x", "groupIds": ["amlregistry"],
+                    "privateLinkServiceConnectionState": {"status": "Approved"}}}]}})
+        };
+        let endpoints = vec![pe("a", "10.251.1.4"), pe("b", "10.252.1.4")];
+        let in_a = |ip: IpAddr| ip.to_string() == "10.251.1.4";
+        let r = Routes::from_lists(None, &in_a, &vnets, &endpoints);
+        assert_eq!(r.routes.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(), vec!["http://10.251.1.4:1"]);
     }
 }

@@ -144,6 +144,8 @@ pub struct NetView {
     /// Registry names and storage account names (lowercase) to their keys.
     registries: HashMap<String, String>,
     accounts: HashMap<String, String>,
+    /// The network namespaces of namespace-mode networks.
+    namespaces: Vec<String>,
     /// Bumped by every rebuild, so watchers can tell views apart.
     pub generation: u64,
 }
@@ -157,6 +159,12 @@ impl std::fmt::Debug for NetView {
 impl NetView {
     pub fn endpoints(&self) -> &[EndpointInfo] {
         &self.endpoints
+    }
+
+    /// The network namespaces of namespace-mode networks, where moat also serves its public
+    /// surface (the management plane is reachable from every network, like ARM).
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
     }
 
     fn to_target(&self, key: &str) -> impl Iterator<Item = &EndpointInfo> {
@@ -339,9 +347,19 @@ impl Moat {
         for (i, e) in endpoints.iter().enumerate() {
             by_target.entry(e.target_key.clone()).or_default().push(i);
         }
+        let mut namespaces: Vec<String> = vnets.values().filter_map(|(_, v)| v.namespace.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
         let generation = self.net.borrow().generation + 1;
-        let view =
-            NetView { endpoints, by_target, admission: AdmissionIndex::build(resources, net_endpoints), registries, accounts, generation };
+        let view = NetView {
+            endpoints,
+            by_target,
+            admission: AdmissionIndex::build(resources, net_endpoints),
+            registries,
+            accounts,
+            namespaces,
+            generation,
+        };
         self.net.send_replace(Arc::new(view));
         Ok(())
     }

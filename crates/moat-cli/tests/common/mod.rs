@@ -96,6 +96,23 @@ impl Server {
         cmd
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Runs the CLI inside network namespace `ns` (`ip netns exec`), as a process there would.
+    pub fn moat_in(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns, BIN, "--profile"])
+            .arg(&self.profile)
+            .args(args)
+            .env_remove("MOAT_PROFILE")
+            .env("MOAT_STATE_DIR", self.dir.with_extension(format!("state-{ns}")))
+            .output()
+            .unwrap()
+    }
+
     /// Runs the CLI, asserts success and parses its JSON output.
     pub fn moat_json(&self, args: &[&str]) -> Value {
         let out = self.moat(args);
