@@ -54,6 +54,9 @@ run network private-endpoint create --name pe-registry --vnet-name vnet1 --subne
 run network private-endpoint create --name pe-blob --vnet-name vnet1 --subnet s1 --private-connection-resource-id "$sa_id" --group-id blob --output table
 run registry private-endpoint-connection list --registry-name private-demo --output table
 
+step "Which planes can a client in vnet1 reach, and how?"
+run --source-address 127.77.1.50 network diagnose --registry-name private-demo --output table
+
 step "From inside the network (source address 127.77.1.50): publish and download"
 printf 'name: sentiment\nversion: 2\npath: ./model\ntype: custom_model\n' >"$work/model2.yml"
 run --source-address 127.77.1.50 model create --file "$work/model2.yml" --registry-name private-demo --output table

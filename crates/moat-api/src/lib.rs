@@ -130,6 +130,7 @@ pub struct AppState {
         network::delete_acr_connection,
         network::patch_storage_account,
         network::patch_container_registry,
+        network::diagnose_network,
     ),
     modifiers(&BearerAuth)
 )]
@@ -287,6 +288,7 @@ pub fn router(moat: Arc<Moat>) -> Router {
             &format!("{}/privateEndpointConnections/{{connectionName}}", network::REGISTRY),
             get(network::get_registry_connection).put(network::put_registry_connection).delete(network::delete_registry_connection),
         )
+        .route(&format!("{}/diagnoseNetwork", network::REGISTRY), post(network::diagnose_network))
         .route(&format!("{}/privateEndpointConnections", network::STORAGE), get(network::list_storage_connections))
         .route(
             &format!("{}/privateEndpointConnections/{{connectionName}}", network::STORAGE),

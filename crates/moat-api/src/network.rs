@@ -377,3 +377,38 @@ pub async fn patch_container_registry(
     st.moat.patch_network_settings(&caller, &target("Microsoft.ContainerRegistry", "registries", &sub, &rg, &name), &body).await?;
     Ok(with_etag(StatusCode::OK, st.moat.get_container_registry(&caller, &sub, &rg, &name).await?))
 }
+
+/// Body of `diagnoseNetwork`: where the client is (neither: the public network).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiagnoseRequest {
+    /// The client's address (in loopback mode, its source address).
+    #[serde(default)]
+    pub source_address: Option<String>,
+    /// Or the virtual network it is in.
+    #[serde(default)]
+    pub virtual_network_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/diagnoseNetwork", tag = "registries",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body = DiagnoseRequest,
+    responses((status = 200, description = "For each plane: reachable or not, through which endpoint or the public network, and what is missing", body = Object),
+        (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn diagnose_network(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<DiagnoseRequest>,
+) -> ArmResult {
+    let source = match body.source_address.as_deref() {
+        None => None,
+        Some(a) => Some(
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| moat_core::Error::invalid("InvalidSourceAddress", "sourceAddress", format!("'{a}' is not an IP address.")))?,
+        ),
+    };
+    let d = st.moat.diagnose_network(&caller, &sub, &rg, &name, source, body.virtual_network_id.as_deref()).await?;
+    Ok(axum::Json(d).into_response())
+}

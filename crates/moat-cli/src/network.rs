@@ -43,6 +43,19 @@ pub enum NetworkCommand {
     /// Decide private endpoint connections to any resource (the provider side), by ID.
     #[command(subcommand)]
     PrivateEndpointConnection(ConnectionCommand),
+    /// For each plane of a registry: can a client there reach it, how, and if not, what is missing.
+    #[command(
+        after_help = "Examples:\n  moat network diagnose --registry-name demo                         # from the public network\n  moat network diagnose --registry-name demo --from-vnet vnet1\n  moat --source-address 127.77.1.50 network diagnose --registry-name demo --output table"
+    )]
+    Diagnose {
+        #[arg(long)]
+        registry_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// A virtual network (name in the resource group, or ID) the client is in.
+        #[arg(long)]
+        from_vnet: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -418,6 +431,48 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
         }
         NetworkCommand::PrivateEndpoint(EndpointCommand::Delete { name, resource_group }) => {
             c.send(Method::DELETE, &format!("{}/privateEndpoints/{name}", net_path(c, &rg(c, &resource_group))), None, &[]).await?;
+        }
+        NetworkCommand::Diagnose { registry_name, resource_group, from_vnet } => {
+            let group = rg(c, &resource_group);
+            let mut body = json!({});
+            if let Some(v) = from_vnet {
+                body["virtualNetworkId"] =
+                    json!(if v.starts_with('/') { v } else { format!("{}/virtualNetworks/{v}", net_path(c, &group)) });
+            } else if let Some(a) = c.source() {
+                body["sourceAddress"] = json!(a.to_string());
+            }
+            let d =
+                c.send(Method::POST, &format!("{}/diagnoseNetwork", registry_id(c, &group, &registry_name)), Some(&body), &[]).await?.body;
+            match out {
+                Output::Json => output::print(out, &d, &[]),
+                Output::Table => {
+                    let rows: Vec<Value> = d["planes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| {
+                            let mut p = p.clone();
+                            let findings: Vec<&str> = p["findings"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+                            p["why"] = json!(findings.join(" | "));
+                            p["resource"] = json!(p["resourceId"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default());
+                            p
+                        })
+                        .collect();
+                    println!("from {} {}", d["sourceAddress"].as_str().unwrap_or_default(), d["virtualNetworks"]);
+                    output::print(
+                        out,
+                        &Value::Array(rows),
+                        &[
+                            ("Plane", "/groupId"),
+                            ("Resource", "/resource"),
+                            ("Reachable", "/reachable"),
+                            ("Path", "/path"),
+                            ("Via", "/serviceUrl"),
+                            ("Why not", "/why"),
+                        ],
+                    );
+                }
+            }
         }
         NetworkCommand::PrivateEndpointConnection(cmd) => match cmd {
             ConnectionCommand::List { id } => list_connections(c, &id, out).await?,

@@ -240,6 +240,27 @@ async fn a_private_registry_is_reached_only_through_approved_endpoints_from_its_
     f.set_public(&f.reg, json!("Disabled")).await;
     assert_eq!(keep.get(&f.model_path()).await.status, 403);
 
+    // Diagnosis: from inside vnet1, amlregistry and blob go through their endpoints, and the
+    // container registry (no endpoint, public access inherited Disabled) is out of reach, with the fix.
+    f.set_public(&f.sa, json!(null)).await;
+    let d = http.call("POST", &format!("{}/diagnoseNetwork", f.reg), Some(&json!({"sourceAddress": "127.50.1.77"})), &[]).await;
+    assert_eq!(d.status, 200, "{}", d.text);
+    let planes = d.body["planes"].as_array().unwrap();
+    let by = |g: &str| planes.iter().find(|p| p["groupId"] == g).unwrap().clone();
+    assert_eq!((by("amlregistry")["reachable"].as_bool(), by("amlregistry")["path"].as_str()), (Some(true), Some("privateEndpoint")));
+    assert_eq!(by("amlregistry")["serviceUrl"].as_str(), Some(aml_url.as_str()));
+    assert_eq!((by("blob")["reachable"].as_bool(), by("blob")["path"].as_str()), (Some(true), Some("privateEndpoint")));
+    let acr = by("registry");
+    assert_eq!(acr["reachable"], false, "{acr}");
+    let why = acr["findings"].to_string();
+    assert!(why.contains("PublicNetworkAccessDisabled") || why.contains("public network access is Disabled"), "{why}");
+    assert!(why.contains("no private endpoint with group ID 'registry'") && why.contains("vnet1"), "{why}");
+    // From the public network nothing is reachable, and each plane says what to create.
+    let d = http.call("POST", &format!("{}/diagnoseNetwork", f.reg), Some(&json!({})), &[]).await;
+    assert!(d.body["planes"].as_array().unwrap().iter().all(|p| p["reachable"] == false), "{}", d.text);
+    let bad = http.call("POST", &format!("{}/diagnoseNetwork", f.reg), Some(&json!({"sourceAddress": "not-an-ip"})), &[]).await;
+    assert_eq!((bad.status, bad.code().as_str()), (400, "InvalidSourceAddress"));
+
     // Every denial is in the activity log with its rule.
     let log = http
         .get(&format!("{}/providers/Microsoft.Insights/eventtypes/management/values?$top=1000&$filter=result eq 'denied'", f.sub))
@@ -400,4 +421,49 @@ async fn an_endpoint_to_one_registry_never_reaches_another_and_bad_endpoints_are
     assert_eq!((r.status, r.code().as_str()), (409, "InUseSubnetCannotBeDeleted"), "{}", r.text);
     let r = http.call("DELETE", &format!("{}{NET}/virtualNetworks/vnet3", f.sub), None, &[]).await;
     assert_eq!((r.status, r.code().as_str()), (409, "InUseSubnetCannotBeDeleted"), "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_firewall_lets_through_only_its_ip_rules() {
+    let f = fixture().await;
+    let http = &f.http;
+    let r = http
+        .call(
+            "PATCH",
+            &f.sa,
+            Some(&json!({"properties": {"networkAcls": {"defaultAction": "Deny", "ipRules": [{"value": "127.0.0.9"}, {"value": "127.40.0.0/16"}]}}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["properties"]["networkAcls"]["defaultAction"], "Deny");
+    assert_eq!(r.body["properties"]["networkAcls"]["ipRules"][1]["value"], "127.40.0.0/16");
+    let base = f.server.url.clone();
+    for (source, ok) in [("127.0.0.9", true), ("127.40.3.3", true), ("127.0.0.1", false), ("127.41.0.1", false)] {
+        let r = http.at(&base, ip(source)).anonymous().raw("GET", &f.model_blob_sas, None, None, &[]).await;
+        if ok {
+            assert_eq!(r.status, 200, "{source}: {}", r.text);
+        } else {
+            assert_denied(&r, "IpNotAllowed", &[source]);
+        }
+    }
+    // The firewall governs the blob plane only; metadata is the registry's.
+    assert_eq!(http.get(&f.model_path()).await.status, 200);
+    // Bad rules are refused and change nothing.
+    let r = http
+        .call(
+            "PATCH",
+            &f.sa,
+            Some(&json!({"properties": {"networkAcls": {"defaultAction": "Deny", "ipRules": [{"value": "10.0.0.1/8"}]}}})),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (400, "InvalidAddressPrefixFormat"), "{}", r.text);
+    let r = http.call("PATCH", &f.sa, Some(&json!({"properties": {"isHnsEnabled": true}})), &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "PropertyNotPatchable"), "{}", r.text);
+    assert_eq!(http.at(&base, ip("127.0.0.9")).anonymous().raw("GET", &f.model_blob_sas, None, None, &[]).await.status, 200);
+    // Removing the firewall opens it again.
+    let r = http.call("PATCH", &f.sa, Some(&json!({"properties": {"networkAcls": null}})), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(http.anonymous().raw("GET", &f.model_blob_sas, None, None, &[]).await.status, 200);
 }

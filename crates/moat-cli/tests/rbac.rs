@@ -160,6 +160,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("PUT", "{acr}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C404 O404 X403"),
     ("DELETE", "{acr}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
     ("PATCH", "{sa}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
+    ("POST", "{reg}/diagnoseNetwork", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
     ("PATCH", "{acr}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
 ];
 
@@ -169,6 +170,7 @@ fn template_of(path: &str) -> String {
     if let Some(rest) = path.strip_prefix("{reg}/")
         && !rest.starts_with("providers/")
         && !rest.starts_with("privateEndpointConnections")
+        && rest != "diagnoseNetwork"
     {
         // Asset routes: {assetType}/{assetName}[/versions[/{version}[/startPendingUpload]]],
         // or datareferences/{assetName}/versions/{version}.
@@ -268,6 +270,7 @@ fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, ac
         "PUT" if path.contains("/privateEndpointConnections/") => {
             Some(json!({"properties": {"privateLinkServiceConnectionState": {"status": "Approved", "description": "ok"}}}))
         }
+        "POST" if path.ends_with("/diagnoseNetwork") => Some(json!({"sourceAddress": "127.20.0.9"})),
         "PATCH" if path == "{sa}" || path == "{acr}" => Some(json!({"properties": {"publicNetworkAccess": null}})),
         "POST" if path.ends_with("/startPendingUpload") => Some(json!({})),
         "POST" if path.contains("/datareferences/") => Some(json!({"assetId": "azureml://registries/rbacreg/models/m1/versions/1"})),

@@ -208,6 +208,11 @@ impl Client {
         Ok(self)
     }
 
+    /// The source address this client calls from, if one was set.
+    pub fn source(&self) -> Option<std::net::IpAddr> {
+        self.source
+    }
+
     /// The private endpoints usable from the source address (none without one).
     pub async fn routes(&self) -> Result<&routes::Routes, ClientError> {
         self.routes

@@ -135,6 +135,14 @@ pub struct EndpointInfo {
     pub(crate) doc: EndpointDoc,
 }
 
+/// A virtual network as the view keeps it.
+#[derive(Clone, Debug)]
+struct VnetInfo {
+    id: String,
+    name: String,
+    address_space: Vec<Cidr>,
+}
+
 /// The network state every request is judged against: rebuilt from the store after each change.
 #[derive(Default)]
 pub struct NetView {
@@ -146,6 +154,8 @@ pub struct NetView {
     accounts: HashMap<String, String>,
     /// The network namespaces of namespace-mode networks.
     namespaces: Vec<String>,
+    /// Every virtual network.
+    vnets: Vec<VnetInfo>,
     /// Bumped by every rebuild, so watchers can tell views apart.
     pub generation: u64,
 }
@@ -347,6 +357,10 @@ impl Moat {
         for (i, e) in endpoints.iter().enumerate() {
             by_target.entry(e.target_key.clone()).or_default().push(i);
         }
+        let vnet_list: Vec<VnetInfo> = vnets
+            .values()
+            .map(|(id, v)| VnetInfo { id: id.clone(), name: v.name.clone(), address_space: v.address_space.clone() })
+            .collect();
         let mut namespaces: Vec<String> = vnets.values().filter_map(|(_, v)| v.namespace.clone()).collect();
         namespaces.sort();
         namespaces.dedup();
@@ -358,6 +372,7 @@ impl Moat {
             registries,
             accounts,
             namespaces,
+            vnets: vnet_list,
             generation,
         };
         self.net.send_replace(Arc::new(view));
@@ -1171,7 +1186,141 @@ impl Moat {
     }
 }
 
+/// What `diagnoseNetwork` finds for one plane of a registry.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaneDiagnosis {
+    /// `amlregistry`, `blob` or `registry`.
+    pub group_id: String,
+    pub resource_id: String,
+    pub reachable: bool,
+    /// `privateEndpoint`, `public`, or `none`.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_endpoint_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_url: Option<String>,
+    /// Why each way in is closed, each with its fix (empty when reachable).
+    pub findings: Vec<String>,
+}
+
+/// The answer of `diagnoseNetwork`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkDiagnosis {
+    /// Where the caller was taken to be.
+    pub source_address: String,
+    pub virtual_networks: Vec<String>,
+    pub planes: Vec<PlaneDiagnosis>,
+}
+
 impl Moat {
+    /// For a client at `source` (or inside virtual network `vnet_id`, or on the public network),
+    /// says for each plane of a registry whether it can reach it, by which way, and if not,
+    /// exactly which setting or endpoint is missing — judged by the same admission index that
+    /// judges real requests.
+    pub async fn diagnose_network(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        source: Option<IpAddr>,
+        vnet_id: Option<&str>,
+    ) -> Result<NetworkDiagnosis> {
+        self.check_subscription(sub)?;
+        let reg_id = ResourceId::provider(&self.subscription_id, group, "Microsoft.MachineLearningServices", "registries", registry);
+        let (doc, row): (RegistryDoc, _) =
+            self.read_visible(caller, actions::REGISTRY_READ, &reg_id, || not_found("registry", registry)).await?;
+        let view = self.network();
+        let (peer, vnets): (IpAddr, Vec<&VnetInfo>) = match (vnet_id, source) {
+            (Some(v), _) => {
+                let found = view.vnets.iter().find(|n| n.id.eq_ignore_ascii_case(v)).ok_or_else(|| not_found("virtual network", v))?;
+                let peer =
+                    found.address_space.first().and_then(|c| allocate_ip(c, &|_| false)).ok_or_else(|| not_found("address in", v))?;
+                (peer, vec![found])
+            }
+            (None, Some(ip)) => (canonical_ip(ip), view.vnets.iter().filter(|n| n.address_space.iter().any(|c| c.contains(ip))).collect()),
+            (None, None) => (IpAddr::from([0, 0, 0, 0]), vec![]),
+        };
+        let in_client_net = |e: &EndpointInfo| vnets.iter().any(|n| n.id.eq_ignore_ascii_case(&e.vnet_id));
+        let mut targets = vec![(row.id.clone(), Plane::AmlRegistry)];
+        for r in &doc.regions {
+            for s in &r.storage_accounts {
+                targets.push((self.storage_id(&doc.managed_group, &s.name).to_string(), Plane::Blob));
+            }
+        }
+        targets.push((
+            ResourceId::provider(
+                &self.subscription_id,
+                &doc.managed_group,
+                "Microsoft.ContainerRegistry",
+                "registries",
+                &doc.container_registry,
+            )
+            .to_string(),
+            Plane::Registry,
+        ));
+        let mut planes = Vec::new();
+        for (id, plane) in targets {
+            let key = id.to_ascii_lowercase();
+            let mut d = PlaneDiagnosis {
+                group_id: plane.as_group_id().into(),
+                resource_id: id.clone(),
+                reachable: false,
+                path: "none".into(),
+                private_endpoint_id: None,
+                service_url: None,
+                findings: vec![],
+            };
+            let mine: Vec<&EndpointInfo> = view.to_target(&key).filter(|e| e.plane == plane && in_client_net(e)).collect();
+            for e in &mine {
+                let req = admission::Request { origin: Origin::Endpoint(&e.key), peer, resource: &key, plane, caller_resource: None };
+                match view.admission.admit(&req) {
+                    Ok(_) if !d.reachable => {
+                        d.reachable = true;
+                        d.path = "privateEndpoint".into();
+                        d.private_endpoint_id = Some(e.id.clone());
+                        d.service_url = self.service_url(&e.key);
+                    }
+                    Ok(_) => {}
+                    Err(denial) => d.findings.push(denial.message()),
+                }
+            }
+            if !d.reachable {
+                let req = admission::Request { origin: Origin::Public, peer, resource: &key, plane, caller_resource: None };
+                match view.admission.admit(&req) {
+                    Ok(_) => {
+                        d.reachable = true;
+                        d.path = "public".into();
+                        d.findings.clear();
+                    }
+                    Err(denial) => {
+                        d.findings.push(denial.message());
+                        if mine.is_empty() {
+                            let name = id.rsplit('/').next().unwrap_or_default();
+                            d.findings.push(match vnets.first().map(|n| &n.name) {
+                                Some(vnet) => format!(
+                                    "Virtual network '{vnet}' has no private endpoint with group ID '{}' to {} '{name}': create one with `moat network private-endpoint create --vnet-name {vnet} --group-id {} --private-connection-resource-id {id} …`.",
+                                    plane.as_group_id(),
+                                    plane.resource_kind(),
+                                    plane.as_group_id()
+                                ),
+                                None => format!(
+                                    "The caller is in no virtual network moat knows: give the source address of a client in one (--source-address) or the network (--from-vnet), and create a private endpoint with group ID '{}' to {} '{name}' there.",
+                                    plane.as_group_id(),
+                                    plane.resource_kind()
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            planes.push(d);
+        }
+        Ok(NetworkDiagnosis { source_address: peer.to_string(), virtual_networks: vnets.iter().map(|n| n.id.clone()).collect(), planes })
+    }
+
     /// PATCH of a managed storage account's or container registry's network settings:
     /// `properties.publicNetworkAccess` (`Enabled`, `Disabled`, or `null` to follow the
     /// registry) and, for storage accounts, `properties.networkAcls` (`defaultAction`,
