@@ -142,7 +142,14 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
                 Ok(r) => {
                     running.insert(key.to_string(), r);
                 }
-                Err(err) => tracing::error!(endpoint = %key, address = %e.ip, error = %err, "cannot open the private endpoint listener"),
+                Err(err) => {
+                    tracing::error!(endpoint = %key, address = %e.ip, error = %err, "cannot open the private endpoint listener");
+                    let hint = match e.mode {
+                        BindingMode::Host => " (a host-mode network's endpoint addresses must be on one of this host's interfaces)",
+                        _ => "",
+                    };
+                    moat.set_listener_url(key, Some(Err(format!("cannot listen on {}: {err}{hint}", e.ip))));
+                }
             }
         }
         tokio::select! {
@@ -222,7 +229,7 @@ async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16) -> std::io::Result<
     let listener = bind(namespace.as_deref(), e.ip, port).await?;
     let addr = listener.local_addr()?;
     let stop = spawn_serving(moat, listener, &e.key);
-    moat.set_listener_url(&e.key, Some(format!("http://{addr}")));
+    moat.set_listener_url(&e.key, Some(Ok(format!("http://{addr}"))));
     tracing::info!(endpoint = %e.key, %addr, namespace = namespace.as_deref().unwrap_or("-"), "private endpoint listener open");
     Ok(Running { ip: e.ip, namespace, stop })
 }

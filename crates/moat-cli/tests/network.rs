@@ -467,3 +467,51 @@ async fn a_storage_firewall_lets_through_only_its_ip_rules() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(http.anonymous().raw("GET", &f.model_blob_sas, None, None, &[]).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mode_endpoints_listen_on_host_addresses_and_say_when_they_cannot() {
+    let f = fixture().await;
+    let http = &f.http;
+    f.set_public(&f.reg, json!("Disabled")).await;
+    let net = format!("{}{NET}", f.sub);
+    for (name, space, subnet) in [("hostnet", "127.91.0.0/16", "127.91.1.0/24"), ("elsewhere", "10.99.0.0/16", "10.99.1.0/24")] {
+        let r = http
+            .call(
+                "PUT",
+                &format!("{net}/virtualNetworks/{name}"),
+                Some(
+                    &json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": [space]}, "binding": {"mode": "Host"},
+                    "subnets": [{"name": "s1", "properties": {"addressPrefix": subnet}}]}}),
+                ),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // 127.91.1.4 is an address of this host (all of 127/8 is): the listener opens.
+    let (url, _, _) = f.endpoint("pe-host", "hostnet", &f.reg, "amlregistry", false).await;
+    assert_eq!(http.at(&url, ip("127.91.1.8")).get(&f.model_path()).await.status, 200);
+    // 10.99.1.4 is on no interface here: the endpoint says so instead of pretending.
+    let r = http
+        .call(
+            "PUT",
+            &format!("{net}/privateEndpoints/pe-nowhere"),
+            Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/elsewhere/subnets/s1")},
+                "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": f.reg, "groupIds": ["amlregistry"]}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        failed = http.get(&format!("{net}/privateEndpoints/pe-nowhere")).await.body;
+        if failed["properties"]["listenerError"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(failed["properties"]["provisioningState"], "Failed", "{failed}");
+    let why = failed["properties"]["listenerError"].as_str().unwrap();
+    assert!(why.contains("10.99.1.4") && why.contains("interfaces"), "{why}");
+    assert!(failed["properties"]["serviceUrl"].is_null());
+}

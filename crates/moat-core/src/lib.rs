@@ -123,8 +123,9 @@ pub struct Moat {
     blobs: moat_blob::LocalBlobStore,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
-    /// Where each private endpoint's listener is, as the composition root reports it.
-    listener_urls: RwLock<std::collections::HashMap<String, String>>,
+    /// Where each private endpoint's listener is (or why it could not open), as the
+    /// composition root reports it.
+    listener_urls: RwLock<std::collections::HashMap<String, Result<String, String>>>,
 }
 
 impl std::fmt::Debug for Moat {

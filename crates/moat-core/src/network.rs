@@ -759,7 +759,13 @@ impl Moat {
 
     // ---- private endpoints ----
 
-    fn render_endpoint(&self, id: &str, d: &EndpointDoc, etag: &str, service_url: Option<String>) -> PrivateEndpoint {
+    fn render_endpoint(&self, id: &str, d: &EndpointDoc, etag: &str) -> PrivateEndpoint {
+        let listener = self.listener_urls.read().ok().and_then(|m| m.get(&id.to_ascii_lowercase()).cloned());
+        let (service_url, listener_error) = match listener {
+            Some(Ok(u)) => (Some(u), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
         let status = d.status();
         let conn = PrivateLinkServiceConnection {
             id: Some(format!("{id}/privateLinkServiceConnections/{}", d.connection_name)),
@@ -791,21 +797,23 @@ impl Moat {
                 custom_dns_configs: Some(vec![CustomDnsConfig { fqdn: d.name.clone(), ip_addresses: vec![d.ip.to_string()] }]),
                 network_interfaces: None,
                 service_url,
-                provisioning_state: Some("Succeeded".into()),
+                provisioning_state: Some(if listener_error.is_some() { "Failed" } else { "Succeeded" }.into()),
+                listener_error,
             },
         }
     }
 
     /// The listener URL of an endpoint, if it is open (set by the composition root).
     fn service_url(&self, key: &str) -> Option<String> {
-        self.listener_urls.read().ok().and_then(|m| m.get(key).cloned())
+        self.listener_urls.read().ok().and_then(|m| m.get(key).cloned()).and_then(|r| r.ok())
     }
 
-    /// Records (or clears) where an endpoint's listener is, for `serviceUrl`.
-    pub fn set_listener_url(&self, endpoint_key: &str, url: Option<String>) {
+    /// Records where an endpoint's listener is (`Ok(url)`), why it could not open (`Err`), or
+    /// that it is closed (`None`).
+    pub fn set_listener_url(&self, endpoint_key: &str, state: Option<Result<String, String>>) {
         if let Ok(mut m) = self.listener_urls.write() {
-            match url {
-                Some(u) => m.insert(endpoint_key.to_string(), u),
+            match state {
+                Some(st) => m.insert(endpoint_key.to_string(), st),
                 None => m.remove(endpoint_key),
             };
         }
@@ -987,8 +995,7 @@ impl Moat {
             }
         };
         let (stored_id, etag) = self.save_network_doc(tx, &id, existing.as_ref(), &doc, &now).await?;
-        let url = self.service_url(&id.key());
-        Ok((Versioned { value: self.render_endpoint(&stored_id, &doc, &etag, url), etag }, existing.is_none()))
+        Ok((Versioned { value: self.render_endpoint(&stored_id, &doc, &etag), etag }, existing.is_none()))
     }
 
     pub async fn get_endpoint(&self, caller: &Caller, sub: &str, group: &str, name: &str) -> Result<Versioned<PrivateEndpoint>> {
@@ -996,8 +1003,7 @@ impl Moat {
         let id = self.endpoint_id(group, name);
         let (doc, row): (EndpointDoc, _) =
             self.read_visible(caller, actions::ENDPOINT_READ, &id, || not_found("private endpoint", name)).await?;
-        let url = self.service_url(&row.id_key());
-        Ok(Versioned { value: self.render_endpoint(&row.id, &doc, &row.etag, url), etag: row.etag })
+        Ok(Versioned { value: self.render_endpoint(&row.id, &doc, &row.etag), etag: row.etag })
     }
 
     pub async fn list_endpoints(
@@ -1016,7 +1022,7 @@ impl Moat {
                 return Ok(None);
             }
             let doc: EndpointDoc = decode(row)?;
-            Ok(Some(self.render_endpoint(&row.id, &doc, &row.etag, self.service_url(&row.id_key()))))
+            Ok(Some(self.render_endpoint(&row.id, &doc, &row.etag)))
         })
         .await
     }

@@ -135,6 +135,10 @@ pub struct PrivateEndpointProperties {
     /// Read-only moat extension: the URL of the endpoint's listener.
     #[serde(default)]
     pub service_url: Option<String>,
+    /// Read-only moat extension: why the listener could not open (then `provisioningState`
+    /// is `Failed`), e.g. a host-mode address that is on no interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_error: Option<String>,
     /// Read-only.
     #[serde(default)]
     pub provisioning_state: Option<String>,
