@@ -112,6 +112,8 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
     let mut running: HashMap<String, Running> = HashMap::new();
     // The public surface inside each namespace-mode network, by namespace.
     let mut ns_public: HashMap<String, tokio::sync::oneshot::Sender<()>> = HashMap::new();
+    // Namespaces this process created (others were made by the operator and stay).
+    let mut created: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let view = changes.borrow_and_update().clone();
         let wanted: HashMap<&str, &EndpointInfo> = view.endpoints().iter().map(|e| (e.key.as_str(), e)).collect();
@@ -123,9 +125,29 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
             }
         }
         ns_public.retain(|ns, _| view.namespaces().contains(ns));
+        // Namespaces moat made itself go when their network goes.
+        for ns in created.iter().filter(|ns| !view.namespaces().contains(ns)).cloned().collect::<Vec<_>>() {
+            let n = ns.clone();
+            let _ = tokio::task::spawn_blocking(move || crate::netns::delete(&n)).await;
+            created.remove(&ns);
+            tracing::info!(namespace = %ns, "network namespace deleted");
+        }
         for ns in view.namespaces() {
             if ns_public.contains_key(ns) {
                 continue;
+            }
+            if !crate::netns::exists(ns) {
+                let n = ns.clone();
+                match tokio::task::spawn_blocking(move || crate::netns::create(&n)).await.map_err(std::io::Error::other).and_then(|r| r) {
+                    Ok(()) => {
+                        created.insert(ns.clone());
+                        tracing::info!(namespace = %ns, "network namespace created");
+                    }
+                    Err(err) => {
+                        tracing::error!(namespace = %ns, error = %err, "cannot create the network namespace");
+                        continue;
+                    }
+                }
             }
             match open_public_in(&moat, ns, port).await {
                 Ok(stop) => {
@@ -163,6 +185,8 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
     for (_, stop) in ns_public {
         let _ = stop.send(());
     }
+    // Namespaces outlive the process, like the networks they stand for.
+    drop(created);
 }
 
 /// Serves `listener` for `origin` in the background until the returned sender fires (or drops).

@@ -63,3 +63,23 @@ pub fn remove_address(ns: &str, addr: IpAddr) {
     let prefix = if addr.is_ipv4() { "32" } else { "128" };
     let _ = ip(&["-n", ns, "addr", "del", &format!("{addr}/{prefix}"), "dev", "lo"]);
 }
+
+/// Whether network namespace `ns` exists.
+pub fn exists(ns: &str) -> bool {
+    std::path::Path::new(&ns_path(ns)).exists()
+}
+
+/// Creates network namespace `ns` (`ip netns add`).
+pub fn create(ns: &str) -> std::io::Result<()> {
+    let out = ip(&["netns", "add", ns])?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("ip netns add {ns}: {}", String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+/// Deletes network namespace `ns` (best effort).
+pub fn delete(ns: &str) {
+    let _ = ip(&["netns", "del", ns]);
+}

@@ -21,6 +21,15 @@ impl Netns {
         assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
         Netns(name)
     }
+
+    /// A name for a namespace moat is to create; the guard still removes it if the test fails.
+    fn expected(name: String) -> Netns {
+        Netns(name)
+    }
+
+    fn exists(&self) -> bool {
+        std::path::Path::new(&format!("/run/netns/{}", self.0)).exists()
+    }
 }
 
 impl Drop for Netns {
@@ -52,7 +61,9 @@ async fn only_processes_inside_the_approved_namespace_reach_a_private_registry()
     }
     let tag = std::process::id();
     let ns_a = Netns::new(format!("moat-a-{tag}"));
-    let ns_b = Netns::new(format!("moat-b-{tag}"));
+    // moat attaches to namespace A, which the operator made; it makes namespace B itself.
+    let ns_b = Netns::expected(format!("moat-b-{tag}"));
+    assert!(!ns_b.exists());
     let server = Server::start();
     let http = server.http();
     let sub = server.sub_path();
@@ -84,6 +95,13 @@ async fn only_processes_inside_the_approved_namespace_reach_a_private_registry()
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
+    for _ in 0..100 {
+        if ns_b.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ns_b.exists(), "moat did not create the namespace of vnet-b; its log:\n{}", server.log());
     let mut urls = Vec::new();
     for (pe, target, group) in [("pe-reg", reg.as_str(), "amlregistry"), ("pe-blob", sa.as_str(), "blob")] {
         let r = http
@@ -162,4 +180,15 @@ async fn only_processes_inside_the_approved_namespace_reach_a_private_registry()
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(gone, "the endpoint's address is still on namespace A's loopback");
+
+    // The namespace moat made goes with its network; the operator's stays.
+    assert_eq!(http.call("DELETE", &format!("{net}/virtualNetworks/vnet-b"), None, &[]).await.status, 200);
+    for _ in 0..100 {
+        if !ns_b.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!ns_b.exists(), "the namespace moat created for vnet-b outlived it");
+    assert!(ns_a.exists());
 }
