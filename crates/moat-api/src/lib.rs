@@ -21,6 +21,7 @@ pub mod authorization;
 pub mod blob;
 pub mod directory;
 pub mod discovery;
+pub mod dns;
 pub mod error;
 pub mod extract;
 pub mod listeners;

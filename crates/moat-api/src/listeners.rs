@@ -107,11 +107,11 @@ impl Running {
 /// Opens and closes private endpoint listeners as the network view changes, until `stop`.
 /// Each listener binds its endpoint's address on `port` (the public listener's), or on a port
 /// the system picks when that one is taken; `serviceUrl` reports where.
-pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, dns: Arc<crate::dns::Dns>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut changes = moat.network_changes();
     let mut running: HashMap<String, Running> = HashMap::new();
     // The public surface inside each namespace-mode network, by namespace.
-    let mut ns_public: HashMap<String, tokio::sync::oneshot::Sender<()>> = HashMap::new();
+    let mut ns_public: HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>> = HashMap::new();
     // Namespaces this process created (others were made by the operator and stay).
     let mut created: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
@@ -141,6 +141,14 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
                 match tokio::task::spawn_blocking(move || crate::netns::create(&n)).await.map_err(std::io::Error::other).and_then(|r| r) {
                     Ok(()) => {
                         created.insert(ns.clone());
+                        // `ip netns exec` mounts this over /etc/resolv.conf: processes there
+                        // resolve through moat's DNS inside the namespace.
+                        let conf = std::path::Path::new("/etc/netns").join(ns);
+                        if let Err(e) =
+                            std::fs::create_dir_all(&conf).and_then(|()| std::fs::write(conf.join("resolv.conf"), "nameserver 127.0.0.1\n"))
+                        {
+                            tracing::warn!(namespace = %ns, error = %e, "cannot write the namespace's resolv.conf");
+                        }
                         tracing::info!(namespace = %ns, "network namespace created");
                     }
                     Err(err) => {
@@ -149,12 +157,17 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
                     }
                 }
             }
+            let mut stops = Vec::new();
             match open_public_in(&moat, ns, port).await {
-                Ok(stop) => {
-                    ns_public.insert(ns.clone(), stop);
-                }
+                Ok(stop) => stops.push(stop),
                 Err(err) => tracing::error!(namespace = %ns, error = %err, "cannot serve inside the network namespace"),
             }
+            let vnet_view = view.dns.namespace_views.iter().find(|(n, _)| n == ns).map(|(_, v)| v.clone());
+            match open_dns_in(&dns, ns, vnet_view).await {
+                Ok(stop) => stops.push(stop),
+                Err(err) => tracing::error!(namespace = %ns, error = %err, "cannot serve DNS inside the network namespace"),
+            }
+            ns_public.insert(ns.clone(), stops);
         }
         for (key, e) in wanted {
             if running.contains_key(key) {
@@ -182,7 +195,7 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, mut stop: tokio:
     for (key, r) in running {
         r.close(&key, &moat);
     }
-    for (_, stop) in ns_public {
+    for stop in ns_public.into_values().flatten() {
         let _ = stop.send(());
     }
     // Namespaces outlive the process, like the networks they stand for.
@@ -224,6 +237,21 @@ async fn bind(namespace: Option<&str>, ip: IpAddr, port: u16) -> std::io::Result
             tokio::net::TcpListener::from_std(std_listener)
         }
     }
+}
+
+/// moat's DNS inside a namespace, on its 127.0.0.1:53: every query there is in the network's view.
+async fn open_dns_in(dns: &Arc<crate::dns::Dns>, ns: &str, view: Option<String>) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
+    let n = ns.to_string();
+    let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 53);
+    let (udp, tcp) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        Ok((crate::netns::bind_udp_in(&n, addr)?, crate::netns::bind_in(&n, addr)?))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let udp = tokio::net::UdpSocket::from_std(udp)?;
+    let tcp = tokio::net::TcpListener::from_std(tcp)?;
+    tracing::info!(namespace = %ns, "DNS open inside the network namespace on 127.0.0.1:53");
+    Ok(dns.spawn(udp, tcp, moat_dns::ViewSelector::Fixed(view)))
 }
 
 /// moat's public surface inside a namespace, on its 127.0.0.1: requests there come from the

@@ -31,6 +31,22 @@ pub fn bind_in(ns: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListe
     .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
 }
 
+/// Binds a UDP socket at `addr` inside network namespace `ns`.
+pub fn bind_udp_in(ns: &str, addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let path = ns_path(ns);
+    let ns_name = ns.to_string();
+    std::thread::spawn(move || -> std::io::Result<std::net::UdpSocket> {
+        let f = std::fs::File::open(&path)?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| std::io::Error::other(format!("cannot enter network namespace '{ns_name}': {e}")))?;
+        let s = std::net::UdpSocket::bind(addr)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+}
+
 fn ip(args: &[&str]) -> std::io::Result<std::process::Output> {
     Command::new("ip").args(args).output().map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `ip` (iproute2): {e}")))
 }

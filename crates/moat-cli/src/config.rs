@@ -19,6 +19,10 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// DNS zone under which resources are named (container registry login servers...).
     pub dns_zone: Option<String>,
+    /// Address on which moat's DNS server answers for the zone (UDP and TCP), e.g.
+    /// `127.0.0.1:5353`. Unset: no DNS server (inside namespace-mode networks moat answers on
+    /// 127.0.0.1:53 regardless).
+    pub dns_listen: Option<String>,
     /// Lifetime of access tokens issued by the built-in issuer, in seconds (60 to 86400).
     pub token_lifetime_secs: Option<i64>,
     /// Seconds after which the token signing key is replaced by a new one (1 to 31536000).
@@ -51,6 +55,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_LISTEN", "listen"),
     ("MOAT_PUBLIC_URL", "public_url"),
     ("MOAT_DNS_ZONE", "dns_zone"),
+    ("MOAT_DNS_LISTEN", "dns_listen"),
     ("MOAT_TOKEN_LIFETIME_SECS", "token_lifetime_secs"),
     ("MOAT_SIGNING_KEY_ROTATION_SECS", "signing_key_rotation_secs"),
     ("MOAT_LOG", "log"),
@@ -67,6 +72,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub public_url: Option<String>,
     pub dns_zone: String,
+    pub dns_listen: Option<SocketAddr>,
     pub token_lifetime_secs: i64,
     pub signing_key_rotation_secs: i64,
     pub log: String,
@@ -113,6 +119,7 @@ impl FileConfig {
                 "MOAT_LISTEN" => c.listen = Some(v),
                 "MOAT_PUBLIC_URL" => c.public_url = Some(v),
                 "MOAT_DNS_ZONE" => c.dns_zone = Some(v),
+                "MOAT_DNS_LISTEN" => c.dns_listen = Some(v),
                 "MOAT_TOKEN_LIFETIME_SECS" => {
                     c.token_lifetime_secs =
                         Some(v.parse().map_err(|_| format!("MOAT_TOKEN_LIFETIME_SECS must be a number of seconds, not '{v}'"))?)
@@ -142,6 +149,7 @@ impl FileConfig {
             listen: top.listen.or(self.listen),
             public_url: top.public_url.or(self.public_url),
             dns_zone: top.dns_zone.or(self.dns_zone),
+            dns_listen: top.dns_listen.or(self.dns_listen),
             token_lifetime_secs: top.token_lifetime_secs.or(self.token_lifetime_secs),
             signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
             log: top.log.or(self.log),
@@ -172,6 +180,10 @@ impl FileConfig {
         if !zone_ok {
             return Err(format!("dns_zone: '{dns_zone}' is not a DNS name"));
         }
+        let dns_listen = match &self.dns_listen {
+            None => None,
+            Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| format!("dns_listen: '{t}' is not an address like 127.0.0.1:5353"))?),
+        };
         let token_lifetime_secs = self.token_lifetime_secs.unwrap_or(3600);
         if !(60..=86400).contains(&token_lifetime_secs) {
             return Err(format!("token_lifetime_secs: {token_lifetime_secs} is outside 60..=86400"));
@@ -200,6 +212,7 @@ impl FileConfig {
             listen,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             dns_zone,
+            dns_listen,
             token_lifetime_secs,
             signing_key_rotation_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),

@@ -402,6 +402,9 @@ struct ServeArgs {
     /// DNS zone under which resources are named [env: MOAT_DNS_ZONE].
     #[arg(long)]
     dns_zone: Option<String>,
+    /// Serve DNS for the zone on this address, UDP and TCP, e.g. 127.0.0.1:5353 [env: MOAT_DNS_LISTEN].
+    #[arg(long)]
+    dns_listen: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -546,6 +549,7 @@ fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
         listen: args.listen,
         public_url: args.public_url,
         dns_zone: args.dns_zone,
+        dns_listen: args.dns_listen,
         ..FileConfig::default()
     };
     file.overlay(env).overlay(flags).validate()

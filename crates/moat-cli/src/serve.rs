@@ -122,15 +122,27 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
             }
         }
     });
+    // DNS for the zone: split answers, following the network view.
+    let public_ip = if local.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
+    let dns = Arc::new(moat_api::dns::Dns::new(&moat, vec![public_ip]).map_err(|e| format!("DNS zone: {e}"))?);
+    tokio::spawn(Arc::clone(&dns).follow(Arc::clone(&moat)));
+    let mut dns_line = None;
+    if let Some(addr) = cfg.dns_listen {
+        let bound = dns.serve_public(addr).await.map_err(|e| format!("cannot serve DNS on {addr}: {e}"))?;
+        dns_line = Some(format!("  dns: {bound} (udp and tcp), zone {}", cfg.dns_zone));
+    }
     println!("moat listening on {public_url}");
     println!("  data directory: {}", cfg.data_dir.display());
     println!("  client profile: {} (used by `moat` commands by default)", profile_path.display());
+    if let Some(line) = dns_line {
+        println!("{line}");
+    }
     println!("  ready in {} ms", started.elapsed().as_millis());
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "serving");
     // Private endpoint listeners follow the network view until shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let endpoints = tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), stop_rx));
+    let endpoints = tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), Arc::clone(&dns), stop_rx));
     let result = moat_api::serve(listener, moat, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

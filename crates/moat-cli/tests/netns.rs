@@ -157,6 +157,23 @@ async fn only_processes_inside_the_approved_namespace_reach_a_private_registry()
         let a = Command::new("ip").args(["netns", "exec", &ns_a.0, "curl", "-sS", "-m", "3", &format!("{url}/healthz")]).output().unwrap();
         assert!(a.status.success(), "namespace A cannot reach {url}: {}", text(&a));
     }
+    // DNS inside each namespace answers in that network's view: A gets the endpoint's address.
+    let account = sa.rsplit('/').next().unwrap();
+    let name = format!("{account}.blob.moat.internal");
+    let dig_in = |ns: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "dig", "@127.0.0.1", "+time=2", "+tries=1", &name, "A", "+short"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_string()
+    };
+    if Command::new("dig").arg("-v").output().is_ok() {
+        assert_eq!(dig_in(&ns_a.0), "10.251.1.5", "inside A: the blob endpoint");
+        assert_eq!(dig_in(&ns_b.0), "127.0.0.1", "inside B: the public surface (moat's own, in B)");
+    } else {
+        eprintln!("SKIP the DNS part: dig is not installed");
+    }
+
     // The blob plane of the private registry from the host, with a valid SAS: refused.
     let r = http
         .call(

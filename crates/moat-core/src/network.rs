@@ -135,6 +135,28 @@ pub struct EndpointInfo {
     pub(crate) doc: EndpointDoc,
 }
 
+/// The DNS data of the network view: every public name, and per virtual network (the view,
+/// named by the network's lowercase ARM ID) the private endpoint addresses of its names — as if
+/// every network were linked to the privatelink zones and every endpoint had a DNS zone group.
+#[derive(Clone, Debug, Default)]
+pub struct DnsRecords {
+    pub zone: String,
+    /// `<region>.api.<zone>`, `<registry-guid>.registry.<region>.api.<zone>`,
+    /// `<account>.blob.<zone>`, `<acr>.cr.<zone>`, `<acr>.<region>.data.cr.<zone>`.
+    pub names: Vec<String>,
+    /// (public name, view, private endpoint address).
+    pub private: Vec<(String, String, IpAddr)>,
+    /// Loopback- and host-mode networks: a querier whose source address is in the range is in the view.
+    pub source_views: Vec<(Cidr, String)>,
+    /// Namespace-mode networks: a querier inside the namespace is in the view.
+    pub namespace_views: Vec<(String, String)>,
+}
+
+/// A registry's name in one region.
+pub fn registry_fqdn(guid: &str, region: &str, zone: &str) -> String {
+    format!("{}.registry.{}.api.{zone}", guid.to_ascii_lowercase(), region.to_ascii_lowercase())
+}
+
 /// A virtual network as the view keeps it.
 #[derive(Clone, Debug)]
 struct VnetInfo {
@@ -156,6 +178,10 @@ pub struct NetView {
     namespaces: Vec<String>,
     /// Every virtual network.
     vnets: Vec<VnetInfo>,
+    /// What moat's DNS server answers.
+    pub dns: DnsRecords,
+    /// Each networked resource's public DNS names, by its key.
+    names: HashMap<String, Vec<String>>,
     /// Bumped by every rebuild, so watchers can tell views apart.
     pub generation: u64,
 }
@@ -278,9 +304,16 @@ impl Moat {
         let mut resources = Vec::new();
         let mut registries = HashMap::new();
         let mut accounts = HashMap::new();
+        let zone = self.config.dns_zone.to_ascii_lowercase();
+        // Each networked resource's public DNS names, by its key.
+        let mut names: HashMap<String, Vec<String>> = HashMap::new();
+        let mut regions = std::collections::BTreeSet::new();
         for row in self.all_of(REGISTRY_KIND).await? {
             let d: RegistryDoc = decode(&row)?;
             registries.insert(d.name.to_ascii_lowercase(), row.id_key());
+            let fqdns = d.regions.iter().map(|r| registry_fqdn(&d.guid, &r.location, &zone)).collect();
+            regions.extend(d.regions.iter().map(|r| r.location.to_ascii_lowercase()));
+            names.insert(row.id_key(), fqdns);
             resources.push(NetResource {
                 key: row.id_key(),
                 name: d.name,
@@ -293,6 +326,7 @@ impl Moat {
         for row in self.all_of(STORAGE_KIND).await? {
             let d: StorageAccountDoc = decode(&row)?;
             accounts.insert(d.name.to_ascii_lowercase(), row.id_key());
+            names.insert(row.id_key(), vec![format!("{}.blob.{zone}", d.name.to_ascii_lowercase())]);
             resources.push(NetResource {
                 key: row.id_key(),
                 name: d.name,
@@ -308,6 +342,10 @@ impl Moat {
         }
         for row in self.all_of(ACR_KIND).await? {
             let d: ContainerRegistryDoc = decode(&row)?;
+            let acr = d.name.to_ascii_lowercase();
+            let mut fqdns = vec![format!("{acr}.cr.{zone}")];
+            fqdns.extend(d.regions.iter().map(|r| format!("{acr}.{}.data.cr.{zone}", r.to_ascii_lowercase())));
+            names.insert(row.id_key(), fqdns);
             resources.push(NetResource {
                 key: row.id_key(),
                 name: d.name,
@@ -357,6 +395,21 @@ impl Moat {
         for (i, e) in endpoints.iter().enumerate() {
             by_target.entry(e.target_key.clone()).or_default().push(i);
         }
+        let mut dns = DnsRecords { zone: zone.clone(), ..Default::default() };
+        dns.names.extend(regions.iter().map(|r| format!("{r}.api.{zone}")));
+        dns.names.extend(names.values().flatten().cloned());
+        dns.names.sort();
+        for e in &endpoints {
+            for name in names.get(&e.target_key).into_iter().flatten() {
+                dns.private.push((name.clone(), e.vnet_id.to_ascii_lowercase(), e.ip));
+            }
+        }
+        for (key, (_, v)) in &vnets {
+            match (v.mode, &v.namespace) {
+                (BindingMode::Namespace, Some(ns)) => dns.namespace_views.push((ns.clone(), key.clone())),
+                _ => dns.source_views.extend(v.address_space.iter().map(|c| (*c, key.clone()))),
+            }
+        }
         let vnet_list: Vec<VnetInfo> = vnets
             .values()
             .map(|(id, v)| VnetInfo { id: id.clone(), name: v.name.clone(), address_space: v.address_space.clone() })
@@ -373,6 +426,8 @@ impl Moat {
             accounts,
             namespaces,
             vnets: vnet_list,
+            dns,
+            names,
             generation,
         };
         self.net.send_replace(Arc::new(view));
@@ -794,7 +849,15 @@ impl Moat {
                 subnet: SubResource { id: format!("{}/subnets/{}", d.vnet_id, d.subnet) },
                 private_link_service_connections: auto,
                 manual_private_link_service_connections: manual,
-                custom_dns_configs: Some(vec![CustomDnsConfig { fqdn: d.name.clone(), ip_addresses: vec![d.ip.to_string()] }]),
+                custom_dns_configs: Some(
+                    self.network()
+                        .names
+                        .get(&d.target_id.to_ascii_lowercase())
+                        .into_iter()
+                        .flatten()
+                        .map(|fqdn| CustomDnsConfig { fqdn: fqdn.clone(), ip_addresses: vec![d.ip.to_string()] })
+                        .collect(),
+                ),
                 network_interfaces: None,
                 service_url,
                 provisioning_state: Some(if listener_error.is_some() { "Failed" } else { "Succeeded" }.into()),

@@ -53,7 +53,7 @@ impl Default for ServerOptions {
 }
 
 /// Which view a query is answered in, decided by the listener and the query's source address.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ViewSelector {
     /// Every query gets this view: a listener inside one network's namespace (`Some`), or the
     /// public listener (`None`).
@@ -61,21 +61,35 @@ pub enum ViewSelector {
     /// The view of the network whose address space holds the source address (loopback-mode
     /// networks share one listener); the most specific range wins; no match is the public view.
     BySource(Vec<(Cidr, String)>),
+    /// Like `BySource`, over a table the caller keeps current (networks come and go while the
+    /// listener serves).
+    Shared(Arc<RwLock<Vec<(Cidr, String)>>>),
+}
+
+fn pick(ranges: &[(Cidr, String)], source: IpAddr) -> Option<&str> {
+    let source = canonical_ip(source);
+    ranges.iter().filter(|(range, _)| range.contains(source)).max_by_key(|(range, _)| range.prefix()).map(|(_, view)| view.as_str())
 }
 
 impl ViewSelector {
-    /// The view for a query from `source`.
+    /// The view for a query from `source` (not for `Shared`, whose table may change: use
+    /// [`ViewSelector::with_view`]).
     pub fn view_for(&self, source: IpAddr) -> Option<&str> {
         match self {
             Self::Fixed(view) => view.as_deref(),
-            Self::BySource(ranges) => {
-                let source = canonical_ip(source);
-                ranges
-                    .iter()
-                    .filter(|(range, _)| range.contains(source))
-                    .max_by_key(|(range, _)| range.prefix())
-                    .map(|(_, view)| view.as_str())
+            Self::BySource(ranges) => pick(ranges, source),
+            Self::Shared(_) => None,
+        }
+    }
+
+    /// Runs `f` with the view for a query from `source`.
+    pub fn with_view<R>(&self, source: IpAddr, f: impl FnOnce(Option<&str>) -> R) -> R {
+        match self {
+            Self::Shared(table) => {
+                let ranges = table.read().unwrap_or_else(PoisonError::into_inner);
+                f(pick(&ranges, source))
             }
+            other => f(other.view_for(source)),
         }
     }
 }
@@ -153,7 +167,8 @@ impl DnsServer {
                 Err(e) => return Err(e),
             };
             let Some(packet) = query.get(..len) else { continue };
-            if !respond(zone.current(&self), packet, view.view_for(source.ip()), Transport::Udp, &mut response) {
+            let answered = view.with_view(source.ip(), |v| respond(zone.current(&self), packet, v, Transport::Udp, &mut response));
+            if !answered {
                 trace!(%source, len, "dropped an undecodable UDP datagram");
                 continue;
             }
@@ -177,7 +192,7 @@ impl DnsServer {
                             debug!(%peer, "too many DNS connections; closing a new one");
                             continue;
                         }
-                        let view = view.view_for(peer.ip()).map(str::to_owned);
+                        let view = view.with_view(peer.ip(), |v| v.map(str::to_owned));
                         connections.spawn(Arc::clone(&self).serve_connection(stream, peer, view));
                     }
                     Err(e) if is_per_peer(&e) => {}
