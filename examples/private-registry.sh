@@ -26,10 +26,11 @@ expect_fail() {
 export MOAT_STATE_DIR="$work/state"
 
 step "Start moat on a fresh data directory (loopback, embedded defaults)"
-"$MOAT" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/serve.out" 2>"$work/serve.log" &
+"$MOAT" serve --listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/serve.out" 2>"$work/serve.log" &
 server_pid=$!
-for _ in $(seq 100); do grep -q "moat listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "ready in" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 head -1 "$work/serve.out"
+dns_port="$(sed -n 's/^  dns: 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/serve.out")"
 sub="$(run account show | sed -n 's/.*"id": "\([0-9a-f-]*\)".*/\1/p' | head -1)"
 
 step "Create a registry and publish a model (public network access: Enabled)"
@@ -53,6 +54,22 @@ sa_id="$(run registry show --name private-demo | grep -o '"/subscriptions/[^"]*/
 run network private-endpoint create --name pe-registry --vnet-name vnet1 --subnet s1 --private-connection-resource-id "$reg_id" --group-id amlregistry --output table
 run network private-endpoint create --name pe-blob --vnet-name vnet1 --subnet s1 --private-connection-resource-id "$sa_id" --group-id blob --output table
 run registry private-endpoint-connection list --registry-name private-demo --output table
+
+step "Private DNS: the blob zone, linked to vnet1, holding pe-blob's record"
+run network private-dns zone create --name privatelink.blob.moat.internal --output table
+run network private-dns link vnet create --zone-name privatelink.blob.moat.internal --name vnet1-link --virtual-network vnet1 --output table
+run network private-endpoint dns-zone-group create --endpoint-name pe-blob --name default --private-dns-zone privatelink.blob.moat.internal --output table
+run network private-dns record-set list --zone-name privatelink.blob.moat.internal --output table
+account="${sa_id##*/}"
+if command -v dig >/dev/null 2>&1; then
+  echo "\$ dig -b 127.77.1.50 $account.blob.moat.internal   (from inside vnet1)"
+  dig @127.0.0.1 -p "$dns_port" -b 127.77.1.50 +short "$account.blob.moat.internal" | tee "$work/dig-in"
+  echo "\$ dig $account.blob.moat.internal   (from outside)"
+  dig @127.0.0.1 -p "$dns_port" +short "$account.blob.moat.internal" | tee "$work/dig-out"
+  grep -q '^127\.77\.1\.5$' "$work/dig-in" && grep -q '^127\.0\.0\.1$' "$work/dig-out" && echo "split-horizon answers as expected"
+else
+  echo "(dig is not installed: skipping the DNS queries)"
+fi
 
 step "Which planes can a client in vnet1 reach, and how?"
 run --source-address 127.77.1.50 network diagnose --registry-name private-demo --output table

@@ -10,18 +10,16 @@ use std::sync::{Arc, RwLock};
 
 use moat_core::Moat;
 use moat_core::network::DnsRecords;
-use moat_dns::{DnsServer, NameEntry, PrivateRecord, ServerOptions, ViewSelector, ZoneData, ZoneSpec, privatelink_name};
+use moat_dns::{DnsServer, NameEntry, PrivateRecord, ServerOptions, ViewSelector, ZoneData, ZoneSpec};
 use moat_types::net::Cidr;
 
 /// The zone for `records`, with `public` as the public listener's addresses.
 pub fn zone_spec(records: &DnsRecords, public: &[IpAddr]) -> ZoneSpec {
     let mut private: BTreeMap<(String, String), Vec<IpAddr>> = BTreeMap::new();
-    for (name, view, ip) in &records.private {
-        if let Ok(pl) = privatelink_name(&records.zone, name) {
-            let addrs = private.entry((pl, view.clone())).or_default();
-            if !addrs.contains(ip) {
-                addrs.push(*ip);
-            }
+    for (pl, view, ip) in &records.private {
+        let addrs = private.entry((pl.clone(), view.clone())).or_default();
+        if !addrs.contains(ip) {
+            addrs.push(*ip);
         }
     }
     ZoneSpec {

@@ -132,6 +132,19 @@ pub struct AppState {
         network::patch_storage_account,
         network::patch_container_registry,
         network::diagnose_network,
+        network::list_dns_zones,
+        network::get_dns_zone,
+        network::put_dns_zone,
+        network::delete_dns_zone,
+        network::list_dns_records,
+        network::list_dns_links,
+        network::get_dns_link,
+        network::put_dns_link,
+        network::delete_dns_link,
+        network::list_zone_groups,
+        network::get_zone_group,
+        network::put_zone_group,
+        network::delete_zone_group,
     ),
     modifiers(&BearerAuth)
 )]
@@ -290,6 +303,22 @@ pub fn router(moat: Arc<Moat>) -> Router {
             get(network::get_registry_connection).put(network::put_registry_connection).delete(network::delete_registry_connection),
         )
         .route(&format!("{}/diagnoseNetwork", network::REGISTRY), post(network::diagnose_network))
+        .route(network::DNS_ZONES, get(network::list_dns_zones))
+        .route(
+            &format!("{}/{{zoneName}}", network::DNS_ZONES),
+            get(network::get_dns_zone).put(network::put_dns_zone).delete(network::delete_dns_zone),
+        )
+        .route(&format!("{}/{{zoneName}}/ALL", network::DNS_ZONES), get(network::list_dns_records))
+        .route(&format!("{}/{{zoneName}}/virtualNetworkLinks", network::DNS_ZONES), get(network::list_dns_links))
+        .route(
+            &format!("{}/{{zoneName}}/virtualNetworkLinks/{{linkName}}", network::DNS_ZONES),
+            get(network::get_dns_link).put(network::put_dns_link).delete(network::delete_dns_link),
+        )
+        .route(&format!("{}/{{endpointName}}/privateDnsZoneGroups", network::ENDPOINTS), get(network::list_zone_groups))
+        .route(
+            &format!("{}/{{endpointName}}/privateDnsZoneGroups/{{groupName}}", network::ENDPOINTS),
+            get(network::get_zone_group).put(network::put_zone_group).delete(network::delete_zone_group),
+        )
         .route(&format!("{}/privateEndpointConnections", network::STORAGE), get(network::list_storage_connections))
         .route(
             &format!("{}/privateEndpointConnections/{{connectionName}}", network::STORAGE),

@@ -412,3 +412,177 @@ pub async fn diagnose_network(
     let d = st.moat.diagnose_network(&caller, &sub, &rg, &name, source, body.virtual_network_id.as_deref()).await?;
     Ok(axum::Json(d).into_response())
 }
+
+// ---- private DNS zones, their virtual network links, and endpoints' zone groups ----
+
+pub const DNS_ZONES: &str =
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones";
+
+fn list(value: Vec<serde_json::Value>) -> Response {
+    axum::Json(Page { value, next_link: None }).into_response()
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, description = "The group's private DNS zones", body = Object)))]
+pub async fn list_dns_zones(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg)): Path<(String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(list(st.moat.list_dns_zones(&caller, &sub, &rg).await?))
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorResponse)))]
+pub async fn get_dns_zone(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone)): Path<(String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(axum::Json(st.moat.get_dns_zone(&caller, &sub, &rg, &zone).await?).into_response())
+}
+
+#[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body(content = Object, description = "{\"location\": \"global\", \"tags\": {…}}; the name is one of moat's privatelink zones"),
+    responses((status = 200, body = Object), (status = 201, body = Object), (status = 400, body = ErrorResponse)))]
+pub async fn put_dns_zone(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone)): Path<(String, String, String)>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<serde_json::Value>,
+) -> ArmResult {
+    let (v, c) = st.moat.put_dns_zone(&caller, &sub, &rg, &zone, &body).await?;
+    Ok((created(c), axum::Json(v)).into_response())
+}
+
+#[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, description = "Deleted"), (status = 204, description = "Did not exist"), (status = 409, body = ErrorResponse)))]
+pub async fn delete_dns_zone(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone)): Path<(String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(deleted(st.moat.delete_dns_zone(&caller, &sub, &rg, &zone).await?))
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}/ALL", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, description = "The zone's record sets (A records of the endpoints' zone groups)", body = Object)))]
+pub async fn list_dns_records(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone)): Path<(String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(list(st.moat.list_dns_records(&caller, &sub, &rg, &zone).await?))
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}/virtualNetworkLinks", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = Object)))]
+pub async fn list_dns_links(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone)): Path<(String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(list(st.moat.list_dns_links(&caller, &sub, &rg, &zone).await?))
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}/virtualNetworkLinks/{linkName}", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("linkName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorResponse)))]
+pub async fn get_dns_link(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone, link)): Path<(String, String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(axum::Json(st.moat.get_dns_link(&caller, &sub, &rg, &zone, &link).await?).into_response())
+}
+
+#[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}/virtualNetworkLinks/{linkName}", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("linkName" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body(content = Object, description = "{\"location\": \"global\", \"properties\": {\"virtualNetwork\": {\"id\": …}, \"registrationEnabled\": false}}"),
+    responses((status = 200, body = Object), (status = 201, body = Object), (status = 400, body = ErrorResponse)))]
+pub async fn put_dns_link(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone, link)): Path<(String, String, String, String)>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<serde_json::Value>,
+) -> ArmResult {
+    let (v, c) = st.moat.put_dns_link(&caller, &sub, &rg, &zone, &link, &body).await?;
+    Ok((created(c), axum::Json(v)).into_response())
+}
+
+#[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateDnsZones/{zoneName}/virtualNetworkLinks/{linkName}", tag = "privateDns",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("zoneName" = String, Path), ("linkName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, description = "Deleted"), (status = 204, description = "Did not exist")))]
+pub async fn delete_dns_link(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, zone, link)): Path<(String, String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(deleted(st.moat.delete_dns_link(&caller, &sub, &rg, &zone, &link).await?))
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateEndpoints/{endpointName}/privateDnsZoneGroups", tag = "network",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("endpointName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = Object)))]
+pub async fn list_zone_groups(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, pe)): Path<(String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(list(st.moat.list_zone_groups(&caller, &sub, &rg, &pe).await?))
+}
+
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateEndpoints/{endpointName}/privateDnsZoneGroups/{groupName}", tag = "network",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("endpointName" = String, Path), ("groupName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorResponse)))]
+pub async fn get_zone_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, pe, g)): Path<(String, String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(axum::Json(st.moat.get_zone_group(&caller, &sub, &rg, &pe, &g).await?).into_response())
+}
+
+#[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateEndpoints/{endpointName}/privateDnsZoneGroups/{groupName}", tag = "network",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("endpointName" = String, Path), ("groupName" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body(content = Object, description = "{\"properties\": {\"privateDnsZoneConfigs\": [{\"name\": …, \"properties\": {\"privateDnsZoneId\": …}}]}}"),
+    responses((status = 200, body = Object), (status = 201, body = Object), (status = 400, body = ErrorResponse)))]
+pub async fn put_zone_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, pe, g)): Path<(String, String, String, String)>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<serde_json::Value>,
+) -> ArmResult {
+    let (v, c) = st.moat.put_zone_group(&caller, &sub, &rg, &pe, &g, &body).await?;
+    Ok((created(c), axum::Json(v)).into_response())
+}
+
+#[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/privateEndpoints/{endpointName}/privateDnsZoneGroups/{groupName}", tag = "network",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("endpointName" = String, Path), ("groupName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, description = "Deleted: the endpoint's records leave the zones"), (status = 204, description = "Did not exist")))]
+pub async fn delete_zone_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, pe, g)): Path<(String, String, String, String)>,
+    _q: CommonQuery,
+) -> ArmResult {
+    Ok(deleted(st.moat.delete_zone_group(&caller, &sub, &rg, &pe, &g).await?))
+}

@@ -43,6 +43,9 @@ pub enum NetworkCommand {
     /// Decide private endpoint connections to any resource (the provider side), by ID.
     #[command(subcommand)]
     PrivateEndpointConnection(ConnectionCommand),
+    /// Private DNS zones, their virtual network links and record sets.
+    #[command(subcommand)]
+    PrivateDns(PrivateDnsCommand),
     /// For each plane of a registry: can a client there reach it, how, and if not, what is missing.
     #[command(
         after_help = "Examples:\n  moat network diagnose --registry-name demo                         # from the public network\n  moat network diagnose --registry-name demo --from-vnet vnet1\n  moat --source-address 127.77.1.50 network diagnose --registry-name demo --output table"
@@ -147,7 +150,154 @@ pub enum SubnetCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum PrivateDnsCommand {
+    /// Manage private DNS zones (moat's privatelink zones, e.g. privatelink.blob.moat.internal).
+    #[command(subcommand)]
+    Zone(ZoneCommand),
+    /// Link zones to virtual networks: queries from a linked network get the zone's records.
+    #[command(subcommand)]
+    Link(LinkCommand),
+    /// The records of a zone.
+    #[command(subcommand)]
+    RecordSet(RecordSetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ZoneCommand {
+    /// Create a private DNS zone.
+    #[command(after_help = "Example:\n  moat network private-dns zone create --name privatelink.blob.moat.internal")]
+    Create {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Show a private DNS zone.
+    #[command(after_help = "Example:\n  moat network private-dns zone show --name privatelink.blob.moat.internal")]
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// List private DNS zones.
+    #[command(after_help = "Example:\n  moat network private-dns zone list --output table")]
+    List {
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Delete a private DNS zone (refused while networks link it).
+    #[command(after_help = "Example:\n  moat network private-dns zone delete --name privatelink.blob.moat.internal")]
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LinkCommand {
+    /// Links to virtual networks.
+    #[command(subcommand)]
+    Vnet(LinkVnetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LinkVnetCommand {
+    /// Link a zone to a virtual network.
+    #[command(
+        after_help = "Example:\n  moat network private-dns link vnet create --zone-name privatelink.blob.moat.internal --name vnet1-link --virtual-network vnet1"
+    )]
+    Create {
+        #[arg(long, short = 'z')]
+        zone_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        /// The virtual network: its name (in the resource group) or ID.
+        #[arg(long, short = 'v')]
+        virtual_network: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// List a zone's links.
+    #[command(after_help = "Example:\n  moat network private-dns link vnet list --zone-name privatelink.blob.moat.internal")]
+    List {
+        #[arg(long, short = 'z')]
+        zone_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Remove a link.
+    #[command(
+        after_help = "Example:\n  moat network private-dns link vnet delete --zone-name privatelink.blob.moat.internal --name vnet1-link"
+    )]
+    Delete {
+        #[arg(long, short = 'z')]
+        zone_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecordSetCommand {
+    /// List a zone's records (the A records of the endpoints' zone groups).
+    #[command(
+        after_help = "Example:\n  moat network private-dns record-set list --zone-name privatelink.blob.moat.internal --output table"
+    )]
+    List {
+        #[arg(long, short = 'z')]
+        zone_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ZoneGroupCommand {
+    /// Put a private endpoint's records into private DNS zones.
+    #[command(
+        after_help = "Example:\n  moat network private-endpoint dns-zone-group create --endpoint-name pe-blob --name default --private-dns-zone privatelink.blob.moat.internal"
+    )]
+    Create {
+        #[arg(long)]
+        endpoint_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        /// The zone: its name (in the resource group) or ID.
+        #[arg(long)]
+        private_dns_zone: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// List a private endpoint's DNS zone groups.
+    #[command(after_help = "Example:\n  moat network private-endpoint dns-zone-group list --endpoint-name pe-blob")]
+    List {
+        #[arg(long)]
+        endpoint_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Delete a DNS zone group: the endpoint's records leave the zones.
+    #[command(after_help = "Example:\n  moat network private-endpoint dns-zone-group delete --endpoint-name pe-blob --name default")]
+    Delete {
+        #[arg(long)]
+        endpoint_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum EndpointCommand {
+    /// Manage the endpoint's DNS zone groups.
+    #[command(subcommand)]
+    DnsZoneGroup(ZoneGroupCommand),
     /// Create a private endpoint in a subnet to a registry (amlregistry), one of its storage
     /// accounts (blob) or its container registry (registry).
     #[command(
@@ -432,6 +582,8 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
         NetworkCommand::PrivateEndpoint(EndpointCommand::Delete { name, resource_group }) => {
             c.send(Method::DELETE, &format!("{}/privateEndpoints/{name}", net_path(c, &rg(c, &resource_group))), None, &[]).await?;
         }
+        NetworkCommand::PrivateDns(cmd) => private_dns(c, cmd, out).await?,
+        NetworkCommand::PrivateEndpoint(EndpointCommand::DnsZoneGroup(cmd)) => zone_groups(c, cmd, out).await?,
         NetworkCommand::Diagnose { registry_name, resource_group, from_vnet } => {
             let group = rg(c, &resource_group);
             let mut body = json!({});
@@ -569,5 +721,77 @@ pub async fn update_settings(c: &Client, kind: &str, s: NetworkSettings, out: Ou
         results.push(c.send(Method::PATCH, &id, Some(&json!({"properties": props})), &[]).await?.body);
     }
     output::print(out, &Value::Array(results), &[("Name", "/name"), ("PublicNetworkAccess", "/properties/publicNetworkAccess")]);
+    Ok(())
+}
+
+const ZONE_COLUMNS: &[Column] =
+    &[("Name", "/name"), ("Records", "/properties/numberOfRecordSets"), ("Links", "/properties/numberOfVirtualNetworkLinks")];
+const LINK_COLUMNS: &[Column] = &[("Name", "/name"), ("VirtualNetwork", "/properties/virtualNetwork/id")];
+const RECORD_COLUMNS: &[Column] = &[("Name", "/name"), ("Fqdn", "/properties/fqdn"), ("Address", "/properties/aRecords/0/ipv4Address")];
+
+fn zone_path(c: &Client, g: &Option<String>, zone: &str) -> String {
+    if zone.starts_with('/') { zone.to_string() } else { format!("{}/privateDnsZones/{zone}", net_path(c, &rg(c, g))) }
+}
+
+async fn private_dns(c: &Client, cmd: PrivateDnsCommand, out: Output) -> CmdResult {
+    match cmd {
+        PrivateDnsCommand::Zone(ZoneCommand::Create { name, resource_group }) => {
+            let v = c.send(Method::PUT, &zone_path(c, &resource_group, &name), Some(&json!({"location": "global"})), &[]).await?;
+            output::print(out, &v.body, ZONE_COLUMNS);
+        }
+        PrivateDnsCommand::Zone(ZoneCommand::Show { name, resource_group }) => {
+            output::print(out, &c.get(&zone_path(c, &resource_group, &name)).await?.body, ZONE_COLUMNS);
+        }
+        PrivateDnsCommand::Zone(ZoneCommand::List { resource_group }) => {
+            let items = c.list_all(&format!("{}/privateDnsZones", net_path(c, &rg(c, &resource_group)))).await?;
+            output::print(out, &Value::Array(items), ZONE_COLUMNS);
+        }
+        PrivateDnsCommand::Zone(ZoneCommand::Delete { name, resource_group }) => {
+            c.send(Method::DELETE, &zone_path(c, &resource_group, &name), None, &[]).await?;
+        }
+        PrivateDnsCommand::Link(LinkCommand::Vnet(LinkVnetCommand::Create { zone_name, name, virtual_network, resource_group })) => {
+            let vnet = if virtual_network.starts_with('/') {
+                virtual_network
+            } else {
+                format!("{}/virtualNetworks/{virtual_network}", net_path(c, &rg(c, &resource_group)))
+            };
+            let body = json!({"location": "global", "properties": {"virtualNetwork": {"id": vnet}, "registrationEnabled": false}});
+            let path = format!("{}/virtualNetworkLinks/{name}", zone_path(c, &resource_group, &zone_name));
+            output::print(out, &c.send(Method::PUT, &path, Some(&body), &[]).await?.body, LINK_COLUMNS);
+        }
+        PrivateDnsCommand::Link(LinkCommand::Vnet(LinkVnetCommand::List { zone_name, resource_group })) => {
+            let items = c.list_all(&format!("{}/virtualNetworkLinks", zone_path(c, &resource_group, &zone_name))).await?;
+            output::print(out, &Value::Array(items), LINK_COLUMNS);
+        }
+        PrivateDnsCommand::Link(LinkCommand::Vnet(LinkVnetCommand::Delete { zone_name, name, resource_group })) => {
+            c.send(Method::DELETE, &format!("{}/virtualNetworkLinks/{name}", zone_path(c, &resource_group, &zone_name)), None, &[]).await?;
+        }
+        PrivateDnsCommand::RecordSet(RecordSetCommand::List { zone_name, resource_group }) => {
+            let items = c.list_all(&format!("{}/ALL", zone_path(c, &resource_group, &zone_name))).await?;
+            output::print(out, &Value::Array(items), RECORD_COLUMNS);
+        }
+    }
+    Ok(())
+}
+
+async fn zone_groups(c: &Client, cmd: ZoneGroupCommand, out: Output) -> CmdResult {
+    let cols: &[Column] = &[("Name", "/name"), ("Zone", "/properties/privateDnsZoneConfigs/0/properties/privateDnsZoneId")];
+    match cmd {
+        ZoneGroupCommand::Create { endpoint_name, name, private_dns_zone, resource_group } => {
+            let zone = zone_path(c, &resource_group, &private_dns_zone);
+            let config = zone.rsplit('/').next().unwrap_or_default().replace('.', "-");
+            let body = json!({"properties": {"privateDnsZoneConfigs": [{"name": config, "properties": {"privateDnsZoneId": zone}}]}});
+            let path = format!("{}/privateEndpoints/{endpoint_name}/privateDnsZoneGroups/{name}", net_path(c, &rg(c, &resource_group)));
+            output::print(out, &c.send(Method::PUT, &path, Some(&body), &[]).await?.body, cols);
+        }
+        ZoneGroupCommand::List { endpoint_name, resource_group } => {
+            let path = format!("{}/privateEndpoints/{endpoint_name}/privateDnsZoneGroups", net_path(c, &rg(c, &resource_group)));
+            output::print(out, &Value::Array(c.list_all(&path).await?), cols);
+        }
+        ZoneGroupCommand::Delete { endpoint_name, name, resource_group } => {
+            let path = format!("{}/privateEndpoints/{endpoint_name}/privateDnsZoneGroups/{name}", net_path(c, &rg(c, &resource_group)));
+            c.send(Method::DELETE, &path, None, &[]).await?;
+        }
+    }
     Ok(())
 }

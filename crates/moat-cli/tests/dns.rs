@@ -71,6 +71,26 @@ async fn split_horizon_answers_follow_networks_and_endpoints() {
     let r = http.call("PUT", &format!("{net}/privateEndpoints/pe-dns"), Some(&pe), &[]).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["properties"]["customDnsConfigs"][0]["fqdn"], blob.as_str(), "{}", r.text);
+    // An endpoint alone changes no answer: as in Azure, the records live in a private DNS zone,
+    // which the network must be linked to.
+    assert_eq!(short(port, Some("127.66.1.9"), &blob).last().map(String::as_str), Some("127.0.0.1"));
+    let zones = format!("{}/resourceGroups/default/providers/Microsoft.Network/privateDnsZones", server.sub_path());
+    let bad = http.call("PUT", &format!("{zones}/privatelink.blob.core.windows.net"), Some(&json!({"location": "global"})), &[]).await;
+    assert_eq!((bad.status, bad.code().as_str()), (400, "UnsupportedPrivateDnsZone"), "{}", bad.text);
+    let zone_id = format!("{zones}/privatelink.blob.moat.internal");
+    assert_eq!(http.call("PUT", &zone_id, Some(&json!({"location": "global"})), &[]).await.status, 201);
+    let group = json!({"properties": {"privateDnsZoneConfigs": [{"name": "blob", "properties": {"privateDnsZoneId": zone_id}}]}});
+    let g = http.call("PUT", &format!("{net}/privateEndpoints/pe-dns/privateDnsZoneGroups/default"), Some(&group), &[]).await;
+    assert_eq!(g.status, 201, "{}", g.text);
+    let records = http.get(&format!("{zone_id}/ALL")).await;
+    assert_eq!(records.body["value"][0]["name"], format!("{account}"), "{}", records.text);
+    assert_eq!(records.body["value"][0]["properties"]["aRecords"][0]["ipv4Address"], "127.66.1.4");
+    assert_eq!(short(port, Some("127.66.1.9"), &blob).last().map(String::as_str), Some("127.0.0.1"), "not linked yet");
+    let link = json!({"location": "global", "properties": {"virtualNetwork": {"id": format!("{net}/virtualNetworks/dnsnet")}, "registrationEnabled": false}});
+    let l = http.call("PUT", &format!("{zone_id}/virtualNetworkLinks/dnsnet-link"), Some(&link), &[]).await;
+    assert_eq!(l.status, 201, "{}", l.text);
+    let undeletable = http.call("DELETE", &zone_id, None, &[]).await;
+    assert_eq!((undeletable.status, undeletable.code().as_str()), (409, "CannotDeleteZoneWithVirtualNetworkLinks"));
     let mut inside = Vec::new();
     for _ in 0..50 {
         inside = short(port, Some("127.66.1.9"), &blob);

@@ -417,7 +417,10 @@ async fn every_route_requires_authentication() {
             .replace("{vnetName}", "nosuchvnet")
             .replace("{subnetName}", "nosuchsubnet")
             .replace("{endpointName}", "nosuchendpoint")
-            .replace("{connectionName}", "nosuchconnection");
+            .replace("{connectionName}", "nosuchconnection")
+            .replace("{zoneName}", "privatelink.blob.moat.internal")
+            .replace("{linkName}", "nosuchlink")
+            .replace("{groupName}", "nosuchgroup");
         assert!(!path.contains('{'), "unsubstituted parameter in {template}");
         for method in ops.as_object().unwrap().keys() {
             let m = method.to_uppercase();

@@ -125,6 +125,16 @@ async fn only_processes_inside_the_approved_namespace_reach_a_private_registry()
         urls.push(url.unwrap_or_else(|| panic!("{pe} has no listener; the server log:\n{}", server.log())));
     }
     assert!(urls[0].starts_with("http://10.251.1.4:"), "{urls:?}");
+    // Private DNS: the blob zone, linked to vnet-a, holding pe-blob's record.
+    let zone_id = format!("{sub}/resourceGroups/default/providers/Microsoft.Network/privateDnsZones/privatelink.blob.moat.internal");
+    assert_eq!(http.call("PUT", &zone_id, Some(&json!({"location": "global"})), &[]).await.status, 201);
+    let link = json!({"location": "global", "properties": {"virtualNetwork": {"id": format!("{net}/virtualNetworks/vnet-a")}}});
+    assert_eq!(http.call("PUT", &format!("{zone_id}/virtualNetworkLinks/a"), Some(&link), &[]).await.status, 201);
+    let group = json!({"properties": {"privateDnsZoneConfigs": [{"name": "blob", "properties": {"privateDnsZoneId": zone_id}}]}});
+    assert_eq!(
+        http.call("PUT", &format!("{net}/privateEndpoints/pe-blob/privateDnsZoneGroups/default"), Some(&group), &[]).await.status,
+        201
+    );
 
     // A model from local files, created and downloaded from inside namespace A.
     let tmp = tempfile::tempdir().unwrap();

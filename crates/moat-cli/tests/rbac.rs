@@ -161,6 +161,27 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("DELETE", "{acr}/privateEndpointConnections/ghost", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
     ("PATCH", "{sa}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
     ("POST", "{reg}/diagnoseNetwork", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{net}/privateDnsZones", "A401 N200 R200 G200 U200 D200 C200 O200 X200"),
+    ("GET", "{net}/privateDnsZones/privatelink.api.moat.internal", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("PUT", "{net}/privateDnsZones/privatelink.blob.moat.internal", "A401 N404 R403 G403 U404 D404 C201 O200 X404"),
+    ("DELETE", "{net}/privateDnsZones/privatelink.cr.moat.internal", "A401 N404 R403 G403 U404 D404 C204 O204 X404"),
+    ("GET", "{net}/privateDnsZones/privatelink.api.moat.internal/ALL", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("GET", "{net}/privateDnsZones/privatelink.api.moat.internal/virtualNetworkLinks", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("GET", "{net}/privateDnsZones/privatelink.api.moat.internal/virtualNetworkLinks/l1", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    (
+        "PUT",
+        "{net}/privateDnsZones/privatelink.api.moat.internal/virtualNetworkLinks/l-{p}",
+        "A401 N404 R403 G403 U404 D404 C201 O201 X404",
+    ),
+    (
+        "DELETE",
+        "{net}/privateDnsZones/privatelink.api.moat.internal/virtualNetworkLinks/ghost",
+        "A401 N404 R403 G403 U404 D404 C204 O204 X404",
+    ),
+    ("GET", "{net}/privateEndpoints/pe1/privateDnsZoneGroups", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("GET", "{net}/privateEndpoints/pe1/privateDnsZoneGroups/default", "A401 N404 R200 G200 U404 D404 C200 O200 X404"),
+    ("PUT", "{net}/privateEndpoints/pe1/privateDnsZoneGroups/g-{p}", "A401 N404 R403 G403 U404 D404 C201 O201 X404"),
+    ("DELETE", "{net}/privateEndpoints/pe1/privateDnsZoneGroups/ghost", "A401 N404 R403 G403 U404 D404 C204 O204 X404"),
     ("PATCH", "{acr}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
 ];
 
@@ -215,6 +236,9 @@ fn template_of(path: &str) -> String {
                 "subnets" => "{subnetName}".to_string(),
                 "privateEndpoints" => "{endpointName}".to_string(),
                 "privateEndpointConnections" => "{connectionName}".to_string(),
+                "privateDnsZones" => "{zoneName}".to_string(),
+                "virtualNetworkLinks" => "{linkName}".to_string(),
+                "privateDnsZoneGroups" => "{groupName}".to_string(),
                 _ => seg.to_string(),
             }
         })
@@ -258,6 +282,11 @@ fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, ac
     let c = code.to_ascii_lowercase();
     let net = format!("/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Network");
     match method {
+        "PUT" if path.contains("/virtualNetworkLinks/") => Some(json!({"location": "global",
+            "properties": {"virtualNetwork": {"id": format!("{net}/virtualNetworks/vnet1")}}})),
+        "PUT" if path.contains("/privateDnsZoneGroups/") => Some(json!({"properties": {"privateDnsZoneConfigs": [{"name": "api",
+            "properties": {"privateDnsZoneId": format!("{net}/privateDnsZones/privatelink.api.moat.internal")}}]}})),
+        "PUT" if path.contains("/privateDnsZones/") => Some(json!({"location": "global"})),
         "PUT" if path.contains("/subnets/") => Some(json!({"properties": {"addressPrefix": format!("127.20.{}.0/24", c as u8)}})),
         "PUT" if path.contains("/virtualNetworks/") => {
             Some(json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["127.30.0.0/16"]}}}))
@@ -363,6 +392,27 @@ async fn every_route_for_every_role_at_every_scope() {
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
+    // Private DNS: the api zone, linked to vnet1 (l1), and pe1's zone group.
+    let zone = format!("{net}/privateDnsZones/privatelink.api.moat.internal");
+    assert_eq!(admin.call("PUT", &zone, Some(&json!({"location": "global"})), &[]).await.status, 201);
+    let r = admin
+        .call(
+            "PUT",
+            &format!("{zone}/virtualNetworkLinks/l1"),
+            Some(&json!({"location": "global", "properties": {"virtualNetwork": {"id": format!("{net}/virtualNetworks/vnet1")}}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin
+        .call(
+            "PUT",
+            &format!("{net}/privateEndpoints/pe1/privateDnsZoneGroups/default"),
+            Some(&json!({"properties": {"privateDnsZoneConfigs": [{"name": "api", "properties": {"privateDnsZoneId": zone}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     let custom_id = "11111111-2222-4333-8444-555555555555";
     let custom = admin
         .call(

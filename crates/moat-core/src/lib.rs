@@ -20,6 +20,7 @@ pub mod identity;
 pub mod network;
 pub mod oidc;
 pub mod operations;
+pub mod privatedns;
 pub mod registries;
 pub mod roles;
 pub mod sas;

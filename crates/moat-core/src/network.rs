@@ -103,6 +103,9 @@ pub(crate) struct EndpointDoc {
     pub description: String,
     /// Asked for manual approval (listed under `manualPrivateLinkServiceConnections`).
     pub manual: bool,
+    /// Its DNS zone groups: the private DNS zones its A records go into.
+    #[serde(default)]
+    pub dns_zone_groups: Vec<crate::privatedns::ZoneGroupDoc>,
 }
 
 impl EndpointDoc {
@@ -136,15 +139,15 @@ pub struct EndpointInfo {
 }
 
 /// The DNS data of the network view: every public name, and per virtual network (the view,
-/// named by the network's lowercase ARM ID) the private endpoint addresses of its names — as if
-/// every network were linked to the privatelink zones and every endpoint had a DNS zone group.
+/// named by the network's lowercase ARM ID) the records of the private DNS zones linked to it.
 #[derive(Clone, Debug, Default)]
 pub struct DnsRecords {
     pub zone: String,
     /// `<region>.api.<zone>`, `<registry-guid>.registry.<region>.api.<zone>`,
     /// `<account>.blob.<zone>`, `<acr>.cr.<zone>`, `<acr>.<region>.data.cr.<zone>`.
     pub names: Vec<String>,
-    /// (public name, view, private endpoint address).
+    /// (privatelink name, view, private endpoint address): the records of the private DNS zones
+    /// linked to each network.
     pub private: Vec<(String, String, IpAddr)>,
     /// Loopback- and host-mode networks: a querier whose source address is in the range is in the view.
     pub source_views: Vec<(Cidr, String)>,
@@ -182,6 +185,11 @@ pub struct NetView {
     pub dns: DnsRecords,
     /// Each networked resource's public DNS names, by its key.
     names: HashMap<String, Vec<String>>,
+    /// Private DNS zones (by key): their records, and how many networks link them.
+    zone_records: HashMap<String, Vec<(String, IpAddr)>>,
+    zone_link_counts: HashMap<String, usize>,
+    /// The regions registries are in.
+    regions: Vec<String>,
     /// Bumped by every rebuild, so watchers can tell views apart.
     pub generation: u64,
 }
@@ -195,6 +203,21 @@ impl std::fmt::Debug for NetView {
 impl NetView {
     pub fn endpoints(&self) -> &[EndpointInfo] {
         &self.endpoints
+    }
+
+    /// The records of a private DNS zone (privatelink names and addresses).
+    pub fn zone_records(&self, zone_key: &str) -> &[(String, IpAddr)] {
+        self.zone_records.get(zone_key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// How many virtual networks link a private DNS zone.
+    pub fn zone_links(&self, zone_key: &str) -> usize {
+        self.zone_link_counts.get(zone_key).copied().unwrap_or(0)
+    }
+
+    /// The regions registries are in.
+    pub fn regions(&self) -> Vec<String> {
+        self.regions.clone()
     }
 
     /// The network namespaces of namespace-mode networks, where moat also serves its public
@@ -399,9 +422,40 @@ impl Moat {
         dns.names.extend(regions.iter().map(|r| format!("{r}.api.{zone}")));
         dns.names.extend(names.values().flatten().cloned());
         dns.names.sort();
+        // Private DNS: zones, their links, and the records the endpoints' zone groups put in them.
+        let mut zones: HashMap<String, String> = HashMap::new();
+        for row in self.all_of(crate::privatedns::ZONE_KIND).await? {
+            let z: crate::privatedns::ZoneDoc = decode(&row)?;
+            zones.insert(row.id_key(), z.name);
+        }
+        let mut zone_links: HashMap<String, Vec<String>> = HashMap::new();
+        for row in self.all_of(crate::privatedns::LINK_KIND).await? {
+            let l: crate::privatedns::LinkDoc = decode(&row)?;
+            if let Some((zone_key, _)) = row.id_key().split_once("/virtualnetworklinks/") {
+                zone_links.entry(zone_key.to_string()).or_default().push(l.vnet_id.to_ascii_lowercase());
+            }
+        }
+        let mut zone_records: HashMap<String, Vec<(String, IpAddr)>> = HashMap::new();
         for e in &endpoints {
-            for name in names.get(&e.target_key).into_iter().flatten() {
-                dns.private.push((name.clone(), e.vnet_id.to_ascii_lowercase(), e.ip));
+            for g in &e.doc.dns_zone_groups {
+                for (_, zid) in &g.configs {
+                    let zkey = zid.to_ascii_lowercase();
+                    let Some(zname) = zones.get(&zkey) else { continue };
+                    for name in names.get(&e.target_key).into_iter().flatten() {
+                        if let Some(pl) = crate::privatedns::privatelink_name(&zone, name)
+                            && pl.ends_with(&format!(".{zname}"))
+                        {
+                            zone_records.entry(zkey.clone()).or_default().push((pl, e.ip));
+                        }
+                    }
+                }
+            }
+        }
+        for (zkey, vnet_keys) in &zone_links {
+            for vnet_key in vnet_keys {
+                for (pl, ip) in zone_records.get(zkey).into_iter().flatten() {
+                    dns.private.push((pl.clone(), vnet_key.clone(), *ip));
+                }
             }
         }
         for (key, (_, v)) in &vnets {
@@ -428,6 +482,9 @@ impl Moat {
             vnets: vnet_list,
             dns,
             names,
+            zone_link_counts: zone_links.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+            zone_records,
+            regions: regions.into_iter().collect(),
             generation,
         };
         self.net.send_replace(Arc::new(view));
@@ -1054,6 +1111,7 @@ impl Moat {
                         status_description(status).into()
                     },
                     manual,
+                    dns_zone_groups: vec![],
                 }
             }
         };

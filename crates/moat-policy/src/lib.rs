@@ -44,6 +44,9 @@ pub mod actions {
     pub const VNET_WRITE: &str = "Microsoft.Network/virtualNetworks/write";
     pub const VNET_DELETE: &str = "Microsoft.Network/virtualNetworks/delete";
     pub const SUBNET_JOIN: &str = "Microsoft.Network/virtualNetworks/subnets/join/action";
+    pub const DNS_ZONE_READ: &str = "Microsoft.Network/privateDnsZones/read";
+    pub const DNS_ZONE_WRITE: &str = "Microsoft.Network/privateDnsZones/write";
+    pub const DNS_ZONE_DELETE: &str = "Microsoft.Network/privateDnsZones/delete";
     pub const ENDPOINT_READ: &str = "Microsoft.Network/privateEndpoints/read";
     pub const ENDPOINT_WRITE: &str = "Microsoft.Network/privateEndpoints/write";
     pub const ENDPOINT_DELETE: &str = "Microsoft.Network/privateEndpoints/delete";

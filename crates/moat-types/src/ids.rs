@@ -249,6 +249,9 @@ const KEYWORDS: &[&str] = &[
     "subnets",
     "privateEndpoints",
     "privateEndpointConnections",
+    "privateDnsZones",
+    "virtualNetworkLinks",
+    "privateDnsZoneGroups",
 ];
 
 /// Rewrites the fixed words of an ARM request path to their canonical casing, so that
