@@ -11,6 +11,7 @@ need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]}"

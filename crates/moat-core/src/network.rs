@@ -545,7 +545,7 @@ impl Moat {
 
     /// Writes `doc` as resource `id` — created, or replacing `existing` unless it changed
     /// meanwhile — commits, and refreshes the network view. Returns the stored ID and ETag.
-    async fn save_network_doc<T: Serialize>(
+    pub(crate) async fn save_network_doc<T: Serialize>(
         &self,
         mut tx: WriteTx,
         id: &ResourceId,

@@ -110,15 +110,8 @@ impl Moat {
         }
         let existing = tx.get_resource(&id.key()).await?;
         let doc = ZoneDoc { name: zone, tags };
-        let row = document(&id, &doc, new_etag(), existing.as_ref().map_or(&now, |r| &r.created_at), &now)?;
-        match &existing {
-            None => tx.insert_resource(&row).await?,
-            Some(r) => {
-                tx.update_resource(&row, &r.etag).await?;
-            }
-        }
-        tx.commit().await?;
-        self.reload_network().await?;
+        self.save_network_doc(tx, &id, existing.as_ref(), &doc, &now).await?;
+        let row = self.store.get_resource(&id.key()).await?.ok_or_else(|| not_found("private DNS zone", name))?;
         Ok((self.render_zone(&row, &doc), existing.is_none()))
     }
 
@@ -232,15 +225,8 @@ impl Moat {
         let mut tx = self.store.write().await?;
         let existing = tx.get_resource(&id.key()).await?;
         let doc = LinkDoc { name: name.to_string(), vnet_id: vrow.id.clone(), registration_enabled: false, tags };
-        let row = document(&id, &doc, new_etag(), existing.as_ref().map_or(&now, |r| &r.created_at), &now)?;
-        match &existing {
-            None => tx.insert_resource(&row).await?,
-            Some(r) => {
-                tx.update_resource(&row, &r.etag).await?;
-            }
-        }
-        tx.commit().await?;
-        self.reload_network().await?;
+        self.save_network_doc(tx, &id, existing.as_ref(), &doc, &now).await?;
+        let row = self.store.get_resource(&id.key()).await?.ok_or_else(|| not_found("virtual network link", name))?;
         Ok((self.render_link(&row, &doc), existing.is_none()))
     }
 
