@@ -43,6 +43,95 @@ pub async fn serve_origin(
         .await
 }
 
+/// A TLS listener for axum: connections are accepted and their handshakes run in their own
+/// tasks (a slow or broken client never holds up the others); finished ones are handed over.
+pub struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(listener: tokio::net::TcpListener, config: Arc<moat_tls::rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    break;
+                }
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The acceptor is gone: nothing will ever arrive.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// The peer address of a TLS connection (axum's own `ConnectInfo<SocketAddr>` covers plain TCP
+/// listeners only); turned into `ConnectInfo<SocketAddr>` before routing, so handlers see one type.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsPeer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for TlsPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        TlsPeer(*stream.remote_addr())
+    }
+}
+
+/// Like [`serve_origin`], over TLS.
+pub async fn serve_origin_tls(
+    listener: TlsListener,
+    moat: Arc<Moat>,
+    origin: Arc<str>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tag = move |mut req: Request| {
+        req.extensions_mut().insert(ListenerOrigin(origin.clone()));
+        if let Some(axum::extract::ConnectInfo(TlsPeer(peer))) = req.extensions().get::<axum::extract::ConnectInfo<TlsPeer>>().copied() {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        }
+        crate::canonicalize(req)
+    };
+    let app = tower::util::MapRequestLayer::new(tag).layer(crate::router(moat));
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<TlsPeer>(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Whether a private endpoint's listener serves `path` at all: identity (like Entra ID, always
 /// reachable), discovery, the registry's asset operations and the blob plane. Which resource
 /// and plane it may reach is network admission's decision; management requests go to the

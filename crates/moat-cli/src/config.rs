@@ -30,6 +30,10 @@ pub struct FileConfig {
     pub signing_key_rotation_secs: Option<i64>,
     /// Log filter, e.g. `info` or `moat_api=debug,info`.
     pub log: Option<String>,
+    /// Serve HTTPS on the public listener with a certificate from moat's local certificate
+    /// authority (created on first start under `<data_dir>/tls`; clients trust it through their
+    /// profile). Off by default for now.
+    pub tls: Option<bool>,
     /// Serve plain HTTP on a non-loopback address. Off by default: without TLS, tokens would
     /// cross the network in clear.
     pub allow_plain_http_on_network: Option<bool>,
@@ -59,6 +63,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_TOKEN_LIFETIME_SECS", "token_lifetime_secs"),
     ("MOAT_SIGNING_KEY_ROTATION_SECS", "signing_key_rotation_secs"),
     ("MOAT_LOG", "log"),
+    ("MOAT_TLS", "tls"),
     ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
 ];
 /// Variables that belong to the client or the test suite, not to the server.
@@ -76,6 +81,7 @@ pub struct ServeConfig {
     pub token_lifetime_secs: i64,
     pub signing_key_rotation_secs: i64,
     pub log: String,
+    pub tls: bool,
     pub oidc_issuers: Vec<OidcIssuer>,
 }
 
@@ -129,6 +135,7 @@ impl FileConfig {
                         Some(v.parse().map_err(|_| format!("MOAT_SIGNING_KEY_ROTATION_SECS must be a number of seconds, not '{v}'"))?)
                 }
                 "MOAT_LOG" => c.log = Some(v),
+                "MOAT_TLS" => c.tls = Some(v.parse().map_err(|_| format!("MOAT_TLS must be true or false, not '{v}'"))?),
                 "MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK" => {
                     c.allow_plain_http_on_network =
                         Some(v.parse().map_err(|_| format!("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK must be true or false, not '{v}'"))?)
@@ -153,6 +160,7 @@ impl FileConfig {
             token_lifetime_secs: top.token_lifetime_secs.or(self.token_lifetime_secs),
             signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
             log: top.log.or(self.log),
+            tls: top.tls.or(self.tls),
             allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
             oidc_issuers: top.oidc_issuers.or(self.oidc_issuers),
         }
@@ -163,10 +171,11 @@ impl FileConfig {
         let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr =
             listen_text.parse().map_err(|_| format!("listen: '{listen_text}' is not an address like 127.0.0.1:7700"))?;
-        if !listen.ip().is_loopback() && !self.allow_plain_http_on_network.unwrap_or(false) {
+        let tls = self.tls.unwrap_or(false);
+        if !listen.ip().is_loopback() && !tls && !self.allow_plain_http_on_network.unwrap_or(false) {
             return Err(format!(
                 "listen: {listen} is not a loopback address, and moat would serve plain HTTP there, sending tokens in clear. \
-                 Listen on 127.0.0.1, or set allow_plain_http_on_network = true if a TLS proxy fronts moat."
+                 Listen on 127.0.0.1, turn on tls, or set allow_plain_http_on_network = true if a TLS proxy fronts moat."
             ));
         }
         if let Some(u) = &self.public_url
@@ -216,6 +225,7 @@ impl FileConfig {
             token_lifetime_secs,
             signing_key_rotation_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
+            tls,
             oidc_issuers,
         })
     }

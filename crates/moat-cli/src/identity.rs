@@ -47,13 +47,18 @@ pub async fn login(
         user: None,
         access_token: None,
         expires_on: None,
+        // A CA trusted for this endpoint before is trusted still.
+        ca_certificate: current
+            .as_ref()
+            .filter(|p| p.endpoint.trim_end_matches('/') == endpoint.trim_end_matches('/'))
+            .and_then(|p| p.ca_certificate.clone()),
     };
     if service_principal {
-        moat_client::login_service_principal(&endpoint, &tenant, username, password).await?;
+        moat_client::login_service_principal(&endpoint, &tenant, username, password, profile.ca_certificate.as_deref()).await?;
         profile.client_id = Some(username.to_string());
         profile.client_secret = Some(password.to_string());
     } else {
-        let t = moat_client::login_user(&endpoint, &tenant, username, password).await?;
+        let t = moat_client::login_user(&endpoint, &tenant, username, password, profile.ca_certificate.as_deref()).await?;
         profile.user = Some(username.to_string());
         profile.access_token = Some(t.access_token);
         profile.expires_on = Some(t.expires_on);

@@ -67,7 +67,30 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     })?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let local = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
-    let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
+    // TLS from moat's local CA: the public listener's certificate names this host's addresses,
+    // localhost, the public URL's host and the zone's services.
+    let tls = if cfg.tls {
+        let ca = moat_tls::LocalCa::load_or_create(&cfg.data_dir.join("tls")).map_err(|e| format!("the local CA: {e}"))?;
+        let mut names = vec![moat_tls::SanEntry::from(local.ip()), moat_tls::SanEntry::from(std::net::IpAddr::from([127, 0, 0, 1]))];
+        let zone = cfg.dns_zone.to_ascii_lowercase();
+        let host = public_url.split("://").nth(1).unwrap_or_default().split(['/', ':']).next().unwrap_or_default().to_string();
+        for n in ["localhost".to_string(), host, format!("*.api.{zone}"), format!("*.blob.{zone}"), format!("*.cr.{zone}")] {
+            match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => names.push(moat_tls::SanEntry::from(ip)),
+                Err(_) => names.push(moat_tls::SanEntry::dns(&n).map_err(|e| format!("certificate name {n}: {e}"))?),
+            }
+        }
+        names.dedup();
+        let issued = ca.issue(&names, moat_tls::DEFAULT_LEAF_VALIDITY).map_err(|e| format!("the server certificate: {e}"))?;
+        let store = moat_tls::CertStore::new();
+        store.set("public", issued.certified_key());
+        let config = store.server_config("public", moat_tls::HTTP1_ONLY).map_err(|e| format!("TLS: {e}"))?;
+        Some((ca.ca_path().to_path_buf(), config))
+    } else {
+        None
+    };
 
     let db = cfg.data_dir.join("moat.db");
     let store = Store::open(&format!("sqlite://{}", db.display()))
@@ -104,6 +127,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         user: None,
         access_token: None,
         expires_on: None,
+        ca_certificate: tls.as_ref().map(|(path, _)| path.display().to_string()),
     };
     if previous.as_ref() != Some(&profile) {
         let json = serde_json::to_vec_pretty(&profile).map_err(|e| format!("profile: {e}"))?;
@@ -137,17 +161,26 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     if let Some(line) = dns_line {
         println!("{line}");
     }
+    if let Some(ca) = &profile.ca_certificate {
+        println!("  tls: certificates from moat's local CA; trust {ca} (the profile does)");
+    }
     println!("  ready in {} ms", started.elapsed().as_millis());
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "serving");
     // Private endpoint listeners follow the network view until shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let endpoints = tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), Arc::clone(&dns), stop_rx));
-    let result = moat_api::serve(listener, moat, async move {
+    let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
-    })
-    .await;
+    };
+    let result = match tls {
+        Some((_, config)) => {
+            let listener = moat_api::listeners::TlsListener::new(listener, config).map_err(|e| format!("TLS listener: {e}"))?;
+            moat_api::listeners::serve_origin_tls(listener, moat, Arc::from(moat_api::listeners::PUBLIC_ORIGIN), shutdown).await
+        }
+        None => moat_api::serve(listener, moat, shutdown).await,
+    };
     let _ = endpoints.await;
     store.close().await;
     drop(lock);

@@ -324,6 +324,7 @@ async fn connections_wait_for_approval_and_can_be_rejected_or_disconnected() {
     assert_eq!(http.call("DELETE", &format!("{}{NET}/privateEndpoints/pe-rejected", f.sub), None, &[]).await.status, 200);
     let mut closed = false;
     for _ in 0..100 {
+        moat_client::install_crypto_provider();
         let c = reqwest::Client::builder().local_address(ip("127.60.1.9")).build().unwrap();
         if c.get(format!("{url2}/healthz")).send().await.is_err() {
             closed = true;

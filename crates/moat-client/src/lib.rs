@@ -39,6 +39,10 @@ pub struct Profile {
     /// Unix time at which `access_token` expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_on: Option<i64>,
+    /// PEM file of the certificate authority to trust for an `https://` endpoint (moat's local
+    /// CA, which `moat serve` writes into the profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 impl Profile {
@@ -125,8 +129,44 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     ClientError::Api { status: status.as_u16(), code, message, target }
 }
 
+/// TLS that trusts exactly the certificate authority in the PEM file `ca` (moat's local CA).
+fn tls_trusting(ca: &str) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: String| ClientError::Profile(format!("the CA certificate {ca}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("it holds no certificate".into()));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
 fn http_client(endpoint: &str, source: Option<std::net::IpAddr>) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+    http_client_trusting(endpoint, source, None)
+}
+
+/// Makes ring the process's TLS crypto provider (once); reqwest needs one before it builds a
+/// client, even for plain HTTP.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn http_client_trusting(endpoint: &str, source: Option<std::net::IpAddr>, ca: Option<&str>) -> Result<reqwest::Client, ClientError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        builder = builder.use_preconfigured_tls(tls_trusting(ca)?);
+    }
+    builder
         .timeout(Duration::from_secs(120))
         .local_address(source)
         .build()
@@ -168,8 +208,14 @@ pub async fn fetch_json(url: &str) -> Result<serde_json::Value, ClientError> {
 }
 
 /// Signs a user in with the `password` grant; the token is for the management audience.
-pub async fn login_user(endpoint: &str, tenant: &str, username: &str, password: &str) -> Result<TokenResponse, ClientError> {
-    let http = http_client(endpoint, None)?;
+pub async fn login_user(
+    endpoint: &str,
+    tenant: &str,
+    username: &str,
+    password: &str,
+    ca: Option<&str>,
+) -> Result<TokenResponse, ClientError> {
+    let http = http_client_trusting(endpoint, None, ca)?;
     request_token(
         &http,
         endpoint,
@@ -181,8 +227,14 @@ pub async fn login_user(endpoint: &str, tenant: &str, username: &str, password: 
 }
 
 /// Checks service principal credentials by exchanging them for a token.
-pub async fn login_service_principal(endpoint: &str, tenant: &str, app_id: &str, secret: &str) -> Result<TokenResponse, ClientError> {
-    let http = http_client(endpoint, None)?;
+pub async fn login_service_principal(
+    endpoint: &str,
+    tenant: &str,
+    app_id: &str,
+    secret: &str,
+    ca: Option<&str>,
+) -> Result<TokenResponse, ClientError> {
+    let http = http_client_trusting(endpoint, None, ca)?;
     request_token(
         &http,
         endpoint,
@@ -195,7 +247,7 @@ pub async fn login_service_principal(endpoint: &str, tenant: &str, app_id: &str,
 
 impl Client {
     pub fn new(profile: Profile) -> Result<Client, ClientError> {
-        let http = http_client(&profile.endpoint, None)?;
+        let http = http_client_trusting(&profile.endpoint, None, profile.ca_certificate.as_deref())?;
         Ok(Client { http, profile, token: tokio::sync::Mutex::new(None), source: None, routes: tokio::sync::OnceCell::new() })
     }
 
@@ -203,7 +255,7 @@ impl Client {
     /// network's 127.x range). Data-plane requests then go through the network's approved
     /// private endpoints where there are some.
     pub fn with_source(mut self, source: std::net::IpAddr) -> Result<Client, ClientError> {
-        self.http = http_client(&self.profile.endpoint, Some(source))?;
+        self.http = http_client_trusting(&self.profile.endpoint, Some(source), self.profile.ca_certificate.as_deref())?;
         self.source = Some(source);
         Ok(self)
     }

@@ -135,6 +135,7 @@ impl Server {
     }
 
     pub fn http(&self) -> Http {
+        moat_client::install_crypto_provider();
         Http { base: self.url.clone(), token: Some(self.token()), client: reqwest::Client::new() }
     }
 
@@ -211,6 +212,7 @@ impl Http {
     /// The same caller, talking to `base` from source address `source` (a client "inside" a
     /// loopback virtual network binds an address of its range).
     pub fn at(&self, base: &str, source: Option<std::net::IpAddr>) -> Http {
+        moat_client::install_crypto_provider();
         let client = reqwest::Client::builder().local_address(source).build().unwrap();
         Http { base: base.trim_end_matches('/').to_string(), token: self.token.clone(), client }
     }

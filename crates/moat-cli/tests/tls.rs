@@ -1,0 +1,57 @@
+//! HTTPS from moat's local certificate authority, through the real binary: the CLI trusts the
+//! CA through its profile and works end to end (registry, model upload and download through
+//! the blob plane's SAS URLs); curl trusts it only when told to; plain HTTP gets nowhere.
+
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::Server;
+
+#[test]
+fn the_cli_and_curl_speak_verified_tls_to_moat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_TLS", "true")]);
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("data/profile.json")).unwrap()).unwrap();
+    let ca = profile["caCertificate"].as_str().unwrap().to_string();
+    assert!(std::fs::read_to_string(&ca).unwrap().contains("BEGIN CERTIFICATE"));
+
+    std::fs::write(tmp.path().join("r.yml"), "name: tlsreg\nlocation: eastus\n").unwrap();
+    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
+    std::fs::create_dir_all(tmp.path().join("model")).unwrap();
+    let weights: Vec<u8> = (0..10_000_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(tmp.path().join("model/weights.bin"), &weights).unwrap();
+    std::fs::write(tmp.path().join("model.yml"), "name: m\nversion: 1\npath: ./model\n").unwrap();
+    let m = server.moat_json(&["model", "create", "--file", tmp.path().join("model.yml").to_str().unwrap(), "--registry-name", "tlsreg"]);
+    assert_eq!(m["properties"]["files"][0]["path"], "weights.bin");
+    let out = tmp.path().join("out");
+    let d = server.moat(&[
+        "model",
+        "download",
+        "--name",
+        "m",
+        "--version",
+        "1",
+        "--registry-name",
+        "tlsreg",
+        "--download-path",
+        out.to_str().unwrap(),
+    ]);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert_eq!(std::fs::read(out.join("m/weights.bin")).unwrap(), weights);
+
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIP the curl part: curl is not installed");
+        return;
+    }
+    let url = format!("{}/healthz", server.url);
+    let trusted = Command::new("curl").args(["-sS", "-m", "5", "--cacert", &ca, &url]).output().unwrap();
+    assert!(trusted.status.success(), "curl --cacert: {}", String::from_utf8_lossy(&trusted.stderr));
+    let untrusted = Command::new("curl").args(["-sS", "-m", "5", &url]).output().unwrap();
+    assert_eq!(untrusted.status.code(), Some(60), "without the CA, curl must refuse the certificate");
+    let plain = Command::new("curl").args(["-sS", "-m", "5", &url.replace("https://", "http://")]).output().unwrap();
+    assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"), "plain HTTP must not be served");
+}
