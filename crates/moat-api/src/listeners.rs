@@ -196,7 +196,32 @@ impl Running {
 /// Opens and closes private endpoint listeners as the network view changes, until `stop`.
 /// Each listener binds its endpoint's address on `port` (the public listener's), or on a port
 /// the system picks when that one is taken; `serviceUrl` reports where.
-pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, dns: Arc<crate::dns::Dns>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// TLS for the listeners moat opens itself, when the public listener serves TLS: the local CA
+/// issues each endpoint listener a certificate for its address; the public surface inside a
+/// namespace presents the public listener's certificate (stored as `public`).
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub ca: Arc<moat_tls::LocalCa>,
+    pub store: Arc<moat_tls::CertStore>,
+}
+
+impl ListenerTls {
+    fn config_for(&self, key: &str, ip: Option<IpAddr>) -> std::io::Result<Arc<moat_tls::rustls::ServerConfig>> {
+        if let Some(ip) = ip {
+            let issued = self.ca.issue(&[moat_tls::SanEntry::from(ip)], moat_tls::DEFAULT_LEAF_VALIDITY).map_err(std::io::Error::other)?;
+            self.store.set(key, issued.certified_key());
+        }
+        self.store.server_config(key, moat_tls::HTTP1_ONLY).map_err(std::io::Error::other)
+    }
+}
+
+pub async fn run_endpoint_listeners(
+    moat: Arc<Moat>,
+    port: u16,
+    dns: Arc<crate::dns::Dns>,
+    tls: Option<ListenerTls>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut changes = moat.network_changes();
     let mut running: HashMap<String, Running> = HashMap::new();
     // The public surface inside each namespace-mode network, by namespace.
@@ -247,7 +272,7 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, dns: Arc<crate::
                 }
             }
             let mut stops = Vec::new();
-            match open_public_in(&moat, ns, port).await {
+            match open_public_in(&moat, ns, port, tls.as_ref()).await {
                 Ok(stop) => stops.push(stop),
                 Err(err) => tracing::error!(namespace = %ns, error = %err, "cannot serve inside the network namespace"),
             }
@@ -262,7 +287,7 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, dns: Arc<crate::
             if running.contains_key(key) {
                 continue;
             }
-            match open(&moat, e, port).await {
+            match open(&moat, e, port, tls.as_ref()).await {
                 Ok(r) => {
                     running.insert(key.to_string(), r);
                 }
@@ -292,21 +317,37 @@ pub async fn run_endpoint_listeners(moat: Arc<Moat>, port: u16, dns: Arc<crate::
 }
 
 /// Serves `listener` for `origin` in the background until the returned sender fires (or drops).
-fn spawn_serving(moat: &Arc<Moat>, listener: tokio::net::TcpListener, origin: &str) -> tokio::sync::oneshot::Sender<()> {
+fn spawn_serving(
+    moat: &Arc<Moat>,
+    listener: tokio::net::TcpListener,
+    origin: &str,
+    tls: Option<Arc<moat_tls::rustls::ServerConfig>>,
+) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let m = Arc::clone(moat);
     let origin: Arc<str> = Arc::from(origin);
-    tokio::spawn(async move {
-        let o = origin.clone();
-        if let Err(err) = serve_origin(listener, m, origin, async move {
-            let _ = rx.await;
-        })
-        .await
-        {
-            tracing::error!(origin = %o, error = %err, "listener failed");
+    let o = origin.clone();
+    let shutdown = async move {
+        let _ = rx.await;
+    };
+    match tls {
+        Some(config) => {
+            let l = TlsListener::new(listener, config)?;
+            tokio::spawn(async move {
+                if let Err(err) = serve_origin_tls(l, m, origin, shutdown).await {
+                    tracing::error!(origin = %o, error = %err, "listener failed");
+                }
+            });
         }
-    });
-    tx
+        None => {
+            tokio::spawn(async move {
+                if let Err(err) = serve_origin(listener, m, origin, shutdown).await {
+                    tracing::error!(origin = %o, error = %err, "listener failed");
+                }
+            });
+        }
+    }
+    Ok(tx)
 }
 
 /// Binds `ip:port` (else `ip:0`), in `namespace` if given.
@@ -345,7 +386,12 @@ async fn open_dns_in(dns: &Arc<crate::dns::Dns>, ns: &str, view: Option<String>)
 
 /// moat's public surface inside a namespace, on its 127.0.0.1: requests there come from the
 /// public network, as far as admission is concerned.
-async fn open_public_in(moat: &Arc<Moat>, ns: &str, port: u16) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
+async fn open_public_in(
+    moat: &Arc<Moat>,
+    ns: &str,
+    port: u16,
+    tls: Option<&ListenerTls>,
+) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
     let n = ns.to_string();
     tokio::task::spawn_blocking(move || crate::netns::loopback_up(&n)).await.map_err(std::io::Error::other)??;
     let listener = bind(Some(ns), IpAddr::from([127, 0, 0, 1]), port).await?;
@@ -354,10 +400,11 @@ async fn open_public_in(moat: &Arc<Moat>, ns: &str, port: u16) -> std::io::Resul
         tracing::warn!(namespace = %ns, %addr, "the public port is taken inside the namespace; clients there must use this address");
     }
     tracing::info!(namespace = %ns, %addr, "public listener open inside the network namespace");
-    Ok(spawn_serving(moat, listener, PUBLIC_ORIGIN))
+    let config = tls.map(|t| t.config_for("public", None)).transpose()?;
+    spawn_serving(moat, listener, PUBLIC_ORIGIN, config)
 }
 
-async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16) -> std::io::Result<Running> {
+async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16, tls: Option<&ListenerTls>) -> std::io::Result<Running> {
     let namespace = match e.mode {
         BindingMode::Namespace => {
             let ns = e.namespace.clone().unwrap_or_default();
@@ -369,8 +416,10 @@ async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16) -> std::io::Result<
     };
     let listener = bind(namespace.as_deref(), e.ip, port).await?;
     let addr = listener.local_addr()?;
-    let stop = spawn_serving(moat, listener, &e.key);
-    moat.set_listener_url(&e.key, Some(Ok(format!("http://{addr}"))));
+    let config = tls.map(|t| t.config_for(&e.key, Some(e.ip))).transpose()?;
+    let scheme = if config.is_some() { "https" } else { "http" };
+    let stop = spawn_serving(moat, listener, &e.key, config)?;
+    moat.set_listener_url(&e.key, Some(Ok(format!("{scheme}://{addr}"))));
     tracing::info!(endpoint = %e.key, %addr, namespace = namespace.as_deref().unwrap_or("-"), "private endpoint listener open");
     Ok(Running { ip: e.ip, namespace, stop })
 }

@@ -87,7 +87,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         let store = moat_tls::CertStore::new();
         store.set("public", issued.certified_key());
         let config = store.server_config("public", moat_tls::HTTP1_ONLY).map_err(|e| format!("TLS: {e}"))?;
-        Some((ca.ca_path().to_path_buf(), config))
+        let path = ca.ca_path().to_path_buf();
+        Some((path, config, moat_api::listeners::ListenerTls { ca: Arc::new(ca), store }))
     } else {
         None
     };
@@ -127,7 +128,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         user: None,
         access_token: None,
         expires_on: None,
-        ca_certificate: tls.as_ref().map(|(path, _)| path.display().to_string()),
+        ca_certificate: tls.as_ref().map(|(path, _, _)| path.display().to_string()),
     };
     if previous.as_ref() != Some(&profile) {
         let json = serde_json::to_vec_pretty(&profile).map_err(|e| format!("profile: {e}"))?;
@@ -169,13 +170,15 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     tracing::info!(%local, "serving");
     // Private endpoint listeners follow the network view until shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let endpoints = tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), Arc::clone(&dns), stop_rx));
+    let listener_tls = tls.as_ref().map(|(_, _, t)| t.clone());
+    let endpoints =
+        tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), Arc::clone(&dns), listener_tls, stop_rx));
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
     let result = match tls {
-        Some((_, config)) => {
+        Some((_, config, _)) => {
             let listener = moat_api::listeners::TlsListener::new(listener, config).map_err(|e| format!("TLS listener: {e}"))?;
             moat_api::listeners::serve_origin_tls(listener, moat, Arc::from(moat_api::listeners::PUBLIC_ORIGIN), shutdown).await
         }

@@ -43,6 +43,49 @@ fn the_cli_and_curl_speak_verified_tls_to_moat() {
     assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
     assert_eq!(std::fs::read(out.join("m/weights.bin")).unwrap(), weights);
 
+    // A private registry reached through a private endpoint: its listener speaks TLS too, with a
+    // certificate for its address from the same CA, and the CLI follows it with --source-address.
+    server.moat_json(&["registry", "update", "--name", "tlsreg", "--set", "publicNetworkAccess=Disabled"]);
+    server.moat_json(&[
+        "network",
+        "vnet",
+        "create",
+        "--name",
+        "v",
+        "--address-prefixes",
+        "127.44.0.0/16",
+        "--subnet-name",
+        "s1",
+        "--subnet-prefixes",
+        "127.44.1.0/24",
+    ]);
+    let reg_id = format!(
+        "/subscriptions/{}/resourceGroups/default/providers/Microsoft.MachineLearningServices/registries/tlsreg",
+        profile["subscriptionId"].as_str().unwrap()
+    );
+    let pe = server.moat_json(&[
+        "network",
+        "private-endpoint",
+        "create",
+        "--name",
+        "pe",
+        "--vnet-name",
+        "v",
+        "--subnet",
+        "s1",
+        "--group-id",
+        "amlregistry",
+        "--private-connection-resource-id",
+        &reg_id,
+    ]);
+    let pe_url = pe["properties"]["serviceUrl"].as_str().unwrap().to_string();
+    assert!(pe_url.starts_with("https://127.44.1.4:"), "{pe_url}");
+    let outside = server.moat(&["model", "show", "--name", "m", "--version", "1", "--registry-name", "tlsreg"]);
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("PublicNetworkAccessDisabled"));
+    let inside =
+        server.moat(&["--source-address", "127.44.1.7", "model", "show", "--name", "m", "--version", "1", "--registry-name", "tlsreg"]);
+    assert!(inside.status.success(), "through the endpoint over TLS: {}", String::from_utf8_lossy(&inside.stderr));
+
     if Command::new("curl").arg("--version").output().is_err() {
         eprintln!("SKIP the curl part: curl is not installed");
         return;
@@ -52,6 +95,11 @@ fn the_cli_and_curl_speak_verified_tls_to_moat() {
     assert!(trusted.status.success(), "curl --cacert: {}", String::from_utf8_lossy(&trusted.stderr));
     let untrusted = Command::new("curl").args(["-sS", "-m", "5", &url]).output().unwrap();
     assert_eq!(untrusted.status.code(), Some(60), "without the CA, curl must refuse the certificate");
+    let pe_health = Command::new("curl")
+        .args(["-sS", "-m", "5", "--interface", "127.44.1.7", "--cacert", &ca, &format!("{pe_url}/healthz")])
+        .output()
+        .unwrap();
+    assert!(pe_health.status.success(), "the endpoint's certificate verifies by IP: {}", String::from_utf8_lossy(&pe_health.stderr));
     let plain = Command::new("curl").args(["-sS", "-m", "5", &url.replace("https://", "http://")]).output().unwrap();
     assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"), "plain HTTP must not be served");
 }
