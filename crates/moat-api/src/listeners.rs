@@ -57,7 +57,13 @@ impl TlsListener {
         let (tx, ready) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
+                // When the server stops (its receiver is dropped), stop accepting and let the
+                // socket close, so that a closed listener really is closed.
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    () = tx.closed() => break,
+                };
+                let (tcp, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!(error = %e, "accept failed");
@@ -65,9 +71,6 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    break;
-                }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {

@@ -100,6 +100,19 @@ fn the_cli_and_curl_speak_verified_tls_to_moat() {
         .output()
         .unwrap();
     assert!(pe_health.status.success(), "the endpoint's certificate verifies by IP: {}", String::from_utf8_lossy(&pe_health.stderr));
+    // Deleting the endpoint closes its TLS listener for real.
+    let closing = server.moat(&["network", "private-endpoint", "delete", "--name", "pe"]);
+    assert!(closing.status.success());
+    let mut closed = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(pe_url.trim_start_matches("https://")).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(closed, "a deleted endpoint's TLS listener still accepts connections");
+
     let plain = Command::new("curl").args(["-sS", "-m", "5", &url.replace("https://", "http://")]).output().unwrap();
     assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"), "plain HTTP must not be served");
 }
