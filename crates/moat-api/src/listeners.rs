@@ -25,6 +25,23 @@ pub const PUBLIC_ORIGIN: &str = "public";
 #[derive(Clone, Debug)]
 pub struct ListenerOrigin(pub Arc<str>);
 
+/// The router for one listener: each request is tagged with the listener's origin and (over TLS)
+/// its peer address as `ConnectInfo<SocketAddr>`, and its ARM path words canonicalised.
+fn app(
+    moat: Arc<Moat>,
+    origin: Arc<str>,
+) -> impl tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send> + Clone + Send + 'static
+{
+    let tag = move |mut req: Request| {
+        req.extensions_mut().insert(ListenerOrigin(origin.clone()));
+        if let Some(axum::extract::ConnectInfo(TlsPeer(peer))) = req.extensions().get::<axum::extract::ConnectInfo<TlsPeer>>().copied() {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        }
+        crate::canonicalize(req)
+    };
+    tower::util::MapRequestLayer::new(tag).layer(crate::router(moat))
+}
+
 /// Serves the API on `listener` for requests of `origin` until `shutdown` resolves, then
 /// drains in-flight requests.
 pub async fn serve_origin(
@@ -33,12 +50,7 @@ pub async fn serve_origin(
     origin: Arc<str>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tag = move |mut req: Request| {
-        req.extensions_mut().insert(ListenerOrigin(origin.clone()));
-        crate::canonicalize(req)
-    };
-    let app = tower::util::MapRequestLayer::new(tag).layer(crate::router(moat));
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app))
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app(moat, origin)))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -122,15 +134,7 @@ pub async fn serve_origin_tls(
     origin: Arc<str>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tag = move |mut req: Request| {
-        req.extensions_mut().insert(ListenerOrigin(origin.clone()));
-        if let Some(axum::extract::ConnectInfo(TlsPeer(peer))) = req.extensions().get::<axum::extract::ConnectInfo<TlsPeer>>().copied() {
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-        }
-        crate::canonicalize(req)
-    };
-    let app = tower::util::MapRequestLayer::new(tag).layer(crate::router(moat));
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<TlsPeer>(app))
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<TlsPeer>(app(moat, origin)))
         .with_graceful_shutdown(shutdown)
         .await
 }

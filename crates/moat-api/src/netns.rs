@@ -12,39 +12,40 @@ fn ns_path(ns: &str) -> String {
     format!("/run/netns/{ns}")
 }
 
-/// Binds a TCP listener at `addr` inside network namespace `ns`.
-pub fn bind_in(ns: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// Runs `make` on a short-lived thread that has entered network namespace `ns`; sockets it
+/// creates belong to that namespace for good.
+fn in_namespace<T: Send + 'static>(ns: &str, make: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     let path = ns_path(ns);
     let ns_name = ns.to_string();
-    std::thread::spawn(move || -> std::io::Result<std::net::TcpListener> {
+    std::thread::spawn(move || -> std::io::Result<T> {
         let f = std::fs::File::open(&path).map_err(|e| {
             std::io::Error::new(e.kind(), format!("network namespace '{ns_name}' ({path}): {e}; create it with `ip netns add {ns_name}`"))
         })?;
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
             std::io::Error::other(format!("cannot enter network namespace '{ns_name}': {e} (moat needs root for namespace-mode networks)"))
         })?;
-        let l = std::net::TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
-        Ok(l)
+        make()
     })
     .join()
     .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
 }
 
+/// Binds a TCP listener at `addr` inside network namespace `ns`.
+pub fn bind_in(ns: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    in_namespace(ns, move || {
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    })
+}
+
 /// Binds a UDP socket at `addr` inside network namespace `ns`.
 pub fn bind_udp_in(ns: &str, addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let path = ns_path(ns);
-    let ns_name = ns.to_string();
-    std::thread::spawn(move || -> std::io::Result<std::net::UdpSocket> {
-        let f = std::fs::File::open(&path)?;
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| std::io::Error::other(format!("cannot enter network namespace '{ns_name}': {e}")))?;
+    in_namespace(ns, move || {
         let s = std::net::UdpSocket::bind(addr)?;
         s.set_nonblocking(true)?;
         Ok(s)
     })
-    .join()
-    .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
 }
 
 fn ip(args: &[&str]) -> std::io::Result<std::process::Output> {

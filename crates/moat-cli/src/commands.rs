@@ -45,11 +45,11 @@ pub const REGISTRY_COLUMNS: &[Column] = &[
 ];
 pub const GROUP_COLUMNS: &[Column] = &[("Name", "/name"), ("Location", "/location"), ("ManagedBy", "/managedBy")];
 
-fn group_path(c: &Client, group: &str) -> String {
+pub(crate) fn group_path(c: &Client, group: &str) -> String {
     format!("/subscriptions/{}/resourceGroups/{group}", c.profile().subscription_id)
 }
 
-fn registry_path(c: &Client, group: &str, name: &str) -> String {
+pub(crate) fn registry_path(c: &Client, group: &str, name: &str) -> String {
     format!("{}/providers/Microsoft.MachineLearningServices/registries/{name}", group_path(c, group))
 }
 

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use moat_client::{Client, Method};
 use serde_json::{Value, json};
 
-use crate::commands::{CliError, CmdResult};
+use crate::commands::{CliError, CmdResult, registry_path};
 use crate::output::{self, Column, Output};
 
 const VNET_COLUMNS: &[Column] = &[
@@ -457,14 +457,7 @@ fn rg(c: &Client, g: &Option<String>) -> String {
 }
 
 fn net_path(c: &Client, group: &str) -> String {
-    format!("/subscriptions/{}/resourceGroups/{group}/providers/Microsoft.Network", c.profile().subscription_id)
-}
-
-fn registry_id(c: &Client, group: &str, name: &str) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{group}/providers/Microsoft.MachineLearningServices/registries/{name}",
-        c.profile().subscription_id
-    )
+    format!("{}/providers/Microsoft.Network", crate::commands::group_path(c, group))
 }
 
 /// Adds `connection` (the endpoint's one connection, automatic or manual) for table output.
@@ -593,8 +586,10 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
             } else if let Some(a) = c.source() {
                 body["sourceAddress"] = json!(a.to_string());
             }
-            let d =
-                c.send(Method::POST, &format!("{}/diagnoseNetwork", registry_id(c, &group, &registry_name)), Some(&body), &[]).await?.body;
+            let d = c
+                .send(Method::POST, &format!("{}/diagnoseNetwork", registry_path(c, &group, &registry_name)), Some(&body), &[])
+                .await?
+                .body;
             match out {
                 Output::Json => output::print(out, &d, &[]),
                 Output::Table => {
@@ -656,10 +651,11 @@ async fn decide(c: &Client, connection_id: &str, status: &str, description: Opti
 }
 
 pub async fn run_registry_connections(c: &Client, cmd: RegistryConnectionCommand, out: Output) -> CmdResult {
-    let conn = |reg: &str, g: &Option<String>, name: &str| format!("{}/privateEndpointConnections/{name}", registry_id(c, &rg(c, g), reg));
+    let conn =
+        |reg: &str, g: &Option<String>, name: &str| format!("{}/privateEndpointConnections/{name}", registry_path(c, &rg(c, g), reg));
     match cmd {
         RegistryConnectionCommand::List { registry_name, resource_group } => {
-            list_connections(c, &registry_id(c, &rg(c, &resource_group), &registry_name), out).await
+            list_connections(c, &registry_path(c, &rg(c, &resource_group), &registry_name), out).await
         }
         RegistryConnectionCommand::Approve { registry_name, name, resource_group, description } => {
             decide(c, &conn(&registry_name, &resource_group, &name), "Approved", description, out).await
@@ -680,7 +676,7 @@ pub async fn update_settings(c: &Client, kind: &str, s: NetworkSettings, out: Ou
     let ids: Vec<String> = match (&s.id, &s.registry_name) {
         (Some(id), _) => vec![id.clone()],
         (None, Some(r)) => {
-            let reg = c.get(&registry_id(c, &rg(c, &s.resource_group), r)).await?.body;
+            let reg = c.get(&registry_path(c, &rg(c, &s.resource_group), r)).await?.body;
             let mut ids = Vec::new();
             for region in reg["properties"]["regionDetails"].as_array().into_iter().flatten() {
                 let found: Vec<&Value> = if kind == "storage" {

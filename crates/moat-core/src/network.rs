@@ -242,7 +242,7 @@ pub enum NetTarget<'a> {
     StorageAccount(&'a str),
 }
 
-fn not_found(what: &str, name: &str) -> Error {
+pub(crate) fn not_found(what: &str, name: &str) -> Error {
     Error::not_found("ResourceNotFound", format!("The {what} '{name}' could not be found."))
 }
 
@@ -1289,21 +1289,14 @@ impl Moat {
                 format!("Connection '{name}' was rejected; its endpoint's owner must delete the endpoint and ask again."),
             ));
         }
-        let mut tx = self.store.write().await?;
-        let row = tx.get_resource(&e.key).await?.ok_or_else(|| not_found("private endpoint connection", name))?;
+        let row = self.store.get_resource(&e.key).await?.ok_or_else(|| not_found("private endpoint connection", name))?;
         let mut doc: EndpointDoc = decode(&row)?;
         doc.status = new_status.as_str().into();
         doc.description = match &state {
             Some(s) if !s.description.is_empty() => s.description.clone(),
             _ => status_description(new_status).into(),
         };
-        let id = ResourceId::parse(&row.id)?;
-        let updated = document(&id, &doc, new_etag(), &row.created_at, &now_rfc3339())?;
-        if !tx.update_resource(&updated, &row.etag).await? {
-            return Err(Error::PreconditionFailed { message: "The connection changed concurrently; read it again and retry.".into() });
-        }
-        tx.commit().await?;
-        self.reload_network().await?;
+        self.save_endpoint_doc(&row, &doc).await?;
         if state.is_none() {
             return Ok(None);
         }

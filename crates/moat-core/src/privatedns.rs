@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::groups::{deny_managed, group_for_write};
-use crate::network::EndpointDoc;
+use crate::network::{EndpointDoc, not_found};
 use crate::{Caller, Error, Moat, Result, decode, document, new_etag, now_rfc3339};
 
 pub(crate) const ZONE_KIND: &str = "microsoft.network/privatednszones";
@@ -45,10 +45,6 @@ pub(crate) struct ZoneGroupDoc {
     pub name: String,
     /// (config name, zone ARM ID as given).
     pub configs: Vec<(String, String)>,
-}
-
-fn not_found(what: &str, name: &str) -> Error {
-    Error::not_found("ResourceNotFound", format!("The {what} '{name}' could not be found."))
 }
 
 /// The privatelink form of a public name under `zone`: `privatelink` goes right before the
@@ -324,7 +320,9 @@ impl Moat {
         Ok((self.render_group(&row.id, &g), created))
     }
 
-    async fn save_endpoint_doc(&self, row: &StoredResource, doc: &EndpointDoc) -> Result<()> {
+    /// Replaces a private endpoint's document unless it changed since `row` was read (a 412
+    /// then), and refreshes the network view.
+    pub(crate) async fn save_endpoint_doc(&self, row: &StoredResource, doc: &EndpointDoc) -> Result<()> {
         let mut tx = self.store.write().await?;
         let updated = document(&ResourceId::parse(&row.id)?, doc, new_etag(), &row.created_at, &now_rfc3339())?;
         if !tx.update_resource(&updated, &row.etag).await? {
