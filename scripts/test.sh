@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs moat's whole test suite: formatting, lints, and every test (unit, store suite,
 # end-to-end tests against the real `moat` binary over real sockets).
-# Installs what the tests drive when it is missing: curl, iproute2 and dig (apt, as root; the
-# namespace-mode isolation tests need root and `ip`; the DNS tests query with dig) and the
-# azure-storage-blob SDK (pip).
+# Installs what the tests drive when it is missing: curl, iproute2, dig and skopeo (apt, as
+# root; the namespace-mode isolation tests need root and `ip`; the DNS tests query with dig; the
+# container registry tests push and pull with skopeo) and the azure-storage-blob SDK (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]}"

@@ -195,10 +195,36 @@ fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
     }
 }
 
+/// A response body of the next `len` bytes of `reader`, streamed (an early end is an error, so
+/// the client sees a broken transfer rather than a short one).
+pub(crate) fn limited_body<R: AsyncRead + Send + Unpin + 'static>(reader: R, len: u64) -> Body {
+    let stream = futures_util::stream::unfold((reader, len), |(mut f, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
+        match f.read(&mut buf).await {
+            Ok(0) => Some((Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than recorded")), (f, 0))),
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), (f, left - n as u64)))
+            }
+            Err(e) => Some((Err(e), (f, 0))),
+        }
+    });
+    Body::from_stream(stream)
+}
+
 /// Adapts a request body to `AsyncRead` for streaming into the byte store.
-struct BodyReader {
-    stream: axum::body::BodyDataStream,
-    buf: Bytes,
+pub(crate) struct BodyReader {
+    pub(crate) stream: axum::body::BodyDataStream,
+    pub(crate) buf: Bytes,
+}
+
+impl BodyReader {
+    pub(crate) fn new(body: Body) -> Self {
+        BodyReader { stream: body.into_data_stream(), buf: Bytes::new() }
+    }
 }
 
 impl AsyncRead for BodyReader {
@@ -413,22 +439,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             let body = if p.endpoint == BlobEndpoint::GetBlobProperties || len == 0 {
                 Body::empty()
             } else {
-                let file = moat.blob_reader(parts, start);
-                let stream = futures_util::stream::unfold((file, len), |(mut f, left)| async move {
-                    if left == 0 {
-                        return None;
-                    }
-                    let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
-                    match f.read(&mut buf).await {
-                        Ok(0) => Some((Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than recorded")), (f, 0))),
-                        Ok(n) => {
-                            buf.truncate(n);
-                            Some((Ok(Bytes::from(buf)), (f, left - n as u64)))
-                        }
-                        Err(e) => Some((Err(e), (f, 0))),
-                    }
-                });
-                Body::from_stream(stream)
+                limited_body(moat.blob_reader(parts, start), len)
             };
             let mut resp = (status, body).into_response();
             let h = resp.headers_mut();

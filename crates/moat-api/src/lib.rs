@@ -29,6 +29,7 @@ pub mod management;
 pub mod monitor;
 pub mod netns;
 pub mod network;
+pub mod oci;
 pub mod public;
 
 use error::ArmError;
@@ -342,8 +343,16 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .route("/{tenantId}/discovery/v2.0/keys", get(public::jwks))
         .route("/healthz", get(public::healthz))
         .method_not_allowed_fallback(method_not_allowed);
+    // The container registry plane authenticates itself (Bearer challenge and token exchange).
+    let oci_plane = Router::new()
+        .route("/v2", get(oci::base))
+        .route("/v2/", get(oci::base))
+        .route("/v2/{*rest}", axum::routing::any(oci::dispatch))
+        .route("/oauth2/token", get(oci::token).post(oci::token))
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .merge(public)
+        .merge(oci_plane)
         .merge(registry_plane)
         .merge(mgmt)
         .fallback(dispatch_unrouted)

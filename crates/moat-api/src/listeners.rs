@@ -148,6 +148,9 @@ pub fn endpoint_serves(path: &str) -> bool {
     if crate::blob::is_blob_path(path)
         || lower == "/healthz"
         || lower.starts_with("/registrymanagement/")
+        || lower == "/v2"
+        || lower.starts_with("/v2/")
+        || lower == "/oauth2/token"
         || lower.ends_with("/oauth2/v2.0/token")
         || lower.ends_with("/.well-known/openid-configuration")
         || lower.ends_with("/discovery/v2.0/keys")

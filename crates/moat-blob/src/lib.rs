@@ -10,14 +10,18 @@
 use std::path::{Path, PathBuf};
 
 use moat_types::Digest;
-use sha2::{Digest as _, Sha256};
+use moat_types::oci::{Algorithm, OciDigest};
+use sha2::{Digest as _, Sha256, Sha512};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     /// The bytes do not hash to the digest the client announced.
     #[error("the content's digest is {actual}, not the expected {expected}")]
-    DigestMismatch { expected: Digest, actual: Digest },
+    DigestMismatch { expected: String, actual: String },
+    /// No upload session of that ID (never started, finished, or cancelled).
+    #[error("no upload {0} is in progress")]
+    UnknownUpload(String),
     /// The content is larger than the caller allowed.
     #[error("the content exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
@@ -40,6 +44,9 @@ const BUFFER: usize = 256 * 1024;
 #[derive(Clone, Debug)]
 pub struct LocalBlobStore {
     root: PathBuf,
+    /// The running sha256 of upload sessions fed in order (by ID, with the length it covers),
+    /// so that finishing a streamed upload does not read its bytes again.
+    running: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Sha256)>>>,
 }
 
 impl LocalBlobStore {
@@ -60,7 +67,8 @@ impl LocalBlobStore {
             }
         }
         tokio::fs::create_dir_all(&tmp).await?;
-        Ok(LocalBlobStore { root })
+        tokio::fs::create_dir_all(root.join("uploads")).await?;
+        Ok(LocalBlobStore { root, running: Default::default() })
     }
 
     fn path_of(&self, d: &Digest) -> PathBuf {
@@ -72,7 +80,17 @@ impl LocalBlobStore {
     pub async fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?;
-        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Sha256::new(), size: 0, limit })
+        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Sha256::new(), sha512: None, size: 0, limit })
+    }
+
+    /// Like [`LocalBlobStore::writer`], also computing the digest `algorithm` asks for (the
+    /// store is keyed by sha256 whatever the client's algorithm).
+    pub async fn writer_for(&self, algorithm: Algorithm, limit: u64) -> Result<BlobWriter, BlobError> {
+        let mut w = self.writer(limit).await?;
+        if algorithm == Algorithm::Sha512 {
+            w.sha512 = Some(Sha512::new());
+        }
+        Ok(w)
     }
 
     /// Streams `reader` into the store. With `expected`, the write fails (storing nothing) unless
@@ -128,6 +146,134 @@ impl LocalBlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+            return Err(BlobError::UnknownUpload(id.chars().take(64).collect()));
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    /// Starts a resumable upload session `id` (letters, digits and `-`): an empty file that
+    /// survives restarts until it is finished or discarded.
+    pub async fn upload_start(&self, id: &str) -> Result<(), BlobError> {
+        let path = self.upload_path(id)?;
+        tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
+        sync_dir(&self.root.join("uploads")).await?;
+        self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.insert(id.to_string(), (0, Sha256::new()));
+        Ok(())
+    }
+
+    /// Appends `reader` to upload `id`, whose acknowledged length is `offset` (anything after it,
+    /// left by an unacknowledged write, is cut first). The bytes are durable when this returns
+    /// the new length. `limit` bounds the session's total size.
+    pub async fn upload_append<R: AsyncRead + Unpin>(&self, id: &str, offset: u64, mut reader: R, limit: u64) -> Result<u64, BlobError> {
+        let path = self.upload_path(id)?;
+        let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UnknownUpload(id.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if file.metadata().await?.len() != offset {
+            file.set_len(offset).await?;
+        }
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        // Continue the running hash only if it covers exactly the bytes before this chunk.
+        let mut hasher = {
+            let mut running = self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+            match running.remove(id) {
+                Some((len, h)) if len == offset => Some(h),
+                _ => None,
+            }
+        };
+        let mut size = offset;
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > limit {
+                return Err(BlobError::TooLarge { limit });
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+            file.write_all(&buf[..n]).await?;
+        }
+        file.sync_data().await?;
+        if let Some(h) = hasher {
+            self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.insert(id.to_string(), (size, h));
+        }
+        Ok(size)
+    }
+
+    /// Finishes upload `id` of acknowledged length `length`: verifies the bytes against
+    /// `expected` and moves them into the store (or drops them if equal bytes are there).
+    pub async fn upload_finish(&self, id: &str, length: u64, expected: &OciDigest) -> Result<Stored, BlobError> {
+        let path = self.upload_path(id)?;
+        let file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UnknownUpload(id.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if file.metadata().await?.len() != length {
+            file.set_len(length).await?;
+            file.sync_data().await?;
+        }
+        drop(file);
+        let cached = self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.remove(id);
+        let (sha256, other) = match cached {
+            Some((len, h)) if len == length && expected.algorithm() == Algorithm::Sha256 => (Digest::from_bytes(h.finalize().into()), None),
+            _ => hash_file(&path, expected.algorithm()).await?,
+        };
+        let actual = other.unwrap_or_else(|| OciDigest::from_sha256(&sha256));
+        if actual != *expected {
+            return Err(BlobError::DigestMismatch { expected: expected.to_string(), actual: actual.to_string() });
+        }
+        let final_path = self.path_of(&sha256);
+        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if tokio::fs::try_exists(&final_path).await? {
+            sync_dir(&dir).await?;
+            tokio::fs::remove_file(&path).await?;
+            return Ok(Stored { digest: sha256, size: length, created: false });
+        }
+        if !tokio::fs::try_exists(&dir).await? {
+            tokio::fs::create_dir_all(&dir).await?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).await?;
+            }
+        }
+        tokio::fs::rename(&path, &final_path).await?;
+        sync_dir(&dir).await?;
+        sync_dir(&self.root.join("uploads")).await?;
+        Ok(Stored { digest: sha256, size: length, created: true })
+    }
+
+    /// Removes upload `id`'s bytes (cancelled or expired); false if there were none.
+    pub async fn upload_discard(&self, id: &str) -> Result<bool, BlobError> {
+        let path = self.upload_path(id)?;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(id);
+        }
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The IDs of the upload sessions whose bytes are on disk.
+    pub async fn upload_ids(&self) -> Result<Vec<String>, BlobError> {
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(self.root.join("uploads")).await?;
+        while let Some(e) = entries.next_entry().await? {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
     }
 
     /// Removes a blob; false if it was not there.
@@ -211,6 +357,8 @@ pub struct BlobWriter {
     tmp: PathBuf,
     file: Option<tokio::fs::File>,
     hasher: Sha256,
+    /// Also computed when the client names its content by sha512.
+    sha512: Option<Sha512>,
     size: u64,
     limit: u64,
 }
@@ -228,6 +376,9 @@ impl BlobWriter {
             return Err(BlobError::TooLarge { limit: self.limit });
         }
         self.hasher.update(chunk);
+        if let Some(h) = self.sha512.as_mut() {
+            h.update(chunk);
+        }
         match self.file.as_mut() {
             Some(f) => f.write_all(chunk).await?,
             None => return Err(BlobError::Io(std::io::Error::other("write after finish"))),
@@ -240,13 +391,23 @@ impl BlobWriter {
     }
 
     /// Verifies the digest (if one is expected), makes the bytes durable and visible.
-    pub async fn finish(mut self, expected: Option<&Digest>) -> Result<Stored, BlobError> {
+    pub async fn finish(self, expected: Option<&Digest>) -> Result<Stored, BlobError> {
+        self.finish_checked(expected.map(OciDigest::from_sha256).as_ref()).await
+    }
+
+    /// Like [`BlobWriter::finish`], with the expected digest in either algorithm (sha512 needs
+    /// a writer from [`LocalBlobStore::writer_for`]).
+    pub async fn finish_checked(mut self, expected: Option<&OciDigest>) -> Result<Stored, BlobError> {
         let digest = Digest::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         let size = self.size;
-        if let Some(exp) = expected
-            && *exp != digest
-        {
-            return Err(BlobError::DigestMismatch { expected: *exp, actual: digest });
+        if let Some(exp) = expected {
+            let actual = match (exp.algorithm(), self.sha512.take()) {
+                (Algorithm::Sha512, Some(h)) => OciDigest::from_hex(Algorithm::Sha512, hex(&h.finalize())),
+                _ => OciDigest::from_sha256(&digest),
+            };
+            if *exp != actual {
+                return Err(BlobError::DigestMismatch { expected: exp.to_string(), actual: actual.to_string() });
+            }
         }
         let final_path = self.store.path_of(&digest);
         let file = self.file.take();
@@ -277,6 +438,30 @@ impl Drop for BlobWriter {
         // Renamed away on success; otherwise the partial file goes.
         let _ = std::fs::remove_file(&self.tmp);
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 of a file, and its digest in `algorithm` too when that is not sha256: one read.
+async fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(Digest, Option<OciDigest>), BlobError> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut h256 = Sha256::new();
+    let mut h512 = (algorithm == Algorithm::Sha512).then(Sha512::new);
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        h256.update(&buf[..n]);
+        if let Some(h) = h512.as_mut() {
+            h.update(&buf[..n]);
+        }
+    }
+    let other = h512.map(|h| OciDigest::from_hex(Algorithm::Sha512, hex(&h.finalize())));
+    Ok((Digest::from_bytes(h256.finalize().into()), other))
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -317,8 +502,8 @@ mod tests {
         let other = digest_of(b"something else");
         match store.put(&b"payload"[..], Some(&other), u64::MAX).await {
             Err(BlobError::DigestMismatch { expected, actual }) => {
-                assert_eq!(expected, other);
-                assert_eq!(actual, digest_of(b"payload"));
+                assert_eq!(expected, other.to_string());
+                assert_eq!(actual, digest_of(b"payload").to_string());
             }
             r => panic!("{r:?}"),
         }
@@ -362,5 +547,57 @@ mod parts_tests {
             store.parts_reader(parts.clone(), start).read_to_end(&mut out).await.unwrap();
             assert_eq!(out, &whole[start as usize..], "from {start}");
         }
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    fn sha256_of(b: &[u8]) -> OciDigest {
+        OciDigest::of(Algorithm::Sha256, b)
+    }
+
+    #[tokio::test]
+    async fn sessions_append_in_order_cut_unacknowledged_bytes_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        store.upload_start("u1").await.unwrap();
+        assert_eq!(store.upload_append("u1", 0, &b"hello "[..], 100).await.unwrap(), 6);
+        assert_eq!(store.upload_append("u1", 6, &b"world"[..], 100).await.unwrap(), 11);
+        // A wrong digest keeps the session (the client may retry the PUT correctly).
+        assert!(matches!(store.upload_finish("u1", 11, &sha256_of(b"other")).await, Err(BlobError::DigestMismatch { .. })));
+        let s = store.upload_finish("u1", 11, &sha256_of(b"hello world")).await.unwrap();
+        assert_eq!((s.size, s.created), (11, true));
+        assert!(matches!(store.upload_finish("u1", 11, &sha256_of(b"hello world")).await, Err(BlobError::UnknownUpload(_))));
+
+        // After a restart (no running hash), bytes past the acknowledged length are cut, and
+        // the file is hashed from disk.
+        store.upload_start("u2").await.unwrap();
+        store.upload_append("u2", 0, &b"abc"[..], 100).await.unwrap();
+        std::fs::write(dir.path().join("uploads/u2"), b"abcGARBAGE").unwrap();
+        let reopened = LocalBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(reopened.upload_append("u2", 3, &b"def"[..], 100).await.unwrap(), 6);
+        let s = reopened.upload_finish("u2", 6, &OciDigest::of(Algorithm::Sha512, b"abcdef")).await.unwrap();
+        assert_eq!(s.digest.to_string(), sha256_of(b"abcdef").to_string(), "the store is keyed by sha256 whatever the client's algorithm");
+        // Over the limit fails; unknown and malformed IDs are refused.
+        reopened.upload_start("u3").await.unwrap();
+        assert!(matches!(reopened.upload_append("u3", 0, &b"0123456789"[..], 5).await, Err(BlobError::TooLarge { .. })));
+        assert!(matches!(reopened.upload_append("nope", 0, &b"x"[..], 5).await, Err(BlobError::UnknownUpload(_))));
+        assert!(matches!(reopened.upload_append("../x", 0, &b"x"[..], 5).await, Err(BlobError::UnknownUpload(_))));
+        assert!(reopened.upload_discard("u3").await.unwrap());
+        assert!(reopened.upload_ids().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_writer_verifies_sha512() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let mut w = store.writer_for(Algorithm::Sha512, 100).await.unwrap();
+        w.write(b"data").await.unwrap();
+        assert!(w.finish_checked(Some(&OciDigest::of(Algorithm::Sha512, b"data"))).await.unwrap().created);
+        let mut w = store.writer_for(Algorithm::Sha512, 100).await.unwrap();
+        w.write(b"data").await.unwrap();
+        assert!(matches!(w.finish_checked(Some(&OciDigest::of(Algorithm::Sha512, b"other"))).await, Err(BlobError::DigestMismatch { .. })));
     }
 }

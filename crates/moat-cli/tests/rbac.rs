@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Http, Server, registry_body};
+use common::{Http, Server, assign, create_sp, registry_body, token_for};
 use serde_json::{Value, json};
 
 /// The principals, by one-letter code.
@@ -251,32 +251,6 @@ fn expectations(spec: &str) -> BTreeMap<char, u16> {
 }
 
 const GHOST: &str = "00000000-0000-4000-8000-00000000dead";
-
-async fn create_sp(admin: &Http, name: &str) -> (String, String, String) {
-    let r = admin.call("POST", "/v1.0/servicePrincipals", Some(&json!({"displayName": name})), &[]).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    (
-        r.body["id"].as_str().unwrap().to_string(),
-        r.body["appId"].as_str().unwrap().to_string(),
-        r.body["password"].as_str().unwrap().to_string(),
-    )
-}
-
-async fn assign(admin: &Http, scope: &str, principal: &str, role_id: &str) {
-    let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
-    let r = admin.call("PUT", &path, Some(&json!({"properties": {"roleDefinitionId": role_id, "principalId": principal}})), &[]).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-}
-
-async fn token_for(http: &Http, tenant: &str, app_id: &str, secret: &str) -> String {
-    let form = format!("grant_type=client_credentials&client_id={app_id}&client_secret={secret}");
-    let r = http
-        .anonymous()
-        .raw("POST", &format!("/{tenant}/oauth2/v2.0/token"), Some(form.into_bytes()), Some("application/x-www-form-urlencoded"), &[])
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["access_token"].as_str().unwrap().to_string()
-}
 
 fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, account: &str) -> Option<Value> {
     let c = code.to_ascii_lowercase();

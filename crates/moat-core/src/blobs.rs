@@ -68,6 +68,7 @@ fn blob_error(e: BlobError) -> Error {
         BlobError::DigestMismatch { expected, actual } => {
             Error::invalid("Md5Mismatch", "body", format!("The content's digest is {actual}, not the announced {expected}."))
         }
+        BlobError::UnknownUpload(id) => Error::not_found("UploadNotFound", format!("No upload {id} is in progress.")),
         BlobError::Io(io) => Error::Internal(format!("byte store: {io}")),
     }
 }

@@ -110,6 +110,9 @@ pub struct Claims {
     pub idtyp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appid: Option<String>,
+    /// A registry token's grant (OCI plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Vec<crate::oci::TokenAccess>>,
 }
 
 struct SigningKey {
@@ -423,6 +426,7 @@ mod tests {
             exp: now + 60,
             idtyp: "app".into(),
             appid: None,
+            access: None,
         };
         let tok = issuer.sign(&claims).unwrap();
         assert_eq!(issuer.verify(&tok, &[AUDIENCE_MANAGEMENT]).unwrap(), claims);
@@ -463,6 +467,7 @@ mod tests {
             exp: now + 3600,
             idtyp: "app".into(),
             appid: None,
+            access: None,
         };
         let old = issuer.sign(&claims).unwrap();
         let later = |s: i64| t0 + time::Duration::seconds(s);

@@ -18,6 +18,7 @@ mod error;
 pub mod groups;
 pub mod identity;
 pub mod network;
+pub mod oci;
 pub mod oidc;
 pub mod operations;
 pub mod privatedns;
@@ -223,6 +224,7 @@ impl Moat {
             listener_urls: Default::default(),
         };
         moat.reload_network().await?;
+        moat.oci_recover().await?;
         Ok((moat, creds))
     }
 
@@ -310,6 +312,7 @@ impl Moat {
             exp,
             idtyp: idtyp.into(),
             appid: p.app_id.clone(),
+            access: None,
         };
         Ok((self.issuer.sign(&claims)?, exp))
     }

@@ -177,6 +177,10 @@ pub struct NetView {
     /// Registry names and storage account names (lowercase) to their keys.
     registries: HashMap<String, String>,
     accounts: HashMap<String, String>,
+    /// Container registries by lowercase name, and the host names (login servers and regional
+    /// data endpoints) that name them.
+    pub(crate) acrs: HashMap<String, AcrEntry>,
+    pub(crate) acr_hosts: HashMap<String, String>,
     /// The network namespaces of namespace-mode networks.
     namespaces: Vec<String>,
     /// Every virtual network.
@@ -231,6 +235,14 @@ impl NetView {
     }
 }
 
+/// A container registry, as the OCI plane resolves it.
+#[derive(Clone, Debug)]
+pub(crate) struct AcrEntry {
+    pub key: String,
+    /// The ML registry that owns it (where rights are checked).
+    pub registry_id: String,
+}
+
 /// What a request addresses, for admission.
 #[derive(Clone, Copy, Debug)]
 pub enum NetTarget<'a> {
@@ -240,6 +252,8 @@ pub enum NetTarget<'a> {
     RegistryName(&'a str),
     /// A storage account by name (the blob plane).
     StorageAccount(&'a str),
+    /// A container registry by name (the OCI plane).
+    ContainerRegistry(&'a str),
 }
 
 pub(crate) fn not_found(what: &str, name: &str) -> Error {
@@ -327,6 +341,8 @@ impl Moat {
         let mut resources = Vec::new();
         let mut registries = HashMap::new();
         let mut accounts = HashMap::new();
+        let mut acrs = HashMap::new();
+        let mut acr_hosts = HashMap::new();
         let zone = self.config.dns_zone.to_ascii_lowercase();
         // Each networked resource's public DNS names, by its key.
         let mut names: HashMap<String, Vec<String>> = HashMap::new();
@@ -368,6 +384,8 @@ impl Moat {
             let acr = d.name.to_ascii_lowercase();
             let mut fqdns = vec![format!("{acr}.cr.{zone}")];
             fqdns.extend(d.regions.iter().map(|r| format!("{acr}.{}.data.cr.{zone}", r.to_ascii_lowercase())));
+            acr_hosts.extend(fqdns.iter().map(|f| (f.clone(), acr.clone())));
+            acrs.insert(acr.clone(), AcrEntry { key: row.id_key(), registry_id: d.registry_id.clone() });
             names.insert(row.id_key(), fqdns);
             resources.push(NetResource {
                 key: row.id_key(),
@@ -478,6 +496,8 @@ impl Moat {
             admission: AdmissionIndex::build(resources, net_endpoints),
             registries,
             accounts,
+            acrs,
+            acr_hosts,
             namespaces,
             vnets: vnet_list,
             dns,
@@ -508,6 +528,7 @@ impl Moat {
             NetTarget::Registry(id) => (Some(id.key()), Plane::AmlRegistry),
             NetTarget::RegistryName(n) => (view.registries.get(&n.to_ascii_lowercase()).cloned(), Plane::AmlRegistry),
             NetTarget::StorageAccount(n) => (view.accounts.get(&n.to_ascii_lowercase()).cloned(), Plane::Blob),
+            NetTarget::ContainerRegistry(n) => (view.acrs.get(&n.to_ascii_lowercase()).map(|a| a.key.clone()), Plane::Registry),
         };
         let peer = peer_ip(client);
         let origin_ref = if origin == "public" { Origin::Public } else { Origin::Endpoint(origin) };

@@ -29,6 +29,9 @@ pub mod actions {
     pub const REGISTRY_ASSETS_DELETE: &str = "Microsoft.MachineLearningServices/registries/assets/delete";
     pub const STORAGE_READ: &str = "Microsoft.Storage/storageAccounts/read";
     pub const CONTAINER_REGISTRY_READ: &str = "Microsoft.ContainerRegistry/registries/read";
+    /// Deleting images of a registry's container registry (ACR's AcrDelete action), checked on
+    /// the ML registry: asset rights are not enough.
+    pub const CONTAINER_REGISTRY_ARTIFACTS_DELETE: &str = "Microsoft.ContainerRegistry/registries/artifacts/delete";
     pub const ROLE_DEFINITION_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
     pub const ROLE_DEFINITION_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
     pub const ROLE_DEFINITION_DELETE: &str = "Microsoft.Authorization/roleDefinitions/delete";

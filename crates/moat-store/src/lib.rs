@@ -12,7 +12,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+mod oci;
 mod schema;
+
+pub use oci::{OciBlobRow, OciManifestRow, OciUploadRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -583,7 +586,7 @@ fn map_unique(e: sqlx::Error, what: &str) -> StoreError {
 
 /// A write transaction. Dropped without [`WriteTx::commit`], it rolls back.
 pub struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 

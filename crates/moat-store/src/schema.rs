@@ -128,6 +128,52 @@ const STEPS: &[(i64, &[&str])] = &[
             "ALTER TABLE blobs ADD COLUMN parts TEXT",
         ],
     ),
+    (
+        6,
+        &[
+            // The container registry plane (OCI Distribution): blobs linked into repositories,
+            // manifests, tags, upload sessions. `sha256` keys the content-addressed store.
+            "CREATE TABLE oci_blobs (
+            acr TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (acr, repo, digest))",
+            "CREATE INDEX oci_blobs_by_digest ON oci_blobs (acr, digest)",
+            "CREATE INDEX oci_blobs_by_bytes ON oci_blobs (sha256)",
+            "CREATE TABLE oci_manifests (
+            acr TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            media_type TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            subject TEXT,
+            artifact_type TEXT,
+            annotations TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (acr, repo, digest))",
+            "CREATE INDEX oci_manifests_by_subject ON oci_manifests (acr, repo, subject)",
+            "CREATE INDEX oci_manifests_by_bytes ON oci_manifests (sha256)",
+            "CREATE TABLE oci_tags (
+            acr TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (acr, repo, tag))",
+            "CREATE INDEX oci_tags_by_digest ON oci_tags (acr, repo, digest)",
+            "CREATE TABLE oci_uploads (
+            id TEXT PRIMARY KEY,
+            acr TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            length BIGINT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod names;
 pub mod net;
 pub mod network;
+pub mod oci;
 pub mod uri;
 
 pub use digest::Digest;

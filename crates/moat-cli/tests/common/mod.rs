@@ -266,3 +266,34 @@ impl Http {
 pub fn registry_body(location: &str) -> Value {
     serde_json::json!({"location": location, "properties": {}})
 }
+
+/// A new service principal: (object ID, app ID, secret).
+pub async fn create_sp(admin: &Http, name: &str) -> (String, String, String) {
+    let r = admin.call("POST", "/v1.0/servicePrincipals", Some(&serde_json::json!({"displayName": name})), &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (
+        r.body["id"].as_str().unwrap().to_string(),
+        r.body["appId"].as_str().unwrap().to_string(),
+        r.body["password"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Assigns `role_id` (a GUID) to `principal` at `scope`.
+pub async fn assign(admin: &Http, scope: &str, principal: &str, role_id: &str) {
+    let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
+    let r = admin
+        .call("PUT", &path, Some(&serde_json::json!({"properties": {"roleDefinitionId": role_id, "principalId": principal}})), &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// A management token for a service principal.
+pub async fn token_for(http: &Http, tenant: &str, app_id: &str, secret: &str) -> String {
+    let form = format!("grant_type=client_credentials&client_id={app_id}&client_secret={secret}");
+    let r = http
+        .anonymous()
+        .raw("POST", &format!("/{tenant}/oauth2/v2.0/token"), Some(form.into_bytes()), Some("application/x-www-form-urlencoded"), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["access_token"].as_str().unwrap().to_string()
+}
