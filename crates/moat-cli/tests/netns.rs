@@ -9,45 +9,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, registry_body};
+use common::{Netns, Server, registry_body, skip_reason_netns as skip_reason};
 use serde_json::json;
-
-/// A network namespace made for one test, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let out = Command::new("ip").args(["netns", "add", &name]).output().unwrap();
-        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
-        Netns(name)
-    }
-
-    /// A name for a namespace moat is to create; the guard still removes it if the test fails.
-    fn expected(name: String) -> Netns {
-        Netns(name)
-    }
-
-    fn exists(&self) -> bool {
-        std::path::Path::new(&format!("/run/netns/{}", self.0)).exists()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if uid.as_deref() != Some("0") {
-        return Some("not root: namespace-mode isolation needs CAP_SYS_ADMIN and CAP_NET_ADMIN (CI runs as root)".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 (`ip`) is not installed".into());
-    }
-    None
-}
 
 fn text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

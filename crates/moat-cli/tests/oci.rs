@@ -456,3 +456,102 @@ async fn upload_sessions_survive_a_crash() {
     assert_eq!(got.bytes().await.unwrap().to_vec(), whole);
     assert_eq!(std::fs::read_dir(dir.join("blobs/uploads")).unwrap().count(), 0, "a finished upload leaves nothing behind");
 }
+
+/// With the registry closed to the public network, skopeo inside a namespace-mode virtual
+/// network pushes and pulls through a private endpoint (group `registry`); skopeo on the host
+/// is refused with the admission error. Needs root.
+#[tokio::test(flavor = "multi_thread")]
+async fn skopeo_inside_a_namespace_reaches_a_private_container_registry() {
+    if let Some(why) = common::skip_reason_netns() {
+        eprintln!("SKIP skopeo_inside_a_namespace_reaches_a_private_container_registry: {why}");
+        return;
+    }
+    let ns = common::Netns::new(format!("moat-oci-{}", std::process::id()));
+    let server = Server::start();
+    let (acr, registry_id) = create_registry(&server, "closed");
+    let http = server.http();
+    let sub = server.sub_path();
+    let reg = http.get(&registry_id).await;
+    let acr_id = reg.body["properties"]["regionDetails"][0]["acrDetails"][0]["systemCreatedAcrAccount"]["armResourceId"]["resourceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = server.moat(&["registry", "update", "--name", "closed", "--set", "publicNetworkAccess=Disabled"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let net = format!("{sub}/resourceGroups/default/providers/Microsoft.Network");
+    let r = http
+        .call(
+            "PUT",
+            &format!("{net}/virtualNetworks/vnet-oci"),
+            Some(&json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.253.0.0/16"]},
+                "binding": {"mode": "Namespace", "namespace": ns.0},
+                "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.253.1.0/24"}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = http
+        .call(
+            "PUT",
+            &format!("{net}/privateEndpoints/pe-acr"),
+            Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet-oci/subnets/s1")},
+                "privateLinkServiceConnections": [{"name": "acr", "properties": {"privateLinkServiceId": acr_id, "groupIds": ["registry"]}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut url = None;
+    for _ in 0..100 {
+        url = http.get(&format!("{net}/privateEndpoints/pe-acr")).await.body["properties"]["serviceUrl"].as_str().map(str::to_string);
+        if url.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let url = url.unwrap_or_else(|| panic!("pe-acr has no listener; the server log:\n{}", server.log()));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let layers = vec![(0..400_000u32).map(|i| (i % 239) as u8).collect::<Vec<u8>>()];
+    let src = tmp.path().join("src");
+    let digest = oci_layout(&src, &layers);
+    let creds = format!("00000000-0000-0000-0000-000000000000:{}", http.token.as_deref().unwrap());
+    let inside =
+        |args: &[&str]| Command::new("ip").args(["netns", "exec", &ns.0, "skopeo"]).args(args).output().expect("ip netns exec skopeo runs");
+    let private_image = format!("docker://{}/{acr}/team/env", host_of(&url));
+    ok(
+        &inside(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v1", src.display()),
+            &format!("{private_image}:v1"),
+        ]),
+        "skopeo push inside the namespace",
+    );
+    let back = tmp.path().join("back");
+    ok(
+        &inside(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-oci-accept-uncompressed-layers",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("{private_image}@{digest}"),
+            &format!("oci:{}:v1", back.display()),
+        ]),
+        "skopeo pull inside the namespace",
+    );
+    assert_eq!(std::fs::read(back.join("blobs/sha256").join(&sha(&layers[0])[7..])).unwrap(), layers[0]);
+
+    // The host reaches only the public listener, which refuses the closed container registry.
+    let public_image = format!("docker://{}/{acr}/team/env:v1", host_of(&server.url));
+    let out = skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, &public_image]);
+    assert!(!out.status.success(), "the host read a private container registry");
+    let r = http.get(&format!("/v2/{acr}/team/env/manifests/v1")).await;
+    assert_eq!((r.status, r.body["errors"][0]["code"].as_str()), (403, Some("DENIED")), "{}", r.text);
+    assert_eq!(r.body["errors"][0]["detail"]["reason"], "PublicNetworkAccessDisabled", "{}", r.text);
+}

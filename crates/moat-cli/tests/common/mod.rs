@@ -297,3 +297,41 @@ pub async fn token_for(http: &Http, tenant: &str, app_id: &str, secret: &str) ->
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["access_token"].as_str().unwrap().to_string()
 }
+
+/// A network namespace made for one test, deleted when dropped.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: String) -> Netns {
+        let out = Command::new("ip").args(["netns", "add", &name]).output().unwrap();
+        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        Netns(name)
+    }
+
+    /// A name for a namespace moat is to create; the guard still removes it if the test fails.
+    pub fn expected(name: String) -> Netns {
+        Netns(name)
+    }
+
+    pub fn exists(&self) -> bool {
+        std::path::Path::new(&format!("/run/netns/{}", self.0)).exists()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Why a namespace test cannot run here, if it cannot.
+pub fn skip_reason_netns() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        return Some("not root: namespace-mode isolation needs CAP_SYS_ADMIN and CAP_NET_ADMIN (CI runs as root)".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("iproute2 (`ip`) is not installed".into());
+    }
+    None
+}
