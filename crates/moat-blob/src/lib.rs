@@ -9,10 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
+mod sink;
+use sink::Sink;
+
 use moat_types::Digest;
 use moat_types::oci::{Algorithm, OciDigest};
 use sha2::{Digest as _, Sha256, Sha512};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -79,18 +82,19 @@ impl LocalBlobStore {
     /// Starts a write: bytes go to a temporary file and are hashed as they arrive.
     pub async fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?;
-        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Sha256::new(), sha512: None, size: 0, limit })
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
+        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(Sink::start(file, Some(Sha256::new()), None)), size: 0, limit })
     }
 
     /// Like [`LocalBlobStore::writer`], also computing the digest `algorithm` asks for (the
     /// store is keyed by sha256 whatever the client's algorithm).
     pub async fn writer_for(&self, algorithm: Algorithm, limit: u64) -> Result<BlobWriter, BlobError> {
-        let mut w = self.writer(limit).await?;
-        if algorithm == Algorithm::Sha512 {
-            w.sha512 = Some(Sha512::new());
+        if algorithm == Algorithm::Sha256 {
+            return self.writer(limit).await;
         }
-        Ok(w)
+        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
+        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(Sink::start(file, Some(Sha256::new()), Some(Sha512::new()))), size: 0, limit })
     }
 
     /// Streams `reader` into the store. With `expected`, the write fails (storing nothing) unless
@@ -181,13 +185,14 @@ impl LocalBlobStore {
         use tokio::io::AsyncSeekExt;
         file.seek(std::io::SeekFrom::Start(offset)).await?;
         // Continue the running hash only if it covers exactly the bytes before this chunk.
-        let mut hasher = {
+        let hasher = {
             let mut running = self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?;
             match running.remove(id) {
                 Some((len, h)) if len == offset => Some(h),
                 _ => None,
             }
         };
+        let mut sink = Sink::start(file.into_std().await, hasher, None);
         let mut size = offset;
         let mut buf = vec![0u8; BUFFER];
         loop {
@@ -199,12 +204,11 @@ impl LocalBlobStore {
             if size > limit {
                 return Err(BlobError::TooLarge { limit });
             }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&buf[..n]);
-            }
-            file.write_all(&buf[..n]).await?;
+            sink.write(&buf[..n]).await?;
         }
-        file.sync_data().await?;
+        let sunk = sink.finish().await?;
+        let hasher = sunk.sha256;
+        blocking(move || sunk.file.sync_data()).await?;
         if let Some(h) = hasher {
             self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.insert(id.to_string(), (size, h));
         }
@@ -355,10 +359,8 @@ impl AsyncRead for PartsReader {
 pub struct BlobWriter {
     store: LocalBlobStore,
     tmp: PathBuf,
-    file: Option<tokio::fs::File>,
-    hasher: Sha256,
-    /// Also computed when the client names its content by sha512.
-    sha512: Option<Sha512>,
+    /// Hashes (sha256, and sha512 when the client names its content so) and writes.
+    sink: Option<Sink>,
     size: u64,
     limit: u64,
 }
@@ -375,12 +377,8 @@ impl BlobWriter {
         if self.size > self.limit {
             return Err(BlobError::TooLarge { limit: self.limit });
         }
-        self.hasher.update(chunk);
-        if let Some(h) = self.sha512.as_mut() {
-            h.update(chunk);
-        }
-        match self.file.as_mut() {
-            Some(f) => f.write_all(chunk).await?,
+        match self.sink.as_mut() {
+            Some(s) => s.write(chunk).await?,
             None => return Err(BlobError::Io(std::io::Error::other("write after finish"))),
         }
         Ok(())
@@ -398,10 +396,13 @@ impl BlobWriter {
     /// Like [`BlobWriter::finish`], with the expected digest in either algorithm (sha512 needs
     /// a writer from [`LocalBlobStore::writer_for`]).
     pub async fn finish_checked(mut self, expected: Option<&OciDigest>) -> Result<Stored, BlobError> {
-        let digest = Digest::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        let sink = self.sink.take().ok_or_else(|| BlobError::Io(std::io::Error::other("finished twice")))?;
+        let sunk = sink.finish().await?;
+        let sha256 = sunk.sha256.ok_or_else(|| BlobError::Io(std::io::Error::other("no sha256 was computed")))?;
+        let digest = Digest::from_bytes(sha256.finalize().into());
         let size = self.size;
         if let Some(exp) = expected {
-            let actual = match (exp.algorithm(), self.sha512.take()) {
+            let actual = match (exp.algorithm(), sunk.sha512) {
                 (Algorithm::Sha512, Some(h)) => OciDigest::from_hex(Algorithm::Sha512, hex(&h.finalize())),
                 _ => OciDigest::from_sha256(&digest),
             };
@@ -410,16 +411,14 @@ impl BlobWriter {
             }
         }
         let final_path = self.store.path_of(&digest);
-        let file = self.file.take();
+        let file = sunk.file;
         let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
         if tokio::fs::try_exists(&final_path).await? {
             // Another writer may have renamed it without having synced the directory yet.
             sync_dir(&dir).await?;
             return Ok(Stored { digest, size, created: false });
         }
-        if let Some(f) = file {
-            f.sync_all().await?;
-        }
+        blocking(move || file.sync_all()).await?;
         if !tokio::fs::try_exists(&dir).await? {
             tokio::fs::create_dir_all(&dir).await?;
             // A new shard directory must itself be durable in its parent.
@@ -462,6 +461,11 @@ async fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(Digest, Option<
     }
     let other = h512.map(|h| OciDigest::from_hex(Algorithm::Sha512, hex(&h.finalize())));
     Ok((Digest::from_bytes(h256.finalize().into()), other))
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -539,6 +539,22 @@ enum AcrCommand {
     #[command(after_help = "Example:
   moat acr update --registry-name demo --public-network-access Disabled")]
     Update(network::NetworkSettings),
+    /// Credentials for OCI clients (skopeo, oras, docker) on a registry's container registry,
+    /// like `az acr login --expose-token`: the login server, the image prefix on moat's own
+    /// address, a username and a token to use as password. See docs/OCI.md.
+    #[command(after_help = "Example:
+  moat acr login --registry-name demo --expose-token
+  skopeo copy --preserve-digests --dest-creds 00000000-0000-0000-0000-000000000000:$TOKEN \\
+    oci:./image:v1 docker://127.0.0.1:7700/<acr>/team/env:v1")]
+    Login {
+        #[arg(long)]
+        registry_name: String,
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+        /// Print the token (moat writes no client configuration files).
+        #[arg(long, required = true)]
+        expose_token: bool,
+    },
 }
 
 fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
@@ -691,6 +707,9 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
             network::update_settings(&c, "storage", s, out).await
         }
         Command::Acr(AcrCommand::Update(s)) => network::update_settings(&c, "acr", s, out).await,
+        Command::Acr(AcrCommand::Login { registry_name, resource_group, .. }) => {
+            network::acr_login(&c, &registry_name, resource_group.as_deref(), out).await
+        }
     }
 }
 

@@ -672,6 +672,28 @@ pub async fn run_registry_connections(c: &Client, cmd: RegistryConnectionCommand
 
 /// Applies network settings to a storage account or container registry (`kind`: "storage" or
 /// "acr"), named by ID or through its registry.
+/// `moat acr login --expose-token`.
+pub async fn acr_login(c: &Client, registry: &str, group: Option<&str>, out: Output) -> CmdResult {
+    let reg = c.get(&registry_path(c, &rg(c, &group.map(str::to_string)), registry)).await?.body;
+    let acr_id = reg["properties"]["regionDetails"][0]["acrDetails"][0]["systemCreatedAcrAccount"]["armResourceId"]["resourceId"]
+        .as_str()
+        .ok_or_else(|| CliError::Usage(format!("registry '{registry}' has no container registry")))?
+        .to_string();
+    let acr = c.get(&acr_id).await?.body;
+    let name = acr["name"].as_str().unwrap_or_default();
+    let endpoint = c.profile().endpoint.clone();
+    let host = endpoint.split_once("://").map_or(endpoint.as_str(), |(_, h)| h).trim_end_matches('/');
+    let token = c.get_token(moat_client::AUDIENCE_MANAGEMENT).await?;
+    let v = json!({
+        "loginServer": acr["properties"]["loginServer"],
+        "imagePrefix": format!("{host}/{name}"),
+        "username": "00000000-0000-0000-0000-000000000000",
+        "accessToken": token.access_token,
+    });
+    output::print(out, &v, &[("LoginServer", "/loginServer"), ("ImagePrefix", "/imagePrefix"), ("Username", "/username")]);
+    Ok(())
+}
+
 pub async fn update_settings(c: &Client, kind: &str, s: NetworkSettings, out: Output) -> CmdResult {
     let ids: Vec<String> = match (&s.id, &s.registry_name) {
         (Some(id), _) => vec![id.clone()],

@@ -84,9 +84,13 @@ async fn skopeo_push_pull_mount_referrers_and_the_conformance_suite() {
     let server = Server::start();
     let (acr, registry_id) = create_registry(&server, "images");
     let http = server.http();
-    let token = http.token.clone().unwrap();
-    let creds = format!("00000000-0000-0000-0000-000000000000:{token}");
+    // What an OCI client needs, from the CLI (like `az acr login --expose-token`).
+    let login = server.moat_json(&["acr", "login", "--registry-name", "images", "--expose-token"]);
     let host = host_of(&server.url);
+    assert_eq!(login["loginServer"], format!("{acr}.cr.moat.internal"));
+    assert_eq!(login["imagePrefix"], format!("{host}/{acr}"));
+    let token = login["accessToken"].as_str().unwrap().to_string();
+    let creds = format!("{}:{token}", login["username"].as_str().unwrap());
     let tmp = tempfile::tempdir().unwrap();
 
     // A three-layer image pushed by tag (digests preserved: no recompression).
@@ -494,6 +498,16 @@ async fn skopeo_inside_a_namespace_reaches_a_private_container_registry() {
     let r = http
         .call(
             "PUT",
+            &format!("{net}/privateEndpoints/pe-reg"),
+            Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet-oci/subnets/s1")},
+                "privateLinkServiceConnections": [{"name": "reg", "properties": {"privateLinkServiceId": registry_id, "groupIds": ["amlregistry"]}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = http
+        .call(
+            "PUT",
             &format!("{net}/privateEndpoints/pe-acr"),
             Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet-oci/subnets/s1")},
                 "privateLinkServiceConnections": [{"name": "acr", "properties": {"privateLinkServiceId": acr_id, "groupIds": ["registry"]}}]}})),
@@ -547,6 +561,18 @@ async fn skopeo_inside_a_namespace_reaches_a_private_container_registry() {
     );
     assert_eq!(std::fs::read(back.join("blobs/sha256").join(&sha(&layers[0])[7..])).unwrap(), layers[0]);
 
+    // An environment pinning that image is created from inside the network (Azure does not
+    // support this with the container registry closed); from the host it is refused.
+    let yml = tmp.path().join("env.yml");
+    std::fs::write(&yml, format!("name: py\nversion: \"1\"\nimage: {acr}.cr.moat.internal/team/env:v1\n")).unwrap();
+    let args = ["environment", "create", "--file", yml.to_str().unwrap(), "--registry-name", "closed"];
+    let created = server.moat_in(&ns.0, &args);
+    assert!(created.status.success(), "environment create inside the namespace: {}", String::from_utf8_lossy(&created.stderr));
+    let v: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(v["properties"]["image"], format!("{acr}.cr.moat.internal/team/env@{digest}"));
+    let from_host = server.moat(&args);
+    assert!(!from_host.status.success() && String::from_utf8_lossy(&from_host.stderr).contains("PublicNetworkAccessDisabled"));
+
     // The host reaches only the public listener, which refuses the closed container registry.
     let public_image = format!("docker://{}/{acr}/team/env:v1", host_of(&server.url));
     let out = skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, &public_image]);
@@ -554,4 +580,94 @@ async fn skopeo_inside_a_namespace_reaches_a_private_container_registry() {
     let r = http.get(&format!("/v2/{acr}/team/env/manifests/v1")).await;
     assert_eq!((r.status, r.body["errors"][0]["code"].as_str()), (403, Some("DENIED")), "{}", r.text);
     assert_eq!(r.body["errors"][0]["detail"]["reason"], "PublicNetworkAccessDisabled", "{}", r.text);
+}
+
+/// `moat environment create` with an image of the registry's container registry pins it to its
+/// digest, whether named by login server or by path; the pinned manifest and its layers cannot
+/// be deleted while the version exists; images elsewhere are refused or kept as given.
+#[tokio::test(flavor = "multi_thread")]
+async fn environments_pin_their_images() {
+    let server = Server::start();
+    let (acr, _) = create_registry(&server, "envs");
+    let (other_acr, _) = create_registry(&server, "elsewhere");
+    let http = server.http();
+    let repo = format!("{acr}/team/py");
+    let (layer, _, digest) = push_image(&http, &repo).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let create = |version: &str, image: &str| {
+        let yml = tmp.path().join(format!("env-{version}.yml"));
+        std::fs::write(&yml, format!("name: py\nversion: \"{version}\"\nimage: {image}\nos_type: linux\n")).unwrap();
+        server.moat(&["environment", "create", "--file", yml.to_str().unwrap(), "--registry-name", "envs"])
+    };
+    let pinned = format!("{acr}.cr.moat.internal/team/py@{digest}");
+    for (version, image) in
+        [("1", format!("{acr}.cr.moat.internal/team/py:v1")), ("2", format!("{}/{acr}/team/py:v1", host_of(&server.url)))]
+    {
+        let out = create(version, &image);
+        let v: Value = serde_json::from_str(&ok(&out, "environment create")).unwrap();
+        assert_eq!(v["properties"]["image"], pinned.as_str(), "{image} is pinned to its digest");
+    }
+    // Moving the tag does not move the environment.
+    let other = br#"{"os":"windows"}"#.to_vec();
+    let r = http
+        .raw(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha(&other)),
+            Some(other.clone()),
+            Some("application/octet-stream"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let m2 = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&other), "size": other.len()}, "layers": []})
+    .to_string();
+    assert_eq!(http.raw("PUT", &format!("/v2/{repo}/manifests/v1"), Some(m2.into_bytes()), Some(OCI_MANIFEST), &[]).await.status, 201);
+    let shown = server.moat_json(&["environment", "show", "--name", "py", "--version", "1", "--registry-name", "envs"]);
+    assert_eq!(shown["properties"]["image"], pinned.as_str());
+
+    // The pinned manifest and its layer stay; the tag can go.
+    let r = http.raw("DELETE", &format!("/v2/{repo}/manifests/{digest}"), None, None, &[]).await;
+    assert_eq!((r.status, r.body["errors"][0]["code"].as_str()), (409, Some("DENIED")), "{}", r.text);
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("environments/py/versions/"), "{}", r.text);
+    let r = http.raw("DELETE", &format!("/v2/{repo}/blobs/{layer}"), None, None, &[]).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(http.raw("DELETE", &format!("/v2/{repo}/manifests/v1"), None, None, &[]).await.status, 202);
+    assert_eq!(http.raw("HEAD", &format!("/v2/{repo}/manifests/{digest}"), None, None, &[]).await.status, 200);
+
+    // Refused: a missing tag, an image in another registry's container registry.
+    let out = create("3", &format!("{acr}.cr.moat.internal/team/py:nope"));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ImageNotFound"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = create("3", &format!("{other_acr}.cr.moat.internal/team/py:v1"));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ImageNotInRegistry"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A public image is kept as given (moat cannot and need not resolve it).
+    let v: Value =
+        serde_json::from_str(&ok(&create("3", "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"), "public image")).unwrap();
+    assert_eq!(v["properties"]["image"], "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest");
+
+    // With the pinning versions gone, the manifest can be deleted.
+    for version in ["1", "2"] {
+        let out = server.moat(&["environment", "delete", "--name", "py", "--version", version, "--registry-name", "envs"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(http.raw("DELETE", &format!("/v2/{repo}/manifests/{digest}"), None, None, &[]).await.status, 202);
+
+    // With the container registry closed to the public network, pinning from outside is refused
+    // (its tags cannot be probed that way).
+    push_image(&http, &repo).await;
+    assert!(server.moat(&["acr", "update", "--registry-name", "envs", "--public-network-access", "Disabled"]).status.success());
+    let out = create("4", &format!("{acr}.cr.moat.internal/team/py:v1"));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("PublicNetworkAccessDisabled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -601,6 +601,14 @@ impl Moat {
         p.is_anonymous = None;
         p.environment_type = None;
         validate_version_body(t, &p)?;
+        // An image in the registry's own container registry is pinned to its digest.
+        let pin = match (t, p.image.clone()) {
+            (AssetType::Environments, Some(image)) => self.resolve_environment_image(caller, &regdoc.container_registry, &image).await?,
+            _ => None,
+        };
+        if let Some(pin) = &pin {
+            p.image = Some(pin.image.clone());
+        }
         if let Some(existing) = self.store.get_resource(&id.key()).await? {
             let old: VersionDoc = decode(&existing)?;
             if content_of(t, &old.props) != content_of(t, &p) {
@@ -626,6 +634,13 @@ impl Moat {
                 "AssetContentImmutable",
                 format!("Version '{version}' of {} '{name}' was created concurrently.", t.segment()),
             ));
+        }
+        if let Some(pin) = &pin {
+            // Checked again inside the transaction that pins it: a delete cannot slip in between.
+            if tx.oci_manifest(&pin.acr, &pin.repo, &pin.digest).await?.is_none() {
+                return Err(Error::conflict("ImageNotFound", format!("image '{}' was deleted meanwhile; push it again", pin.image)));
+            }
+            tx.oci_pin(&pin.acr, &pin.repo, &pin.digest, &id.key()).await?;
         }
         // Seal, then list, in one transaction: no upload can slip in between what is recorded
         // and what is served.
@@ -824,6 +839,7 @@ impl Moat {
         let mut tx = self.store.write().await?;
         let existed = tx.delete_resource(&id.key()).await?;
         if existed {
+            tx.oci_unpin(&id.key()).await?;
             self.refresh_container(&mut tx, &cid, None, Some(version), &now).await?;
         }
         tx.commit().await?;

@@ -110,6 +110,28 @@ fn name_unknown(shown: &str) -> Error {
     Error::not_found("NAME_UNKNOWN", format!("repository name not known to registry: '{shown}'"))
 }
 
+/// Refusal to delete what a committed environment version uses.
+fn pinned(manifest: &str, asset_key: &str) -> Error {
+    let asset = asset_key.split("/registries/").nth(1).unwrap_or(asset_key);
+    Error::conflict(
+        "DENIED",
+        format!(
+            "manifest {manifest} is pinned by environment version '{asset}': an environment's image never changes. \
+             Delete that environment version first if the image must go."
+        ),
+    )
+}
+
+/// An environment's image in its registry's own container registry, pinned to a digest.
+#[derive(Clone, Debug)]
+pub(crate) struct PinnedImage {
+    pub acr: String,
+    pub repo: String,
+    pub digest: String,
+    /// `<login server>/<repo>@<digest>`.
+    pub image: String,
+}
+
 fn digest_of(s: &str) -> Result<OciDigest> {
     OciDigest::parse(s).map_err(|e| Error::invalid("DIGEST_INVALID", "digest", e.to_string()))
 }
@@ -414,7 +436,12 @@ impl Moat {
         let mut tx = self.store.write().await?;
         let found = match Reference::parse(reference) {
             Ok(Reference::Tag(t)) => tx.oci_delete_tag(&repo.acr, &repo.name, &t).await?,
-            Ok(Reference::Digest(d)) => tx.oci_delete_manifest(&repo.acr, &repo.name, &d.to_string()).await?,
+            Ok(Reference::Digest(d)) => {
+                if let Some(asset) = tx.oci_pinned_by(&repo.acr, &repo.name, &d.to_string()).await? {
+                    return Err(pinned(&d.to_string(), &asset));
+                }
+                tx.oci_delete_manifest(&repo.acr, &repo.name, &d.to_string()).await?
+            }
             Err(ReferenceError::Digest(e)) => return Err(Error::invalid("DIGEST_INVALID", "reference", e.to_string())),
             Err(e @ ReferenceError::Tag(_)) => {
                 return Err(Error::not_found("MANIFEST_UNKNOWN", format!("manifest unknown: {e}, so no manifest has it")));
@@ -457,6 +484,16 @@ impl Moat {
     pub async fn oci_delete_blob(&self, repo: &Repo, digest: &str) -> Result<()> {
         let d = digest_of(digest)?;
         let mut tx = self.store.write().await?;
+        // A layer of an image an environment pins stays: deleting it would break the image.
+        for (manifest, asset) in tx.oci_pins_in(&repo.acr, &repo.name).await? {
+            let Some(row) = tx.oci_manifest(&repo.acr, &repo.name, &manifest).await? else { continue };
+            let body = self.read_small(&row.sha256).await?;
+            if let Ok(info) = oci::parse_manifest(&row.media_type, &body)
+                && info.blobs.iter().any(|b| b.digest == d)
+            {
+                return Err(pinned(&manifest, &asset));
+            }
+        }
         if !tx.oci_unlink_blob(&repo.acr, &repo.name, &d.to_string()).await? {
             drop(tx);
             return Err(self.missing(repo, "BLOB_UNKNOWN", format!("blob unknown to registry: {d} in '{}'", repo.shown)).await?);
@@ -653,6 +690,91 @@ impl Moat {
             rows.retain(|r| r.artifact_type.as_deref() == Some(t));
         }
         Ok(rows)
+    }
+
+    /// Resolves an environment's `image`. One that names a container registry of this moat (by
+    /// its login server, or as `<host>/<acr>/<repo>`) must be in the registry's own (`own_acr`)
+    /// and exist; it is pinned to its manifest digest. Anything else (a public image) is kept as
+    /// given.
+    pub(crate) async fn resolve_environment_image(&self, caller: &Caller, own_acr: &str, image: &str) -> Result<Option<PinnedImage>> {
+        let view = self.network();
+        let Some((host, rest)) = image.split_once('/') else { return Ok(None) };
+        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+            return Ok(None);
+        }
+        let bare = match host.strip_prefix('[') {
+            Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        }
+        .to_ascii_lowercase();
+        let (acr, reference) = match view.acr_hosts.get(&bare) {
+            Some(acr) => (acr.clone(), rest),
+            None => match rest.split_once('/') {
+                Some((first, more)) if view.acrs.contains_key(&first.to_ascii_lowercase()) => (first.to_ascii_lowercase(), more),
+                _ => return Ok(None),
+            },
+        };
+        let bad = |code: &'static str, message: String| Error::invalid(code, "properties.image", message);
+        if acr != own_acr.to_ascii_lowercase() {
+            return Err(bad(
+                "ImageNotInRegistry",
+                format!(
+                    "image '{image}' is in container registry '{acr}', not in this registry's ('{own_acr}'); copy it there first \
+                     (e.g. skopeo copy) so that the environment cannot lose it"
+                ),
+            ));
+        }
+        self.admit_for_pin(caller, &acr).await?;
+        let (repo, tag_or_digest) = match reference.split_once('@') {
+            Some((r, d)) => (r, d.to_string()),
+            None => match reference.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r, t.to_string()),
+                _ => (reference, "latest".to_string()),
+            },
+        };
+        if !oci::valid_repository(repo) {
+            return Err(bad("InvalidImage", format!("'{repo}' in image '{image}' is not a repository name")));
+        }
+        let digest = match Reference::parse(&tag_or_digest) {
+            Ok(Reference::Digest(d)) => d.to_string(),
+            Ok(Reference::Tag(t)) => self
+                .store
+                .oci_tag(&acr, repo, &t)
+                .await?
+                .ok_or_else(|| bad("ImageNotFound", format!("image '{image}': no tag '{t}' in repository '{repo}'; push it first")))?,
+            Err(e) => return Err(bad("InvalidImage", format!("image '{image}': {e}"))),
+        };
+        if self.store.oci_manifest(&acr, repo, &digest).await?.is_none() {
+            return Err(bad("ImageNotFound", format!("image '{image}': no manifest {digest} in repository '{repo}'; push it first")));
+        }
+        let image = format!("{}/{repo}@{digest}", self.login_server(&acr));
+        Ok(Some(PinnedImage { acr, repo: repo.to_string(), digest, image }))
+    }
+
+    /// Pinning reads the container registry on the caller's behalf, so the caller must be one
+    /// that could reach it: from the public network only if its public access allows; through
+    /// a private endpoint only if that endpoint's network also has an approved endpoint to the
+    /// container registry (group `registry`). Otherwise a closed container registry's tags
+    /// could be probed from outside.
+    async fn admit_for_pin(&self, caller: &Caller, acr: &str) -> Result<()> {
+        let view = self.network();
+        let acr_key = view.acrs.get(acr).map(|a| a.key.clone()).unwrap_or_default();
+        let origin = match view.endpoints().iter().find(|e| e.key == caller.origin) {
+            None => caller.origin.clone(),
+            Some(via) => view
+                .endpoints()
+                .iter()
+                .find(|e| {
+                    e.vnet_id.eq_ignore_ascii_case(&via.vnet_id)
+                        && e.target_key == acr_key
+                        && e.plane == moat_policy::admission::Plane::Registry
+                })
+                .map_or_else(|| caller.origin.clone(), |e| e.key.clone()),
+        };
+        self.admit(Some(caller), &caller.client, &origin, NetTarget::ContainerRegistry(acr), || {
+            Error::invalid("ImageNotFound", "properties.image", format!("container registry '{acr}' is not reachable"))
+        })
+        .await
     }
 
     /// After a restart: removes upload files that no session row acknowledges (a crash between

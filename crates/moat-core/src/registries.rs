@@ -282,7 +282,7 @@ impl Moat {
         ResourceId::provider(&self.subscription_id, managed_group, "Microsoft.ContainerRegistry", "registries", acr)
     }
 
-    fn login_server(&self, acr: &str) -> String {
+    pub(crate) fn login_server(&self, acr: &str) -> String {
         format!("{acr}.cr.{}", self.config.dns_zone)
     }
 
@@ -713,6 +713,7 @@ impl Moat {
         // Its assets and pending uploads go with it, so that a registry created later under
         // the same name starts empty.
         tx.delete_resources_with_prefix(&format!("{}/", id.key())).await?;
+        tx.oci_forget(&doc.container_registry.to_ascii_lowercase()).await?;
         tx.release_names(&id.key()).await?;
         let op = self.record_operation(&mut tx, caller, "registries/delete", &id, &doc.location).await?;
         tx.commit().await?;

@@ -337,6 +337,54 @@ impl WriteTx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records that an asset version (by key) pins a manifest.
+    pub async fn oci_pin(&mut self, acr: &str, repo: &str, digest: &str, asset_key: &str) -> Result<()> {
+        sqlx::query("INSERT INTO oci_pins (acr, repo, digest, asset_key) VALUES ($1, $2, $3, $4)")
+            .bind(acr)
+            .bind(repo)
+            .bind(digest)
+            .bind(asset_key)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the pins of an asset version.
+    pub async fn oci_unpin(&mut self, asset_key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM oci_pins WHERE asset_key = $1").bind(asset_key).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// An asset version pinning the manifest, if any.
+    pub async fn oci_pinned_by(&mut self, acr: &str, repo: &str, digest: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT asset_key FROM oci_pins WHERE acr = $1 AND repo = $2 AND digest = $3 LIMIT 1")
+            .bind(acr)
+            .bind(repo)
+            .bind(digest)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| r.try_get("asset_key")).transpose()?)
+    }
+
+    /// The pinned manifests of a repository, with the asset version pinning each.
+    pub async fn oci_pins_in(&mut self, acr: &str, repo: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT digest, asset_key FROM oci_pins WHERE acr = $1 AND repo = $2 ORDER BY digest")
+            .bind(acr)
+            .bind(repo)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("digest")?, r.try_get("asset_key")?))).collect()
+    }
+
+    /// Forgets everything of a container registry (deleted with its registry). Upload sessions
+    /// go too; their files are removed when the server next starts.
+    pub async fn oci_forget(&mut self, acr: &str) -> Result<()> {
+        for table in ["oci_blobs", "oci_manifests", "oci_tags", "oci_uploads", "oci_pins"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE acr = $1")).bind(acr).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     pub async fn oci_delete_upload(&mut self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM oci_uploads WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
         Ok(done.rows_affected() == 1)

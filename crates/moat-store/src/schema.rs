@@ -174,6 +174,19 @@ const STEPS: &[(i64, &[&str])] = &[
             updated_at TEXT NOT NULL)",
         ],
     ),
+    (
+        7,
+        &[
+            // Manifests that committed environment versions pin: they cannot be deleted.
+            "CREATE TABLE oci_pins (
+            acr TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            asset_key TEXT NOT NULL,
+            PRIMARY KEY (acr, repo, digest, asset_key))",
+            "CREATE INDEX oci_pins_by_asset ON oci_pins (asset_key)",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {
