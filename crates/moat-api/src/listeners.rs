@@ -213,13 +213,96 @@ impl Running {
 pub struct ListenerTls {
     pub ca: Arc<moat_tls::LocalCa>,
     pub store: Arc<moat_tls::CertStore>,
+    /// What the public listener's certificate names whatever the network view (its addresses,
+    /// localhost, the public URL's host, the zone's one-label wildcards).
+    pub public_names: Vec<moat_tls::SanEntry>,
+    /// Each listener's current certificate and the names it was issued for, for renewal.
+    pub issued: Arc<std::sync::Mutex<HashMap<String, Issued>>>,
 }
 
+/// A listener's certificate and the names it was asked for.
+pub type Issued = (moat_tls::IssuedCert, Vec<moat_tls::SanEntry>);
+
 impl ListenerTls {
-    fn config_for(&self, key: &str, ip: Option<IpAddr>) -> std::io::Result<Arc<moat_tls::rustls::ServerConfig>> {
+    pub fn new(ca: moat_tls::LocalCa, public_names: Vec<moat_tls::SanEntry>) -> Self {
+        ListenerTls { ca: Arc::new(ca), store: moat_tls::CertStore::new(), public_names, issued: Default::default() }
+    }
+
+    /// Issues listener `key` a certificate for `sans` and serves it from now on.
+    pub fn issue(&self, key: &str, sans: &[moat_tls::SanEntry]) -> Result<(), moat_tls::TlsError> {
+        let issued = self.ca.issue(sans, moat_tls::DEFAULT_LEAF_VALIDITY)?;
+        self.store.set(key, issued.certified_key());
+        if let Ok(mut map) = self.issued.lock() {
+            map.insert(key.to_string(), (issued, sans.to_vec()));
+        }
+        Ok(())
+    }
+
+    /// Reissues every certificate due at `now` (a third of its lifetime left); returns how many.
+    pub fn renew_due_at(&self, now: std::time::SystemTime) -> usize {
+        let due: Vec<(String, Vec<moat_tls::SanEntry>)> = match self.issued.lock() {
+            Ok(map) => map
+                .iter()
+                .filter(|(_, (c, want))| moat_tls::needs_renewal(c, want, now))
+                .map(|(k, (_, w))| (k.clone(), w.clone()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut renewed = 0;
+        for (key, sans) in due {
+            match self.issue(&key, &sans) {
+                Ok(()) => {
+                    renewed += 1;
+                    tracing::info!(listener = %key, "certificate renewed");
+                }
+                Err(e) => tracing::error!(listener = %key, error = %e, "cannot renew a certificate"),
+            }
+        }
+        renewed
+    }
+
+    /// The public certificate's names for `view`: the fixed ones, and each region's registry
+    /// host wildcard (`*.registry.<region>.api.<zone>`), which no one-label wildcard covers.
+    fn public_sans(&self, view: &moat_core::network::NetView) -> Vec<moat_tls::SanEntry> {
+        let mut sans = self.public_names.clone();
+        for r in view.regions() {
+            if let Ok(s) = moat_tls::SanEntry::dns(&format!("*.registry.{r}.api.{}", view.dns.zone)) {
+                sans.push(s);
+            }
+        }
+        sans.sort();
+        sans.dedup();
+        sans
+    }
+
+    /// Reissues the public certificate when the names it must carry changed.
+    fn refresh_public(&self, view: &moat_core::network::NetView, issued_for: &mut Vec<moat_tls::SanEntry>) {
+        let wanted = self.public_sans(view);
+        if *issued_for == wanted {
+            return;
+        }
+        match self.issue("public", &wanted) {
+            Ok(()) => {
+                tracing::info!(names = wanted.len(), "public certificate reissued for changed names");
+                *issued_for = wanted;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reissue the public certificate"),
+        }
+    }
+
+    /// The TLS configuration of listener `key`; for an endpoint (`ip`), a certificate naming its
+    /// address and its target's DNS names (public and privatelink forms), so that clients reach
+    /// it by name with verification.
+    fn config_for(&self, key: &str, ip: Option<IpAddr>, names: &[String]) -> std::io::Result<Arc<moat_tls::rustls::ServerConfig>> {
         if let Some(ip) = ip {
-            let issued = self.ca.issue(&[moat_tls::SanEntry::from(ip)], moat_tls::DEFAULT_LEAF_VALIDITY).map_err(std::io::Error::other)?;
-            self.store.set(key, issued.certified_key());
+            let mut sans = vec![moat_tls::SanEntry::from(ip)];
+            for n in names {
+                match moat_tls::SanEntry::dns(n) {
+                    Ok(s) => sans.push(s),
+                    Err(e) => tracing::warn!(name = %n, error = %e, "a name left out of an endpoint's certificate"),
+                }
+            }
+            self.issue(key, &sans).map_err(std::io::Error::other)?;
         }
         self.store.server_config(key, moat_tls::HTTP1_ONLY).map_err(std::io::Error::other)
     }
@@ -238,8 +321,21 @@ pub async fn run_endpoint_listeners(
     let mut ns_public: HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>> = HashMap::new();
     // Namespaces this process created (others were made by the operator and stay).
     let mut created: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Certificates are checked for renewal hourly (they are renewed with a third of their
+    // lifetime left, so days ahead).
+    let mut renewal = tokio::time::interval(std::time::Duration::from_secs(3600));
+    renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut public_sans = tls.as_ref().map(|t| {
+        let mut s = t.public_names.clone();
+        s.sort();
+        s.dedup();
+        s
+    });
     loop {
         let view = changes.borrow_and_update().clone();
+        if let (Some(t), Some(issued_for)) = (&tls, public_sans.as_mut()) {
+            t.refresh_public(&view, issued_for);
+        }
         let wanted: HashMap<&str, &EndpointInfo> = view.endpoints().iter().map(|e| (e.key.as_str(), e)).collect();
         let gone: Vec<String> =
             running.iter().filter(|(key, r)| wanted.get(key.as_str()).is_none_or(|e| e.ip != r.ip)).map(|(k, _)| k.clone()).collect();
@@ -314,6 +410,11 @@ pub async fn run_endpoint_listeners(
         tokio::select! {
             r = changes.changed() => if r.is_err() { break },
             _ = stop.changed() => break,
+            _ = renewal.tick() => {
+                if let Some(t) = &tls {
+                    t.renew_due_at(std::time::SystemTime::now());
+                }
+            }
         }
     }
     for (key, r) in running {
@@ -410,7 +511,7 @@ async fn open_public_in(
         tracing::warn!(namespace = %ns, %addr, "the public port is taken inside the namespace; clients there must use this address");
     }
     tracing::info!(namespace = %ns, %addr, "public listener open inside the network namespace");
-    let config = tls.map(|t| t.config_for("public", None)).transpose()?;
+    let config = tls.map(|t| t.config_for("public", None, &[])).transpose()?;
     spawn_serving(moat, listener, PUBLIC_ORIGIN, config)
 }
 
@@ -426,7 +527,8 @@ async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16, tls: Option<&Listen
     };
     let listener = bind(namespace.as_deref(), e.ip, port).await?;
     let addr = listener.local_addr()?;
-    let config = tls.map(|t| t.config_for(&e.key, Some(e.ip))).transpose()?;
+    let names = moat.network().tls_names_of(&e.target_key);
+    let config = tls.map(|t| t.config_for(&e.key, Some(e.ip), &names)).transpose()?;
     let scheme = if config.is_some() { "https" } else { "http" };
     let stop = spawn_serving(moat, listener, &e.key, config)?;
     moat.set_listener_url(&e.key, Some(Ok(format!("{scheme}://{addr}"))));
@@ -437,6 +539,23 @@ async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16, tls: Option<&Listen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_are_renewed_when_a_third_of_their_life_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = ListenerTls::new(moat_tls::LocalCa::load_or_create(dir.path()).unwrap(), vec![]);
+        let sans = vec![moat_tls::SanEntry::from(IpAddr::from([10, 0, 0, 4])), moat_tls::SanEntry::dns("a.cr.moat.internal").unwrap()];
+        tls.issue("pe", &sans).unwrap();
+        let first = tls.store.get("pe").unwrap();
+        let now = std::time::SystemTime::now();
+        assert_eq!(tls.renew_due_at(now), 0, "a fresh certificate is not due");
+        assert!(Arc::ptr_eq(&first, &tls.store.get("pe").unwrap()));
+        let later = now + moat_tls::DEFAULT_LEAF_VALIDITY * 3 / 4;
+        assert_eq!(tls.renew_due_at(later), 1);
+        let renewed = tls.store.get("pe").unwrap();
+        assert!(!Arc::ptr_eq(&first, &renewed), "the listener now serves a new certificate");
+        assert_eq!(tls.issued.lock().unwrap()["pe"].1, sans, "for the same names");
+    }
 
     #[test]
     fn endpoint_listeners_serve_data_planes_only() {

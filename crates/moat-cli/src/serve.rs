@@ -83,12 +83,12 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
             }
         }
         names.dedup();
-        let issued = ca.issue(&names, moat_tls::DEFAULT_LEAF_VALIDITY).map_err(|e| format!("the server certificate: {e}"))?;
-        let store = moat_tls::CertStore::new();
-        store.set("public", issued.certified_key());
-        let config = store.server_config("public", moat_tls::HTTP1_ONLY).map_err(|e| format!("TLS: {e}"))?;
+        names.sort();
         let path = ca.ca_path().to_path_buf();
-        Some((path, config, moat_api::listeners::ListenerTls { ca: Arc::new(ca), store }))
+        let listener_tls = moat_api::listeners::ListenerTls::new(ca, names.clone());
+        listener_tls.issue("public", &names).map_err(|e| format!("the server certificate: {e}"))?;
+        let config = listener_tls.store.server_config("public", moat_tls::HTTP1_ONLY).map_err(|e| format!("TLS: {e}"))?;
+        Some((path, config, listener_tls))
     } else {
         None
     };

@@ -224,6 +224,19 @@ impl NetView {
         self.regions.clone()
     }
 
+    /// The DNS names of a networked resource (by key), each with its privatelink form: what a
+    /// private endpoint's certificate must name besides its address.
+    pub fn tls_names_of(&self, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in self.names.get(key).into_iter().flatten() {
+            out.push(n.clone());
+            if let Some(pl) = crate::privatedns::privatelink_name(&self.dns.zone, n) {
+                out.push(pl);
+            }
+        }
+        out
+    }
+
     /// The network namespaces of namespace-mode networks, where moat also serves its public
     /// surface (the management plane is reachable from every network, like ARM).
     pub fn namespaces(&self) -> &[String] {
