@@ -3,7 +3,8 @@
 # end-to-end tests against the real `moat` binary over real sockets).
 # Installs what the tests drive when it is missing: curl, iproute2, dig and skopeo (apt, as
 # root; the namespace-mode isolation tests need root and `ip`; the DNS tests query with dig; the
-# container registry tests push and pull with skopeo) and the azure-storage-blob SDK (pip).
+# container registry tests push and pull with skopeo; the store suite also runs on PostgreSQL,
+# which this script starts on a free loopback port and stops) and the azure-storage-blob SDK (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]}"
@@ -29,6 +31,11 @@ if ! python3 -c 'import azure.storage.blob' >/dev/null 2>&1; then
   echo "installing azure-storage-blob==12.31.1"
   python3 -m pip install -q --disable-pip-version-check azure-storage-blob==12.31.1
 fi
+
+# shellcheck source=scripts/postgres-for-tests.sh
+. scripts/postgres-for-tests.sh
+trap stop_test_postgres EXIT
+start_test_postgres || true
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

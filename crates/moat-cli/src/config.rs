@@ -15,6 +15,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// Address of the public listener, e.g. `127.0.0.1:7700` (`:0` picks a free port).
     pub listen: Option<String>,
+    /// Where metadata lives: `sqlite://PATH` (default: `<data_dir>/moat.db`) or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB` (a database with the C collation).
+    pub database_url: Option<String>,
     /// Base URL clients use to reach this installation (default: `http://<listen address>`).
     pub public_url: Option<String>,
     /// DNS zone under which resources are named (container registry login servers...).
@@ -57,6 +60,7 @@ pub struct OidcIssuer {
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_DATA_DIR", "data_dir"),
     ("MOAT_LISTEN", "listen"),
+    ("MOAT_DATABASE_URL", "database_url"),
     ("MOAT_PUBLIC_URL", "public_url"),
     ("MOAT_DNS_ZONE", "dns_zone"),
     ("MOAT_DNS_LISTEN", "dns_listen"),
@@ -75,6 +79,7 @@ const ENV_OTHER: &[&str] = &["MOAT_CONFIG", "MOAT_PROFILE", "MOAT_STATE_DIR", "M
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub database_url: Option<String>,
     pub public_url: Option<String>,
     pub dns_zone: String,
     pub dns_listen: Option<SocketAddr>,
@@ -123,6 +128,7 @@ impl FileConfig {
             match k.as_str() {
                 "MOAT_DATA_DIR" => c.data_dir = Some(PathBuf::from(v)),
                 "MOAT_LISTEN" => c.listen = Some(v),
+                "MOAT_DATABASE_URL" => c.database_url = Some(v),
                 "MOAT_PUBLIC_URL" => c.public_url = Some(v),
                 "MOAT_DNS_ZONE" => c.dns_zone = Some(v),
                 "MOAT_DNS_LISTEN" => c.dns_listen = Some(v),
@@ -154,6 +160,7 @@ impl FileConfig {
         FileConfig {
             data_dir: top.data_dir.or(self.data_dir),
             listen: top.listen.or(self.listen),
+            database_url: top.database_url.or(self.database_url),
             public_url: top.public_url.or(self.public_url),
             dns_zone: top.dns_zone.or(self.dns_zone),
             dns_listen: top.dns_listen.or(self.dns_listen),
@@ -219,6 +226,12 @@ impl FileConfig {
         Ok(ServeConfig {
             data_dir: self.data_dir.unwrap_or_else(default_data_dir),
             listen,
+            database_url: match self.database_url {
+                Some(u) if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+                    return Err("database_url must be sqlite://PATH or postgres://USER@HOST:PORT/DB".into());
+                }
+                other => other,
+            },
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             dns_zone,
             dns_listen,

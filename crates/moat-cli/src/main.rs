@@ -396,6 +396,10 @@ struct ServeArgs {
     /// TOML configuration file; see examples/moat.toml [env: MOAT_CONFIG].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Metadata database: sqlite://PATH (default <data-dir>/moat.db) or
+    /// postgres://USER@HOST:PORT/DB [env: MOAT_DATABASE_URL].
+    #[arg(long)]
+    database_url: Option<String>,
     /// Base URL clients use to reach moat [env: MOAT_PUBLIC_URL].
     #[arg(long)]
     public_url: Option<String>,
@@ -566,6 +570,7 @@ fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
     let flags = FileConfig {
         data_dir: args.data_dir,
         listen: args.listen,
+        database_url: args.database_url,
         public_url: args.public_url,
         dns_zone: args.dns_zone,
         dns_listen: args.dns_listen,

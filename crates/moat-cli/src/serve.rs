@@ -93,10 +93,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         None
     };
 
-    let db = cfg.data_dir.join("moat.db");
-    let store = Store::open(&format!("sqlite://{}", db.display()))
-        .await
-        .map_err(|e| format!("cannot open the metadata store {}: {e}", db.display()))?;
+    let db_url = cfg.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", cfg.data_dir.join("moat.db").display()));
+    let store = Store::open(&db_url).await.map_err(|e| format!("cannot open the metadata store: {e}"))?;
 
     let profile_path = cfg.data_dir.join("profile.json");
     let previous = Profile::load(&profile_path).ok();
@@ -158,6 +156,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     }
     println!("moat listening on {public_url}");
     println!("  data directory: {}", cfg.data_dir.display());
+    println!("  metadata: {}", store.backend());
     println!("  client profile: {} (used by `moat` commands by default)", profile_path.display());
     if let Some(line) = dns_line {
         println!("{line}");

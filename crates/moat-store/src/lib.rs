@@ -177,8 +177,21 @@ pub struct SigningKeyRow {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Serialises writers on SQLite (one process owns the file); `None` on servers with MVCC.
+    /// Serialises writers on SQLite (one process owns the file); `None` on PostgreSQL, where a
+    /// transaction-scoped advisory lock does it across nodes.
     write_lock: Option<Arc<Mutex<()>>>,
+    postgres: bool,
+}
+
+/// A database URL with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -189,32 +202,52 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
-    /// `sqlite://PATH` uses WAL mode with full fsync on commit.
+    /// `sqlite://PATH` uses WAL mode with full fsync on commit. `postgres://…` needs a database
+    /// with the C collation (so that keyset paging orders names by bytes on every backend, as
+    /// SQLite does): `CREATE DATABASE moat TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`.
     pub async fn open(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let is_sqlite = url.starts_with("sqlite:");
-        if !is_sqlite {
-            return Err(StoreError::BadUrl(format!(
-                "'{url}': this build supports sqlite:// URLs (PostgreSQL arrives with the scale-out work)"
-            )));
-        }
-        let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode=WAL").await?;
-                    conn.execute("PRAGMA synchronous=FULL").await?;
-                    conn.execute("PRAGMA busy_timeout=10000").await?;
-                    conn.execute("PRAGMA foreign_keys=ON").await?;
-                    Ok(())
+        if url.starts_with("sqlite:") {
+            let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=FULL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&url)
-            .await?;
-        let store = Store { pool, write_lock: Some(Arc::new(Mutex::new(()))) };
-        schema::migrate(&store).await?;
-        Ok(store)
+                .connect(&url)
+                .await?;
+            let store = Store { pool, write_lock: Some(Arc::new(Mutex::new(()))), postgres: false };
+            schema::migrate(&store).await?;
+            return Ok(store);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+            let collation: String = sqlx::query("SELECT datcollate::text AS c FROM pg_database WHERE datname = current_database()")
+                .fetch_one(&pool)
+                .await?
+                .try_get("c")?;
+            if !(collation == "C" || collation == "POSIX" || collation.starts_with("C.")) {
+                return Err(StoreError::BadUrl(format!(
+                    "the database's collation is '{collation}'; moat needs C (byte order) so that paging is the same on every backend: \
+                     CREATE DATABASE <name> TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+                )));
+            }
+            let store = Store { pool, write_lock: None, postgres: true };
+            schema::migrate(&store).await?;
+            return Ok(store);
+        }
+        Err(StoreError::BadUrl(format!("'{}': moat stores metadata in sqlite://PATH or postgres://USER@HOST:PORT/DB", redact(url))))
+    }
+
+    /// Which backend this is: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        if self.postgres { "postgres" } else { "sqlite" }
     }
 
     pub async fn close(&self) {
@@ -231,8 +264,14 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            // Writers are serialised across every node sharing the database, as SQLite's are in
+            // one process: read-then-write transactions see no interleaving, so no lost update
+            // and no duplicate version.
+            sqlx::query("SELECT pg_advisory_xact_lock(7700770077)").execute(&mut *tx).await?;
+        }
+        Ok(WriteTx { tx, _guard: guard, postgres: self.postgres })
     }
 
     pub async fn get_resource(&self, id_key: &str) -> Result<Option<StoredResource>> {
@@ -587,10 +626,31 @@ fn map_unique(e: sqlx::Error, what: &str) -> StoreError {
 /// A write transaction. Dropped without [`WriteTx::commit`], it rolls back.
 pub struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    postgres: bool,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
+    /// Runs an insert that may break a uniqueness rule. On PostgreSQL a failed statement aborts
+    /// the whole transaction, so there it runs under a savepoint that is rolled back on failure:
+    /// the transaction stays usable after a conflict, as on SQLite.
+    async fn insert_guarded<'q>(&mut self, q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, what: &str) -> Result<()> {
+        if !self.postgres {
+            return q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| map_unique(e, what));
+        }
+        sqlx::query("SAVEPOINT moat_insert").execute(&mut *self.tx).await?;
+        match q.execute(&mut *self.tx).await {
+            Ok(_) => {
+                sqlx::query("RELEASE SAVEPOINT moat_insert").execute(&mut *self.tx).await?;
+                Ok(())
+            }
+            Err(e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT moat_insert").execute(&mut *self.tx).await?;
+                Err(map_unique(e, what))
+            }
+        }
+    }
+
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
@@ -606,7 +666,7 @@ impl WriteTx {
 
     /// Inserts a new resource; [`StoreError::Conflict`] if its ID exists.
     pub async fn insert_resource(&mut self, r: &StoredResource) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO resources (id_key, id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -619,10 +679,8 @@ impl WriteTx {
         .bind(&r.body)
         .bind(&r.etag)
         .bind(&r.created_at)
-        .bind(&r.updated_at)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| map_unique(e, &r.id))?;
+        .bind(&r.updated_at);
+        self.insert_guarded(q, &r.id).await?;
         Ok(())
     }
 
@@ -676,13 +734,11 @@ impl WriteTx {
             }
             return Err(StoreError::Conflict(format!("{namespace} name '{name_key}' is taken")));
         }
-        sqlx::query("INSERT INTO global_names (namespace, name_key, owner_key) VALUES ($1, $2, $3)")
+        let q = sqlx::query("INSERT INTO global_names (namespace, name_key, owner_key) VALUES ($1, $2, $3)")
             .bind(namespace)
             .bind(name_key)
-            .bind(owner_key)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, name_key))?;
+            .bind(owner_key);
+        self.insert_guarded(q, name_key).await?;
         Ok(())
     }
 
@@ -704,7 +760,8 @@ impl WriteTx {
     }
 
     pub async fn insert_principal(&mut self, p: &PrincipalRow) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        let sql = format!("INSERT INTO principals ({PRINCIPAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+        let q = sqlx::query(&sql)
             .bind(&p.object_id)
             .bind(&p.kind)
             .bind(&p.display_name)
@@ -713,10 +770,8 @@ impl WriteTx {
             .bind(&p.created_at)
             .bind(&p.upn)
             .bind(&p.issuer)
-            .bind(&p.subject)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, &p.object_id))?;
+            .bind(&p.subject);
+        self.insert_guarded(q, &p.object_id).await?;
         Ok(())
     }
 
@@ -736,16 +791,15 @@ impl WriteTx {
     }
 
     pub async fn insert_assignment(&mut self, a: &AssignmentRow) -> Result<()> {
-        sqlx::query("INSERT INTO role_assignments (id, principal_id, role_definition_id, scope, scope_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        let q = sqlx::query("INSERT INTO role_assignments (id, principal_id, role_definition_id, scope, scope_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&a.id)
             .bind(&a.principal_id)
             .bind(&a.role_definition_id)
             .bind(&a.scope)
             .bind(a.scope.to_ascii_lowercase())
             .bind(&a.created_at)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, &a.id))?;
+            ;
+        self.insert_guarded(q, &a.id).await?;
         Ok(())
     }
 
@@ -773,7 +827,7 @@ impl WriteTx {
     }
 
     pub async fn insert_operation(&mut self, o: &OperationRow) -> Result<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO operations (id, subscription_id, location, kind, resource_id, status, error, started_at, ended_at, principal_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -786,10 +840,8 @@ impl WriteTx {
         .bind(&o.error)
         .bind(&o.started_at)
         .bind(&o.ended_at)
-        .bind(&o.principal_id)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| map_unique(e, &o.id))?;
+        .bind(&o.principal_id);
+        self.insert_guarded(q, &o.id).await?;
         Ok(())
     }
 
@@ -932,13 +984,11 @@ impl WriteTx {
     }
 
     pub async fn insert_signing_key(&mut self, k: &SigningKeyRow) -> Result<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
+        let q = sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
             .bind(&k.kid)
             .bind(&k.pkcs8_b64)
-            .bind(&k.created_at)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, &k.kid))?;
+            .bind(&k.created_at);
+        self.insert_guarded(q, &k.kid).await?;
         Ok(())
     }
 }

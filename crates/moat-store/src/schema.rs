@@ -190,10 +190,12 @@ const STEPS: &[(i64, &[&str])] = &[
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<()> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        .execute(store.pool())
-        .await?;
+    // Inside the write transaction: on PostgreSQL its lock keeps two starting nodes from
+    // migrating at once.
     let mut tx = store.write().await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        .execute(&mut *tx.tx)
+        .await?;
     let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
         .fetch_all(&mut *tx.tx)
         .await?

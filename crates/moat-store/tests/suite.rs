@@ -216,3 +216,47 @@ async fn sqlite_backend() {
     let again = Store::open(&url).await.unwrap();
     assert_eq!(again.get_meta("counter").await.unwrap().as_deref(), Some("16"));
 }
+
+/// The same contract on PostgreSQL, in a fresh database of the server that
+/// `MOAT_TEST_POSTGRES_URL` names (scripts/test.sh starts one on loopback and sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backend() {
+    use sqlx::{Connection, Executor};
+    let Ok(admin) = std::env::var("MOAT_TEST_POSTGRES_URL") else {
+        eprintln!("SKIP postgres_backend: MOAT_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL on loopback and sets it)");
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("moat_suite_{}_{nanos}", std::process::id());
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").as_str()).await.unwrap();
+    let url = format!("{base}/{name}");
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    contract(store.clone()).await;
+    store.close().await;
+    // Reopening keeps everything and does not re-run migrations.
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(again.get_meta("counter").await.unwrap().as_deref(), Some("16"));
+    again.close().await;
+
+    // A database whose collation would order names differently from SQLite is refused, with the fix.
+    let other = format!("{name}_collated");
+    let made = conn.execute(format!("CREATE DATABASE {other} TEMPLATE template0 LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'").as_str()).await;
+    if made.is_ok() {
+        // C.UTF-8 sorts by code point, like C: accepted.
+        let s = Store::open(&format!("{base}/{other}")).await.unwrap();
+        s.close().await;
+        conn.execute(format!("DROP DATABASE {other} WITH (FORCE)").as_str()).await.unwrap();
+    }
+    conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_database_urls_are_refused_without_echoing_passwords() {
+    let err = Store::open("mysql://moat:s3cret@127.0.0.1/db").await.unwrap_err().to_string();
+    assert!(err.contains("sqlite://") && err.contains("postgres://"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
