@@ -602,6 +602,15 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
                             let findings: Vec<&str> = p["findings"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
                             p["why"] = json!(findings.join(" | "));
                             p["resource"] = json!(p["resourceId"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default());
+                            let names: Vec<String> = p["dns"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|n| {
+                                    format!("{} -> {}", n["name"].as_str().unwrap_or_default(), n["answer"].as_str().unwrap_or_default())
+                                })
+                                .collect();
+                            p["names"] = json!(names.join(", "));
                             p
                         })
                         .collect();
@@ -615,9 +624,15 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
                             ("Reachable", "/reachable"),
                             ("Path", "/path"),
                             ("Via", "/serviceUrl"),
+                            ("DNS", "/names"),
                             ("Why not", "/why"),
                         ],
                     );
+                    for p in d["planes"].as_array().into_iter().flatten() {
+                        for f in p["dnsFindings"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
+                            println!("DNS: {f}");
+                        }
+                    }
                 }
             }
         }

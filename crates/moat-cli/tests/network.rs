@@ -255,6 +255,26 @@ async fn a_private_registry_is_reached_only_through_approved_endpoints_from_its_
     let why = acr["findings"].to_string();
     assert!(why.contains("PublicNetworkAccessDisabled") || why.contains("public network access is Disabled"), "{why}");
     assert!(why.contains("no private endpoint with group ID 'registry'") && why.contains("vnet1"), "{why}");
+    // DNS in the diagnosis: with no private DNS zone yet, the blob endpoint's name resolves to
+    // the public listener from vnet1, and the diagnosis says how to fix it…
+    let blob = by("blob");
+    assert_eq!(blob["dns"][0]["answer"], "public", "{blob}");
+    let dns_why = blob["dnsFindings"].to_string();
+    assert!(dns_why.contains("privatelink.blob.moat.internal") && dns_why.contains("pe-blob") && dns_why.contains("vnet1"), "{dns_why}");
+    // …and once the zone is linked and the endpoint has a zone group, the name answers privately.
+    let zone_id = format!("{}/resourceGroups/default/providers/Microsoft.Network/privateDnsZones/privatelink.blob.moat.internal", f.sub);
+    assert_eq!(http.call("PUT", &zone_id, Some(&json!({"location": "global"})), &[]).await.status, 201);
+    let link = json!({"location": "global", "properties": {"virtualNetwork": {"id": format!("{}{NET}/virtualNetworks/vnet1", f.sub)}}});
+    assert_eq!(http.call("PUT", &format!("{zone_id}/virtualNetworkLinks/l1"), Some(&link), &[]).await.status, 201);
+    let zg = json!({"properties": {"privateDnsZoneConfigs": [{"name": "b", "properties": {"privateDnsZoneId": zone_id}}]}});
+    let r = http.call("PUT", &format!("{}{NET}/privateEndpoints/pe-blob/privateDnsZoneGroups/default", f.sub), Some(&zg), &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let d = http.call("POST", &format!("{}/diagnoseNetwork", f.reg), Some(&json!({"sourceAddress": "127.50.1.77"})), &[]).await;
+    let blob = d.body["planes"].as_array().unwrap().iter().find(|p| p["groupId"] == "blob").unwrap().clone();
+    assert_eq!(blob["dns"][0]["answer"], blob_ip.to_string(), "{blob}");
+    assert!(blob["dns"][0]["source"].as_str().unwrap().contains("vnet1"), "{blob}");
+    assert_eq!(blob["dnsFindings"], json!([]), "{blob}");
+
     // From the public network nothing is reachable, and each plane says what to create.
     let d = http.call("POST", &format!("{}/diagnoseNetwork", f.reg), Some(&json!({})), &[]).await;
     assert!(d.body["planes"].as_array().unwrap().iter().all(|p| p["reachable"] == false), "{}", d.text);

@@ -1356,6 +1356,40 @@ pub struct PlaneDiagnosis {
     pub service_url: Option<String>,
     /// Why each way in is closed, each with its fix (empty when reachable).
     pub findings: Vec<String>,
+    /// What moat's DNS answers for the resource's names to a client in the caller's network.
+    pub dns: Vec<NameDiagnosis>,
+    /// DNS that does not match the path: a name resolving to the public listener although the
+    /// way in is a private endpoint, with the fix.
+    pub dns_findings: Vec<String>,
+}
+
+/// One name of a resource, as moat's DNS answers it from the caller's network.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameDiagnosis {
+    pub name: String,
+    /// The privatelink name the public one is a CNAME to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privatelink_name: Option<String>,
+    /// A private endpoint's address, or `public` (the public listener's).
+    pub answer: String,
+    /// Where the answer comes from.
+    pub source: String,
+}
+
+/// The privatelink zone holding a privatelink name: `privatelink.<service>.<zone>`, or for a
+/// container registry's data endpoint `<region>.data.privatelink.cr.<zone>`.
+fn privatelink_zone_of(pl: &str) -> String {
+    match pl.find("privatelink.") {
+        Some(i) => {
+            let head = &pl[..i];
+            match head.strip_suffix("data.").and_then(|h| h.trim_end_matches('.').rsplit_once('.').map(|(_, region)| region)) {
+                Some(region) => format!("{region}.data.{}", &pl[i..]),
+                None => pl[i..].to_string(),
+            }
+        }
+        None => pl.to_string(),
+    }
 }
 
 /// The answer of `diagnoseNetwork`.
@@ -1426,6 +1460,8 @@ impl Moat {
                 private_endpoint_id: None,
                 service_url: None,
                 findings: vec![],
+                dns: vec![],
+                dns_findings: vec![],
             };
             let mine: Vec<&EndpointInfo> = view.to_target(&key).filter(|e| e.plane == plane && in_client_net(e)).collect();
             for e in &mine {
@@ -1469,6 +1505,34 @@ impl Moat {
                         }
                     }
                 }
+            }
+            for name in view.names.get(&key).into_iter().flatten() {
+                let pl = crate::privatedns::privatelink_name(&view.dns.zone, name);
+                let private = pl
+                    .as_ref()
+                    .and_then(|pl| view.dns.private.iter().find(|(n, v, _)| n == pl && vnets.iter().any(|x| x.id.eq_ignore_ascii_case(v))));
+                let (answer, source) = match private {
+                    Some((_, v, ip)) => {
+                        let vnet = vnets.iter().find(|x| x.id.eq_ignore_ascii_case(v)).map_or(v.as_str(), |x| x.name.as_str());
+                        (ip.to_string(), format!("a private DNS zone linked to '{vnet}'"))
+                    }
+                    None => ("public".to_string(), "moat's public answer (the public listener)".to_string()),
+                };
+                if private.is_none()
+                    && d.path == "privateEndpoint"
+                    && let (Some(pl), Some(vnet)) = (&pl, vnets.first())
+                {
+                    let pe = d.private_endpoint_id.as_deref().and_then(|id| id.rsplit('/').next()).unwrap_or("the endpoint");
+                    let zone = privatelink_zone_of(pl);
+                    d.dns_findings.push(format!(
+                        "From '{}', '{name}' resolves to the public listener, not to private endpoint '{pe}': clients using names miss the endpoint. \
+                         Create zone '{zone}' (`moat network private-dns zone create --name {zone}`), link it to '{}' \
+                         (`moat network private-dns link vnet create --zone-name {zone} --virtual-network {} --name …`) and give '{pe}' a DNS zone group \
+                         (`moat network private-endpoint dns-zone-group create --endpoint-name {pe} --private-dns-zone {zone} --name default`).",
+                        vnet.name, vnet.name, vnet.name
+                    ));
+                }
+                d.dns.push(NameDiagnosis { name: name.clone(), privatelink_name: pl, answer, source });
             }
             planes.push(d);
         }
@@ -1613,6 +1677,13 @@ pub(crate) struct AclsDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privatelink_zones_of_names() {
+        assert_eq!(privatelink_zone_of("abc.privatelink.blob.moat.internal"), "privatelink.blob.moat.internal");
+        assert_eq!(privatelink_zone_of("g.registry.eastus.privatelink.api.moat.internal"), "privatelink.api.moat.internal");
+        assert_eq!(privatelink_zone_of("acr.eastus.data.privatelink.cr.moat.internal"), "eastus.data.privatelink.cr.moat.internal");
+    }
 
     #[test]
     fn peer_addresses() {
