@@ -170,6 +170,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     // Private endpoint listeners follow the network view until shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener_tls = tls.as_ref().map(|(_, _, t)| t.clone());
+    // Nodes sharing a PostgreSQL database follow each other's changes to the network view and
+    // the authorization index (checked every 250 ms).
+    if store.backend() == "postgres" {
+        tokio::spawn(Arc::clone(&moat).follow_changes(std::time::Duration::from_millis(250), stop_rx.clone()));
+    }
     let endpoints =
         tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), Arc::clone(&dns), listener_tls, stop_rx));
     let shutdown = async move {

@@ -115,3 +115,111 @@ async fn the_server_runs_on_postgresql_and_keeps_everything_across_a_restart() {
     server.stop();
     psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }
+
+/// Two nodes on one PostgreSQL database: what one creates the other serves; 32 concurrent
+/// creations of one version across both give one winner and 31 clean conflicts; a switch
+/// flipped and a role assigned on one node take effect on the other within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_on_one_database_act_as_one_registry() {
+    let Ok(admin) = std::env::var("MOAT_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "SKIP two_nodes_on_one_database_act_as_one_registry: MOAT_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL on loopback and sets it)"
+        );
+        return;
+    };
+    let name = format!("moat_nodes_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]).output().expect("psql runs");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql(&format!("CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"));
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [("MOAT_DATABASE_URL", url.as_str())];
+    let a = Server::start_in(&tmp.path().join("a"), &env);
+    // Node B serves the same installation: it gets the administrator's profile (whose secret the
+    // shared database verifies) rather than minting a new one.
+    std::fs::create_dir_all(tmp.path().join("b")).unwrap();
+    std::fs::copy(a.dir.join("profile.json"), tmp.path().join("b/profile.json")).unwrap();
+    // Behind a load balancer every node has the same public URL (it names the token issuer);
+    // here node B takes node A's, and listens on a port of its own.
+    let port_b = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen_b = format!("127.0.0.1:{port_b}");
+    let b = Server::start_in(
+        &tmp.path().join("b"),
+        &[("MOAT_DATABASE_URL", url.as_str()), ("MOAT_PUBLIC_URL", a.url.as_str()), ("MOAT_LISTEN", listen_b.as_str())],
+    );
+    let b_url = format!("http://{listen_b}");
+    let ha = a.http();
+    let hb = ha.at(&b_url, None);
+
+    let reg = a.registry_path("default", "shared");
+    assert_eq!(ha.call("PUT", &reg, Some(&common::registry_body("eastus")), &[]).await.status, 201);
+    assert_eq!(hb.get(&reg).await.status, 200, "node B serves what node A created");
+
+    // 32 concurrent creations of the same version with different content, across both nodes.
+    let version = format!("{reg}/components/c/versions/1");
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let h = if i % 2 == 0 { ha.at(&a.url, None) } else { ha.at(&b_url, None) };
+        let path = version.clone();
+        tasks.push(tokio::spawn(async move {
+            let body =
+                serde_json::json!({"properties": {"componentSpec": {"name": "c", "type": "command", "command": format!("echo {i}")}}});
+            let r = h.call("PUT", &path, Some(&body), &[]).await;
+            (r.status, r.code())
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let winners = outcomes.iter().filter(|(s, _)| *s == 201).count();
+    let conflicts = outcomes.iter().filter(|(s, c)| *s == 409 && c == "AssetContentImmutable").count();
+    assert_eq!((winners, conflicts), (1, 31), "{outcomes:?}");
+
+    // A switch flipped on node A denies requests on node B within a second.
+    assert_eq!(hb.get(&version).await.status, 200);
+    let mut private = common::registry_body("eastus");
+    private["properties"]["publicNetworkAccess"] = serde_json::json!("Disabled");
+    assert_eq!(ha.call("PUT", &reg, Some(&private), &[]).await.status, 200);
+    let flipped = std::time::Instant::now();
+    let mut denied = None;
+    while flipped.elapsed() < std::time::Duration::from_secs(3) {
+        let r = hb.get(&version).await;
+        if r.status == 403 {
+            assert!(r.text.contains("PublicNetworkAccessDisabled"), "{}", r.text);
+            denied = Some(flipped.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let denied = denied.expect("node B never applied the switch flipped on node A");
+    assert!(denied < std::time::Duration::from_secs(1), "node B applied the switch after {denied:?}");
+
+    // A role assigned on node A lets its holder in on node B within a second.
+    let p = a.profile();
+    let (oid, app, secret) = common::create_sp(&ha, "reader-b").await;
+    let token = common::token_for(&ha, &p.tenant, &app, &secret).await;
+    let reader_b = hb.with_token(&token);
+    assert_eq!(reader_b.get(&reg).await.status, 404, "no role yet: the registry is hidden");
+    common::assign(&ha, &reg, &oid, "acdd72a7-3385-48ef-bd42-f606fba81ae7").await;
+    let assigned = std::time::Instant::now();
+    let mut allowed = None;
+    while assigned.elapsed() < std::time::Duration::from_secs(3) {
+        if reader_b.get(&reg).await.status == 200 {
+            allowed = Some(assigned.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let allowed = allowed.expect("node B never applied the role assigned on node A");
+    assert!(allowed < std::time::Duration::from_secs(1), "node B applied the assignment after {allowed:?}");
+    eprintln!("switch applied on node B after {denied:?}, role after {allowed:?}");
+    a.stop();
+    b.stop();
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+}

@@ -162,7 +162,7 @@ impl Moat {
         let mut tx = self.store.write().await?;
         tx.delete_principal(&p.object_id).await?;
         tx.commit().await?;
-        self.update_authz(|idx| idx.remove_principal(&p.object_id));
+        self.update_authz(|idx| idx.remove_principal(&p.object_id)).await?;
         Ok(Some(p))
     }
 

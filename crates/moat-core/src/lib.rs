@@ -12,6 +12,7 @@ use serde::{Serialize, de::DeserializeOwned};
 pub mod assets;
 pub mod audit;
 pub mod blobs;
+pub mod changes;
 mod context;
 pub mod directory;
 mod error;
@@ -128,6 +129,8 @@ pub struct Moat {
     /// Where each private endpoint's listener is (or why it could not open), as the
     /// composition root reports it.
     listener_urls: RwLock<std::collections::HashMap<String, Result<String, String>>>,
+    /// The change marks this node last saw or wrote (see [`changes`]).
+    seen_changes: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
 }
 
 impl std::fmt::Debug for Moat {
@@ -222,8 +225,9 @@ impl Moat {
             blobs,
             net: tokio::sync::watch::Sender::new(Default::default()),
             listener_urls: Default::default(),
+            seen_changes: Default::default(),
         };
-        moat.reload_network().await?;
+        moat.rebuild_network().await?;
         moat.oci_recover().await?;
         Ok((moat, creds))
     }
@@ -421,12 +425,24 @@ impl Moat {
         Ok(self.decide(caller, action, target).is_allowed())
     }
 
-    /// Applies a change to the authorization index (after the store committed it).
-    pub(crate) fn update_authz(&self, f: impl FnOnce(&mut AuthzIndex)) {
+    /// Applies a change to the authorization index (after the store committed it), and tells
+    /// the other nodes sharing the database to reload theirs.
+    pub(crate) async fn update_authz(&self, f: impl FnOnce(&mut AuthzIndex)) -> Result<()> {
         match self.authz.write() {
             Ok(mut idx) => f(&mut idx),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+        self.announce(changes::AUTHZ).await
+    }
+
+    /// Replaces the authorization index with one loaded from the store.
+    pub(crate) async fn rebuild_authz(&self) -> Result<()> {
+        let fresh = load_authz(&self.store, &self.subscription_id).await?;
+        match self.authz.write() {
+            Ok(mut idx) => *idx = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
     }
 
     /// Reads one stored document that `caller` may see: authorises `read_action` on `id`

@@ -348,9 +348,15 @@ impl Moat {
             .await?)
     }
 
-    /// Rebuilds the network view from the store (after every change to networks, endpoints or
-    /// a resource's network settings) and tells the listeners.
+    /// After a change to networks, endpoints or a resource's network settings: rebuilds this
+    /// node's network view and tells the other nodes sharing the database to rebuild theirs.
     pub(crate) async fn reload_network(&self) -> Result<()> {
+        self.rebuild_network().await?;
+        self.announce(crate::changes::NETWORK).await
+    }
+
+    /// Rebuilds the network view from the store and tells the listeners.
+    pub(crate) async fn rebuild_network(&self) -> Result<()> {
         let mut resources = Vec::new();
         let mut registries = HashMap::new();
         let mut accounts = HashMap::new();

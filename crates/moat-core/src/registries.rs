@@ -718,7 +718,7 @@ impl Moat {
         let op = self.record_operation(&mut tx, caller, "registries/delete", &id, &doc.location).await?;
         tx.commit().await?;
         self.reload_network().await?;
-        self.update_authz(|idx| idx.remove_principal(&doc.identity_principal_id));
+        self.update_authz(|idx| idx.remove_principal(&doc.identity_principal_id)).await?;
         Ok(Some(op))
     }
 

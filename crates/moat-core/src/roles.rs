@@ -244,7 +244,7 @@ impl Moat {
         tx.commit().await?;
         let role: RoleDefinition = doc.into();
         let rendered = self.render_role(&role);
-        self.update_authz(|idx| idx.put_role(role));
+        self.update_authz(|idx| idx.put_role(role)).await?;
         Ok((rendered, created))
     }
 
@@ -269,7 +269,7 @@ impl Moat {
         }
         tx.delete_resource(&self.role_definition_id(&role.id).key()).await?;
         tx.commit().await?;
-        self.update_authz(|idx| idx.remove_role(&role.id));
+        self.update_authz(|idx| idx.remove_role(&role.id)).await?;
         Ok(Some(self.render_role(&role)))
     }
 
@@ -394,7 +394,8 @@ impl Moat {
                 role_definition_id: row.role_definition_id.clone(),
                 scope: scope.clone(),
             })
-        });
+        })
+        .await?;
         Ok(self.render_assignment(&row, Some(principal.kind)))
     }
 
@@ -424,7 +425,7 @@ impl Moat {
         let mut tx = self.store.write().await?;
         tx.delete_assignment(&row.id).await?;
         tx.commit().await?;
-        self.update_authz(|idx| idx.remove_assignment(&row.principal_id, &row.id));
+        self.update_authz(|idx| idx.remove_assignment(&row.principal_id, &row.id)).await?;
         let kind = self.principal_type(&row.principal_id).await?;
         Ok(Some(self.render_assignment(&row, kind)))
     }

@@ -42,7 +42,8 @@ impl Server {
     pub fn start_in(dir: &Path, envs: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
+        let listen = envs.iter().find(|(k, _)| *k == "MOAT_LISTEN").map_or("127.0.0.1:0", |(_, v)| *v);
+        cmd.args(["serve", "--listen", listen, "--data-dir"]).arg(dir);
         cmd.env_remove("MOAT_PROFILE").env("MOAT_LOG", "info");
         for (k, v) in envs {
             cmd.env(k, v);
