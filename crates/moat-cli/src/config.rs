@@ -31,6 +31,9 @@ pub struct FileConfig {
     /// Seconds after which the token signing key is replaced by a new one (1 to 31536000).
     /// Superseded keys keep verifying until the tokens they signed have expired.
     pub signing_key_rotation_secs: Option<i64>,
+    /// Seconds after which an upload left unfinished is discarded: OCI upload sessions, and
+    /// blob blocks staged but never committed (1 to 2592000; default 86400).
+    pub upload_ttl_secs: Option<i64>,
     /// Log filter, e.g. `info` or `moat_api=debug,info`.
     pub log: Option<String>,
     /// Serve HTTPS on the public listener with a certificate from moat's local certificate
@@ -66,6 +69,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_DNS_LISTEN", "dns_listen"),
     ("MOAT_TOKEN_LIFETIME_SECS", "token_lifetime_secs"),
     ("MOAT_SIGNING_KEY_ROTATION_SECS", "signing_key_rotation_secs"),
+    ("MOAT_UPLOAD_TTL_SECS", "upload_ttl_secs"),
     ("MOAT_LOG", "log"),
     ("MOAT_TLS", "tls"),
     ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
@@ -85,6 +89,7 @@ pub struct ServeConfig {
     pub dns_listen: Option<SocketAddr>,
     pub token_lifetime_secs: i64,
     pub signing_key_rotation_secs: i64,
+    pub upload_ttl_secs: i64,
     pub log: String,
     pub tls: bool,
     pub oidc_issuers: Vec<OidcIssuer>,
@@ -140,6 +145,9 @@ impl FileConfig {
                     c.signing_key_rotation_secs =
                         Some(v.parse().map_err(|_| format!("MOAT_SIGNING_KEY_ROTATION_SECS must be a number of seconds, not '{v}'"))?)
                 }
+                "MOAT_UPLOAD_TTL_SECS" => {
+                    c.upload_ttl_secs = Some(v.parse().map_err(|_| format!("MOAT_UPLOAD_TTL_SECS must be a number of seconds, not '{v}'"))?)
+                }
                 "MOAT_LOG" => c.log = Some(v),
                 "MOAT_TLS" => c.tls = Some(v.parse().map_err(|_| format!("MOAT_TLS must be true or false, not '{v}'"))?),
                 "MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK" => {
@@ -166,6 +174,7 @@ impl FileConfig {
             dns_listen: top.dns_listen.or(self.dns_listen),
             token_lifetime_secs: top.token_lifetime_secs.or(self.token_lifetime_secs),
             signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
+            upload_ttl_secs: top.upload_ttl_secs.or(self.upload_ttl_secs),
             log: top.log.or(self.log),
             tls: top.tls.or(self.tls),
             allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
@@ -208,6 +217,10 @@ impl FileConfig {
         if !(1..=31_536_000).contains(&signing_key_rotation_secs) {
             return Err(format!("signing_key_rotation_secs: {signing_key_rotation_secs} is outside 1..=31536000"));
         }
+        let upload_ttl_secs = self.upload_ttl_secs.unwrap_or(86400);
+        if !(1..=2_592_000).contains(&upload_ttl_secs) {
+            return Err(format!("upload_ttl_secs: {upload_ttl_secs} is outside 1..=2592000"));
+        }
         let oidc_issuers = self.oidc_issuers.unwrap_or_default();
         for (i, o) in oidc_issuers.iter().enumerate() {
             let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
@@ -237,6 +250,7 @@ impl FileConfig {
             dns_listen,
             token_lifetime_secs,
             signing_key_rotation_secs,
+            upload_ttl_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             tls,
             oidc_issuers,

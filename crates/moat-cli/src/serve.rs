@@ -145,6 +145,18 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
             }
         }
     });
+    // Unfinished uploads are discarded once idle longer than upload_ttl_secs.
+    let ttl = std::time::Duration::from_secs(cfg.upload_ttl_secs as u64);
+    let expirer = Arc::clone(&moat);
+    tokio::spawn(async move {
+        let every = (ttl / 4).clamp(std::time::Duration::from_millis(500), std::time::Duration::from_secs(600));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = expirer.expire_uploads(ttl).await {
+                tracing::error!(error = %e, "expiring idle uploads failed");
+            }
+        }
+    });
     // DNS for the zone: split answers, following the network view.
     let public_ip = if local.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
     let dns = Arc::new(moat_api::dns::Dns::new(&moat, vec![public_ip]).map_err(|e| format!("DNS zone: {e}"))?);

@@ -671,3 +671,36 @@ async fn environments_pin_their_images() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Unfinished uploads do not pile up: a session idle longer than upload_ttl_secs is ended and
+/// its bytes removed; fresh sessions keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_upload_sessions_expire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start_in(&dir, &[("MOAT_UPLOAD_TTL_SECS", "2")]);
+    let (acr, _) = create_registry(&server, "ttl");
+    let http = server.http();
+    let r = http.raw("POST", &format!("/v2/{acr}/idle/blobs/uploads/"), None, None, &[]).await;
+    let location = r.header("location").unwrap();
+    let r = http.raw("PATCH", &location, Some(vec![7u8; 1000]), Some("application/octet-stream"), &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(std::fs::read_dir(dir.join("blobs/uploads")).unwrap().count(), 1);
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = http.raw("GET", &location, None, None, &[]).await;
+        if r.status == 404 {
+            assert_eq!(r.body["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the idle session was never ended; log:\n{}", server.log());
+    assert_eq!(std::fs::read_dir(dir.join("blobs/uploads")).unwrap().count(), 0, "its bytes went with it");
+    let r = http.raw("POST", &format!("/v2/{acr}/idle/blobs/uploads/"), None, None, &[]).await;
+    let fresh = r.header("location").unwrap();
+    let r =
+        http.raw("PUT", &format!("{fresh}?digest={}", sha(b"later")), Some(b"later".to_vec()), Some("application/octet-stream"), &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

@@ -777,6 +777,33 @@ impl Moat {
         .await
     }
 
+    /// Ends upload sessions idle for longer than `ttl` (OCI upload sessions, and blocks staged
+    /// on the blob plane but never committed, as Azure discards those after 7 days). Returns
+    /// (sessions, blocks) removed.
+    pub async fn expire_uploads(&self, ttl: std::time::Duration) -> Result<(usize, u64)> {
+        let cutoff = time::OffsetDateTime::now_utc() - ttl;
+        let cutoff = cutoff.format(&time::format_description::well_known::Rfc3339).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut sessions = 0;
+        loop {
+            let idle = self.store.oci_uploads_idle_since(&cutoff, 500).await?;
+            if idle.is_empty() {
+                break;
+            }
+            for u in idle {
+                let _guard = upload_lock(&u.id).lock().await;
+                self.end_upload(&u.id).await?;
+                sessions += 1;
+            }
+        }
+        let mut tx = self.store.write().await?;
+        let blocks = tx.discard_blocks_staged_before(&cutoff).await?;
+        tx.commit().await?;
+        if sessions > 0 || blocks > 0 {
+            tracing::info!(sessions, blocks, "expired idle uploads");
+        }
+        Ok((sessions, blocks))
+    }
+
     /// After a restart: removes upload files that no session row acknowledges (a crash between
     /// creating one and committing its row).
     pub(crate) async fn oci_recover(&self) -> Result<()> {

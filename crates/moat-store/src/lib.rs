@@ -978,6 +978,12 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Discards blocks staged before `before` (RFC 3339) and never committed; returns how many.
+    pub async fn discard_blocks_staged_before(&mut self, before: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM blob_blocks WHERE staged_at < $1").bind(before).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn delete_signing_key(&mut self, kid: &str) -> Result<()> {
         sqlx::query("DELETE FROM signing_keys WHERE kid = $1").bind(kid).execute(&mut *self.tx).await?;
         Ok(())
