@@ -300,24 +300,66 @@ pub async fn download_file(
     let ranges: Vec<(u64, u64)> = (offset..size).step_by(BLOCK_SIZE).map(|s| (s, (s + BLOCK_SIZE as u64).min(size) - 1)).collect();
     let mut chunks =
         futures_util::stream::iter(ranges).map(|(s, e)| fetch_range(http.clone(), url.to_string(), s, e)).buffered(CONCURRENCY);
-    let mut state = (file, hasher);
-    let mut moved = 0;
-    while let Some(chunk) = chunks.next().await {
-        let bytes = chunk?;
-        let n = bytes.len() as u64;
-        let (mut f, mut h) = state;
-        let dest_name = dest.display().to_string();
-        state = tokio::task::spawn_blocking(move || {
+    // Hashing and writing run on a thread of their own, fed in order, so that the ranges keep
+    // arriving meanwhile (awaiting each write here would stall the fetches in flight).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CONCURRENCY);
+    let dest_name = dest.display().to_string();
+    let writer = tokio::task::spawn_blocking(move || -> Result<Sha256, ClientError> {
+        let (mut f, mut h) = (file, hasher);
+        let failed = |e: std::io::Error| ClientError::Local(format!("cannot write {dest_name}: {e}"));
+        // Written data is flushed to disk in the background every 64 MiB, so the final fsync
+        // has little left to do.
+        let flusher_file = f.try_clone().map_err(failed)?;
+        let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let flusher = std::thread::spawn(move || {
+            while flush_rx.recv().is_ok() {
+                let _ = flusher_file.sync_data();
+            }
+        });
+        let mut since_flush = 0usize;
+        let mut outcome = Ok(());
+        while let Some(bytes) = rx.blocking_recv() {
             h.update(&bytes);
-            f.write_all(&bytes).map(|()| (f, h)).map_err(|e| ClientError::Local(format!("cannot write {dest_name}: {e}")))
-        })
-        .await
-        .map_err(joined)??;
+            if let Err(e) = f.write_all(&bytes) {
+                outcome = Err(failed(e));
+                break;
+            }
+            since_flush += bytes.len();
+            if since_flush >= 64 * 1024 * 1024 {
+                since_flush = 0;
+                let _ = flush_tx.try_send(());
+            }
+        }
+        drop(flush_tx);
+        let _ = flusher.join();
+        outcome?;
+        f.sync_all().map_err(failed)?;
+        Ok(h)
+    });
+    let mut moved = 0;
+    let mut fetch_error = None;
+    while let Some(chunk) = chunks.next().await {
+        let bytes = match chunk {
+            Ok(b) => b,
+            Err(e) => {
+                fetch_error = Some(e);
+                break;
+            }
+        };
+        let n = bytes.len() as u64;
+        if tx.send(bytes).await.is_err() {
+            // The writer stopped; its error is reported below.
+            break;
+        }
         moved += n;
         progress(n);
     }
-    let (file, hasher) = state;
-    tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(joined)?.map_err(io)?;
+    drop(tx);
+    let written = writer.await.map_err(joined)?;
+    if let Some(e) = fetch_error {
+        return Err(e);
+    }
+    let hasher = written?;
     let got = hex(&hasher.finalize());
     if got != expected_sha256 {
         let _ = tokio::fs::remove_file(&part).await;
