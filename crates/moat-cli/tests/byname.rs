@@ -48,32 +48,14 @@ async fn curl_skopeo_and_the_sdk_reach_a_private_registry_by_name_over_verified_
     // The network, three private endpoints, three privatelink zones linked to it, zone groups.
     let sub = server.sub_path();
     let net = format!("{sub}/resourceGroups/default/providers/Microsoft.Network");
-    let r = http
-        .call(
-            "PUT",
-            &format!("{net}/virtualNetworks/vnet-n"),
-            Some(&json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.254.0.0/16"]},
-                "binding": {"mode": "Namespace", "namespace": ns.0},
-                "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.254.1.0/24"}}]}})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    common::namespace_vnet(&http, &net, "vnet-n", &ns.0, "10.254.0.0/16", "10.254.1.0/24").await;
     for (pe, target, group, zone) in [
         ("pe-reg", &reg_id, "amlregistry", "privatelink.api.moat.internal"),
         ("pe-blob", &sa_id, "blob", "privatelink.blob.moat.internal"),
         ("pe-acr", &acr_id, "registry", "privatelink.cr.moat.internal"),
     ] {
-        let r = http
-            .call(
-                "PUT",
-                &format!("{net}/privateEndpoints/{pe}"),
-                Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet-n/subnets/s1")},
-                    "privateLinkServiceConnections": [{"name": pe, "properties": {"privateLinkServiceId": target, "groupIds": [group]}}]}})),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
+        let url = common::private_endpoint(&server, &http, &net, pe, "vnet-n", target, group).await;
+        assert!(url.starts_with("https://10.254.1."), "{url}");
         let zone_id = format!("{net}/privateDnsZones/{zone}");
         assert_eq!(http.call("PUT", &zone_id, Some(&json!({"location": "global"})), &[]).await.status, 201);
         let link = json!({"location": "global", "properties": {"virtualNetwork": {"id": format!("{net}/virtualNetworks/vnet-n")}}});
@@ -83,17 +65,6 @@ async fn curl_skopeo_and_the_sdk_reach_a_private_registry_by_name_over_verified_
             http.call("PUT", &format!("{net}/privateEndpoints/{pe}/privateDnsZoneGroups/default"), Some(&zg), &[]).await.status,
             201
         );
-        let mut listening = false;
-        for _ in 0..100 {
-            let url = http.get(&format!("{net}/privateEndpoints/{pe}")).await.body["properties"]["serviceUrl"].as_str().map(str::to_string);
-            if let Some(u) = url {
-                assert!(u.starts_with("https://10.254.1."), "{u}");
-                listening = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(listening, "{pe} has no listener; the server log:\n{}", server.log());
     }
     let token = http.token.clone().unwrap();
     let bearer = format!("Authorization: Bearer {token}");

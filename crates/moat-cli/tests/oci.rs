@@ -484,46 +484,9 @@ async fn skopeo_inside_a_namespace_reaches_a_private_container_registry() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let net = format!("{sub}/resourceGroups/default/providers/Microsoft.Network");
-    let r = http
-        .call(
-            "PUT",
-            &format!("{net}/virtualNetworks/vnet-oci"),
-            Some(&json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.253.0.0/16"]},
-                "binding": {"mode": "Namespace", "namespace": ns.0},
-                "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.253.1.0/24"}}]}})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = http
-        .call(
-            "PUT",
-            &format!("{net}/privateEndpoints/pe-reg"),
-            Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet-oci/subnets/s1")},
-                "privateLinkServiceConnections": [{"name": "reg", "properties": {"privateLinkServiceId": registry_id, "groupIds": ["amlregistry"]}}]}})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = http
-        .call(
-            "PUT",
-            &format!("{net}/privateEndpoints/pe-acr"),
-            Some(&json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/vnet-oci/subnets/s1")},
-                "privateLinkServiceConnections": [{"name": "acr", "properties": {"privateLinkServiceId": acr_id, "groupIds": ["registry"]}}]}})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let mut url = None;
-    for _ in 0..100 {
-        url = http.get(&format!("{net}/privateEndpoints/pe-acr")).await.body["properties"]["serviceUrl"].as_str().map(str::to_string);
-        if url.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let url = url.unwrap_or_else(|| panic!("pe-acr has no listener; the server log:\n{}", server.log()));
+    common::namespace_vnet(&http, &net, "vnet-oci", &ns.0, "10.253.0.0/16", "10.253.1.0/24").await;
+    common::private_endpoint(&server, &http, &net, "pe-reg", "vnet-oci", &registry_id, "amlregistry").await;
+    let url = common::private_endpoint(&server, &http, &net, "pe-acr", "vnet-oci", &acr_id, "registry").await;
 
     let tmp = tempfile::tempdir().unwrap();
     let layers = vec![(0..400_000u32).map(|i| (i % 239) as u8).collect::<Vec<u8>>()];

@@ -7,25 +7,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Server;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_runs_on_postgresql_and_keeps_everything_across_a_restart() {
-    let Ok(admin) = std::env::var("MOAT_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "SKIP the_server_runs_on_postgresql: MOAT_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL on loopback and sets it)"
-        );
-        return;
-    };
-    let name = format!("moat_e2e_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]).output().expect("psql runs");
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"));
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let Some(db) = common::TestDatabase::create("the_server_runs_on_postgresql") else { return };
+    let url = db.url.clone();
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
@@ -113,7 +100,6 @@ async fn the_server_runs_on_postgresql_and_keeps_everything_across_a_restart() {
     let activity = server.moat_json(&["monitor", "activity-log", "list"]);
     assert!(activity.as_array().is_some_and(|a| !a.is_empty()), "the activity log is in PostgreSQL too");
     server.stop();
-    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 
 /// Two nodes on one PostgreSQL database: what one creates the other serves; 32 concurrent
@@ -121,19 +107,8 @@ async fn the_server_runs_on_postgresql_and_keeps_everything_across_a_restart() {
 /// flipped and a role assigned on one node take effect on the other within a second.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_on_one_database_act_as_one_registry() {
-    let Ok(admin) = std::env::var("MOAT_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "SKIP two_nodes_on_one_database_act_as_one_registry: MOAT_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL on loopback and sets it)"
-        );
-        return;
-    };
-    let name = format!("moat_nodes_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]).output().expect("psql runs");
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"));
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let Some(db) = common::TestDatabase::create("two_nodes_on_one_database_act_as_one_registry") else { return };
+    let url = db.url.clone();
     let tmp = tempfile::tempdir().unwrap();
     let env = [("MOAT_DATABASE_URL", url.as_str())];
     let a = Server::start_in(&tmp.path().join("a"), &env);
@@ -221,5 +196,4 @@ async fn two_nodes_on_one_database_act_as_one_registry() {
     eprintln!("switch applied on node B after {denied:?}, role after {allowed:?}");
     a.stop();
     b.stop();
-    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }

@@ -344,3 +344,76 @@ pub fn skip_reason_netns() -> Option<String> {
     }
     None
 }
+
+/// Creates a namespace-mode virtual network `name` bound to namespace `ns`, with subnet `s1`.
+pub async fn namespace_vnet(http: &Http, net: &str, name: &str, ns: &str, space: &str, subnet: &str) {
+    let r = http
+        .call(
+            "PUT",
+            &format!("{net}/virtualNetworks/{name}"),
+            Some(&serde_json::json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": [space]},
+                "binding": {"mode": "Namespace", "namespace": ns},
+                "subnets": [{"name": "s1", "properties": {"addressPrefix": subnet}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Creates private endpoint `name` in `vnet`/s1 to `target` with `group` (approved at once, as
+/// the caller may approve), waits for its listener and returns its service URL.
+pub async fn private_endpoint(server: &Server, http: &Http, net: &str, name: &str, vnet: &str, target: &str, group: &str) -> String {
+    let r = http
+        .call(
+            "PUT",
+            &format!("{net}/privateEndpoints/{name}"),
+            Some(&serde_json::json!({"properties": {"subnet": {"id": format!("{net}/virtualNetworks/{vnet}/subnets/s1")},
+                "privateLinkServiceConnections": [{"name": name, "properties": {"privateLinkServiceId": target, "groupIds": [group]}}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for _ in 0..100 {
+        let got = http.get(&format!("{net}/privateEndpoints/{name}")).await;
+        if let Some(url) = got.body["properties"]["serviceUrl"].as_str() {
+            return url.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name} has no listener; the server log:\n{}", server.log())
+}
+
+/// A fresh PostgreSQL database (C collation) on the server `MOAT_TEST_POSTGRES_URL` names, for
+/// one test; `None` (after printing why) when the variable is not set. Dropped with the value.
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create(test: &str) -> Option<TestDatabase> {
+        let Ok(admin) = std::env::var("MOAT_TEST_POSTGRES_URL") else {
+            eprintln!("SKIP {test}: MOAT_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL on loopback and sets it)");
+            return None;
+        };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("moat_{}_{nanos}", std::process::id());
+        let db = TestDatabase { url: format!("{}/{name}", admin.rsplit_once('/').unwrap().0), admin, name };
+        db.psql(&format!("CREATE DATABASE {} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'", db.name));
+        Some(db)
+    }
+
+    pub fn psql(&self, sql: &str) {
+        let out = Command::new("psql").args([self.admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]).output().expect("psql runs");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([self.admin.as_str(), "-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
