@@ -578,6 +578,11 @@ impl Moat {
     /// [`Moat::oci_upload`]. Returns the new length.
     pub async fn oci_patch_upload<R: AsyncRead + Unpin>(&self, repo: &Repo, id: &str, start: Option<u64>, body: R) -> Result<u64> {
         let _guard = upload_lock(id).lock().await;
+        self.patch_locked(repo, id, start, body).await
+    }
+
+    /// [`Moat::oci_patch_upload`] with the session's lock already held.
+    async fn patch_locked<R: AsyncRead + Unpin>(&self, repo: &Repo, id: &str, start: Option<u64>, body: R) -> Result<u64> {
         let u = self.oci_upload(repo, id).await?;
         if let Some(s) = start
             && s != u.length as u64
@@ -603,25 +608,25 @@ impl Moat {
     /// the session and stores nothing.
     pub async fn oci_finish_upload<R: AsyncRead + Unpin>(&self, repo: &Repo, id: &str, digest: &str, last: Option<R>) -> Result<String> {
         let d = digest_of(digest)?;
+        // One lock for the whole completion: no chunk can land between the last one and the end.
+        let _guard = upload_lock(id).lock().await;
         let u = self.oci_upload(repo, id).await?;
-        if u.length == 0 {
+        if u.length == 0
+            && let Some(body) = last
+        {
             // Nothing staged: the body is the whole blob, hashed as it streams.
-            if let Some(body) = last {
-                let _guard = upload_lock(id).lock().await;
-                return match self.oci_put_blob(repo, digest, body, Some(id)).await {
-                    Err(e) => {
-                        self.end_upload(id).await?;
-                        Err(e)
-                    }
-                    ok => ok,
-                };
-            }
+            return match self.oci_put_blob(repo, digest, body, Some(id)).await {
+                Err(e) => {
+                    self.end_upload(id).await?;
+                    Err(e)
+                }
+                ok => ok,
+            };
         }
         let length = match last {
-            Some(body) => self.oci_patch_upload(repo, id, None, body).await?,
+            Some(body) => self.patch_locked(repo, id, None, body).await?,
             None => u.length as u64,
         };
-        let _guard = upload_lock(id).lock().await;
         let stored = match self.blobs.upload_finish(id, length, &d).await {
             Ok(s) => s,
             Err(e) => {
