@@ -313,6 +313,7 @@ pub async fn run_endpoint_listeners(
     port: u16,
     dns: Arc<crate::dns::Dns>,
     tls: Option<ListenerTls>,
+    allow_plain_http_on_network: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut changes = moat.network_changes();
@@ -393,14 +394,16 @@ pub async fn run_endpoint_listeners(
             if running.contains_key(key) {
                 continue;
             }
-            match open(&moat, e, port, tls.as_ref()).await {
+            match open(&moat, e, port, tls.as_ref(), allow_plain_http_on_network).await {
                 Ok(r) => {
                     running.insert(key.to_string(), r);
                 }
                 Err(err) => {
                     tracing::error!(endpoint = %key, address = %e.ip, error = %err, "cannot open the private endpoint listener");
                     let hint = match e.mode {
-                        BindingMode::Host => " (a host-mode network's endpoint addresses must be on one of this host's interfaces)",
+                        BindingMode::Host if err.kind() != std::io::ErrorKind::PermissionDenied => {
+                            " (a host-mode network's endpoint addresses must be on one of this host's interfaces)"
+                        }
                         _ => "",
                     };
                     moat.set_listener_url(key, Some(Err(format!("cannot listen on {}: {err}{hint}", e.ip))));
@@ -515,7 +518,17 @@ async fn open_public_in(
     spawn_serving(moat, listener, PUBLIC_ORIGIN, config)
 }
 
-async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16, tls: Option<&ListenerTls>) -> std::io::Result<Running> {
+async fn open(moat: &Arc<Moat>, e: &EndpointInfo, port: u16, tls: Option<&ListenerTls>, allow_plain: bool) -> std::io::Result<Running> {
+    // Tokens must not cross a network in clear: without TLS, only loopback endpoints listen.
+    if tls.is_none() && !e.ip.is_loopback() && !allow_plain {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "plain HTTP on {}, which is not a loopback address, is refused: turn on tls (or set allow_plain_http_on_network = true if the network is trusted)",
+                e.ip
+            ),
+        ));
+    }
     let namespace = match e.mode {
         BindingMode::Namespace => {
             let ns = e.namespace.clone().unwrap_or_default();

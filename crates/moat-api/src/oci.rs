@@ -576,7 +576,14 @@ async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, b
             format!("Content-Range {s}-{e} covers {} bytes but Content-Length is {len}", e - s + 1),
         ));
     }
-    match moat.oci_patch_upload(repo, id, range.map(|r| r.0), BodyReader::new(body)).await {
+    let mut reader = BodyReader::new(body);
+    let outcome = moat.oci_patch_upload(repo, id, range.map(|r| r.0), &mut reader).await;
+    if outcome.is_err() {
+        // Read (a bounded amount of) what the client is still sending, so that it gets to read
+        // the answer instead of a connection reset mid-upload.
+        let _ = tokio::io::copy(&mut (&mut reader).take(64 * 1024 * 1024), &mut tokio::io::sink()).await;
+    }
+    match outcome {
         Ok(length) => {
             if let Some((s, e)) = range
                 && length != e + 1

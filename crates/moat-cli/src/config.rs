@@ -92,6 +92,8 @@ pub struct ServeConfig {
     pub upload_ttl_secs: i64,
     pub log: String,
     pub tls: bool,
+    /// Plain HTTP on non-loopback addresses (the public listener, endpoint listeners) allowed.
+    pub allow_plain_http_on_network: bool,
     pub oidc_issuers: Vec<OidcIssuer>,
 }
 
@@ -253,6 +255,7 @@ impl FileConfig {
             upload_ttl_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             tls,
+            allow_plain_http_on_network: self.allow_plain_http_on_network.unwrap_or(false),
             oidc_issuers,
         })
     }

@@ -187,8 +187,14 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
     if store.backend() == "postgres" {
         tokio::spawn(Arc::clone(&moat).follow_changes(std::time::Duration::from_millis(250), stop_rx.clone()));
     }
-    let endpoints =
-        tokio::spawn(moat_api::listeners::run_endpoint_listeners(Arc::clone(&moat), local.port(), Arc::clone(&dns), listener_tls, stop_rx));
+    let endpoints = tokio::spawn(moat_api::listeners::run_endpoint_listeners(
+        Arc::clone(&moat),
+        local.port(),
+        Arc::clone(&dns),
+        listener_tls,
+        cfg.allow_plain_http_on_network,
+        stop_rx,
+    ));
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -27,7 +27,10 @@ async fn only_processes_inside_the_approved_namespace_reach_a_private_registry()
     // moat attaches to namespace A, which the operator made; it makes namespace B itself.
     let ns_b = Netns::expected(format!("moat-b-{tag}"));
     assert!(!ns_b.exists());
-    let server = Server::start();
+    // Plain HTTP inside the namespaces (10.x addresses) is forced on purpose; tests/byname.rs
+    // covers the same isolation over TLS.
+    let tmp_server = tempfile::tempdir().unwrap();
+    let server = Server::start_in(&tmp_server.path().join("data"), &[("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "true")]);
     let http = server.http();
     let sub = server.sub_path();
     let reg = server.registry_path("default", "nsreg");

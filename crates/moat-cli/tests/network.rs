@@ -512,7 +512,8 @@ async fn host_mode_endpoints_listen_on_host_addresses_and_say_when_they_cannot()
     // 127.91.1.4 is an address of this host (all of 127/8 is): the listener opens.
     let (url, _, _) = f.endpoint("pe-host", "hostnet", &f.reg, "amlregistry", false).await;
     assert_eq!(http.at(&url, ip("127.91.1.8")).get(&f.model_path()).await.status, 200);
-    // 10.99.1.4 is on no interface here: the endpoint says so instead of pretending.
+    // 10.99.1.4 is not a loopback address: without TLS moat will not serve plain HTTP there
+    // (tokens would cross the network in clear), and the endpoint says so instead of pretending.
     let r = http
         .call(
             "PUT",
@@ -533,6 +534,6 @@ async fn host_mode_endpoints_listen_on_host_addresses_and_say_when_they_cannot()
     }
     assert_eq!(failed["properties"]["provisioningState"], "Failed", "{failed}");
     let why = failed["properties"]["listenerError"].as_str().unwrap();
-    assert!(why.contains("10.99.1.4") && why.contains("interfaces"), "{why}");
+    assert!(why.contains("10.99.1.4") && why.contains("plain HTTP") && why.contains("turn on tls"), "{why}");
     assert!(failed["properties"]["serviceUrl"].is_null());
 }

@@ -471,7 +471,10 @@ async fn skopeo_inside_a_namespace_reaches_a_private_container_registry() {
         return;
     }
     let ns = common::Netns::new(format!("moat-oci-{}", std::process::id()));
-    let server = Server::start();
+    // Plain HTTP on the namespace's 10.x endpoint is forced on purpose (skopeo with
+    // --tls-verify=false); tests/byname.rs does the same over verified TLS.
+    let tmp_server = tempfile::tempdir().unwrap();
+    let server = Server::start_in(&tmp_server.path().join("data"), &[("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "true")]);
     let (acr, registry_id) = create_registry(&server, "closed");
     let http = server.http();
     let sub = server.sub_path();
