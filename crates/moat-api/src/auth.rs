@@ -27,14 +27,23 @@ fn bearer(req: &Request) -> Result<&str, Error> {
 
 /// The client address of a request, as the listener saw it.
 pub fn client_of(req: &Request) -> String {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_else(|| "unknown".into())
+    client_in(req.extensions())
+}
+
+/// [`client_of`], from a request's extensions (for handlers that split the request).
+pub fn client_in(ext: &axum::http::Extensions) -> String {
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// The network origin of a request: `public`, or the key of the private endpoint whose
 /// listener it came in on.
 pub fn origin_of(req: &Request) -> std::sync::Arc<str> {
-    req.extensions()
-        .get::<crate::listeners::ListenerOrigin>()
+    origin_in(req.extensions())
+}
+
+/// [`origin_of`], from a request's extensions.
+pub fn origin_in(ext: &axum::http::Extensions) -> std::sync::Arc<str> {
+    ext.get::<crate::listeners::ListenerOrigin>()
         .map(|o| o.0.clone())
         .unwrap_or_else(|| std::sync::Arc::from(crate::listeners::PUBLIC_ORIGIN))
 }

@@ -290,20 +290,9 @@ fn finish(out: Reply) -> Response {
     resp
 }
 
-fn client_of(req: &Parts) -> String {
-    req.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_else(|| "unknown".into())
-}
-
-fn origin_of(req: &Parts) -> std::sync::Arc<str> {
-    req.extensions
-        .get::<crate::listeners::ListenerOrigin>()
-        .map(|o| o.0.clone())
-        .unwrap_or_else(|| std::sync::Arc::from(crate::listeners::PUBLIC_ORIGIN))
-}
-
 async fn authenticate(moat: &Moat, req: &Parts, scope: Option<(&str, OciAction)>) -> Result<OciCaller, OciError> {
-    let client = client_of(req);
-    let origin = origin_of(req);
+    let client = crate::auth::client_in(&req.extensions);
+    let origin = crate::auth::origin_in(&req.extensions);
     let cred = match credential(req) {
         Ok(Some(c)) => c,
         Ok(None) => return Err(unauthorized(req, scope, "authentication required: send a registry token (see docs/OCI.md)".into())),
@@ -609,8 +598,8 @@ async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, b
 pub async fn token(State(st): State<AppState>, req: Request) -> Response {
     let (req, body_in) = req.into_parts();
     let out = async {
-        let client = client_of(&req);
-        let origin = origin_of(&req);
+        let client = crate::auth::client_in(&req.extensions);
+        let origin = crate::auth::origin_in(&req.extensions);
         let (_, host) = host_of(&req);
         let mut params = query_pairs(&req);
         let basic = credential(&req).ok().flatten().map(Credential::secret);

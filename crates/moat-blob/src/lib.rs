@@ -81,20 +81,16 @@ impl LocalBlobStore {
 
     /// Starts a write: bytes go to a temporary file and are hashed as they arrive.
     pub async fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
-        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
-        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(Sink::start(file, Some(Sha256::new()), None)), size: 0, limit })
+        self.writer_for(Algorithm::Sha256, limit).await
     }
 
     /// Like [`LocalBlobStore::writer`], also computing the digest `algorithm` asks for (the
     /// store is keyed by sha256 whatever the client's algorithm).
     pub async fn writer_for(&self, algorithm: Algorithm, limit: u64) -> Result<BlobWriter, BlobError> {
-        if algorithm == Algorithm::Sha256 {
-            return self.writer(limit).await;
-        }
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
-        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(Sink::start(file, Some(Sha256::new()), Some(Sha512::new()))), size: 0, limit })
+        let sha512 = (algorithm == Algorithm::Sha512).then(Sha512::new);
+        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(Sink::start(file, Some(Sha256::new()), sha512)), size: 0, limit })
     }
 
     /// Streams `reader` into the store. With `expected`, the write fails (storing nothing) unless
@@ -159,6 +155,43 @@ impl LocalBlobStore {
         Ok(self.root.join("uploads").join(id))
     }
 
+    /// Opens upload `id`'s file for writing.
+    async fn open_upload(&self, id: &str) -> Result<(PathBuf, tokio::fs::File), BlobError> {
+        let path = self.upload_path(id)?;
+        match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UnknownUpload(id.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves the complete, verified file `src` into the store as `digest`: renamed into its
+    /// shard (made durable in its parent when new), the directory synced. `unsynced`, if given,
+    /// is fsynced first — unless equal bytes are already there, in which case nothing moves
+    /// and false is returned (`src` is left to the caller).
+    async fn install(&self, src: &Path, digest: &Digest, unsynced: Option<std::fs::File>) -> Result<bool, BlobError> {
+        let final_path = self.path_of(digest);
+        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if tokio::fs::try_exists(&final_path).await? {
+            // Another writer may have renamed it without having synced the directory yet.
+            sync_dir(&dir).await?;
+            return Ok(false);
+        }
+        if let Some(file) = unsynced {
+            blocking(move || file.sync_all()).await?;
+        }
+        if !tokio::fs::try_exists(&dir).await? {
+            tokio::fs::create_dir_all(&dir).await?;
+            // A new shard directory must itself be durable in its parent.
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).await?;
+            }
+        }
+        tokio::fs::rename(src, &final_path).await?;
+        sync_dir(&dir).await?;
+        Ok(true)
+    }
+
     /// Starts a resumable upload session `id` (letters, digits and `-`): an empty file that
     /// survives restarts until it is finished or discarded.
     pub async fn upload_start(&self, id: &str) -> Result<(), BlobError> {
@@ -173,12 +206,7 @@ impl LocalBlobStore {
     /// left by an unacknowledged write, is cut first). The bytes are durable when this returns
     /// the new length. `limit` bounds the session's total size.
     pub async fn upload_append<R: AsyncRead + Unpin>(&self, id: &str, offset: u64, mut reader: R, limit: u64) -> Result<u64, BlobError> {
-        let path = self.upload_path(id)?;
-        let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UnknownUpload(id.to_string())),
-            Err(e) => return Err(e.into()),
-        };
+        let (_, mut file) = self.open_upload(id).await?;
         if file.metadata().await?.len() != offset {
             file.set_len(offset).await?;
         }
@@ -218,12 +246,7 @@ impl LocalBlobStore {
     /// Finishes upload `id` of acknowledged length `length`: verifies the bytes against
     /// `expected` and moves them into the store (or drops them if equal bytes are there).
     pub async fn upload_finish(&self, id: &str, length: u64, expected: &OciDigest) -> Result<Stored, BlobError> {
-        let path = self.upload_path(id)?;
-        let file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UnknownUpload(id.to_string())),
-            Err(e) => return Err(e.into()),
-        };
+        let (path, file) = self.open_upload(id).await?;
         if file.metadata().await?.len() != length {
             file.set_len(length).await?;
             file.sync_data().await?;
@@ -238,23 +261,14 @@ impl LocalBlobStore {
         if actual != *expected {
             return Err(BlobError::DigestMismatch { expected: expected.to_string(), actual: actual.to_string() });
         }
-        let final_path = self.path_of(&sha256);
-        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if tokio::fs::try_exists(&final_path).await? {
-            sync_dir(&dir).await?;
+        // The appends made the bytes durable already.
+        let created = self.install(&path, &sha256, None).await?;
+        if created {
+            sync_dir(&self.root.join("uploads")).await?;
+        } else {
             tokio::fs::remove_file(&path).await?;
-            return Ok(Stored { digest: sha256, size: length, created: false });
         }
-        if !tokio::fs::try_exists(&dir).await? {
-            tokio::fs::create_dir_all(&dir).await?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).await?;
-            }
-        }
-        tokio::fs::rename(&path, &final_path).await?;
-        sync_dir(&dir).await?;
-        sync_dir(&self.root.join("uploads")).await?;
-        Ok(Stored { digest: sha256, size: length, created: true })
+        Ok(Stored { digest: sha256, size: length, created })
     }
 
     /// Removes upload `id`'s bytes (cancelled or expired); false if there were none.
@@ -410,25 +424,9 @@ impl BlobWriter {
                 return Err(BlobError::DigestMismatch { expected: exp.to_string(), actual: actual.to_string() });
             }
         }
-        let final_path = self.store.path_of(&digest);
-        let file = sunk.file;
-        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if tokio::fs::try_exists(&final_path).await? {
-            // Another writer may have renamed it without having synced the directory yet.
-            sync_dir(&dir).await?;
-            return Ok(Stored { digest, size, created: false });
-        }
-        blocking(move || file.sync_all()).await?;
-        if !tokio::fs::try_exists(&dir).await? {
-            tokio::fs::create_dir_all(&dir).await?;
-            // A new shard directory must itself be durable in its parent.
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).await?;
-            }
-        }
-        tokio::fs::rename(&self.tmp, &final_path).await?;
-        sync_dir(&dir).await?;
-        Ok(Stored { digest, size, created: true })
+        // Not created: the temporary file goes when the writer drops.
+        let created = self.store.install(&self.tmp, &digest, Some(sunk.file)).await?;
+        Ok(Stored { digest, size, created })
     }
 }
 

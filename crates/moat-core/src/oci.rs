@@ -132,6 +132,20 @@ pub(crate) struct PinnedImage {
     pub image: String,
 }
 
+/// A manifest reference, parsed. A malformed tag cannot name any manifest: on reads and deletes
+/// that is `MANIFEST_UNKNOWN`; on a push (`writing`) the manifest is refused (`MANIFEST_INVALID`,
+/// the spec having no tag code).
+fn reference_of(s: &str, writing: bool) -> Result<Reference> {
+    match Reference::parse(s) {
+        Ok(r) => Ok(r),
+        Err(ReferenceError::Digest(e)) => Err(Error::invalid("DIGEST_INVALID", "reference", e.to_string())),
+        Err(e @ ReferenceError::Tag(_)) if writing => Err(Error::invalid("MANIFEST_INVALID", "reference", format!("tag invalid: {e}"))),
+        Err(e @ ReferenceError::Tag(_)) => {
+            Err(Error::not_found("MANIFEST_UNKNOWN", format!("manifest unknown: {e}, so no manifest has it")))
+        }
+    }
+}
+
 fn digest_of(s: &str) -> Result<OciDigest> {
     OciDigest::parse(s).map_err(|e| Error::invalid("DIGEST_INVALID", "digest", e.to_string()))
 }
@@ -317,16 +331,12 @@ impl Moat {
     }
 
     async fn manifest_digest(&self, repo: &Repo, reference: &str) -> Result<String> {
-        match Reference::parse(reference) {
-            Ok(Reference::Digest(d)) => Ok(d.to_string()),
-            Ok(Reference::Tag(t)) => match self.store.oci_tag(&repo.acr, &repo.name, &t).await? {
+        match reference_of(reference, false)? {
+            Reference::Digest(d) => Ok(d.to_string()),
+            Reference::Tag(t) => match self.store.oci_tag(&repo.acr, &repo.name, &t).await? {
                 Some(d) => Ok(d),
                 None => Err(self.missing(repo, "MANIFEST_UNKNOWN", format!("manifest unknown: no tag '{t}' in '{}'", repo.shown)).await?),
             },
-            Err(ReferenceError::Digest(e)) => Err(Error::invalid("DIGEST_INVALID", "reference", e.to_string())),
-            Err(e @ ReferenceError::Tag(_)) => {
-                Err(Error::not_found("MANIFEST_UNKNOWN", format!("manifest unknown: {e}, so no manifest has it")))
-            }
         }
     }
 
@@ -349,11 +359,17 @@ impl Moat {
         Ok(ManifestOut { digest: row.digest, media_type: row.media_type, size: row.size as u64, subject: row.subject, body })
     }
 
+    /// Opens stored bytes that metadata says exist.
+    async fn open_bytes(&self, sha256: &str) -> Result<tokio::fs::File> {
+        let d = moat_types::Digest::parse(sha256)?;
+        let (f, _) =
+            self.blobs.get(&d).await.map_err(blob_error)?.ok_or_else(|| Error::Internal(format!("stored bytes {sha256} are missing")))?;
+        Ok(f)
+    }
+
     async fn read_small(&self, sha256: &str) -> Result<Vec<u8>> {
         use tokio::io::AsyncReadExt;
-        let d = moat_types::Digest::parse(sha256)?;
-        let (mut f, _) =
-            self.blobs.get(&d).await.map_err(blob_error)?.ok_or_else(|| Error::Internal(format!("stored bytes {sha256} are missing")))?;
+        let mut f = self.open_bytes(sha256).await?;
         let mut out = Vec::new();
         f.read_to_end(&mut out).await.map_err(|e| Error::Internal(format!("reading {sha256}: {e}")))?;
         Ok(out)
@@ -372,17 +388,15 @@ impl Moat {
         }
         let info = oci::parse_manifest(content_type, body)
             .map_err(|e| Error::invalid("MANIFEST_INVALID", "body", format!("manifest invalid: {e}")))?;
-        let (digest, tag) = match Reference::parse(reference) {
-            Ok(Reference::Digest(want)) => {
+        let (digest, tag) = match reference_of(reference, true)? {
+            Reference::Digest(want) => {
                 let got = OciDigest::of(want.algorithm(), body);
                 if got != want {
                     return Err(Error::invalid("DIGEST_INVALID", "reference", format!("the manifest's digest is {got}, not {want}")));
                 }
                 (want, None)
             }
-            Ok(Reference::Tag(t)) => (OciDigest::of(Algorithm::Sha256, body), Some(t)),
-            Err(ReferenceError::Digest(e)) => return Err(Error::invalid("DIGEST_INVALID", "reference", e.to_string())),
-            Err(e @ ReferenceError::Tag(_)) => return Err(Error::invalid("MANIFEST_INVALID", "reference", format!("tag invalid: {e}"))),
+            Reference::Tag(t) => (OciDigest::of(Algorithm::Sha256, body), Some(t)),
         };
         for d in &info.blobs {
             if self.store.oci_blob(&repo.acr, &repo.name, &d.digest.to_string()).await?.is_none() {
@@ -433,18 +447,15 @@ impl Moat {
 
     /// Deletes a tag (the manifest stays), or a manifest by digest with every tag on it.
     pub async fn oci_delete_manifest(&self, repo: &Repo, reference: &str) -> Result<()> {
+        let parsed = reference_of(reference, false)?;
         let mut tx = self.store.write().await?;
-        let found = match Reference::parse(reference) {
-            Ok(Reference::Tag(t)) => tx.oci_delete_tag(&repo.acr, &repo.name, &t).await?,
-            Ok(Reference::Digest(d)) => {
+        let found = match parsed {
+            Reference::Tag(t) => tx.oci_delete_tag(&repo.acr, &repo.name, &t).await?,
+            Reference::Digest(d) => {
                 if let Some(asset) = tx.oci_pinned_by(&repo.acr, &repo.name, &d.to_string()).await? {
                     return Err(pinned(&d.to_string(), &asset));
                 }
                 tx.oci_delete_manifest(&repo.acr, &repo.name, &d.to_string()).await?
-            }
-            Err(ReferenceError::Digest(e)) => return Err(Error::invalid("DIGEST_INVALID", "reference", e.to_string())),
-            Err(e @ ReferenceError::Tag(_)) => {
-                return Err(Error::not_found("MANIFEST_UNKNOWN", format!("manifest unknown: {e}, so no manifest has it")));
             }
         };
         if !found {
@@ -467,13 +478,7 @@ impl Moat {
     /// Opens a blob's bytes at `start`.
     pub async fn oci_open_blob(&self, blob: &OciBlobRow, start: u64) -> Result<tokio::fs::File> {
         use tokio::io::AsyncSeekExt;
-        let d = moat_types::Digest::parse(&blob.sha256)?;
-        let (mut f, _) = self
-            .blobs
-            .get(&d)
-            .await
-            .map_err(blob_error)?
-            .ok_or_else(|| Error::Internal(format!("stored bytes {} are missing", blob.sha256)))?;
+        let mut f = self.open_bytes(&blob.sha256).await?;
         if start > 0 {
             f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| Error::Internal(format!("seeking {}: {e}", blob.sha256)))?;
         }
