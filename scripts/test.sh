@@ -5,6 +5,8 @@
 # root; the namespace-mode isolation tests need root and `ip`; the DNS tests query with dig; the
 # container registry tests push and pull with skopeo; the store suite also runs on PostgreSQL,
 # which this script starts on a free loopback port and stops) and the azure-storage-blob SDK (pip).
+# The byte store's suite also runs on Azure Blob Storage and S3: this script starts Azurite
+# (npm, pinned) and moto server (pip, pinned) on free loopback ports, and stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,8 +36,12 @@ fi
 
 # shellcheck source=scripts/postgres-for-tests.sh
 . scripts/postgres-for-tests.sh
-trap stop_test_postgres EXIT
+# shellcheck source=scripts/object-stores-for-tests.sh
+. scripts/object-stores-for-tests.sh
+trap 'stop_test_postgres; stop_test_object_stores' EXIT
 start_test_postgres || true
+start_test_azurite || true
+start_test_s3 || true
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

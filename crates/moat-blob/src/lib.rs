@@ -1,15 +1,19 @@
-//! Content-addressed bytes on the local file system: the embedded default behind asset files
-//! and (later) OCI blobs, so that equal bytes are stored once. Azure Blob and S3 backends
-//! (through `object_store`) implement the same contract with the scale-out work.
+//! Content-addressed bytes behind asset files and OCI blobs, so that equal bytes are stored
+//! once: on the local file system (the embedded default) or, for several nodes, in Azure Blob
+//! Storage or an S3-compatible store (see `remote.rs`). One type, [`BlobStore`], one contract.
 //!
-//! Writes are crash-safe: the bytes stream into a temporary file while being hashed, are
-//! fsynced, verified against the expected digest, renamed into place, and the directory is
-//! fsynced. A blob is visible only once complete. Temporary files left by a crash are removed
-//! when the store opens. Memory use is one buffer whatever the size.
+//! Writes are crash-safe: the bytes stream into a temporary file while being hashed and are
+//! verified against the expected digest. Locally, the file is fsynced, renamed into place, and
+//! the directory fsynced; remotely, it is uploaded to its final name, which the store makes
+//! visible only when complete. Temporary files left by a crash are removed when the store
+//! opens. Memory use is a few buffers whatever the size.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
+mod remote;
 mod sink;
+use remote::Remote;
 use sink::Sink;
 
 use moat_types::Digest;
@@ -30,7 +34,16 @@ pub enum BlobError {
     TooLarge { limit: u64 },
     #[error("blob storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store (Azure Blob Storage, S3) failed.
+    #[error("object store error: {0}")]
+    Store(String),
+    /// The blob backend is configured wrongly.
+    #[error("{0}")]
+    Config(String),
 }
+
+/// Stored bytes being read.
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// What a completed write stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,19 +56,45 @@ pub struct Stored {
 
 const BUFFER: usize = 256 * 1024;
 
-/// A content-addressed store under one directory.
+/// A content-addressed store: under one directory, or in an object store with the directory
+/// holding only temporary files.
 #[derive(Clone, Debug)]
-pub struct LocalBlobStore {
+pub struct BlobStore {
     root: PathBuf,
+    remote: Option<Remote>,
     /// The running sha256 of upload sessions fed in order (by ID, with the length it covers),
     /// so that finishing a streamed upload does not read its bytes again.
     running: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Sha256)>>>,
 }
 
-impl LocalBlobStore {
-    /// Opens (creating) the store and removes temporary files an earlier crash left behind.
+impl BlobStore {
+    /// Opens (creating) the local store and removes temporary files an earlier crash left behind.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
-        let root = root.into();
+        Self::open_with(root, None, &[]).await
+    }
+
+    /// Opens the store `url` names — `file:///PATH`, `azure://CONTAINER[/PREFIX]` or
+    /// `s3://BUCKET[/PREFIX]`, or the local store under `root` without one — keeping temporary
+    /// files under `root`. Object stores take credentials and endpoints from the environment
+    /// (`AZURE_STORAGE_*`, `AWS_*`), then from `options`; they are checked before this returns.
+    pub async fn open_with(root: impl Into<PathBuf>, url: Option<&str>, options: &[(String, String)]) -> Result<Self, BlobError> {
+        let mut root = root.into();
+        let mut remote = None;
+        match url {
+            None => {}
+            Some(u) if u.starts_with("file://") => {
+                let path = &u["file://".len()..];
+                if !path.starts_with('/') {
+                    return Err(BlobError::Config(format!("blob URL '{u}': a file URL names an absolute path (file:///srv/moat/blobs)")));
+                }
+                root = PathBuf::from(path);
+            }
+            Some(u) => {
+                let r = Remote::open(u, options)?;
+                r.probe().await.map_err(|e| BlobError::Config(format!("blob URL '{u}' does not answer: {e}")))?;
+                remote = Some(r);
+            }
+        }
         tokio::fs::create_dir_all(root.join("sha256")).await?;
         let tmp = root.join("tmp");
         if tokio::fs::try_exists(&tmp).await? {
@@ -71,7 +110,24 @@ impl LocalBlobStore {
         }
         tokio::fs::create_dir_all(&tmp).await?;
         tokio::fs::create_dir_all(root.join("uploads")).await?;
-        Ok(LocalBlobStore { root, running: Default::default() })
+        Ok(BlobStore { root, remote, running: Default::default() })
+    }
+
+    /// Where the bytes live, for logs: a directory or the object store URL.
+    pub fn describe(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url.clone(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    fn running_take(&self, id: &str) -> Result<Option<(u64, Sha256)>, BlobError> {
+        Ok(self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.remove(id))
+    }
+
+    fn running_put(&self, id: &str, length: u64, h: Sha256) -> Result<(), BlobError> {
+        self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.insert(id.to_string(), (length, h));
+        Ok(())
     }
 
     fn path_of(&self, d: &Digest) -> PathBuf {
@@ -84,13 +140,15 @@ impl LocalBlobStore {
         self.writer_for(Algorithm::Sha256, limit).await
     }
 
-    /// Like [`LocalBlobStore::writer`], also computing the digest `algorithm` asks for (the
+    /// Like [`BlobStore::writer`], also computing the digest `algorithm` asks for (the
     /// store is keyed by sha256 whatever the client's algorithm).
     pub async fn writer_for(&self, algorithm: Algorithm, limit: u64) -> Result<BlobWriter, BlobError> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
         let sha512 = (algorithm == Algorithm::Sha512).then(Sha512::new);
-        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(Sink::start(file, Some(Sha256::new()), sha512)), size: 0, limit })
+        // A spool for an object store need not reach the disk.
+        let sink = Sink::start(file, Some(Sha256::new()), sha512, self.remote.is_none());
+        Ok(BlobWriter { store: self.clone(), tmp, sink: Some(sink), size: 0, limit })
     }
 
     /// Streams `reader` into the store. With `expected`, the write fails (storing nothing) unless
@@ -111,37 +169,39 @@ impl LocalBlobStore {
     /// The digest and size of the concatenation of stored blobs, read once and never written:
     /// a blob made of blocks keeps its blocks as parts.
     pub async fn hash_parts(&self, parts: &[Digest]) -> Result<(Digest, u64), BlobError> {
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; BUFFER];
-        for d in parts {
-            let Some((mut f, _)) = self.get(d).await? else {
-                return Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("part {d} is missing"))));
-            };
-            loop {
-                let n = f.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-        }
-        Ok((Digest::from_bytes(hasher.finalize().into()), size))
+        // From the start, the parts' sizes do not matter.
+        let reader = self.parts_reader(parts.iter().map(|d| (*d, u64::MAX)).collect(), 0);
+        let (sha256, _, size) = hash_reader(reader, Algorithm::Sha256).await?;
+        Ok((sha256, size))
     }
 
-    /// A reader over `parts` (digests with their sizes) from byte `start`: part files are opened
-    /// one at a time, as the reading reaches them.
-    pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> PartsReader {
-        PartsReader { store: self.clone(), parts, index: 0, skip: start, current: None }
+    /// A reader over `parts` (digests with their sizes) from byte `start`: parts are opened one
+    /// at a time, as the reading reaches them.
+    pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> BlobReader {
+        match &self.remote {
+            Some(r) => r.parts_reader(parts, start),
+            None => Box::pin(PartsReader { store: self.clone(), parts, index: 0, skip: start, current: None }),
+        }
     }
 
     /// Opens a stored blob for reading, with its size.
-    pub async fn get(&self, d: &Digest) -> Result<Option<(tokio::fs::File, u64)>, BlobError> {
+    pub async fn get(&self, d: &Digest) -> Result<Option<(BlobReader, u64)>, BlobError> {
+        self.get_at(d, 0).await
+    }
+
+    /// Opens a stored blob for reading from byte `start`, with its (whole) size.
+    pub async fn get_at(&self, d: &Digest, start: u64) -> Result<Option<(BlobReader, u64)>, BlobError> {
+        if let Some(r) = &self.remote {
+            return r.get(d, start).await;
+        }
         match tokio::fs::File::open(self.path_of(d)).await {
-            Ok(f) => {
+            Ok(mut f) => {
                 let size = f.metadata().await?.len();
-                Ok(Some((f, size)))
+                if start > 0 {
+                    use tokio::io::AsyncSeekExt;
+                    f.seek(std::io::SeekFrom::Start(start)).await?;
+                }
+                Ok(Some((Box::pin(f), size)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -196,6 +256,10 @@ impl LocalBlobStore {
     /// survives restarts until it is finished or discarded.
     pub async fn upload_start(&self, id: &str) -> Result<(), BlobError> {
         let path = self.upload_path(id)?;
+        if self.remote.is_some() {
+            // Chunks are objects of their own; there is nothing to create before the first.
+            return self.running_put(id, 0, Sha256::new());
+        }
         tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
         sync_dir(&self.root.join("uploads")).await?;
         self.running.lock().map_err(|_| std::io::Error::other("poisoned"))?.insert(id.to_string(), (0, Sha256::new()));
@@ -206,6 +270,29 @@ impl LocalBlobStore {
     /// left by an unacknowledged write, is cut first). The bytes are durable when this returns
     /// the new length. `limit` bounds the session's total size.
     pub async fn upload_append<R: AsyncRead + Unpin>(&self, id: &str, offset: u64, mut reader: R, limit: u64) -> Result<u64, BlobError> {
+        if let Some(r) = &self.remote {
+            self.upload_path(id)?;
+            let mut hasher = match self.running_take(id)? {
+                Some((len, h)) if len == offset => Some(h),
+                _ => None,
+            };
+            let mut size = offset;
+            let mut inspect = |chunk: &[u8]| {
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(BlobError::TooLarge { limit });
+                }
+                if let Some(h) = hasher.as_mut() {
+                    h.update(chunk);
+                }
+                Ok(())
+            };
+            let length = r.upload_append(id, offset, reader, &mut inspect).await?;
+            if let Some(h) = hasher {
+                self.running_put(id, length, h)?;
+            }
+            return Ok(length);
+        }
         let (_, mut file) = self.open_upload(id).await?;
         if file.metadata().await?.len() != offset {
             file.set_len(offset).await?;
@@ -220,7 +307,7 @@ impl LocalBlobStore {
                 _ => None,
             }
         };
-        let mut sink = Sink::start(file.into_std().await, hasher, None);
+        let mut sink = Sink::start(file.into_std().await, hasher, None, true);
         let mut size = offset;
         let mut buf = vec![0u8; BUFFER];
         loop {
@@ -246,6 +333,27 @@ impl LocalBlobStore {
     /// Finishes upload `id` of acknowledged length `length`: verifies the bytes against
     /// `expected` and moves them into the store (or drops them if equal bytes are there).
     pub async fn upload_finish(&self, id: &str, length: u64, expected: &OciDigest) -> Result<Stored, BlobError> {
+        if let Some(r) = &self.remote {
+            self.upload_path(id)?;
+            let cached = self.running_take(id)?;
+            let (sha256, other) = match cached {
+                Some((len, h)) if len == length && expected.algorithm() == Algorithm::Sha256 => {
+                    (Digest::from_bytes(h.finalize().into()), None)
+                }
+                _ => {
+                    let (sha256, other, _) = hash_reader(r.upload_reader(id, length).await?, expected.algorithm()).await?;
+                    (sha256, other)
+                }
+            };
+            let actual = other.unwrap_or_else(|| OciDigest::from_sha256(&sha256));
+            if actual != *expected {
+                return Err(BlobError::DigestMismatch { expected: expected.to_string(), actual: actual.to_string() });
+            }
+            // Verified: the chunks are copied, in order, to the content's own object.
+            let created = r.install(&sha256, r.upload_reader(id, length).await?).await?;
+            r.upload_discard(id).await?;
+            return Ok(Stored { digest: sha256, size: length, created });
+        }
         let (path, file) = self.open_upload(id).await?;
         if file.metadata().await?.len() != length {
             file.set_len(length).await?;
@@ -277,6 +385,9 @@ impl LocalBlobStore {
         if let Ok(mut running) = self.running.lock() {
             running.remove(id);
         }
+        if let Some(r) = &self.remote {
+            return r.upload_discard(id).await;
+        }
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -286,6 +397,9 @@ impl LocalBlobStore {
 
     /// The IDs of the upload sessions whose bytes are on disk.
     pub async fn upload_ids(&self) -> Result<Vec<String>, BlobError> {
+        if let Some(r) = &self.remote {
+            return r.upload_ids().await;
+        }
         let mut out = Vec::new();
         let mut entries = tokio::fs::read_dir(self.root.join("uploads")).await?;
         while let Some(e) = entries.next_entry().await? {
@@ -296,6 +410,9 @@ impl LocalBlobStore {
 
     /// Removes a blob; false if it was not there.
     pub async fn delete(&self, d: &Digest) -> Result<bool, BlobError> {
+        if let Some(r) = &self.remote {
+            return r.delete(d).await;
+        }
         match tokio::fs::remove_file(self.path_of(d)).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -304,9 +421,9 @@ impl LocalBlobStore {
     }
 }
 
-/// Reads a sequence of stored blobs as one stream (see [`LocalBlobStore::parts_reader`]).
-pub struct PartsReader {
-    store: LocalBlobStore,
+/// Reads a sequence of local blobs as one stream (see [`BlobStore::parts_reader`]).
+struct PartsReader {
+    store: BlobStore,
     parts: Vec<(Digest, u64)>,
     index: usize,
     /// Bytes still to skip before the first byte returned.
@@ -371,7 +488,7 @@ impl AsyncRead for PartsReader {
 
 /// A write in progress. Dropped without [`BlobWriter::finish`], it leaves nothing behind.
 pub struct BlobWriter {
-    store: LocalBlobStore,
+    store: BlobStore,
     tmp: PathBuf,
     /// Hashes (sha256, and sha512 when the client names its content so) and writes.
     sink: Option<Sink>,
@@ -408,7 +525,7 @@ impl BlobWriter {
     }
 
     /// Like [`BlobWriter::finish`], with the expected digest in either algorithm (sha512 needs
-    /// a writer from [`LocalBlobStore::writer_for`]).
+    /// a writer from [`BlobStore::writer_for`]).
     pub async fn finish_checked(mut self, expected: Option<&OciDigest>) -> Result<Stored, BlobError> {
         let sink = self.sink.take().ok_or_else(|| BlobError::Io(std::io::Error::other("finished twice")))?;
         let sunk = sink.finish().await?;
@@ -424,8 +541,14 @@ impl BlobWriter {
                 return Err(BlobError::DigestMismatch { expected: exp.to_string(), actual: actual.to_string() });
             }
         }
-        // Not created: the temporary file goes when the writer drops.
-        let created = self.store.install(&self.tmp, &digest, Some(sunk.file)).await?;
+        // Not created, or uploaded: the temporary file goes when the writer drops.
+        let created = match &self.store.remote {
+            Some(r) => {
+                drop(sunk.file);
+                r.install(&digest, tokio::fs::File::open(&self.tmp).await?).await?
+            }
+            None => self.store.install(&self.tmp, &digest, Some(sunk.file)).await?,
+        };
         Ok(Stored { digest, size, created })
     }
 }
@@ -443,7 +566,14 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The sha256 of a file, and its digest in `algorithm` too when that is not sha256: one read.
 async fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(Digest, Option<OciDigest>), BlobError> {
-    let mut f = tokio::fs::File::open(path).await?;
+    let (sha256, other, _) = hash_reader(tokio::fs::File::open(path).await?, algorithm).await?;
+    Ok((sha256, other))
+}
+
+/// The sha256 of what `f` reads, its digest in `algorithm` too when that is not sha256, and
+/// its size: one read.
+async fn hash_reader<R: AsyncRead + Unpin>(mut f: R, algorithm: Algorithm) -> Result<(Digest, Option<OciDigest>, u64), BlobError> {
+    let mut size = 0u64;
     let mut h256 = Sha256::new();
     let mut h512 = (algorithm == Algorithm::Sha512).then(Sha512::new);
     let mut buf = vec![0u8; BUFFER];
@@ -453,12 +583,13 @@ async fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(Digest, Option<
             break;
         }
         h256.update(&buf[..n]);
+        size += n as u64;
         if let Some(h) = h512.as_mut() {
             h.update(&buf[..n]);
         }
     }
     let other = h512.map(|h| OciDigest::from_hex(Algorithm::Sha512, hex(&h.finalize())));
-    Ok((Digest::from_bytes(h256.finalize().into()), other))
+    Ok((Digest::from_bytes(h256.finalize().into()), other, size))
 }
 
 /// Runs blocking file work off the async threads.
@@ -486,7 +617,7 @@ mod tests {
     #[tokio::test]
     async fn stores_once_verifies_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
         // Larger than one buffer, so the streaming loop runs several times.
         let data: Vec<u8> = (0..(BUFFER * 3 + 17)).map(|i| (i * 31 % 251) as u8).collect();
         let d = digest_of(&data);
@@ -524,7 +655,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         std::fs::write(dir.path().join("tmp/partial"), b"half a blob").unwrap();
-        LocalBlobStore::open(dir.path()).await.unwrap();
+        BlobStore::open(dir.path()).await.unwrap();
         assert_eq!(count_files(&dir.path().join("tmp")), 0);
     }
 }
@@ -536,7 +667,7 @@ mod parts_tests {
     #[tokio::test]
     async fn parts_read_as_one_from_any_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
         let a = store.put(&b"0123456789"[..], None, u64::MAX).await.unwrap();
         let b = store.put(&b"abcdef"[..], None, u64::MAX).await.unwrap();
         let parts = vec![(a.digest, a.size), (b.digest, b.size), (a.digest, a.size)];
@@ -563,7 +694,7 @@ mod upload_tests {
     #[tokio::test]
     async fn sessions_append_in_order_cut_unacknowledged_bytes_and_verify() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
         store.upload_start("u1").await.unwrap();
         assert_eq!(store.upload_append("u1", 0, &b"hello "[..], 100).await.unwrap(), 6);
         assert_eq!(store.upload_append("u1", 6, &b"world"[..], 100).await.unwrap(), 11);
@@ -578,7 +709,7 @@ mod upload_tests {
         store.upload_start("u2").await.unwrap();
         store.upload_append("u2", 0, &b"abc"[..], 100).await.unwrap();
         std::fs::write(dir.path().join("uploads/u2"), b"abcGARBAGE").unwrap();
-        let reopened = LocalBlobStore::open(dir.path()).await.unwrap();
+        let reopened = BlobStore::open(dir.path()).await.unwrap();
         assert_eq!(reopened.upload_append("u2", 3, &b"def"[..], 100).await.unwrap(), 6);
         let s = reopened.upload_finish("u2", 6, &OciDigest::of(Algorithm::Sha512, b"abcdef")).await.unwrap();
         assert_eq!(s.digest.to_string(), sha256_of(b"abcdef").to_string(), "the store is keyed by sha256 whatever the client's algorithm");
@@ -594,7 +725,7 @@ mod upload_tests {
     #[tokio::test]
     async fn a_writer_verifies_sha512() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
         let mut w = store.writer_for(Algorithm::Sha512, 100).await.unwrap();
         w.write(b"data").await.unwrap();
         assert!(w.finish_checked(Some(&OciDigest::of(Algorithm::Sha512, b"data"))).await.unwrap().created);

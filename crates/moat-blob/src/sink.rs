@@ -30,9 +30,11 @@ pub(crate) struct Sink {
 
 impl Sink {
     /// Starts a worker appending to `file` (at its current position) and continuing the hashes.
-    pub fn start(file: std::fs::File, sha256: Option<Sha256>, sha512: Option<Sha512>) -> Sink {
+    /// With `flush`, written data goes to disk in the background as it accumulates (a spool
+    /// that is uploaded elsewhere does without).
+    pub fn start(file: std::fs::File, sha256: Option<Sha256>, sha512: Option<Sha512>, flush: bool) -> Sink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
-        let worker = tokio::task::spawn_blocking(move || run(file, sha256, sha512, rx));
+        let worker = tokio::task::spawn_blocking(move || run(file, sha256, sha512, flush, rx));
         Sink { tx: Some(tx), worker, pending: Vec::with_capacity(BUFFER) }
     }
 
@@ -72,6 +74,7 @@ fn run(
     mut file: std::fs::File,
     mut sha256: Option<Sha256>,
     mut sha512: Option<Sha512>,
+    flush: bool,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<Sunk> {
     let syncer = file.try_clone()?;
@@ -97,7 +100,7 @@ fn run(
                 break;
             }
             since_sync += buf.len() as u64;
-            if since_sync >= SYNC_EVERY {
+            if flush && since_sync >= SYNC_EVERY {
                 since_sync = 0;
                 // A flush already running is enough: skip rather than wait.
                 let _ = sync_tx.try_send(());

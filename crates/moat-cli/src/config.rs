@@ -18,6 +18,11 @@ pub struct FileConfig {
     /// Where metadata lives: `sqlite://PATH` (default: `<data_dir>/moat.db`) or
     /// `postgres://USER[:PASSWORD]@HOST:PORT/DB` (a database with the C collation).
     pub database_url: Option<String>,
+    /// Where bytes live: `file:///PATH` (default: `<data_dir>/blobs`), `azure://CONTAINER[/PREFIX]`
+    /// (Azure Blob Storage or Azurite) or `s3://BUCKET[/PREFIX]` (any S3-compatible store).
+    /// Credentials and endpoints come from the `AZURE_STORAGE_*` / `AWS_*` environment
+    /// variables, never from this file. The container or bucket must exist.
+    pub blob_url: Option<String>,
     /// Base URL clients use to reach this installation (default: `http://<listen address>`).
     pub public_url: Option<String>,
     /// DNS zone under which resources are named (container registry login servers...).
@@ -64,6 +69,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_DATA_DIR", "data_dir"),
     ("MOAT_LISTEN", "listen"),
     ("MOAT_DATABASE_URL", "database_url"),
+    ("MOAT_BLOB_URL", "blob_url"),
     ("MOAT_PUBLIC_URL", "public_url"),
     ("MOAT_DNS_ZONE", "dns_zone"),
     ("MOAT_DNS_LISTEN", "dns_listen"),
@@ -84,6 +90,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub database_url: Option<String>,
+    pub blob_url: Option<String>,
     pub public_url: Option<String>,
     pub dns_zone: String,
     pub dns_listen: Option<SocketAddr>,
@@ -136,6 +143,7 @@ impl FileConfig {
                 "MOAT_DATA_DIR" => c.data_dir = Some(PathBuf::from(v)),
                 "MOAT_LISTEN" => c.listen = Some(v),
                 "MOAT_DATABASE_URL" => c.database_url = Some(v),
+                "MOAT_BLOB_URL" => c.blob_url = Some(v),
                 "MOAT_PUBLIC_URL" => c.public_url = Some(v),
                 "MOAT_DNS_ZONE" => c.dns_zone = Some(v),
                 "MOAT_DNS_LISTEN" => c.dns_listen = Some(v),
@@ -171,6 +179,7 @@ impl FileConfig {
             data_dir: top.data_dir.or(self.data_dir),
             listen: top.listen.or(self.listen),
             database_url: top.database_url.or(self.database_url),
+            blob_url: top.blob_url.or(self.blob_url),
             public_url: top.public_url.or(self.public_url),
             dns_zone: top.dns_zone.or(self.dns_zone),
             dns_listen: top.dns_listen.or(self.dns_listen),
@@ -244,6 +253,12 @@ impl FileConfig {
             database_url: match self.database_url {
                 Some(u) if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
                     return Err("database_url must be sqlite://PATH or postgres://USER@HOST:PORT/DB".into());
+                }
+                other => other,
+            },
+            blob_url: match self.blob_url {
+                Some(u) if !(u.starts_with("file:///") || u.starts_with("azure://") || u.starts_with("s3://")) => {
+                    return Err(format!("blob_url: '{u}' must be file:///PATH, azure://CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]"));
                 }
                 other => other,
             },

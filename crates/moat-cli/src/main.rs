@@ -400,6 +400,10 @@ struct ServeArgs {
     /// postgres://USER@HOST:PORT/DB [env: MOAT_DATABASE_URL].
     #[arg(long)]
     database_url: Option<String>,
+    /// Where bytes live: file:///PATH (default <data-dir>/blobs), azure://CONTAINER[/PREFIX]
+    /// or s3://BUCKET[/PREFIX]; credentials from AZURE_STORAGE_* / AWS_* [env: MOAT_BLOB_URL].
+    #[arg(long)]
+    blob_url: Option<String>,
     /// Base URL clients use to reach moat [env: MOAT_PUBLIC_URL].
     #[arg(long)]
     public_url: Option<String>,
@@ -474,7 +478,8 @@ enum RegistryCommand {
         #[arg(long, short = 'g')]
         resource_group: Option<String>,
     },
-    /// Show a registry with its managed resource group, storage accounts and container registry.
+    /// Show a registry with its managed resource group, storage accounts and container registry,
+    /// and the names (FQDNs) its planes answer to (`fqdns`).
     #[command(after_help = "Example:\n  moat registry show --name demo-registry")]
     Show {
         #[arg(long, short = 'n')]
@@ -571,6 +576,7 @@ fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
         data_dir: args.data_dir,
         listen: args.listen,
         database_url: args.database_url,
+        blob_url: args.blob_url,
         public_url: args.public_url,
         dns_zone: args.dns_zone,
         dns_listen: args.dns_listen,

@@ -107,6 +107,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         dns_zone: cfg.dns_zone.clone(),
         token_lifetime_secs: cfg.token_lifetime_secs,
         blob_dir: cfg.data_dir.join("blobs"),
+        blob_url: cfg.blob_url.clone(),
     };
     let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
     let issuers: Vec<ExternalIssuer> = cfg

@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
         dns_zone: "moat.internal".into(),
         token_lifetime_secs: 3600,
         blob_dir: dir.path().join("blobs"),
+        blob_url: None,
     };
     let (sub, moat) = rt.block_on(async {
         let store = Store::open(&url).await.unwrap();

@@ -69,7 +69,7 @@ fn blob_error(e: BlobError) -> Error {
             Error::invalid("Md5Mismatch", "body", format!("The content's digest is {actual}, not the announced {expected}."))
         }
         BlobError::UnknownUpload(id) => Error::not_found("UploadNotFound", format!("No upload {id} is in progress.")),
-        BlobError::Io(io) => Error::Internal(format!("byte store: {io}")),
+        other => Error::Internal(format!("byte store: {other}")),
     }
 }
 
@@ -315,7 +315,7 @@ impl Moat {
     }
 
     /// Reads a blob's parts as one stream, from byte `start`.
-    pub fn blob_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> moat_blob::PartsReader {
+    pub fn blob_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> moat_blob::BlobReader {
         self.blobs.parts_reader(parts, start)
     }
 

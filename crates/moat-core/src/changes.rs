@@ -1,8 +1,11 @@
 //! Keeping every node's in-memory views in step when several moat nodes share one database.
 //! A node that changes what a view is built from (the network, roles and assignments) writes a
-//! fresh mark under the view's key in the store after committing; every node polls the marks
-//! ([`Moat::follow_changes`]) and rebuilds a view whose mark moved, so a switch flipped or an
-//! assignment removed on one node takes effect on the others within the poll interval.
+//! fresh mark under the view's key in the store after committing, before it answers. Every
+//! node reads the marks (one query) before it judges a request ([`Moat::fresh`]) and rebuilds a
+//! view whose mark moved, so a switch flipped or an assignment removed on one node applies to
+//! the very next request on any other; between requests, nodes also poll the marks
+//! ([`Moat::follow_changes`]) so that what a view drives by itself (endpoint listeners, DNS
+//! answers) follows within the poll interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,23 +34,45 @@ impl Moat {
         Ok(())
     }
 
-    /// Rebuilds the views whose marks another node moved; returns which.
+    /// Brings the views up to date with changes other nodes committed, before a request is
+    /// judged. Free on SQLite (one process owns the database).
+    pub(crate) async fn fresh(&self) -> Result<()> {
+        if self.store.backend() == "sqlite" {
+            return Ok(());
+        }
+        self.catch_up().await.map(|_| ())
+    }
+
+    /// Rebuilds the views whose marks another node moved; returns which. Concurrent callers
+    /// that see a moved mark wait for the one rebuilding, so none judges with the old view.
     pub async fn catch_up(&self) -> Result<Vec<&'static str>> {
+        let marks = self.store.get_metas(&[NETWORK, AUTHZ]).await?;
+        let moved = |marks: &[(String, String)]| -> Vec<(&'static str, String)> {
+            let seen = self.seen_changes.lock().map(|s| s.clone()).unwrap_or_default();
+            [NETWORK, AUTHZ]
+                .into_iter()
+                .filter_map(|view| {
+                    let mark = marks.iter().find(|(k, _)| k == view)?.1.clone();
+                    (seen.get(view) != Some(&mark)).then_some((view, mark))
+                })
+                .collect()
+        };
+        if moved(&marks).is_empty() {
+            return Ok(Vec::new());
+        }
+        let _one_at_a_time = self.catching_up.lock().await;
+        // Another caller may have rebuilt while this one waited.
         let mut rebuilt = Vec::new();
-        for view in [NETWORK, AUTHZ] {
-            let Some(mark) = self.store.get_meta(view).await? else { continue };
-            let known = self.seen_changes.lock().ok().and_then(|s| s.get(view).cloned());
-            if known.as_deref() == Some(mark.as_str()) {
-                continue;
-            }
-            // Note the mark first: a change landing during the rebuild moves it again.
-            if let Ok(mut seen) = self.seen_changes.lock() {
-                seen.insert(view, mark);
-            }
+        for (view, mark) in moved(&marks) {
             if view == NETWORK {
                 self.rebuild_network().await?;
             } else {
                 self.rebuild_authz().await?;
+            }
+            // Noted after the rebuild, as the mark read before it: a change landing meanwhile
+            // moves the mark again and is picked up by the next check.
+            if let Ok(mut seen) = self.seen_changes.lock() {
+                seen.insert(view, mark);
             }
             rebuilt.push(view);
         }

@@ -41,8 +41,12 @@ pub struct CoreConfig {
     pub dns_zone: String,
     /// Lifetime of issued access tokens, in seconds.
     pub token_lifetime_secs: i64,
-    /// Directory of the content-addressed byte store.
+    /// Directory of the content-addressed byte store (with an object store: of its temporary
+    /// files only).
     pub blob_dir: std::path::PathBuf,
+    /// Where bytes live when not under `blob_dir`: `azure://CONTAINER[/PREFIX]`,
+    /// `s3://BUCKET[/PREFIX]` or `file:///PATH` (see moat-blob).
+    pub blob_url: Option<String>,
 }
 
 /// Credentials of the bootstrap administrator (a service principal).
@@ -123,7 +127,7 @@ pub struct Moat {
     external: oidc::ExternalIssuers,
     sign_ins: identity::SignInThrottle,
     refusals: audit::RefusalLimiter,
-    blobs: moat_blob::LocalBlobStore,
+    blobs: moat_blob::BlobStore,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
     /// Where each private endpoint's listener is (or why it could not open), as the
@@ -131,6 +135,8 @@ pub struct Moat {
     listener_urls: RwLock<std::collections::HashMap<String, Result<String, String>>>,
     /// The change marks this node last saw or wrote (see [`changes`]).
     seen_changes: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
+    /// Held while views are rebuilt after other nodes' changes (see changes.rs).
+    catching_up: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Moat {
@@ -207,9 +213,9 @@ impl Moat {
         let authz = load_authz(&store, &subscription_id).await?;
         let audit = audit::AuditLog::start(store.clone());
         let external = oidc::ExternalIssuers::new(vec![], None);
-        let blobs = moat_blob::LocalBlobStore::open(&config.blob_dir)
-            .await
-            .map_err(|e| Error::Internal(format!("byte store {}: {e}", config.blob_dir.display())))?;
+        let blobs = moat_blob::BlobStore::open_with(&config.blob_dir, config.blob_url.as_deref(), &[]).await.map_err(|e| {
+            Error::Internal(format!("byte store {}: {e}", config.blob_url.as_deref().unwrap_or(&config.blob_dir.display().to_string())))
+        })?;
         let moat = Moat {
             store,
             issuer,
@@ -226,6 +232,7 @@ impl Moat {
             net: tokio::sync::watch::Sender::new(Default::default()),
             listener_urls: Default::default(),
             seen_changes: Default::default(),
+            catching_up: Default::default(),
         };
         moat.rebuild_network().await?;
         moat.oci_recover().await?;
@@ -371,6 +378,7 @@ impl Moat {
     /// The one authorization hook: may `caller` perform `action` on `target`?
     /// Denies with 403 `AuthorizationFailed` naming the action, the scope and the fix.
     pub async fn authorize(&self, caller: &Caller, action: &str, target: &ResourceId) -> Result<()> {
+        self.fresh().await?;
         let decision = self.decide(caller, action, target);
         let result = if decision.is_allowed() { "allowed" } else { "denied" };
         self.audit.record(audit::entry(caller, action, target.as_str(), result, decision.rule())).await?;

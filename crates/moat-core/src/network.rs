@@ -542,6 +542,7 @@ impl Moat {
         target: NetTarget<'_>,
         hidden: impl FnOnce() -> Error,
     ) -> Result<()> {
+        self.fresh().await?;
         let view = self.network();
         let (key, plane) = match target {
             NetTarget::Registry(id) => (Some(id.key()), Plane::AmlRegistry),

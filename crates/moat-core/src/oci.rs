@@ -159,7 +159,7 @@ fn blob_error(e: BlobError) -> Error {
             Error::invalid("SIZE_INVALID", "body", format!("the content exceeds moat's limit of {limit} bytes"))
         }
         BlobError::UnknownUpload(id) => Error::not_found("BLOB_UPLOAD_UNKNOWN", format!("blob upload unknown to registry: {id}")),
-        BlobError::Io(io) => Error::Internal(format!("byte store: {io}")),
+        other => Error::Internal(format!("byte store: {other}")),
     }
 }
 
@@ -360,16 +360,20 @@ impl Moat {
     }
 
     /// Opens stored bytes that metadata says exist.
-    async fn open_bytes(&self, sha256: &str) -> Result<tokio::fs::File> {
+    async fn open_bytes(&self, sha256: &str, start: u64) -> Result<moat_blob::BlobReader> {
         let d = moat_types::Digest::parse(sha256)?;
-        let (f, _) =
-            self.blobs.get(&d).await.map_err(blob_error)?.ok_or_else(|| Error::Internal(format!("stored bytes {sha256} are missing")))?;
+        let (f, _) = self
+            .blobs
+            .get_at(&d, start)
+            .await
+            .map_err(blob_error)?
+            .ok_or_else(|| Error::Internal(format!("stored bytes {sha256} are missing")))?;
         Ok(f)
     }
 
     async fn read_small(&self, sha256: &str) -> Result<Vec<u8>> {
         use tokio::io::AsyncReadExt;
-        let mut f = self.open_bytes(sha256).await?;
+        let mut f = self.open_bytes(sha256, 0).await?;
         let mut out = Vec::new();
         f.read_to_end(&mut out).await.map_err(|e| Error::Internal(format!("reading {sha256}: {e}")))?;
         Ok(out)
@@ -476,13 +480,8 @@ impl Moat {
     }
 
     /// Opens a blob's bytes at `start`.
-    pub async fn oci_open_blob(&self, blob: &OciBlobRow, start: u64) -> Result<tokio::fs::File> {
-        use tokio::io::AsyncSeekExt;
-        let mut f = self.open_bytes(&blob.sha256).await?;
-        if start > 0 {
-            f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| Error::Internal(format!("seeking {}: {e}", blob.sha256)))?;
-        }
-        Ok(f)
+    pub async fn oci_open_blob(&self, blob: &OciBlobRow, start: u64) -> Result<moat_blob::BlobReader> {
+        self.open_bytes(&blob.sha256, start).await
     }
 
     /// Unlinks a blob from the repository.

@@ -332,6 +332,18 @@ impl Store {
         Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
     }
 
+    /// The values of the meta `keys` that are set, in one query.
+    pub async fn get_metas(&self, keys: &[&str]) -> Result<Vec<(String, String)>> {
+        let marks: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT key, value FROM meta WHERE key IN ({})", marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        for k in keys {
+            q = q.bind(*k);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get::<String, _>("key")?, r.try_get::<String, _>("value")?))).collect()
+    }
+
     pub async fn principal_by_app_id(&self, app_id: &str) -> Result<Option<PrincipalRow>> {
         let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE app_id = $1"))
             .bind(app_id)

@@ -288,12 +288,14 @@ pub async fn create_sp(admin: &Http, name: &str) -> (String, String, String) {
 }
 
 /// Assigns `role_id` (a GUID) to `principal` at `scope`.
-pub async fn assign(admin: &Http, scope: &str, principal: &str, role_id: &str) {
+/// Assigns a role; returns the assignment's path.
+pub async fn assign(admin: &Http, scope: &str, principal: &str, role_id: &str) -> String {
     let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
     let r = admin
         .call("PUT", &path, Some(&serde_json::json!({"properties": {"roleDefinitionId": role_id, "principalId": principal}})), &[])
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+    path
 }
 
 /// A management token for a service principal.
