@@ -175,8 +175,22 @@ pub async fn registry_create(c: &Client, file: &PathBuf, group: &str, out: Outpu
 }
 
 pub async fn registry_show(c: &Client, name: &str, group: &str, out: Output) -> CmdResult {
-    let v = c.get(&registry_path(c, group, name)).await?.body;
-    output::print(out, &with_group(v), REGISTRY_COLUMNS);
+    let mut v = with_group(c.get(&registry_path(c, group, name)).await?.body);
+    // The names the registry answers to, from discovery (which needs the registry plane: a
+    // caller outside a closed registry's networks sees the resource without them).
+    if let Ok(d) = c.get(&format!("/registrymanagement/v1.0/registries/{name}/discovery")).await
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert(
+            "fqdns".into(),
+            json!({
+                "registry": d.body["registryFqdns"],
+                "storageAccounts": d.body.get("storageAccountFqdns").cloned().unwrap_or_else(|| json!({})),
+                "containerRegistry": d.body.get("containerRegistryFqdns").cloned().unwrap_or_else(|| json!([])),
+            }),
+        );
+    }
+    output::print(out, &v, REGISTRY_COLUMNS);
     Ok(())
 }
 

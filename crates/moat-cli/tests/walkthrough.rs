@@ -26,7 +26,9 @@ async fn create_show_update_discover_and_restart() {
     let created = server.moat_json(&["registry", "create", "--file", EXAMPLE]);
     assert_eq!(created["name"], "demo-registry");
     let shown = server.moat_json(&["registry", "show", "--name", "demo-registry"]);
-    assert_eq!(shown, created);
+    let mut resource = shown.clone();
+    assert!(resource.as_object_mut().unwrap().remove("fqdns").is_some(), "show adds the names: {shown}");
+    assert_eq!(resource, created);
     let props = &shown["properties"];
     assert_eq!(props["publicNetworkAccess"], "Enabled");
     assert_eq!(
@@ -101,7 +103,41 @@ async fn create_show_update_discover_and_restart() {
     assert_eq!(disc.body["subscriptionId"], p.subscription);
     assert_eq!(disc.body["resourceGroup"], "default");
     assert_eq!(disc.body["primaryRegionResourceProviderUri"], format!("{}/", server.url));
-    assert_eq!(disc.body["registryFqdns"]["westus"]["uri"], server.url);
+    // Each region's name for the registry (which moat's DNS answers), with the public port.
+    let port = server.url.rsplit(':').next().unwrap();
+    let guid_of = |region: &str| {
+        let uri = disc.body["registryFqdns"][region]["uri"].as_str().unwrap_or_else(|| panic!("{}", disc.text)).to_string();
+        let host = uri.strip_prefix("http://").and_then(|u| u.strip_suffix(&format!(":{port}"))).unwrap_or_else(|| panic!("{uri}"));
+        let guid = host.strip_suffix(&format!(".registry.{region}.api.moat.internal")).unwrap_or_else(|| panic!("{uri}"));
+        assert!(uuid::Uuid::parse_str(guid).is_ok(), "{uri}");
+        guid.to_string()
+    };
+    assert_eq!(guid_of("eastus"), guid_of("westus"), "one registry, one GUID, a name per region");
+    let reg_json = server.moat_json(&["registry", "show", "--name", "demo-registry"]);
+    let acr = reg_json["properties"]["regionDetails"][0]["acrDetails"][0]["systemCreatedAcrAccount"]["armResourceId"]["resourceId"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        disc.body["containerRegistryFqdns"],
+        serde_json::json!([
+            format!("{acr}.cr.moat.internal:{port}"),
+            format!("{acr}.eastus.data.cr.moat.internal:{port}"),
+            format!("{acr}.westus.data.cr.moat.internal:{port}")
+        ])
+    );
+    let accounts = disc.body["storageAccountFqdns"].as_object().unwrap_or_else(|| panic!("{}", disc.text));
+    assert!(!accounts.is_empty(), "{}", disc.text);
+    for (account, v) in accounts {
+        assert_eq!(v["uri"], format!("http://{account}.blob.moat.internal:{port}"));
+    }
+    // `moat registry show` prints the names too.
+    assert_eq!(reg_json["fqdns"]["registry"], disc.body["registryFqdns"], "{reg_json}");
+    assert_eq!(reg_json["fqdns"]["containerRegistry"], disc.body["containerRegistryFqdns"]);
+    assert_eq!(reg_json["fqdns"]["storageAccounts"], disc.body["storageAccountFqdns"]);
     // Discovery is case-insensitive on the name, like the uniqueness rule.
     assert_eq!(http.get("/registrymanagement/v1.0/registries/DEMO-registry/discovery").await.status, 200);
 

@@ -825,6 +825,13 @@ impl Moat {
         }
         let doc: RegistryDoc = decode(&row)?;
         let base = &self.config.public_url;
+        let zone = self.config.dns_zone.to_ascii_lowercase();
+        // Names carry the public URL's scheme and port, so they work wherever moat's DNS answers.
+        let (scheme, port) = scheme_and_port(base);
+        let url = |host: String| format!("{scheme}://{host}{port}");
+        let acr = doc.container_registry.to_ascii_lowercase();
+        let mut acr_hosts = vec![format!("{acr}.cr.{zone}{port}")];
+        acr_hosts.extend(doc.regions.iter().map(|r| format!("{acr}.{}.data.cr.{zone}{port}", r.location.to_ascii_lowercase())));
         Ok(RegistryDiscovery {
             registry_name: doc.name.clone(),
             tenant_id: self.tenant_id.clone(),
@@ -834,14 +841,54 @@ impl Moat {
             resource_group: id.resource_group_name().unwrap_or_default().to_string(),
             workspace_name: None,
             primary_region_resource_provider_uri: format!("{base}/"),
-            registry_fqdns: doc.regions.iter().map(|r| (r.location.clone(), RegistryFqdn { uri: base.clone() })).collect(),
+            registry_fqdns: doc
+                .regions
+                .iter()
+                .map(|r| {
+                    (
+                        r.location.to_ascii_lowercase(),
+                        RegistryFqdn { uri: url(crate::network::registry_fqdn(&doc.guid, &r.location, &zone)) },
+                    )
+                })
+                .collect(),
+            storage_account_fqdns: doc
+                .regions
+                .iter()
+                .flat_map(|r| r.storage_accounts.iter())
+                .filter(|s| !s.name.is_empty())
+                .map(|s| (s.name.clone(), RegistryFqdn { uri: url(format!("{}.blob.{zone}", s.name.to_ascii_lowercase())) }))
+                .collect(),
+            container_registry_fqdns: if acr.is_empty() { Vec::new() } else { acr_hosts },
         })
     }
+}
+
+/// The scheme of `url` and its port as a `:port` suffix (empty when it is the scheme's default
+/// or absent).
+fn scheme_and_port(url: &str) -> (&str, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split('/').next().unwrap_or_default();
+    // The port follows the last ':' unless that ':' is inside an IPv6 literal.
+    let port = match authority.rsplit_once(':') {
+        Some((host, p)) if !p.contains(']') && !host.is_empty() => p,
+        _ => "",
+    };
+    let default = matches!((scheme, port), ("http", "80") | ("https", "443"));
+    (scheme, if port.is_empty() || default { String::new() } else { format!(":{port}") })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_keep_the_public_urls_scheme_and_port() {
+        assert_eq!(scheme_and_port("http://127.0.0.1:7700"), ("http", ":7700".to_string()));
+        assert_eq!(scheme_and_port("https://moat.example.com"), ("https", String::new()));
+        assert_eq!(scheme_and_port("https://moat.example.com:443/"), ("https", String::new()));
+        assert_eq!(scheme_and_port("http://[::1]:8080"), ("http", ":8080".to_string()));
+        assert_eq!(scheme_and_port("http://[::1]"), ("http", String::new()));
+    }
 
     fn body(json: serde_json::Value) -> Registry {
         serde_json::from_value(json).unwrap()

@@ -373,8 +373,18 @@ pub struct RegistryDiscovery {
     pub resource_group: String,
     pub workspace_name: Option<String>,
     pub primary_region_resource_provider_uri: String,
-    /// Lower-case region → `{uri}`.
+    /// Lower-case region → `{uri}`: the registry's name in that region,
+    /// `https://<registry-guid>.registry.<region>.api.<zone>[:port]`, which moat's DNS resolves
+    /// to a private endpoint inside linked networks and to the public listener elsewhere.
     pub registry_fqdns: BTreeMap<String, RegistryFqdn>,
+    /// moat's addition: the registry's storage accounts' blob endpoints by account,
+    /// `https://<account>.blob.<zone>[:port]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_account_fqdns: BTreeMap<String, RegistryFqdn>,
+    /// moat's addition: the container registry's login server and regional data endpoints
+    /// (host names, as `docker login` takes them, with the port when not the default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_registry_fqdns: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
