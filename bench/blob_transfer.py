@@ -99,7 +99,7 @@ def transfer(make_client, path, size, digest, tmpdir):
 def moat_run(moat_bin, path, size, digest, tmpdir):
     data = os.path.join(tmpdir, "moat-data")
     port = free_port()
-    proc = subprocess.Popen([moat_bin, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+    proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "MOAT_LOG": "warn"})
     try:
         wait_port(port)

@@ -59,7 +59,7 @@ def main():
     data = os.path.join(tmp, "data")
     log = open(os.path.join(tmp, "serve.log"), "w")
     env = dict(os.environ, MOAT_LOG="info")
-    proc = subprocess.Popen([a.moat, "serve", "--listen", "127.0.0.1:0", "--data-dir", data], stdout=subprocess.PIPE, stderr=log, env=env, text=True)
+    proc = subprocess.Popen([a.moat, "serve", "--tls=false", "--listen", "127.0.0.1:0", "--data-dir", data], stdout=subprocess.PIPE, stderr=log, env=env, text=True)
     try:
         url = None
         for line in proc.stdout:

@@ -201,7 +201,7 @@ def start_moat(moat_bin, workdir):
     data, port = os.path.join(workdir, "data"), free_port()
     log = os.path.join(workdir, "moat.log")
     with open(log, "w") as out:
-        proc = subprocess.Popen([moat_bin, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+        proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "MOAT_LOG": "warn"})
     peer = Peer("moat", proc, port, log)
     try:

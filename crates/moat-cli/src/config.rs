@@ -41,9 +41,10 @@ pub struct FileConfig {
     pub upload_ttl_secs: Option<i64>,
     /// Log filter, e.g. `info` or `moat_api=debug,info`.
     pub log: Option<String>,
-    /// Serve HTTPS on the public listener with a certificate from moat's local certificate
-    /// authority (created on first start under `<data_dir>/tls`; clients trust it through their
-    /// profile). Off by default for now.
+    /// Serve HTTPS on every listener with certificates from moat's local certificate authority
+    /// (created on first start under `<data_dir>/tls`; clients trust it through their profile).
+    /// On by default; `false` serves plain HTTP, which moat allows on loopback addresses only
+    /// (for development) unless `allow_plain_http_on_network` forces it.
     pub tls: Option<bool>,
     /// Serve plain HTTP on a non-loopback address. Off by default: without TLS, tokens would
     /// cross the network in clear.
@@ -198,11 +199,11 @@ impl FileConfig {
         let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr =
             listen_text.parse().map_err(|_| format!("listen: '{listen_text}' is not an address like 127.0.0.1:7700"))?;
-        let tls = self.tls.unwrap_or(false);
+        let tls = self.tls.unwrap_or(true);
         if !listen.ip().is_loopback() && !tls && !self.allow_plain_http_on_network.unwrap_or(false) {
             return Err(format!(
                 "listen: {listen} is not a loopback address, and moat would serve plain HTTP there, sending tokens in clear. \
-                 Listen on 127.0.0.1, turn on tls, or set allow_plain_http_on_network = true if a TLS proxy fronts moat."
+                 Listen on 127.0.0.1, leave tls on (the default), or set allow_plain_http_on_network = true if a TLS proxy fronts moat."
             ));
         }
         if let Some(u) = &self.public_url
@@ -313,7 +314,10 @@ mod tests {
 
     #[test]
     fn refuses_plain_http_on_the_network() {
-        let c = FileConfig { listen: Some("0.0.0.0:7700".into()), ..Default::default() };
+        // TLS is the default: any address will do.
+        let default = FileConfig { listen: Some("0.0.0.0:7700".into()), ..Default::default() };
+        assert!(default.clone().validate().unwrap().tls);
+        let c = FileConfig { tls: Some(false), ..default };
         assert!(c.clone().validate().unwrap_err().contains("not a loopback"));
         let forced = FileConfig { allow_plain_http_on_network: Some(true), ..c };
         assert!(forced.validate().is_ok());

@@ -413,9 +413,10 @@ struct ServeArgs {
     /// Serve DNS for the zone on this address, UDP and TCP, e.g. 127.0.0.1:5353 [env: MOAT_DNS_LISTEN].
     #[arg(long)]
     dns_listen: Option<String>,
-    /// Serve HTTPS with a certificate from moat's local CA [env: MOAT_TLS=true].
-    #[arg(long)]
-    tls: bool,
+    /// HTTPS with certificates from moat's local CA: on by default; --tls=false serves plain
+    /// HTTP, on loopback only (development) [env: MOAT_TLS].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    tls: Option<bool>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -580,7 +581,7 @@ fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
         public_url: args.public_url,
         dns_zone: args.dns_zone,
         dns_listen: args.dns_listen,
-        tls: args.tls.then_some(true),
+        tls: args.tls,
         ..FileConfig::default()
     };
     file.overlay(env).overlay(flags).validate()

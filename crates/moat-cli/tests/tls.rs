@@ -13,7 +13,8 @@ use common::Server;
 #[test]
 fn the_cli_and_curl_speak_verified_tls_to_moat() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_TLS", "true")]);
+    // No TLS setting at all: HTTPS is the default.
+    let server = Server::start_default(&tmp.path().join("data"), &[]);
     assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
     let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("data/profile.json")).unwrap()).unwrap();
     let ca = profile["caCertificate"].as_str().unwrap().to_string();

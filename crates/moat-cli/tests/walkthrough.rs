@@ -74,6 +74,12 @@ async fn create_show_update_discover_and_restart() {
         let name = sa.body["name"].as_str().unwrap();
         assert!(name.len() == 11 && name.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{name}");
         assert!(sa.body["properties"]["publicNetworkAccess"].is_null(), "follows the registry until set");
+        let port = server.url.rsplit(':').next().unwrap();
+        assert_eq!(
+            sa.body["properties"]["primaryEndpoints"]["blob"],
+            format!("http://{name}.blob.moat.internal:{port}/"),
+            "named, as in Azure"
+        );
     }
     let acr = http.get(acr_ids[0]).await;
     assert_eq!(acr.status, 200);
@@ -236,10 +242,13 @@ fn serve_refuses_bad_configuration() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_port"));
 
-    let out =
-        std::process::Command::new(common::BIN).args(["serve", "--listen", "0.0.0.0:0", "--data-dir"]).arg(tmp.path()).output().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--tls=false", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "plain HTTP is for loopback only");
 }
 
 #[test]

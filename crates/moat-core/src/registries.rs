@@ -282,6 +282,12 @@ impl Moat {
         ResourceId::provider(&self.subscription_id, managed_group, "Microsoft.ContainerRegistry", "registries", acr)
     }
 
+    /// A storage account's blob endpoint by name, with the public URL's scheme and port.
+    fn blob_endpoint(&self, account: &str) -> String {
+        let (scheme, port) = scheme_and_port(&self.config.public_url);
+        format!("{scheme}://{}.blob.{}{port}", account.to_ascii_lowercase(), self.config.dns_zone.to_ascii_lowercase())
+    }
+
     pub(crate) fn login_server(&self, acr: &str) -> String {
         format!("{acr}.cr.{}", self.config.dns_zone)
     }
@@ -753,6 +759,7 @@ impl Moat {
                 is_hns_enabled: doc.hns,
                 network_acls: crate::network::AclsDoc::render(doc.network_acls.as_ref()),
                 creation_time: doc.created_at.clone(),
+                primary_endpoints: arm::PrimaryEndpoints { blob: format!("{}/", self.blob_endpoint(&doc.name)) },
             },
         };
         Ok(Versioned { value, etag: row.etag })
@@ -856,7 +863,7 @@ impl Moat {
                 .iter()
                 .flat_map(|r| r.storage_accounts.iter())
                 .filter(|s| !s.name.is_empty())
-                .map(|s| (s.name.clone(), RegistryFqdn { uri: url(format!("{}.blob.{zone}", s.name.to_ascii_lowercase())) }))
+                .map(|s| (s.name.clone(), RegistryFqdn { uri: self.blob_endpoint(&s.name) }))
                 .collect(),
             container_registry_fqdns: if acr.is_empty() { Vec::new() } else { acr_hosts },
         })

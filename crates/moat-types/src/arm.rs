@@ -262,6 +262,14 @@ pub struct StorageAccountProperties {
     pub is_hns_enabled: bool,
     pub network_acls: NetworkAcls,
     pub creation_time: String,
+    /// The blob endpoint by name, `<scheme>://<account>.blob.<zone>[:port]/`, as Azure's
+    /// `<account>.blob.core.windows.net`; moat's DNS answers it.
+    pub primary_endpoints: PrimaryEndpoints,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrimaryEndpoints {
+    pub blob: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

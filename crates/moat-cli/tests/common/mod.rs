@@ -38,13 +38,26 @@ impl Server {
         s
     }
 
-    /// Starts `moat serve` on `dir` (which may hold an earlier run's state).
+    /// Starts `moat serve` on `dir` (which may hold an earlier run's state). Plain HTTP on
+    /// loopback (`MOAT_TLS=false`) unless `envs` says otherwise, so that the tests' plain
+    /// clients can talk to it; [`Server::start_default`] keeps moat's own default (HTTPS).
     pub fn start_in(dir: &Path, envs: &[(&str, &str)]) -> Server {
+        let mut with_plain = vec![("MOAT_TLS", "false")];
+        with_plain.extend_from_slice(envs);
+        Server::launch(dir, &with_plain)
+    }
+
+    /// Starts `moat serve` on `dir` with nothing but `envs` set: moat's defaults.
+    pub fn start_default(dir: &Path, envs: &[(&str, &str)]) -> Server {
+        Server::launch(dir, envs)
+    }
+
+    fn launch(dir: &Path, envs: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
         let mut cmd = Command::new(BIN);
         let listen = envs.iter().find(|(k, _)| *k == "MOAT_LISTEN").map_or("127.0.0.1:0", |(_, v)| *v);
         cmd.args(["serve", "--listen", listen, "--data-dir"]).arg(dir);
-        cmd.env_remove("MOAT_PROFILE").env("MOAT_LOG", "info");
+        cmd.env_remove("MOAT_PROFILE").env_remove("MOAT_TLS").env("MOAT_LOG", "info");
         for (k, v) in envs {
             cmd.env(k, v);
         }
