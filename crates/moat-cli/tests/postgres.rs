@@ -39,6 +39,30 @@ async fn the_server_runs_on_postgresql_and_keeps_everything_across_a_restart() {
         reg["properties"]["regionDetails"][0]["acrDetails"][0]["systemCreatedAcrAccount"]["armResourceId"]["resourceId"].as_str().unwrap();
     let acr = acr_id.rsplit('/').next().unwrap().to_string();
 
+    // More concurrent writers than the node's pool has connections (16): every one completes.
+    let http = server.http();
+    let reg_path = server.registry_path("default", "pgreg");
+    let mut writers = Vec::new();
+    for i in 0..48 {
+        let h = http.at(&server.url, None);
+        let reg_path = reg_path.clone();
+        writers.push(tokio::spawn(async move {
+            let body = serde_json::json!({"properties": {"componentSpec": {"name": "busy", "type": "command", "command": "echo"}}});
+            let mut failed = Vec::new();
+            for j in 0..8 {
+                let r = h.call("PUT", &format!("{reg_path}/components/busy/versions/{i}.{j}"), Some(&body), &[]).await;
+                if r.status != 201 {
+                    failed.push((r.status, r.text));
+                }
+            }
+            failed
+        }));
+    }
+    for w in writers {
+        let failed = w.await.unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+
     // A model through the blob plane.
     std::fs::create_dir_all(tmp.path().join("model")).unwrap();
     let weights: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();

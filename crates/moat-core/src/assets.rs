@@ -274,6 +274,15 @@ fn summary(versions: &[VersionDoc]) -> (Option<String>, String) {
     (latest, next.to_string())
 }
 
+/// [`summary`] after `created` joins versions whose summary was `latest` and `next`: the new
+/// version has the highest sequence number, so it is the latest unless archived, and the next
+/// number is past it if it is a number.
+fn summary_after_create(latest: Option<String>, next: &str, created: &VersionDoc) -> (Option<String>, String) {
+    let latest = if created.props.is_archived.unwrap_or(false) { latest } else { Some(created.version.clone()) };
+    let next = next.parse::<u64>().unwrap_or(1).max(created.version.parse::<u64>().map(|n| n + 1).unwrap_or(1));
+    (latest, next.to_string())
+}
+
 impl Moat {
     fn asset_ids(&self, group: &str, registry: &str, t: AssetType, name: &str) -> (ResourceId, ResourceId) {
         let reg = ResourceId::provider(&self.subscription_id, group, "Microsoft.MachineLearningServices", "registries", registry);
@@ -671,7 +680,6 @@ impl Moat {
                 ));
             }
         }
-        let mut versions = self.versions_of(&cid).await?;
         let container_row = tx.get_resource(&cid.key()).await?;
         let mut cdoc: ContainerDoc = match &container_row {
             Some(r) => decode(r)?,
@@ -700,8 +708,8 @@ impl Moat {
             seq: cdoc.created,
             system_data: system_data(Some(caller), None, &now),
         };
-        versions.push(doc.clone());
-        (cdoc.latest_version, cdoc.next_version) = summary(&versions);
+        // A new version changes the summary incrementally, without reading every other version.
+        (cdoc.latest_version, cdoc.next_version) = summary_after_create(cdoc.latest_version.take(), &cdoc.next_version, &doc);
         tx.insert_resource(&document(&id, &doc, new_etag(), &now, &now)?).await?;
         match container_row {
             Some(r) => {

@@ -103,10 +103,9 @@ impl AuditLog {
 }
 
 async fn write_batch(store: &Store, batch: &[Pending]) -> moat_store::Result<()> {
+    let rows: Vec<&ActivityRow> = batch.iter().map(|p| &p.row).collect();
     let mut tx = store.write().await?;
-    for p in batch {
-        tx.insert_activity(&p.row).await?;
-    }
+    tx.insert_activities(&rows).await?;
     tx.commit().await
 }
 

@@ -129,7 +129,16 @@ pub struct TokenIssuer {
     /// Oldest first; the newest signs. Replaced whole on rotation or reload.
     keys: RwLock<Vec<Arc<SigningKey>>>,
     last_reload: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Tokens whose signature checked out, by the sha256 of the token, so that a client's
+    /// every request does not pay an ECDSA verification: the time-bound and audience checks
+    /// are still made on each use. Cleared when full.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
 }
+
+/// Verified tokens remembered at most.
+const VERIFIED_CACHE: usize = 8192;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY: i64 = 30;
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -241,7 +250,7 @@ impl TokenIssuer {
             insert_new_key(store, now).await?;
         }
         let keys = decode_keys(store.signing_keys().await?)?;
-        Ok(TokenIssuer { issuer, keys: RwLock::new(keys), last_reload: std::sync::Mutex::new(None) })
+        Ok(TokenIssuer { issuer, keys: RwLock::new(keys), last_reload: std::sync::Mutex::new(None), verified: Default::default() })
     }
 
     fn current(&self) -> Vec<Arc<SigningKey>> {
@@ -255,6 +264,10 @@ impl TokenIssuer {
         match self.keys.write() {
             Ok(mut k) => *k = keys,
             Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+        // A retired key's tokens must fail from now on: forget what was verified with any key.
+        if let Ok(mut m) = self.verified.lock() {
+            m.clear();
         }
     }
 
@@ -339,6 +352,27 @@ impl TokenIssuer {
 
     /// Verifies a token's signature, algorithm, issuer, audience and validity window.
     pub fn verify(&self, token: &str, audiences: &[&str]) -> Result<Claims> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned());
+        if let Some(c) = cached {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            // What the full check would decide for a signature already known good.
+            if c.exp + LEEWAY > now && c.nbf - LEEWAY <= now && audiences.contains(&c.aud.as_str()) {
+                return Ok(c);
+            }
+        }
+        let claims = self.verify_signed(token, audiences)?;
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= VERIFIED_CACHE {
+                m.clear();
+            }
+            m.insert(digest, claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// The full check: header, key, signature, issuer, audience and times.
+    fn verify_signed(&self, token: &str, audiences: &[&str]) -> Result<Claims> {
         let unauth = |reason: &str| Error::Unauthenticated { reason: reason.to_string() };
         // Read the header ourselves, so that algorithms the JWT library does not even know
         // (`none`) are refused by name like the ones it does.
@@ -363,7 +397,7 @@ impl TokenIssuer {
         v.set_audience(audiences);
         v.set_issuer(&[&self.issuer]);
         v.validate_nbf = true;
-        v.leeway = 30;
+        v.leeway = LEEWAY as u64;
         v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;

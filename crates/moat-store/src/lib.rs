@@ -177,8 +177,11 @@ pub struct SigningKeyRow {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Serialises writers on SQLite (one process owns the file); `None` on PostgreSQL, where a
-    /// transaction-scoped advisory lock does it across nodes.
+    /// Serialises this process's writers before they take a connection. On SQLite it is the
+    /// only lock (one process owns the file); on PostgreSQL a transaction-scoped advisory lock
+    /// also serialises writers across nodes, and this one keeps waiting writers from holding
+    /// pooled connections: a writer that reads through the pool while its transaction is open
+    /// would otherwise find every connection held by writers queued behind it.
     write_lock: Option<Arc<Mutex<()>>>,
     postgres: bool,
 }
@@ -211,6 +214,8 @@ impl Store {
             let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
             let pool = AnyPoolOptions::new()
                 .max_connections(8)
+                // A file cannot drop the connection: no liveness query before every use.
+                .test_before_acquire(false)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         conn.execute("PRAGMA journal_mode=WAL").await?;
@@ -238,7 +243,7 @@ impl Store {
                      CREATE DATABASE <name> TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
                 )));
             }
-            let store = Store { pool, write_lock: None, postgres: true };
+            let store = Store { pool, write_lock: Some(Arc::new(Mutex::new(()))), postgres: true };
             schema::migrate(&store).await?;
             return Ok(store);
         }
@@ -857,20 +862,33 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn insert_activity(&mut self, a: &ActivityRow) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO activity_log ({ACTIVITY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-            .bind(&a.id)
-            .bind(&a.time)
-            .bind(&a.principal_id)
-            .bind(&a.principal_name)
-            .bind(&a.client)
-            .bind(&a.origin)
-            .bind(&a.action)
-            .bind(&a.resource_id)
-            .bind(&a.result)
-            .bind(&a.rule)
-            .execute(&mut *self.tx)
-            .await?;
+    /// Inserts entries with one statement per 256 (a group commit of the activity log costs one
+    /// round trip to the database, not one per entry).
+    pub async fn insert_activities(&mut self, rows: &[&ActivityRow]) -> Result<()> {
+        for chunk in rows.chunks(256) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let marks: Vec<String> = (1..=10).map(|c| format!("${}", i * 10 + c)).collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect();
+            let sql = format!("INSERT INTO activity_log ({ACTIVITY_COLS}) VALUES {}", values.join(", "));
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q
+                    .bind(&a.id)
+                    .bind(&a.time)
+                    .bind(&a.principal_id)
+                    .bind(&a.principal_name)
+                    .bind(&a.client)
+                    .bind(&a.origin)
+                    .bind(&a.action)
+                    .bind(&a.resource_id)
+                    .bind(&a.result)
+                    .bind(&a.rule);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
