@@ -218,6 +218,9 @@ pub struct ListenerTls {
     pub public_names: Vec<moat_tls::SanEntry>,
     /// Each listener's current certificate and the names it was issued for, for renewal.
     pub issued: Arc<std::sync::Mutex<HashMap<String, Issued>>>,
+    /// The public listener presents the operator's certificate: moat neither renews nor
+    /// reissues it.
+    pub operator_public: bool,
 }
 
 /// A listener's certificate and the names it was asked for.
@@ -225,7 +228,22 @@ pub type Issued = (moat_tls::IssuedCert, Vec<moat_tls::SanEntry>);
 
 impl ListenerTls {
     pub fn new(ca: moat_tls::LocalCa, public_names: Vec<moat_tls::SanEntry>) -> Self {
-        ListenerTls { ca: Arc::new(ca), store: moat_tls::CertStore::new(), public_names, issued: Default::default() }
+        ListenerTls {
+            ca: Arc::new(ca),
+            store: moat_tls::CertStore::new(),
+            public_names,
+            issued: Default::default(),
+            operator_public: false,
+        }
+    }
+
+    /// Has the public listener present `cert` (the operator's) from now on.
+    pub fn use_operator_public(&mut self, cert: Arc<moat_tls::rustls::sign::CertifiedKey>) {
+        self.store.set("public", cert);
+        if let Ok(mut map) = self.issued.lock() {
+            map.remove("public");
+        }
+        self.operator_public = true;
     }
 
     /// Issues listener `key` a certificate for `sans` and serves it from now on.
@@ -277,6 +295,9 @@ impl ListenerTls {
 
     /// Reissues the public certificate when the names it must carry changed.
     fn refresh_public(&self, view: &moat_core::network::NetView, issued_for: &mut Vec<moat_tls::SanEntry>) {
+        if self.operator_public {
+            return;
+        }
         let wanted = self.public_sans(view);
         if *issued_for == wanted {
             return;

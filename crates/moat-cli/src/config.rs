@@ -49,6 +49,13 @@ pub struct FileConfig {
     /// Serve plain HTTP on a non-loopback address. Off by default: without TLS, tokens would
     /// cross the network in clear.
     pub allow_plain_http_on_network: Option<bool>,
+    /// The operator's own certificate for the public listener instead of one from moat's local
+    /// CA: a PEM chain (server certificate first), its unencrypted private key, and the CA
+    /// certificate(s) clients should trust for it (added to the CA bundle in the profile).
+    /// All three or none. moat does not renew it: replace the files and restart.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
     /// External OpenID Connect issuers whose tokens moat accepts (file only).
     pub oidc_issuers: Option<Vec<OidcIssuer>>,
 }
@@ -80,6 +87,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_LOG", "log"),
     ("MOAT_TLS", "tls"),
     ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
+    ("MOAT_TLS_CERT_FILE", "tls_cert_file"),
+    ("MOAT_TLS_KEY_FILE", "tls_key_file"),
+    ("MOAT_TLS_CA_FILE", "tls_ca_file"),
 ];
 /// Variables that belong to the client or the test suite, not to the server.
 /// Variables of the client side, which the server ignores.
@@ -102,7 +112,17 @@ pub struct ServeConfig {
     pub tls: bool,
     /// Plain HTTP on non-loopback addresses (the public listener, endpoint listeners) allowed.
     pub allow_plain_http_on_network: bool,
+    /// The operator's certificate for the public listener: chain, key, and the CA(s) to trust.
+    pub operator_tls: Option<OperatorTls>,
     pub oidc_issuers: Vec<OidcIssuer>,
+}
+
+/// An operator-supplied certificate (see [`FileConfig::tls_cert_file`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
@@ -165,6 +185,9 @@ impl FileConfig {
                     c.allow_plain_http_on_network =
                         Some(v.parse().map_err(|_| format!("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK must be true or false, not '{v}'"))?)
                 }
+                "MOAT_TLS_CERT_FILE" => c.tls_cert_file = Some(PathBuf::from(v)),
+                "MOAT_TLS_KEY_FILE" => c.tls_key_file = Some(PathBuf::from(v)),
+                "MOAT_TLS_CA_FILE" => c.tls_ca_file = Some(PathBuf::from(v)),
                 other => {
                     let known: Vec<&str> = ENV_KEYS.iter().map(|(k, _)| *k).chain(ENV_OTHER.iter().copied()).collect();
                     return Err(format!("unknown environment variable {other}; moat knows {}", known.join(", ")));
@@ -190,6 +213,9 @@ impl FileConfig {
             log: top.log.or(self.log),
             tls: top.tls.or(self.tls),
             allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
+            tls_cert_file: top.tls_cert_file.or(self.tls_cert_file),
+            tls_key_file: top.tls_key_file.or(self.tls_key_file),
+            tls_ca_file: top.tls_ca_file.or(self.tls_ca_file),
             oidc_issuers: top.oidc_issuers.or(self.oidc_issuers),
         }
     }
@@ -272,6 +298,18 @@ impl FileConfig {
             log: self.log.unwrap_or_else(|| "info".to_string()),
             tls,
             allow_plain_http_on_network: self.allow_plain_http_on_network.unwrap_or(false),
+            operator_tls: match (self.tls_cert_file, self.tls_key_file, self.tls_ca_file) {
+                (None, None, None) => None,
+                (Some(cert), Some(key), Some(ca)) if tls => Some(OperatorTls { cert, key, ca }),
+                (Some(_), Some(_), Some(_)) => {
+                    return Err("tls_cert_file is set but tls is false: an operator certificate is for HTTPS".into());
+                }
+                _ => {
+                    return Err("tls_cert_file, tls_key_file and tls_ca_file go together: the certificate chain, its private key, \
+                                and the CA certificate(s) clients trust for it"
+                        .into());
+                }
+            },
             oidc_issuers,
         })
     }

@@ -84,9 +84,26 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         }
         names.dedup();
         names.sort();
-        let path = ca.ca_path().to_path_buf();
-        let listener_tls = moat_api::listeners::ListenerTls::new(ca, names.clone());
-        listener_tls.issue("public", &names).map_err(|e| format!("the server certificate: {e}"))?;
+        let mut path = ca.ca_path().to_path_buf();
+        let mut listener_tls = moat_api::listeners::ListenerTls::new(ca, names.clone());
+        match &cfg.operator_tls {
+            // The operator's certificate on the public listener (endpoint listeners keep moat's
+            // CA); clients trust both through one bundle in the profile.
+            Some(op) => {
+                let key = moat_tls::load_pem_pair(&op.cert, &op.key).map_err(|e| format!("tls_cert_file: {e}"))?;
+                listener_tls.use_operator_public(key);
+                let mut bundle = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let theirs = std::fs::read_to_string(&op.ca).map_err(|e| format!("tls_ca_file {}: {e}", op.ca.display()))?;
+                if !theirs.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(format!("tls_ca_file {}: no PEM certificate in it", op.ca.display()));
+                }
+                bundle.push_str(&theirs);
+                let bundle_path = cfg.data_dir.join("tls").join("trust.pem");
+                std::fs::write(&bundle_path, bundle).map_err(|e| format!("{}: {e}", bundle_path.display()))?;
+                path = bundle_path;
+            }
+            None => listener_tls.issue("public", &names).map_err(|e| format!("the server certificate: {e}"))?,
+        }
         let config = listener_tls.store.server_config("public", moat_tls::HTTP1_ONLY).map_err(|e| format!("TLS: {e}"))?;
         Some((path, config, listener_tls))
     } else {

@@ -117,3 +117,83 @@ fn the_cli_and_curl_speak_verified_tls_to_moat() {
     let plain = Command::new("curl").args(["-sS", "-m", "5", &url.replace("https://", "http://")]).output().unwrap();
     assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"), "plain HTTP must not be served");
 }
+
+/// The operator's own certificate on the public listener (here from a CA made with openssl):
+/// clients that trust the operator's CA connect; moat's local CA alone no longer verifies it;
+/// the CLI trusts both through the bundle its profile names. Half a set of files is refused.
+#[test]
+fn an_operator_certificate_replaces_the_local_one_on_the_public_listener() {
+    for tool in ["openssl", "curl"] {
+        if Command::new(tool).arg("version").output().is_err() && Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("SKIP an_operator_certificate_replaces_the_local_one_on_the_public_listener: {tool} is not installed");
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(d).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "op-ca.key", "-out", "op-ca.crt", "-days", "2", "-subj", "/CN=Operator CA"],
+            &["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat(),
+    );
+    openssl(&[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=moat.example"]].concat());
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "op-ca.crt",
+        "-CAkey",
+        "op-ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    let path = |f: &str| d.join(f).to_str().unwrap().to_string();
+
+    // Half a set of files is a configuration error.
+    let half = Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(d.join("half"))
+        .env("MOAT_TLS_CERT_FILE", path("leaf.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(half.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&half.stderr).contains("go together"), "{}", String::from_utf8_lossy(&half.stderr));
+
+    let (cert, key, ca) = (path("leaf.crt"), path("leaf.key"), path("op-ca.crt"));
+    let server = Server::start_default(
+        &d.join("data"),
+        &[("MOAT_TLS_CERT_FILE", cert.as_str()), ("MOAT_TLS_KEY_FILE", key.as_str()), ("MOAT_TLS_CA_FILE", ca.as_str())],
+    );
+    let url = format!("{}/healthz", server.url);
+    let with_operator_ca = Command::new("curl").args(["-sS", "-m", "5", "--cacert", &ca, &url]).output().unwrap();
+    assert!(with_operator_ca.status.success(), "the operator's CA verifies: {}", String::from_utf8_lossy(&with_operator_ca.stderr));
+    let local_ca = path("data/tls/ca.crt");
+    let with_local_ca = Command::new("curl").args(["-sS", "-m", "5", "--cacert", &local_ca, &url]).output().unwrap();
+    assert_eq!(with_local_ca.status.code(), Some(60), "moat's own CA did not issue what the listener presents");
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("data/profile.json")).unwrap()).unwrap();
+    assert!(profile["caCertificate"].as_str().unwrap().ends_with("trust.pem"), "{profile}");
+    // The CLI, through the profile's bundle.
+    let account = server.moat_json(&["account", "show"]);
+    assert!(account["id"].is_string(), "{account}");
+}
