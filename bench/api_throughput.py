@@ -73,7 +73,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -81,6 +80,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from benchlib import free_port, rss_kib, version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 API = "api-version=2025-09-01"
@@ -93,25 +94,6 @@ TARGET_GET, TARGET_CREATE, TARGET_RATIO = 20_000, 1_000, 100
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def rss_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def tree_cpu(roots):
@@ -620,13 +602,6 @@ def fmt_lat(r):
 
 def fmt_cpu(r):
     return " + ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items()) if r else "–"
-
-
-def version(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.SubprocessError):
-        return "?"
 
 
 def main():

@@ -37,7 +37,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,39 +45,14 @@ import tempfile
 import time
 import urllib.parse
 
+from benchlib import free_port, rss_kib, version, wait_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHUNK = 64 * 1024 * 1024
 USER = "00000000-0000-0000-0000-000000000000"
 ROWS = [("push", "skopeo push", 3.0), ("pull", "skopeo pull", 1.0),
         ("put", "HTTP monolithic upload (POST + PUT, curl -T)", 3.0),
         ("get", "HTTP GET (curl to /dev/null)", 1.0)]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def rss_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return 0
 
 
 def sha256_file(path):
@@ -302,13 +276,6 @@ def one_run(name, args, inp, tmpdir, n):
         peer.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def version(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.SubprocessError):
-        return "?"
 
 
 def main():
