@@ -757,7 +757,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Openapi => {
-            print!("{}", moat_api::openapi_json());
+            output::emit(&moat_api::openapi_json());
             ExitCode::SUCCESS
         }
         Command::Serve(args) => {

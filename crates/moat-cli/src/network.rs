@@ -614,7 +614,7 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
                             p
                         })
                         .collect();
-                    println!("from {} {}", d["sourceAddress"].as_str().unwrap_or_default(), d["virtualNetworks"]);
+                    output::emit(&format!("from {} {}\n", d["sourceAddress"].as_str().unwrap_or_default(), d["virtualNetworks"]));
                     output::print(
                         out,
                         &Value::Array(rows),
@@ -630,7 +630,7 @@ pub async fn run(c: &Client, cmd: NetworkCommand, out: Output) -> CmdResult {
                     );
                     for p in d["planes"].as_array().into_iter().flatten() {
                         for f in p["dnsFindings"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
-                            println!("DNS: {f}");
+                            output::emit(&format!("DNS: {f}\n"));
                         }
                     }
                 }

@@ -43,14 +43,28 @@ pub fn table(rows: &[Value], columns: &[Column]) -> String {
 /// Prints a value (or rows) in the chosen format.
 pub fn print(output: Output, value: &Value, columns: &[Column]) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())),
         Output::Table => {
             let rows = match value {
                 Value::Array(a) => a.clone(),
                 other => vec![other.clone()],
             };
-            print!("{}", table(&rows, columns));
+            emit(&table(&rows, columns));
         }
+    }
+}
+
+/// Writes `text` to standard output. When the reader went away (`moat … | head`), the command
+/// ends quietly, as Unix tools do, instead of panicking as `print!` would.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -192,7 +192,13 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         println!("{line}");
     }
     if let Some(ca) = &profile.ca_certificate {
-        println!("  tls: certificates from moat's local CA; trust {ca} (the profile does)");
+        match &cfg.operator_tls {
+            Some(op) => println!(
+                "  tls: your certificate {} on the public listener, moat's local CA on endpoints; trust {ca} (the profile does)",
+                op.cert.display()
+            ),
+            None => println!("  tls: certificates from moat's local CA; trust {ca} (the profile does)"),
+        }
     }
     println!("  ready in {} ms", started.elapsed().as_millis());
     let _ = std::io::stdout().flush();

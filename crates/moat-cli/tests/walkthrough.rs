@@ -324,3 +324,23 @@ fn login_writes_a_relative_profile_and_takes_the_endpoint_from_the_default_one()
     assert_eq!(profile["endpoint"], server.url.as_str());
     assert_eq!(profile["user"], "rel@example.com");
 }
+
+/// `moat … | head`: when the reader stops early the command ends quietly (exit 0, nothing on
+/// stderr), as Unix tools do, rather than panicking on the closed pipe.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed here, with most of the 250 KB document unread.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(&first[..1], b"{");
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
