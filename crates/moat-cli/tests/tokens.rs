@@ -164,3 +164,26 @@ async fn failed_sign_ins_lock_the_user_out_from_that_address() {
     assert_eq!(rules.iter().filter(|r| r.contains("lou@example.com")).count(), 5, "{rules:?}");
     assert!(rules.iter().any(|r| r.contains("nobody@example.com")));
 }
+
+/// A principal deleted is gone for its very next request, even though its token verified a
+/// moment before (moat remembers verified tokens and principals that authenticated; deleting
+/// a principal forgets them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_principals_token_stops_working_on_the_next_request() {
+    let server = common::Server::start();
+    let admin = server.http();
+    let p = server.profile();
+    let (oid, app, secret) = common::create_sp(&admin, "short-lived").await;
+    let token = common::token_for(&admin, &p.tenant, &app, &secret).await;
+    let sp = admin.with_token(&token);
+    let path = format!("/subscriptions/{}/providers/Microsoft.MachineLearningServices/registries", p.subscription);
+    for _ in 0..3 {
+        let r = sp.get(&path).await;
+        assert_ne!(r.status, 401, "the token authenticates: {}", r.text);
+    }
+    let del = admin.call("DELETE", &format!("/v1.0/servicePrincipals/{oid}"), None, &[]).await;
+    assert_eq!(del.status, 204, "{}", del.text);
+    let r = sp.get(&path).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("no longer exists"), "{}", r.text);
+}

@@ -137,6 +137,11 @@ pub struct Moat {
     seen_changes: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
     /// Held while views are rebuilt after other nodes' changes (see changes.rs).
     catching_up: tokio::sync::Mutex<()>,
+    /// Principals that authenticated, by object ID (SQLite only: one process sees every change;
+    /// emptied whenever the authorization index changes, which every principal deletion does).
+    /// With the generation of the cache, bumped on every emptying, so that a lookup that raced
+    /// a deletion does not put the deleted principal back.
+    principals: std::sync::Mutex<(u64, std::collections::HashMap<String, PrincipalRow>)>,
 }
 
 impl std::fmt::Debug for Moat {
@@ -233,6 +238,7 @@ impl Moat {
             listener_urls: Default::default(),
             seen_changes: Default::default(),
             catching_up: Default::default(),
+            principals: Default::default(),
         };
         moat.rebuild_network().await?;
         moat.oci_recover().await?;
@@ -354,11 +360,7 @@ impl Moat {
         if claims.tid != self.tenant_id {
             return Err(Error::Unauthenticated { reason: "the token belongs to another tenant".into() });
         }
-        let p = self
-            .store
-            .principal(&claims.oid)
-            .await?
-            .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
+        let p = self.principal_of(&claims.oid).await?;
         let display_name = p.upn.clone().unwrap_or(p.display_name);
         Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
     }
@@ -440,7 +442,42 @@ impl Moat {
             Ok(mut idx) => f(&mut idx),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+        self.forget_principals();
         self.announce(changes::AUTHZ).await
+    }
+
+    /// The principal a token names, which must still exist.
+    pub(crate) async fn principal_of(&self, object_id: &str) -> Result<PrincipalRow> {
+        let cache = self.store.backend() == "sqlite";
+        let mut generation = 0;
+        if cache && let Ok(m) = self.principals.lock() {
+            if let Some(p) = m.1.get(object_id) {
+                return Ok(p.clone());
+            }
+            generation = m.0;
+        }
+        let p = self
+            .store
+            .principal(object_id)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
+        if cache
+            && let Ok(mut m) = self.principals.lock()
+            && m.0 == generation
+        {
+            if m.1.len() >= 10_000 {
+                m.1.clear();
+            }
+            m.1.insert(object_id.to_string(), p.clone());
+        }
+        Ok(p)
+    }
+
+    fn forget_principals(&self) {
+        if let Ok(mut m) = self.principals.lock() {
+            m.0 += 1;
+            m.1.clear();
+        }
     }
 
     /// Replaces the authorization index with one loaded from the store.
@@ -450,6 +487,7 @@ impl Moat {
             Ok(mut idx) => *idx = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
+        self.forget_principals();
         Ok(())
     }
 

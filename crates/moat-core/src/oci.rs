@@ -205,11 +205,7 @@ impl Moat {
         let token = match credential {
             OciCredential::Bearer(t) if peek_audience(t).as_deref() == Some(AUDIENCE_OCI) => {
                 let claims = self.issuer.verify(t, &[AUDIENCE_OCI])?;
-                let p = self
-                    .store
-                    .principal(&claims.oid)
-                    .await?
-                    .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
+                let p = self.principal_of(&claims.oid).await?;
                 let caller = Caller {
                     object_id: p.object_id,
                     display_name: p.upn.unwrap_or(p.display_name),

@@ -300,8 +300,7 @@ pub async fn create_sp(admin: &Http, name: &str) -> (String, String, String) {
     )
 }
 
-/// Assigns `role_id` (a GUID) to `principal` at `scope`.
-/// Assigns a role; returns the assignment's path.
+/// Assigns `role_id` (a GUID) to `principal` at `scope`; returns the assignment's path.
 pub async fn assign(admin: &Http, scope: &str, principal: &str, role_id: &str) -> String {
     let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
     let r = admin
