@@ -112,7 +112,8 @@ pub async fn get_version(
     Path((sub, rg, reg, t, name, v)): Path<VersionPath>,
     _q: CommonQuery,
 ) -> ArmResult {
-    Ok(axum::Json(st.moat.get_asset_version(&caller, &sub, &rg, &reg, &t, &name, &v).await?).into_response())
+    let json = st.moat.get_asset_version_json(&caller, &sub, &rg, &reg, &t, &name, &v).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 #[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "assets",

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use moat_core::audit::AuditReads;
 use serde::Deserialize;
 
 /// The TOML file (and the shape every layer fills in). Every field is optional; see
@@ -41,6 +42,11 @@ pub struct FileConfig {
     pub upload_ttl_secs: Option<i64>,
     /// Log filter, e.g. `info` or `moat_api=debug,info`.
     pub log: Option<String>,
+    /// When the answer to an allowed read waits for its activity log entry: `async` (default:
+    /// the entry is written by the next group commit, normally within milliseconds, while the
+    /// answer goes out) or `durable` (every read waits for an fsync, about half the read
+    /// throughput). Denials and every other decision are durable before the answer regardless.
+    pub audit_reads: Option<String>,
     /// Serve HTTPS on every listener with certificates from moat's local certificate authority
     /// (created on first start under `<data_dir>/tls`; clients trust it through their profile).
     /// On by default; `false` serves plain HTTP, which moat allows on loopback addresses only
@@ -85,6 +91,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_SIGNING_KEY_ROTATION_SECS", "signing_key_rotation_secs"),
     ("MOAT_UPLOAD_TTL_SECS", "upload_ttl_secs"),
     ("MOAT_LOG", "log"),
+    ("MOAT_AUDIT_READS", "audit_reads"),
     ("MOAT_TLS", "tls"),
     ("MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK", "allow_plain_http_on_network"),
     ("MOAT_TLS_CERT_FILE", "tls_cert_file"),
@@ -109,6 +116,7 @@ pub struct ServeConfig {
     pub signing_key_rotation_secs: i64,
     pub upload_ttl_secs: i64,
     pub log: String,
+    pub audit_reads: AuditReads,
     pub tls: bool,
     /// Plain HTTP on non-loopback addresses (the public listener, endpoint listeners) allowed.
     pub allow_plain_http_on_network: bool,
@@ -180,6 +188,7 @@ impl FileConfig {
                     c.upload_ttl_secs = Some(v.parse().map_err(|_| format!("MOAT_UPLOAD_TTL_SECS must be a number of seconds, not '{v}'"))?)
                 }
                 "MOAT_LOG" => c.log = Some(v),
+                "MOAT_AUDIT_READS" => c.audit_reads = Some(v),
                 "MOAT_TLS" => c.tls = Some(v.parse().map_err(|_| format!("MOAT_TLS must be true or false, not '{v}'"))?),
                 "MOAT_ALLOW_PLAIN_HTTP_ON_NETWORK" => {
                     c.allow_plain_http_on_network =
@@ -211,6 +220,7 @@ impl FileConfig {
             signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
             upload_ttl_secs: top.upload_ttl_secs.or(self.upload_ttl_secs),
             log: top.log.or(self.log),
+            audit_reads: top.audit_reads.or(self.audit_reads),
             tls: top.tls.or(self.tls),
             allow_plain_http_on_network: top.allow_plain_http_on_network.or(self.allow_plain_http_on_network),
             tls_cert_file: top.tls_cert_file.or(self.tls_cert_file),
@@ -259,6 +269,10 @@ impl FileConfig {
         if !(1..=2_592_000).contains(&upload_ttl_secs) {
             return Err(format!("upload_ttl_secs: {upload_ttl_secs} is outside 1..=2592000"));
         }
+        let audit_reads = match self.audit_reads.as_deref() {
+            None => AuditReads::default(),
+            Some(v) => AuditReads::parse(v).ok_or_else(|| format!("audit_reads: '{v}' must be async or durable"))?,
+        };
         let oidc_issuers = self.oidc_issuers.unwrap_or_default();
         for (i, o) in oidc_issuers.iter().enumerate() {
             let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
@@ -296,6 +310,7 @@ impl FileConfig {
             signing_key_rotation_secs,
             upload_ttl_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
+            audit_reads,
             tls,
             allow_plain_http_on_network: self.allow_plain_http_on_network.unwrap_or(false),
             operator_tls: match (self.tls_cert_file, self.tls_key_file, self.tls_ca_file) {

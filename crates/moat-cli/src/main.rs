@@ -21,6 +21,11 @@ use crate::commands::CliError;
 use crate::config::FileConfig;
 use crate::output::Output;
 
+/// mimalloc: the request path allocates many small, short-lived buffers, which glibc's
+/// allocator serves at several times the cost (measured in docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "moat",
@@ -417,6 +422,10 @@ struct ServeArgs {
     /// HTTP, on loopback only (development) [env: MOAT_TLS].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     tls: Option<bool>,
+    /// Whether an allowed read's answer waits for its activity log entry: async (default) or
+    /// durable [env: MOAT_AUDIT_READS].
+    #[arg(long, value_name = "WHEN", value_parser = ["async", "durable"])]
+    audit_reads: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -582,6 +591,7 @@ fn serve_config(args: ServeArgs) -> Result<config::ServeConfig, String> {
         dns_zone: args.dns_zone,
         dns_listen: args.dns_listen,
         tls: args.tls,
+        audit_reads: args.audit_reads,
         ..FileConfig::default()
     };
     file.overlay(env).overlay(flags).validate()

@@ -125,6 +125,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         token_lifetime_secs: cfg.token_lifetime_secs,
         blob_dir: cfg.data_dir.join("blobs"),
         blob_url: cfg.blob_url.clone(),
+        audit_reads: cfg.audit_reads,
     };
     let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
     let issuers: Vec<ExternalIssuer> = cfg
@@ -219,6 +220,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         cfg.allow_plain_http_on_network,
         stop_rx,
     ));
+    let flusher = Arc::clone(&moat);
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -231,6 +233,9 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         None => moat_api::serve(listener, moat, shutdown).await,
     };
     let _ = endpoints.await;
+    if let Err(e) = flusher.flush_audit().await {
+        tracing::error!(error = %e, "the activity log's last entries could not be written");
+    }
     store.close().await;
     drop(lock);
     println!("moat stopped");

@@ -33,6 +33,7 @@ fn bench(c: &mut Criterion) {
         token_lifetime_secs: 3600,
         blob_dir: dir.path().join("blobs"),
         blob_url: None,
+        audit_reads: Default::default(),
     };
     let (sub, moat) = rt.block_on(async {
         let store = Store::open(&url).await.unwrap();

@@ -551,8 +551,9 @@ impl Moat {
         .await
     }
 
+    /// One version, as its JSON answer (rendered once per stored document).
     #[allow(clippy::too_many_arguments)]
-    pub async fn get_asset_version(
+    pub async fn get_asset_version_json(
         &self,
         caller: &Caller,
         sub: &str,
@@ -561,12 +562,13 @@ impl Moat {
         t: &str,
         name: &str,
         version: &str,
-    ) -> Result<AssetVersion> {
+    ) -> Result<bytes::Bytes> {
         let (t, _, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
-        let (d, row) =
-            self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
-        Ok(self.render_version(&row.id, &d))
+        let missing = || not_found(t, name, Some(version));
+        self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &id, missing).await?;
+        let row = self.store.get_resource(&id.key()).await?.ok_or_else(missing)?;
+        self.rendered.get_or(&row, || Ok(self.render_version(&row.id, &decode::<VersionDoc>(&row)?)))
     }
 
     /// Creates a version (committing uploaded files) or updates its mutable fields.
@@ -739,12 +741,20 @@ impl Moat {
         props.properties = p.properties.or(props.properties);
         props.stage = p.stage.or(props.stage);
         props.is_archived = p.is_archived.or(props.is_archived);
+        if props == old.props {
+            // The same PUT again (a retry, or `create` run twice): nothing to write.
+            return Ok(self.render_version(id.as_str(), &old));
+        }
+        let archived_changed = props.is_archived.unwrap_or(false) != old.props.is_archived.unwrap_or(false);
         let doc = VersionDoc { props, system_data: system_data(Some(caller), Some(&old.system_data), &now), ..old };
         let mut tx = self.store.write().await?;
         if !tx.update_resource(&document(id, &doc, new_etag(), &row.created_at, &now)?, &row.etag).await? {
             return Err(Error::PreconditionFailed { message: "The version changed concurrently; retry.".into() });
         }
-        self.refresh_container(&mut tx, cid, Some(&doc), None, &now).await?;
+        // Only archiving or restoring moves latestVersion (nextVersion follows version names).
+        if archived_changed {
+            self.refresh_container(&mut tx, cid, Some(&doc), None, &now).await?;
+        }
         tx.commit().await?;
         Ok(self.render_version(id.as_str(), &doc))
     }

@@ -1,6 +1,9 @@
-//! The activity (audit) log: every authentication failure and every authorization decision,
-//! written durably before the request is answered. Writes are group-committed by one task, so
-//! concurrent requests share an fsync instead of queueing for one each.
+//! The activity (audit) log: every authentication failure and every authorization decision.
+//! Denials and decisions on anything but a read are durable before the request is answered;
+//! allowed reads too when the operator asks for it (`audit_reads = "durable"`), otherwise they
+//! are written by the same group commit without the request waiting for it (see [`AuditReads`]).
+//! Writes are group-committed by one task, so concurrent requests share an fsync instead of
+//! queueing for one each.
 
 use moat_store::{ActivityQuery, ActivityRow, Store};
 use moat_types::ResourceId;
@@ -11,9 +14,39 @@ use crate::{Caller, Error, Moat, Result, now_rfc3339};
 /// Most entries one commit takes.
 const BATCH: usize = 512;
 
+/// Allowed reads written without waiting that may be queued at once; past it, reads wait for
+/// their entry like any other decision, so a writer that falls behind slows readers down
+/// instead of growing memory.
+const MAX_UNAWAITED: usize = 16_384;
+
+/// An entry to write (none: a flush marker), and whom to tell once it is durable.
 struct Pending {
-    row: ActivityRow,
-    done: oneshot::Sender<std::result::Result<(), String>>,
+    row: Option<ActivityRow>,
+    done: Option<oneshot::Sender<std::result::Result<(), String>>>,
+}
+
+/// When the answer to an allowed read waits for its activity entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditReads {
+    /// Written by the next group commit (normally within milliseconds) while the answer goes
+    /// out; a crash of the process can lose the entries of the reads answered in its last
+    /// moments. Denials and every other decision are durable before the answer regardless.
+    #[default]
+    Async,
+    /// Every entry is durable before the answer, reads included (about half the read
+    /// throughput: every read waits for an fsync).
+    Durable,
+}
+
+impl AuditReads {
+    /// Parses the configuration value: `async` or `durable`.
+    pub fn parse(s: &str) -> Option<AuditReads> {
+        match s {
+            "async" => Some(AuditReads::Async),
+            "durable" => Some(AuditReads::Durable),
+            _ => None,
+        }
+    }
 }
 
 /// Unauthenticated refusals logged per client address per minute; beyond this, refusals from
@@ -57,6 +90,9 @@ impl RefusalLimiter {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::UnboundedSender<Pending>,
+    reads: AuditReads,
+    /// Entries queued without a waiter and not yet written.
+    unawaited: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -67,8 +103,10 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Starts the writer task on `store`.
-    pub fn start(store: Store) -> AuditLog {
+    pub fn start(store: Store, reads: AuditReads) -> AuditLog {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        let unawaited = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let written = unawaited.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -83,17 +121,45 @@ impl AuditLog {
                     tracing::error!(error = %e, entries = batch.len(), "could not write the activity log");
                 }
                 for p in batch {
-                    let _ = p.done.send(outcome.clone());
+                    match p.done {
+                        Some(done) => {
+                            let _ = done.send(outcome.clone());
+                        }
+                        None => {
+                            written.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                 }
             }
         });
-        AuditLog { tx }
+        AuditLog { tx, reads, unawaited }
     }
 
-    /// Records an entry and waits until it is durable.
+    /// Records an entry: durable before this returns, except an allowed read's under
+    /// [`AuditReads::Async`], which is queued for the next group commit.
     pub async fn record(&self, row: ActivityRow) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.reads == AuditReads::Async && row.result == "allowed" && row.action.ends_with("/read") {
+            if self.unawaited.fetch_add(1, Ordering::Relaxed) < MAX_UNAWAITED {
+                return self.send(Pending { row: Some(row), done: None });
+            }
+            self.unawaited.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.wait_for(Some(row)).await
+    }
+
+    /// Waits until every entry queued before this call is durable (at shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        self.wait_for(None).await
+    }
+
+    fn send(&self, p: Pending) -> Result<()> {
+        self.tx.send(p).map_err(|_| Error::Internal("the activity log writer has stopped".into()))
+    }
+
+    async fn wait_for(&self, row: Option<ActivityRow>) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Pending { row, done }).map_err(|_| Error::Internal("the activity log writer has stopped".into()))?;
+        self.send(Pending { row, done: Some(done) })?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Internal(format!("activity log: {e}"))),
@@ -103,15 +169,25 @@ impl AuditLog {
 }
 
 async fn write_batch(store: &Store, batch: &[Pending]) -> moat_store::Result<()> {
-    let rows: Vec<&ActivityRow> = batch.iter().map(|p| &p.row).collect();
+    let rows: Vec<&ActivityRow> = batch.iter().filter_map(|p| p.row.as_ref()).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut tx = store.write().await?;
     tx.insert_activities(&rows).await?;
     tx.commit().await
 }
 
-/// A time-ordered unique entry ID.
+/// A time-ordered unique entry ID: the time, then 6 hex digits drawn once per process (nodes
+/// sharing a database differ) and a 24-bit counter (no two entries of one process in the same
+/// second share it unless 16 million are logged in that second).
 fn entry_id(time: &str) -> String {
-    format!("{time}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u128() as u32 & 0xff_ffff);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
+    format!("{time}-{process:06x}{n:06x}")
 }
 
 /// An activity entry for the caller.

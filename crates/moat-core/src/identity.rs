@@ -352,15 +352,10 @@ impl TokenIssuer {
 
     /// Verifies a token's signature, algorithm, issuer, audience and validity window.
     pub fn verify(&self, token: &str, audiences: &[&str]) -> Result<Claims> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let cached = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned());
-        if let Some(c) = cached {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            // What the full check would decide for a signature already known good.
-            if c.exp + LEEWAY > now && c.nbf - LEEWAY <= now && audiences.contains(&c.aud.as_str()) {
-                return Ok(c);
-            }
+        if let Some(c) = self.verified_before(token, audiences) {
+            return Ok(c);
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let claims = self.verify_signed(token, audiences)?;
         if let Ok(mut m) = self.verified.lock() {
             if m.len() >= VERIFIED_CACHE {
@@ -369,6 +364,16 @@ impl TokenIssuer {
             m.insert(digest, claims.clone());
         }
         Ok(claims)
+    }
+
+    /// The claims of a token this issuer verified before (with keys still current), if it is
+    /// still within its times and for one of `audiences`: what the full check would decide for
+    /// a signature already known good.
+    pub fn verified_before(&self, token: &str, audiences: &[&str]) -> Option<Claims> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let c = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned())?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        (c.exp + LEEWAY > now && c.nbf - LEEWAY <= now && audiences.contains(&c.aud.as_str())).then_some(c)
     }
 
     /// The full check: header, key, signature, issuer, audience and times.

@@ -47,6 +47,8 @@ pub struct CoreConfig {
     /// Where bytes live when not under `blob_dir`: `azure://CONTAINER[/PREFIX]`,
     /// `s3://BUCKET[/PREFIX]` or `file:///PATH` (see moat-blob).
     pub blob_url: Option<String>,
+    /// Whether the answer to an allowed read waits for its activity log entry.
+    pub audit_reads: audit::AuditReads,
 }
 
 /// Credentials of the bootstrap administrator (a service principal).
@@ -142,6 +144,48 @@ pub struct Moat {
     /// With the generation of the cache, bumped on every emptying, so that a lookup that raced
     /// a deletion does not put the deleted principal back.
     principals: std::sync::Mutex<(u64, std::collections::HashMap<String, PrincipalRow>)>,
+    /// JSON answers of reads, by stored document key, with the ETag they were rendered from.
+    rendered: Rendered,
+}
+
+/// JSON answers rendered from stored documents. An answer is a function of its document, and a
+/// document's ETag changes with every write, so an entry whose ETag matches the document just
+/// read is the answer: nothing needs forgetting.
+#[derive(Default)]
+struct Rendered {
+    /// Bytes kept, and the answers: document key → (ETag, JSON).
+    inner: std::sync::Mutex<(usize, RenderedMap)>,
+}
+
+type RenderedMap = std::collections::HashMap<String, (String, bytes::Bytes)>;
+
+/// The most bytes of rendered answers kept; past it the cache starts over.
+const RENDERED_BYTES: usize = 16 << 20;
+
+impl Rendered {
+    fn get_or<T: Serialize>(&self, row: &StoredResource, render: impl FnOnce() -> Result<T>) -> Result<bytes::Bytes> {
+        let key = row.id_key();
+        if let Ok(m) = self.inner.lock()
+            && let Some((etag, json)) = m.1.get(&key)
+            && *etag == row.etag
+        {
+            return Ok(json.clone());
+        }
+        let json = bytes::Bytes::from(serde_json::to_vec(&render()?).map_err(|e| Error::Internal(format!("rendering {}: {e}", row.id)))?);
+        if json.len() <= RENDERED_BYTES / 64
+            && let Ok(mut m) = self.inner.lock()
+        {
+            if m.0 + json.len() > RENDERED_BYTES {
+                m.1.clear();
+                m.0 = 0;
+            }
+            m.0 += json.len();
+            if let Some((_, old)) = m.1.insert(key, (row.etag.clone(), json.clone())) {
+                m.0 -= old.len();
+            }
+        }
+        Ok(json)
+    }
 }
 
 impl std::fmt::Debug for Moat {
@@ -216,7 +260,7 @@ impl Moat {
         };
         let issuer = TokenIssuer::load_or_create(&store, format!("{}/{tenant_id}/v2.0", config.public_url), &now).await?;
         let authz = load_authz(&store, &subscription_id).await?;
-        let audit = audit::AuditLog::start(store.clone());
+        let audit = audit::AuditLog::start(store.clone(), config.audit_reads);
         let external = oidc::ExternalIssuers::new(vec![], None);
         let blobs = moat_blob::BlobStore::open_with(&config.blob_dir, config.blob_url.as_deref(), &[]).await.map_err(|e| {
             Error::Internal(format!("byte store {}: {e}", config.blob_url.as_deref().unwrap_or(&config.blob_dir.display().to_string())))
@@ -239,6 +283,7 @@ impl Moat {
             seen_changes: Default::default(),
             catching_up: Default::default(),
             principals: Default::default(),
+            rendered: Default::default(),
         };
         moat.rebuild_network().await?;
         moat.oci_recover().await?;
@@ -337,6 +382,10 @@ impl Moat {
     /// Authenticates a bearer token for `audience`: a valid signature is not enough, the
     /// principal must still exist.
     pub async fn authenticate(&self, token: &str, audiences: &[&str], client: &str, origin: &str) -> Result<Caller> {
+        // The common case: a token this node verified before, still valid, for these audiences.
+        if let Some(claims) = self.issuer.verified_before(token, audiences) {
+            return self.caller_for(&claims, client, origin).await;
+        }
         if let Some(iss) = oidc::peek_issuer(token)
             && iss != self.issuer.issuer()
         {
@@ -357,6 +406,11 @@ impl Moat {
             self.issuer.reload(&self.store).await?;
         }
         let claims = self.issuer.verify(token, audiences)?;
+        self.caller_for(&claims, client, origin).await
+    }
+
+    /// The caller a verified token of this issuer stands for.
+    async fn caller_for(&self, claims: &identity::Claims, client: &str, origin: &str) -> Result<Caller> {
         if claims.tid != self.tenant_id {
             return Err(Error::Unauthenticated { reason: "the token belongs to another tenant".into() });
         }
@@ -375,6 +429,12 @@ impl Moat {
         })?;
         let display_name = p.upn.clone().unwrap_or(p.display_name);
         Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
+    }
+
+    /// Waits until every activity log entry queued so far is durable (at shutdown: allowed
+    /// reads' entries may still be queued, see [`audit::AuditReads`]).
+    pub async fn flush_audit(&self) -> Result<()> {
+        self.audit.flush().await
     }
 
     /// The one authorization hook: may `caller` perform `action` on `target`?
