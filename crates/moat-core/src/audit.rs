@@ -14,6 +14,9 @@ use crate::{Caller, Error, Moat, Result, now_rfc3339};
 /// Most entries one commit takes.
 const BATCH: usize = 512;
 
+/// How long a batch of entries nobody waits for lingers for more to join it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Allowed reads written without waiting that may be queued at once; past it, reads wait for
 /// their entry like any other decision, so a writer that falls behind slows readers down
 /// instead of growing memory.
@@ -110,11 +113,20 @@ impl AuditLog {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
+                let drain = |batch: &mut Vec<Pending>, rx: &mut mpsc::UnboundedReceiver<Pending>| {
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
                     }
+                };
+                drain(&mut batch, &mut rx);
+                // Nobody waits for these entries (allowed reads): let more join the commit, which
+                // costs the same for one entry as for hundreds.
+                if batch.len() < BATCH && batch.iter().all(|p| p.done.is_none()) {
+                    tokio::time::sleep(LINGER).await;
+                    drain(&mut batch, &mut rx);
                 }
                 let outcome = write_batch(&store, &batch).await.map_err(|e| e.to_string());
                 if let Err(e) = &outcome {

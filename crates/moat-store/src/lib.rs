@@ -195,6 +195,29 @@ pub struct Store {
     wal: Option<Arc<durable::WalSync>>,
 }
 
+/// `INSERT INTO activity_log … VALUES (…), …` for `rows` rows. SQLite gets anonymous `?`
+/// placeholders: sqlx asks SQLite for each parameter's name, which walks the list of named
+/// ones, quadratic in a statement with thousands of `$n`.
+fn insert_activities_sql(rows: usize, postgres: bool) -> String {
+    use std::fmt::Write;
+    let mut sql = format!("INSERT INTO activity_log ({ACTIVITY_COLS}) VALUES ");
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for c in 1..=10 {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            if postgres {
+                let _ = write!(sql, "${}", i * 10 + c);
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// The file of a `sqlite:` URL, if it names one (not `:memory:`).
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -453,6 +476,9 @@ impl Store {
         }
         if let Some(t) = q.since {
             push(&mut sql, " AND time >= $?", t.to_string());
+            // Implied by the line above (an ID is its entry's time and a suffix): lets the
+            // primary key bound the scan.
+            push(&mut sql, " AND id >= $?", t.to_string());
         }
         if let Some(b) = q.before_id {
             push(&mut sql, " AND id < $?", b.to_string());
@@ -928,17 +954,7 @@ impl WriteTx {
     /// one statement (on PostgreSQL one round trip) per 256 entries.
     pub async fn insert_activities(&mut self, rows: &[&ActivityRow]) -> Result<()> {
         for chunk in rows.chunks(256) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    // SQLite gets anonymous `?` placeholders: sqlx asks SQLite for each
-                    // parameter's name, which walks the list of named ones, quadratic in a
-                    // statement with thousands of `$n`.
-                    let marks: Vec<String> =
-                        (1..=10).map(|c| if self.postgres { format!("${}", i * 10 + c) } else { "?".to_string() }).collect();
-                    format!("({})", marks.join(", "))
-                })
-                .collect();
-            let sql = format!("INSERT INTO activity_log ({ACTIVITY_COLS}) VALUES {}", values.join(", "));
+            let sql = insert_activities_sql(chunk.len(), self.postgres);
             let mut q = sqlx::query(&sql);
             for a in chunk {
                 q = q
