@@ -951,9 +951,15 @@ impl WriteTx {
     }
 
     /// Inserts entries, up to 256 rows per statement: a group commit of the activity log costs
-    /// one statement (on PostgreSQL one round trip) per 256 entries.
+    /// a few statements (on PostgreSQL round trips), not one per entry. Statements come in five
+    /// sizes (256, 64, 16, 4 and 1 rows), so that each connection prepares and keeps five of
+    /// them rather than one per batch size.
     pub async fn insert_activities(&mut self, rows: &[&ActivityRow]) -> Result<()> {
-        for chunk in rows.chunks(256) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let n = [256, 64, 16, 4, 1].into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
+            let (chunk, after) = rest.split_at(n);
+            rest = after;
             let sql = insert_activities_sql(chunk.len(), self.postgres);
             let mut q = sqlx::query(&sql);
             for a in chunk {

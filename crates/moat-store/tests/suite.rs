@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use moat_store::{ListQuery, OperationRow, PrincipalRow, Store, StoreError, StoredResource};
+use moat_store::{ActivityQuery, ActivityRow, ListQuery, OperationRow, PrincipalRow, Store, StoreError, StoredResource};
 
 fn resource(id: &str, kind: &str, group: Option<&str>, body: &str, etag: &str) -> StoredResource {
     StoredResource {
@@ -187,6 +187,34 @@ async fn contract(store: Store) {
     let mut tx = store.write().await.unwrap();
     assert_eq!(tx.list_all_blobs("acct", "c1", "modèle/").await.unwrap().len(), 2);
     drop(tx);
+
+    // A batch of activity entries of an awkward size is stored whole, each entry once, and
+    // read back newest first, bounded by time.
+    let rows: Vec<ActivityRow> = (0..343)
+        .map(|i| ActivityRow {
+            id: format!("2026-01-01T00:{:02}:{:02}Z-{i:012}", i / 60, i % 60),
+            time: format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60),
+            principal_id: (i % 2 == 0).then(|| "p".to_string()),
+            principal_name: None,
+            client: "127.0.0.1:1".into(),
+            origin: "public".into(),
+            action: "a/read".into(),
+            resource_id: "/subscriptions/s".into(),
+            result: "allowed".into(),
+            rule: format!("rule {i}"),
+        })
+        .collect();
+    let mut tx = store.write().await.unwrap();
+    tx.insert_activities(&rows.iter().collect::<Vec<_>>()).await.unwrap();
+    tx.commit().await.unwrap();
+    let all = store.activity(&ActivityQuery { limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 343);
+    assert_eq!(all[0], rows[342]);
+    assert_eq!(all[342], rows[0]);
+    let since = store.activity(&ActivityQuery { since: Some("2026-01-01T00:05:00Z"), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(since.len(), 343 - 300);
+    let theirs = store.activity(&ActivityQuery { principal_id: Some("p"), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(theirs.len(), 172);
 
     // Concurrent writers are serialised: no lost update.
     let mut tasks = Vec::new();
