@@ -565,9 +565,7 @@ impl Moat {
     ) -> Result<bytes::Bytes> {
         let (t, _, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
-        let missing = || not_found(t, name, Some(version));
-        self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &id, missing).await?;
-        let row = self.store.get_resource(&id.key()).await?.ok_or_else(missing)?;
+        let row = self.read_visible_row(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
         self.rendered.get_or(&row, || Ok(self.render_version(&row.id, &decode::<VersionDoc>(&row)?)))
     }
 

@@ -560,9 +560,20 @@ impl Moat {
         id: &ResourceId,
         missing: impl Fn() -> Error,
     ) -> Result<(T, StoredResource)> {
-        self.authorize_visible(caller, read_action, read_action, id, &missing).await?;
-        let row = self.store.get_resource(&id.key()).await?.ok_or_else(&missing)?;
+        let row = self.read_visible_row(caller, read_action, id, missing).await?;
         Ok((decode(&row)?, row))
+    }
+
+    /// [`Moat::read_visible`] without decoding the document.
+    pub(crate) async fn read_visible_row(
+        &self,
+        caller: &Caller,
+        read_action: &str,
+        id: &ResourceId,
+        missing: impl Fn() -> Error,
+    ) -> Result<StoredResource> {
+        self.authorize_visible(caller, read_action, read_action, id, &missing).await?;
+        self.store.get_resource(&id.key()).await?.ok_or_else(&missing)
     }
 
     /// Refuses unknown subscriptions with 404 `SubscriptionNotFound`.
