@@ -28,7 +28,12 @@ export MOAT_STATE_DIR="$work/state"
 step "Start moat on a fresh data directory (loopback, embedded defaults)"
 "$MOAT" serve --listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/serve.out" 2>"$work/serve.log" &
 server_pid=$!
-for _ in $(seq 100); do grep -q "ready in" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do
+  grep -q "ready in" "$work/serve.out" 2>/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || { echo "moat serve stopped:" >&2; cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "ready in" "$work/serve.out" || { echo "moat serve is not ready after 30 s:" >&2; cat "$work/serve.log" >&2; exit 1; }
 head -1 "$work/serve.out"
 dns_port="$(sed -n 's/^  dns: 127.0.0.1:\([0-9]*\) .*/\1/p' "$work/serve.out")"
 sub="$(run account show | sed -n 's/.*"id": "\([0-9a-f-]*\)".*/\1/p' | head -1)"

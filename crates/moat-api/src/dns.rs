@@ -71,10 +71,8 @@ impl Dns {
     /// Serves UDP and TCP on `addr` in the background (views by source address); returns the
     /// bound address.
     pub async fn serve_public(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let (udp, tcp) = bind_udp_and_tcp(addr).await?;
         let bound = udp.local_addr()?;
-        // TCP on the same port as UDP, so a truncated answer can be retried there.
-        let tcp = tokio::net::TcpListener::bind(bound).await?;
         let stop = self.spawn(udp, tcp, ViewSelector::Shared(Arc::clone(&self.source_views)));
         if let Ok(mut l) = self.public_listeners.lock() {
             l.push(stop);
@@ -96,5 +94,20 @@ impl Dns {
             }
         });
         tx
+    }
+}
+
+/// A UDP socket and a TCP listener on the same port, so a truncated UDP answer can be retried
+/// over TCP. With port 0 the kernel picks the UDP port, and the same TCP port may already be
+/// taken (another listener, or any client's ephemeral port); then another port is tried.
+async fn bind_udp_and_tcp(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let mut attempts = 0;
+    loop {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        match tokio::net::TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && attempts < 64 => attempts += 1,
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -32,9 +32,14 @@ async fn split_horizon_answers_follow_networks_and_endpoints() {
         eprintln!("SKIP split_horizon_answers_follow_networks_and_endpoints: dig is not installed (Debian: bind9-dnsutils)");
         return;
     }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_DNS_LISTEN", &format!("127.0.0.1:{port}"))]);
+    // Port 0: moat picks one free for both UDP and TCP and prints it.
+    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_DNS_LISTEN", "127.0.0.1:0")]);
+    let port: u16 = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("  dns: 127.0.0.1:")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no DNS line in {:?}", server.banner));
     let http = server.http();
     let reg = server.registry_path("default", "dnsreg");
     let created = http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await;

@@ -20,6 +20,8 @@ pub struct Server {
     pub profile: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     stdout: mpsc::Receiver<String>,
+    /// What `moat serve` printed up to and including its "ready in" line.
+    pub banner: Vec<String>,
 }
 
 pub struct Profile {
@@ -73,14 +75,17 @@ impl Server {
             }
         });
         let mut url = None;
-        while url.is_none() {
+        let mut banner = Vec::new();
+        while !banner.last().is_some_and(|l: &String| l.starts_with("  ready in ")) {
             let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
                 let err = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
                 panic!("moat did not report readiness; its log:\n{err}")
             });
-            url = line.strip_prefix("moat listening on ").map(str::to_string);
+            url = url.or_else(|| line.strip_prefix("moat listening on ").map(str::to_string));
+            banner.push(line);
         }
-        Server { child: Some(child), dir: dir.to_path_buf(), url: url.unwrap(), profile: dir.join("profile.json"), _tmp: None, stdout: rx }
+        let url = url.unwrap_or_else(|| panic!("no 'moat listening on' line before 'ready in': {banner:?}"));
+        Server { child: Some(child), dir: dir.to_path_buf(), url, profile: dir.join("profile.json"), _tmp: None, stdout: rx, banner }
     }
 
     pub fn profile(&self) -> Profile {
