@@ -362,9 +362,7 @@ pub fn router(moat: Arc<Moat>) -> Router {
 }
 
 pub(crate) fn canonicalize(mut req: Request) -> Request {
-    if let Some(path) = moat_types::ids::canonicalize_arm_path(req.uri().path())
-        && path != req.uri().path()
-    {
+    if let Some(path) = moat_types::ids::canonicalize_arm_path(req.uri().path()) {
         let pq = match req.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path,

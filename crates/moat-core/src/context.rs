@@ -15,6 +15,17 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller a stored principal stands for, from `client` through `origin`.
+    pub(crate) fn of(p: &moat_store::PrincipalRow, client: &str, origin: &str) -> Caller {
+        Caller {
+            object_id: p.object_id.clone(),
+            display_name: p.upn.as_ref().unwrap_or(&p.display_name).clone(),
+            kind: p.kind.clone(),
+            client: client.to_string(),
+            origin: origin.to_string(),
+        }
+    }
+
     /// ARM `systemData` `createdByType`.
     pub fn by_type(&self) -> &'static str {
         match self.kind.as_str() {

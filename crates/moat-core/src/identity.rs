@@ -132,7 +132,7 @@ pub struct TokenIssuer {
     /// Tokens whose signature checked out, by the sha256 of the token, so that a client's
     /// every request does not pay an ECDSA verification: the time-bound and audience checks
     /// are still made on each use. Cleared when full.
-    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<Claims>>>,
 }
 
 /// Verified tokens remembered at most.
@@ -353,7 +353,7 @@ impl TokenIssuer {
     /// Verifies a token's signature, algorithm, issuer, audience and validity window.
     pub fn verify(&self, token: &str, audiences: &[&str]) -> Result<Claims> {
         if let Some(c) = self.verified_before(token, audiences) {
-            return Ok(c);
+            return Ok((*c).clone());
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let claims = self.verify_signed(token, audiences)?;
@@ -361,7 +361,7 @@ impl TokenIssuer {
             if m.len() >= VERIFIED_CACHE {
                 m.clear();
             }
-            m.insert(digest, claims.clone());
+            m.insert(digest, std::sync::Arc::new(claims.clone()));
         }
         Ok(claims)
     }
@@ -369,7 +369,7 @@ impl TokenIssuer {
     /// The claims of a token this issuer verified before (with keys still current), if it is
     /// still within its times and for one of `audiences`: what the full check would decide for
     /// a signature already known good.
-    pub fn verified_before(&self, token: &str, audiences: &[&str]) -> Option<Claims> {
+    pub fn verified_before(&self, token: &str, audiences: &[&str]) -> Option<std::sync::Arc<Claims>> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let c = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned())?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -2,7 +2,7 @@
 //! first through [`Moat::authorize`] (the one hook), then reads and writes the store.
 //! Depends on moat-types, moat-policy and moat-store; knows nothing of HTTP.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use moat_policy::{Assignment, AuthzIndex, Decision};
 use moat_store::{AssignmentRow, OperationRow, PrincipalRow, StoredResource, WriteTx};
@@ -143,7 +143,7 @@ pub struct Moat {
     /// emptied whenever the authorization index changes, which every principal deletion does).
     /// With the generation of the cache, bumped on every emptying, so that a lookup that raced
     /// a deletion does not put the deleted principal back.
-    principals: std::sync::Mutex<(u64, std::collections::HashMap<String, PrincipalRow>)>,
+    principals: std::sync::Mutex<(u64, std::collections::HashMap<String, Arc<PrincipalRow>>)>,
     /// JSON answers of reads, by stored document key, with the ETag they were rendered from.
     rendered: Rendered,
 }
@@ -415,8 +415,7 @@ impl Moat {
             return Err(Error::Unauthenticated { reason: "the token belongs to another tenant".into() });
         }
         let p = self.principal_of(&claims.oid).await?;
-        let display_name = p.upn.clone().unwrap_or(p.display_name);
-        Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
+        Ok(Caller::of(&p, client, origin))
     }
 
     async fn authenticate_external(&self, token: &str, iss: &str, client: &str, origin: &str) -> Result<Caller> {
@@ -507,7 +506,7 @@ impl Moat {
     }
 
     /// The principal a token names, which must still exist.
-    pub(crate) async fn principal_of(&self, object_id: &str) -> Result<PrincipalRow> {
+    pub(crate) async fn principal_of(&self, object_id: &str) -> Result<Arc<PrincipalRow>> {
         let cache = self.store.backend() == "sqlite";
         let mut generation = 0;
         if cache && let Ok(m) = self.principals.lock() {
@@ -516,11 +515,12 @@ impl Moat {
             }
             generation = m.0;
         }
-        let p = self
-            .store
-            .principal(object_id)
-            .await?
-            .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?;
+        let p = Arc::new(
+            self.store
+                .principal(object_id)
+                .await?
+                .ok_or_else(|| Error::Unauthenticated { reason: "the token's principal no longer exists".into() })?,
+        );
         if cache
             && let Ok(mut m) = self.principals.lock()
             && m.0 == generation
@@ -561,7 +561,7 @@ impl Moat {
         missing: impl Fn() -> Error,
     ) -> Result<(T, StoredResource)> {
         let row = self.read_visible_row(caller, read_action, id, missing).await?;
-        Ok((decode(&row)?, row))
+        Ok((decode(&row)?, Arc::unwrap_or_clone(row)))
     }
 
     /// [`Moat::read_visible`] without decoding the document.
@@ -571,9 +571,9 @@ impl Moat {
         read_action: &str,
         id: &ResourceId,
         missing: impl Fn() -> Error,
-    ) -> Result<StoredResource> {
+    ) -> Result<Arc<StoredResource>> {
         self.authorize_visible(caller, read_action, read_action, id, &missing).await?;
-        self.store.get_resource(&id.key()).await?.ok_or_else(&missing)
+        self.store.get_resource_shared(&id.key()).await?.ok_or_else(&missing)
     }
 
     /// Refuses unknown subscriptions with 404 `SubscriptionNotFound`.

@@ -206,13 +206,7 @@ impl Moat {
             OciCredential::Bearer(t) if peek_audience(t).as_deref() == Some(AUDIENCE_OCI) => {
                 let claims = self.issuer.verify(t, &[AUDIENCE_OCI])?;
                 let p = self.principal_of(&claims.oid).await?;
-                let caller = Caller {
-                    object_id: p.object_id,
-                    display_name: p.upn.unwrap_or(p.display_name),
-                    kind: p.kind,
-                    client: client.to_string(),
-                    origin: origin.to_string(),
-                };
+                let caller = Caller::of(&p, client, origin);
                 return Ok(OciCaller { caller, grant: Some(claims.access.unwrap_or_default()) });
             }
             OciCredential::Bearer(t) | OciCredential::Password(t) => t,

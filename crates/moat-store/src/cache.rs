@@ -10,6 +10,7 @@
 //!   never put back after that commit forgot it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use crate::StoredResource;
@@ -29,7 +30,7 @@ pub(crate) struct ResourceCache {
 struct Inner {
     generation: u64,
     bytes: usize,
-    map: HashMap<String, StoredResource>,
+    map: HashMap<String, Arc<StoredResource>>,
 }
 
 /// What a write transaction changed, to forget at commit.
@@ -59,17 +60,17 @@ fn size_of(r: &StoredResource) -> usize {
 
 impl ResourceCache {
     /// The remembered document, or the generation to pass to [`ResourceCache::remember`].
-    pub(crate) fn get(&self, key: &str) -> Result<StoredResource, u64> {
+    pub(crate) fn get(&self, key: &str) -> Result<Arc<StoredResource>, u64> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match inner.map.get(key) {
-            Some(r) => Ok(r.clone()),
+            Some(r) => Ok(Arc::clone(r)),
             None => Err(inner.generation),
         }
     }
 
     /// Remembers `r`, read after [`ResourceCache::get`] returned `generation`, unless a write
     /// committed meanwhile.
-    pub(crate) fn remember(&self, generation: u64, key: &str, r: &StoredResource) {
+    pub(crate) fn remember(&self, generation: u64, key: &str, r: &Arc<StoredResource>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.generation != generation {
             return;
@@ -82,7 +83,7 @@ impl ResourceCache {
             inner.map.clear();
             inner.bytes = 0;
         }
-        if let Some(old) = inner.map.insert(key.to_string(), r.clone()) {
+        if let Some(old) = inner.map.insert(key.to_string(), Arc::clone(r)) {
             inner.bytes -= size_of(&old);
         }
         inner.bytes += size;
@@ -118,8 +119,8 @@ impl ResourceCache {
 mod tests {
     use super::*;
 
-    fn doc(id: &str, body: &str) -> StoredResource {
-        StoredResource {
+    fn doc(id: &str, body: &str) -> Arc<StoredResource> {
+        Arc::new(StoredResource {
             id: id.into(),
             kind: "k".into(),
             subscription_id: "s".into(),
@@ -129,7 +130,7 @@ mod tests {
             etag: "e".into(),
             created_at: "t".into(),
             updated_at: "t".into(),
-        }
+        })
     }
 
     #[test]
@@ -144,7 +145,7 @@ mod tests {
         assert!(c.get("a").is_err(), "the stale row must not be served");
         let generation = c.get("a").unwrap_err();
         c.remember(generation, "a", &doc("a", "new"));
-        assert_eq!(c.get("a").map(|r| r.body), Ok("new".to_string()));
+        assert_eq!(c.get("a").map(|r| r.body.clone()), Ok("new".to_string()));
     }
 
     #[test]
@@ -167,6 +168,6 @@ mod tests {
         }
         let inner = c.inner.lock().unwrap_or_else(|p| p.into_inner());
         assert!(inner.bytes <= MAX_BYTES, "{} bytes kept", inner.bytes);
-        assert_eq!(inner.bytes, inner.map.values().map(size_of).sum::<usize>());
+        assert_eq!(inner.bytes, inner.map.values().map(|r| size_of(r)).sum::<usize>());
     }
 }

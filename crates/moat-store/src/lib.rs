@@ -337,6 +337,11 @@ impl Store {
     }
 
     pub async fn get_resource(&self, id_key: &str) -> Result<Option<StoredResource>> {
+        Ok(self.get_resource_shared(id_key).await?.map(std::sync::Arc::unwrap_or_clone))
+    }
+
+    /// [`Store::get_resource`] without copying a remembered document.
+    pub async fn get_resource_shared(&self, id_key: &str) -> Result<Option<std::sync::Arc<StoredResource>>> {
         let generation = match self.cache.as_ref().map(|c| c.get(id_key)) {
             Some(Ok(hit)) => return Ok(Some(hit)),
             Some(Err(generation)) => Some(generation),
@@ -346,7 +351,7 @@ impl Store {
             .bind(id_key)
             .fetch_optional(&self.pool)
             .await?;
-        let found = row.map(|r| resource_from_row(&r)).transpose()?;
+        let found = row.map(|r| resource_from_row(&r).map(std::sync::Arc::new)).transpose()?;
         if let (Some(cache), Some(generation), Some(r)) = (&self.cache, generation, &found) {
             cache.remember(generation, id_key, r);
         }
@@ -964,16 +969,17 @@ impl WriteTx {
             let mut q = sqlx::query(&sql);
             for a in chunk {
                 q = q
-                    .bind(&a.id)
-                    .bind(&a.time)
-                    .bind(&a.principal_id)
-                    .bind(&a.principal_name)
-                    .bind(&a.client)
-                    .bind(&a.origin)
-                    .bind(&a.action)
-                    .bind(&a.resource_id)
-                    .bind(&a.result)
-                    .bind(&a.rule);
+                    // Borrowed, not `&String`: sqlx copies a String it is given by reference.
+                    .bind(a.id.as_str())
+                    .bind(a.time.as_str())
+                    .bind(a.principal_id.as_deref())
+                    .bind(a.principal_name.as_deref())
+                    .bind(a.client.as_str())
+                    .bind(a.origin.as_str())
+                    .bind(a.action.as_str())
+                    .bind(a.resource_id.as_str())
+                    .bind(a.result.as_str())
+                    .bind(a.rule.as_str());
             }
             q.execute(&mut *self.tx).await?;
         }

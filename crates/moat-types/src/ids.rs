@@ -11,15 +11,45 @@ pub struct IdError {
     pub reason: &'static str,
 }
 
+/// Most (type, name) pairs after `providers` an ID may have (moat's deepest have four).
+const MAX_PAIRS: usize = 8;
+
+/// A byte range of [`ResourceId::raw`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span(u32, u32);
+
+impl Span {
+    fn of<'a>(&self, raw: &'a str) -> &'a str {
+        &raw[self.0 as usize..self.1 as usize]
+    }
+}
+
 /// A parsed ARM resource ID: `/subscriptions/{s}[/resourceGroups/{rg}[/providers/{ns}/{type}/{name}[/{type}/{name}]*]]`.
-#[derive(Clone, Debug)]
+/// Held as its canonical text with the positions of its parts, so that building, extending
+/// and reading one costs a single string.
+#[derive(Clone)]
 pub struct ResourceId {
     raw: String,
-    subscription: String,
-    resource_group: Option<String>,
-    /// `Microsoft.X` and alternating (type, name) pairs after `providers`.
-    namespace: Option<String>,
-    pairs: Vec<(String, String)>,
+    subscription: Span,
+    resource_group: Option<Span>,
+    /// `Microsoft.X`, then alternating (type, name) pairs.
+    namespace: Option<Span>,
+    pairs: [(Span, Span); MAX_PAIRS],
+    npairs: u8,
+}
+
+impl fmt::Debug for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ResourceId").field(&self.raw).finish()
+    }
+}
+
+/// Appends `/word` to `raw` and returns where `word` lies.
+fn push_segment(raw: &mut String, word: &str) -> Span {
+    raw.push('/');
+    let start = raw.len() as u32;
+    raw.push_str(word);
+    Span(start, raw.len() as u32)
 }
 
 impl ResourceId {
@@ -33,103 +63,97 @@ impl ResourceId {
         if segs.len() < 2 || !segs[0].eq_ignore_ascii_case("subscriptions") {
             return Err(err("it must start with /subscriptions/{subscriptionId}"));
         }
-        let subscription = segs[1];
+        if s.len() > u32::MAX as usize / 2 {
+            return Err(err("it is too long"));
+        }
+        let mut id = Self::subscription(segs[1]);
         let mut i = 2;
-        let mut resource_group = None;
         if segs.len() > i && segs[i].eq_ignore_ascii_case("resourceGroups") {
             let rg = segs.get(i + 1).ok_or_else(|| err("resourceGroups needs a name"))?;
-            resource_group = Some(*rg);
+            id.raw.push_str("/resourceGroups");
+            id.resource_group = Some(push_segment(&mut id.raw, rg));
             i += 2;
         }
-        let mut namespace = None;
-        let mut pairs = Vec::new();
         if segs.len() > i {
             if !segs[i].eq_ignore_ascii_case("providers") {
                 return Err(err("expected 'providers' after the scope"));
             }
             let ns = segs.get(i + 1).ok_or_else(|| err("providers needs a namespace"))?;
-            namespace = Some(*ns);
             let tail = &segs[i + 2..];
             if tail.is_empty() || !tail.len().is_multiple_of(2) {
                 return Err(err("a provider resource needs type/name pairs"));
             }
+            if tail.len() / 2 > MAX_PAIRS {
+                return Err(err("it is nested too deeply"));
+            }
+            id.raw.push_str("/providers");
+            id.namespace = Some(push_segment(&mut id.raw, ns));
             for pair in tail.chunks(2) {
-                pairs.push((pair[0].to_string(), pair[1].to_string()));
+                id.push_pair(pair[0], pair[1]);
             }
         }
-        let mut id = Self::subscription(subscription);
-        if let Some(rg) = resource_group {
-            id = Self::resource_group(subscription, rg);
-        }
-        id.namespace = namespace.map(str::to_string);
-        id.pairs = pairs;
-        id.raw = id.render();
         Ok(id)
     }
 
+    fn with_capacity(subscription: &str, extra: usize) -> Self {
+        let mut raw = String::with_capacity(15 + subscription.len() + extra);
+        raw.push_str("/subscriptions");
+        let subscription = push_segment(&mut raw, subscription);
+        ResourceId { raw, subscription, resource_group: None, namespace: None, pairs: Default::default(), npairs: 0 }
+    }
+
+    fn push_pair(&mut self, rtype: &str, name: &str) {
+        assert!((self.npairs as usize) < MAX_PAIRS, "a resource ID nested deeper than {MAX_PAIRS} levels");
+        let t = push_segment(&mut self.raw, rtype);
+        let n = push_segment(&mut self.raw, name);
+        self.pairs[self.npairs as usize] = (t, n);
+        self.npairs += 1;
+    }
+
+    fn pairs(&self) -> &[(Span, Span)] {
+        &self.pairs[..self.npairs as usize]
+    }
+
     pub fn subscription(subscription: &str) -> Self {
-        let mut id = ResourceId {
-            raw: String::new(),
-            subscription: subscription.to_string(),
-            resource_group: None,
-            namespace: None,
-            pairs: Vec::new(),
-        };
-        id.raw = id.render();
-        id
+        Self::with_capacity(subscription, 0)
     }
 
     pub fn resource_group(subscription: &str, group: &str) -> Self {
-        let mut id = Self::subscription(subscription);
-        id.resource_group = Some(group.to_string());
-        id.raw = id.render();
+        let mut id = Self::with_capacity(subscription, 16 + group.len());
+        id.raw.push_str("/resourceGroups");
+        id.resource_group = Some(push_segment(&mut id.raw, group));
         id
     }
 
     /// A provider resource, e.g. `(sub, rg, "Microsoft.Storage", "storageAccounts", "abc")`.
     pub fn provider(subscription: &str, group: &str, namespace: &str, rtype: &str, name: &str) -> Self {
-        let mut id = Self::resource_group(subscription, group);
-        id.namespace = Some(namespace.to_string());
-        id.pairs = vec![(rtype.to_string(), name.to_string())];
-        id.raw = id.render();
+        let mut id = Self::with_capacity(subscription, 32 + group.len() + namespace.len() + rtype.len() + name.len() + 64);
+        id.raw.push_str("/resourceGroups");
+        id.resource_group = Some(push_segment(&mut id.raw, group));
+        id.raw.push_str("/providers");
+        id.namespace = Some(push_segment(&mut id.raw, namespace));
+        id.push_pair(rtype, name);
         id
     }
 
     /// A provider resource directly under a subscription
     /// (`/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{id}`).
     pub fn subscription_provider(subscription: &str, namespace: &str, rtype: &str, name: &str) -> Self {
-        let mut id = Self::subscription(subscription);
-        id.namespace = Some(namespace.to_string());
-        id.pairs = vec![(rtype.to_string(), name.to_string())];
-        id.raw = id.render();
+        let mut id = Self::with_capacity(subscription, 16 + namespace.len() + rtype.len() + name.len());
+        id.raw.push_str("/providers");
+        id.namespace = Some(push_segment(&mut id.raw, namespace));
+        id.push_pair(rtype, name);
         id
     }
 
     /// A child of a provider resource (`.../registries/r/models/m`).
     pub fn child(&self, rtype: &str, name: &str) -> Self {
-        let mut id = self.clone();
-        id.pairs.push((rtype.to_string(), name.to_string()));
-        id.raw = id.render();
+        assert!(self.namespace.is_some(), "only a provider resource has children: {}", self.raw);
+        let mut raw = String::with_capacity(self.raw.len() + rtype.len() + name.len() + 2);
+        raw.push_str(&self.raw);
+        let mut id = ResourceId { raw, ..*self };
+        id.push_pair(rtype, name);
         id
-    }
-
-    fn render(&self) -> String {
-        let mut s = format!("/subscriptions/{}", self.subscription);
-        if let Some(rg) = &self.resource_group {
-            s.push_str("/resourceGroups/");
-            s.push_str(rg);
-        }
-        if let Some(ns) = &self.namespace {
-            s.push_str("/providers/");
-            s.push_str(ns);
-            for (t, n) in &self.pairs {
-                s.push('/');
-                s.push_str(t);
-                s.push('/');
-                s.push_str(n);
-            }
-        }
-        s
     }
 
     pub fn as_str(&self) -> &str {
@@ -142,11 +166,11 @@ impl ResourceId {
     }
 
     pub fn subscription_id(&self) -> &str {
-        &self.subscription
+        self.subscription.of(&self.raw)
     }
 
     pub fn resource_group_name(&self) -> Option<&str> {
-        self.resource_group.as_deref()
+        self.resource_group.map(|s| s.of(&self.raw))
     }
 
     /// The ARM type, e.g. `Microsoft.MachineLearningServices/registries`,
@@ -154,10 +178,10 @@ impl ResourceId {
     pub fn resource_type(&self) -> String {
         match &self.namespace {
             Some(ns) => {
-                let mut t = ns.clone();
-                for (ty, _) in &self.pairs {
+                let mut t = ns.of(&self.raw).to_string();
+                for (ty, _) in self.pairs() {
                     t.push('/');
-                    t.push_str(ty);
+                    t.push_str(ty.of(&self.raw));
                 }
                 t
             }
@@ -168,45 +192,30 @@ impl ResourceId {
 
     /// The last name in the ID.
     pub fn name(&self) -> &str {
-        if let Some((_, n)) = self.pairs.last() {
-            n
-        } else if let Some(rg) = &self.resource_group {
-            rg
-        } else {
-            &self.subscription
-        }
+        let span = self.pairs().last().map(|(_, n)| *n).or(self.resource_group).unwrap_or(self.subscription);
+        span.of(&self.raw)
+    }
+
+    /// Where each scope that contains this resource ends in [`ResourceId::as_str`] (and in
+    /// [`ResourceId::key`]), broadest first: the subscription, the resource group, then each
+    /// provider resource on the path, ending with `self`.
+    pub fn scope_ends(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.subscription.1 as usize)
+            .chain(self.resource_group.map(|s| s.1 as usize))
+            .chain(self.pairs().iter().map(|(_, n)| n.1 as usize))
     }
 
     /// The keys of every scope that contains this resource, broadest first: the subscription,
     /// the resource group, then each provider resource on the path, ending with `self`.
     pub fn scope_keys(&self) -> Vec<String> {
-        let mut out = Vec::with_capacity(2 + self.pairs.len());
-        let mut s = format!("/subscriptions/{}", self.subscription.to_ascii_lowercase());
-        out.push(s.clone());
-        if let Some(rg) = &self.resource_group {
-            s.push_str("/resourcegroups/");
-            s.push_str(&rg.to_ascii_lowercase());
-            out.push(s.clone());
-        }
-        if let Some(ns) = &self.namespace {
-            s.push_str("/providers/");
-            s.push_str(&ns.to_ascii_lowercase());
-            for (t, n) in &self.pairs {
-                s.push('/');
-                s.push_str(&t.to_ascii_lowercase());
-                s.push('/');
-                s.push_str(&n.to_ascii_lowercase());
-                out.push(s.clone());
-            }
-        }
-        out
+        let key = self.key();
+        self.scope_ends().map(|end| key[..end].to_string()).collect()
     }
 
     /// True when `self` lies at or below `scope` (segment-aligned, case-insensitive).
     pub fn is_within(&self, scope: &ResourceId) -> bool {
-        let me = self.key();
-        let sc = scope.key();
-        me == sc || (me.starts_with(&sc) && me.as_bytes().get(sc.len()) == Some(&b'/'))
+        let (me, sc) = (self.raw.as_bytes(), scope.raw.as_bytes());
+        me.len() >= sc.len() && me[..sc.len()].eq_ignore_ascii_case(sc) && (me.len() == sc.len() || me[sc.len()] == b'/')
     }
 }
 
@@ -257,31 +266,48 @@ const KEYWORDS: &[&str] = &[
 /// Rewrites the fixed words of an ARM request path to their canonical casing, so that
 /// `/subscriptions/s/resourcegroups/rg` and `/subscriptions/s/resourceGroups/rg` route alike.
 /// Only keyword positions are touched: a resource *named* `registries` keeps its casing.
+/// None when the path is not an ARM path or is canonical already (the common case, which
+/// allocates nothing).
 pub fn canonicalize_arm_path(path: &str) -> Option<String> {
-    let segs: Vec<&str> = path.split('/').collect();
-    // segs[0] is "" for an absolute path.
-    if segs.len() < 2 || !segs[1].eq_ignore_ascii_case("subscriptions") {
+    let mut segs = path.split('/');
+    // The first segment is "" for an absolute path.
+    if segs.next() != Some("") || !segs.next().is_some_and(|s| s.eq_ignore_ascii_case("subscriptions")) {
         return None;
     }
-    let canon = |s: &str| KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(s)).copied();
-    let mut out: Vec<String> = Vec::with_capacity(segs.len());
+    let canon = |s: &str| KEYWORDS.iter().find(|k| k.len() == s.len() && k.eq_ignore_ascii_case(s)).copied();
+    let mut out: Option<String> = None;
     // Odd indexes (1, 3, 5, ...) are keyword positions up to "providers"; after the
     // namespace, type positions alternate with names.
     let mut after_providers: Option<usize> = None;
-    for (i, s) in segs.iter().enumerate() {
+    let mut done = 0; // bytes of `path` already accounted for in `out`
+    for (i, s) in path.split('/').enumerate() {
         let keyword_slot = match after_providers {
             None => !i.is_multiple_of(2),
             Some(p) => i == p + 1 || (i > p + 1 && !(i - (p + 1)).is_multiple_of(2)),
         };
+        let at = done;
+        done += s.len() + 1;
         let word = if keyword_slot { canon(s).unwrap_or(s) } else { s };
         // Extension resources (`{resource}/providers/Microsoft.Authorization/...`) start a
         // new namespace/type/name run after each `providers`.
         if keyword_slot && word == "providers" {
             after_providers = Some(i);
         }
-        out.push(word.to_string());
+        match &mut out {
+            Some(o) => {
+                o.push('/');
+                o.push_str(word);
+            }
+            None if word != s => {
+                let mut o = String::with_capacity(path.len());
+                o.push_str(&path[..at]);
+                o.push_str(word);
+                out = Some(o);
+            }
+            None => {}
+        }
     }
-    Some(out.join("/"))
+    out
 }
 
 #[cfg(test)]
@@ -328,6 +354,32 @@ mod tests {
     }
 
     #[test]
+    fn scope_keys_of_every_shape() {
+        let role = ResourceId::subscription_provider("S", "Microsoft.Authorization", "roleDefinitions", "X");
+        assert_eq!(role.as_str(), "/subscriptions/S/providers/Microsoft.Authorization/roleDefinitions/X");
+        assert_eq!(role.scope_keys(), ["/subscriptions/s", "/subscriptions/s/providers/microsoft.authorization/roledefinitions/x"]);
+        assert_eq!(role.name(), "X");
+        assert_eq!(role.resource_group_name(), None);
+        // A resource group may be named like a keyword.
+        let odd = ResourceId::parse("/subscriptions/s/resourceGroups/providers").unwrap();
+        assert_eq!(odd.scope_keys(), ["/subscriptions/s", "/subscriptions/s/resourcegroups/providers"]);
+        assert_eq!(odd.resource_type(), "Microsoft.Resources/resourceGroups");
+        let ext = ResourceId::parse(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/registries/r/providers/Microsoft.Authorization/roleAssignments/a",
+        )
+        .unwrap();
+        assert_eq!(ext.scope_keys().len(), 5, "{:?}", ext.scope_keys());
+        assert_eq!(ext.name(), "a");
+        assert_eq!(ResourceId::subscription("s").scope_keys(), ["/subscriptions/s"]);
+        assert_eq!(ResourceId::subscription("s").name(), "s");
+        let deep = format!("/subscriptions/s/providers/N{}", "/t/n".repeat(9));
+        assert!(ResourceId::parse(&deep).is_err(), "nine levels are refused, not a panic");
+        let reg = ResourceId::provider("s", "g", "N", "registries", "r");
+        assert!(reg.child("models", "m").is_within(&reg) && !reg.is_within(&reg.child("models", "m")));
+        assert!(!ResourceId::provider("s", "g", "N", "registries", "r2").is_within(&reg), "segment-aligned");
+    }
+
+    #[test]
     fn scope_types() {
         assert_eq!(ResourceId::subscription("s").resource_type(), "Microsoft.Resources/subscriptions");
         assert_eq!(ResourceId::resource_group("s", "g").resource_type(), "Microsoft.Resources/resourceGroups");
@@ -348,5 +400,13 @@ mod tests {
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/registries/r/providers/Microsoft.Authorization/roleAssignments/x"
         );
         assert_eq!(canonicalize_arm_path("/subscriptions/s/resourcegroups").unwrap(), "/subscriptions/s/resourceGroups");
+        assert_eq!(canonicalize_arm_path("/SUBSCRIPTIONS/s/resourceGroups/g").unwrap(), "/subscriptions/s/resourceGroups/g");
+        assert_eq!(
+            canonicalize_arm_path("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v"),
+            None,
+            "already canonical"
+        );
+        assert_eq!(canonicalize_arm_path("/subscriptions/s/resourceGroups/g/"), None, "a trailing slash is kept");
+        assert_eq!(canonicalize_arm_path("/subscriptions/s/resourcegroups/g/").unwrap(), "/subscriptions/s/resourceGroups/g/");
     }
 }
