@@ -115,3 +115,53 @@ async fn a_read_right_after_a_write_sees_the_write() {
     assert_eq!(http.call("DELETE", &version, None, &[]).await.status, 200);
     assert_eq!(http.get(&version).await.status, 404);
 }
+
+/// A list shows each caller what they may read, and is in the activity log as one read of the
+/// listed scope whose rule says whether a role there showed everything or the list was filtered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_logged_at_their_scope_with_what_they_showed() {
+    const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+    let server = Server::start();
+    let admin = server.http();
+    let sub = server.sub_path();
+    for g in ["listed-a", "listed-b"] {
+        let r = admin.call("PUT", &format!("{sub}/resourceGroups/{g}"), Some(&json!({"location": "eastus"})), &[]).await;
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+        let r = admin.call("PUT", &server.registry_path(g, &format!("reg-{g}")), Some(&common::registry_body("eastus")), &[]).await;
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    }
+    let (oid, app, secret) = common::create_sp(&admin, "lister").await;
+    common::assign(&admin, &server.registry_path("listed-a", "reg-listed-a"), &oid, READER).await;
+    let tenant = server.profile().tenant;
+    let reader = admin.with_token(&common::token_for(&admin, &tenant, &app, &secret).await);
+
+    let path = format!("{sub}/providers/Microsoft.MachineLearningServices/registries?api-version=2024-10-01");
+    let seen = |r: &common::Reply| {
+        let mut names: Vec<String> = r.body["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    let r = reader.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(seen(&r), ["reg-listed-a"], "the reader sees only the registry they may read");
+    let r = admin.get(&path).await;
+    assert_eq!(seen(&r), ["reg-listed-a", "reg-listed-b"]);
+
+    let log =
+        admin.get(&format!("{sub}/providers/Microsoft.Insights/eventtypes/management/values?$top=1000&$filter=result eq 'allowed'")).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let lists: Vec<&serde_json::Value> = log.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operationName"] == "Microsoft.MachineLearningServices/registries/read" && e["resourceId"] == sub.as_str())
+        .collect();
+    let by = |p: &str| lists.iter().filter(|e| e["principalId"] == p).map(|e| e["rule"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let reader_rules = by(&oid);
+    assert_eq!(reader_rules.len(), 1, "one entry for the reader's list: {lists:#?}");
+    assert!(reader_rules[0].contains("the list shows only the items below it that a role lets them read"), "{}", reader_rules[0]);
+    let admin_rules: Vec<String> =
+        lists.iter().filter(|e| e["principalId"] != oid.as_str()).map(|e| e["rule"].as_str().unwrap().to_string()).collect();
+    assert_eq!(admin_rules.len(), 1, "{lists:#?}");
+    assert!(admin_rules[0].starts_with("role 'Owner' assigned at"), "{}", admin_rules[0]);
+}

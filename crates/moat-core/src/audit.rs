@@ -296,6 +296,9 @@ impl Moat {
                 format!("eventTimestamp must be an RFC 3339 time such as 2026-01-31T12:00:00Z, not '{t}'."),
             ));
         }
+        // Entries of allowed reads may still be queued: a query sees everything decided
+        // before it.
+        self.audit.flush().await?;
         let since = filter.since.as_deref().map(|t| {
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .ok()

@@ -152,7 +152,7 @@ impl Moat {
     ) -> Result<Listed<ResourceGroup>> {
         self.check_subscription(subscription_id)?;
         let sub = ResourceId::subscription(&self.subscription_id);
-        let all_visible = self.permits(caller, actions::GROUP_READ, &sub).await?;
+        let all_visible = self.authorize_list(caller, actions::GROUP_READ, &sub).await?;
         let kind = arm::RESOURCE_GROUP_TYPE.to_ascii_lowercase();
         self.list_paged(&kind, None, None, after, limit, |row| {
             if all_visible || self.may_read(caller, actions::GROUP_READ, row)? {

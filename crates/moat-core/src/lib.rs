@@ -490,6 +490,23 @@ impl Moat {
         }
     }
 
+    /// A list that shows each caller what they may read: recorded in the activity log as one
+    /// allowed read of the list's `scope` (the rule says whether a role there shows everything
+    /// or the list is filtered item by item). True when everything at `scope` is readable.
+    pub(crate) async fn authorize_list(&self, caller: &Caller, read_action: &str, scope: &ResourceId) -> Result<bool> {
+        self.fresh().await?;
+        let decision = self.decide(caller, read_action, scope);
+        let rule = match &decision {
+            Decision::Allowed { .. } => decision.rule(),
+            Decision::Denied => {
+                "no role at this scope grants the action to the principal: the list shows only the items below it that a role lets them read"
+                    .to_string()
+            }
+        };
+        self.audit.record(audit::entry(caller, read_action, scope.as_str(), "allowed", rule)).await?;
+        Ok(decision.is_allowed())
+    }
+
     async fn permits(&self, caller: &Caller, action: &str, target: &ResourceId) -> Result<bool> {
         Ok(self.decide(caller, action, target).is_allowed())
     }

@@ -124,10 +124,12 @@ impl Moat {
 
     pub async fn list_dns_zones(&self, caller: &Caller, sub: &str, group: &str) -> Result<Vec<Value>> {
         self.check_subscription(sub)?;
+        let all_visible =
+            self.authorize_list(caller, actions::DNS_ZONE_READ, &ResourceId::resource_group(&self.subscription_id, group)).await?;
         let listed = self
             .list_paged(ZONE_KIND, Some(&group.to_ascii_lowercase()), None, None, 1000, |row| {
                 let id = ResourceId::parse(&row.id)?;
-                if !self.decide(caller, actions::DNS_ZONE_READ, &id).is_allowed() {
+                if !all_visible && !self.decide(caller, actions::DNS_ZONE_READ, &id).is_allowed() {
                     return Ok(None);
                 }
                 Ok(Some(self.render_zone(row, &decode(row)?)))

@@ -380,7 +380,7 @@ impl Moat {
             Some(g) => ResourceId::resource_group(&self.subscription_id, g),
             None => ResourceId::subscription(&self.subscription_id),
         };
-        let all_visible = self.permits(caller, actions::REGISTRY_READ, &scope).await?;
+        let all_visible = self.authorize_list(caller, actions::REGISTRY_READ, &scope).await?;
         let group_key = group.map(str::to_ascii_lowercase);
         if let Some(g) = group
             && self.store.get_resource(&scope.key()).await?.is_none()
