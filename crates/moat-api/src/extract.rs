@@ -1,9 +1,7 @@
 //! Request parsing at the boundary: JSON bodies with field-precise errors, the common query
 //! parameters, and ETag preconditions.
 
-use std::collections::BTreeMap;
-
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use moat_core::Preconditions;
@@ -127,11 +125,17 @@ fn valid_api_version(v: &str) -> bool {
 impl<S: Send + Sync> FromRequestParts<S> for CommonQuery {
     type Rejection = ArmError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(map) = Query::<BTreeMap<String, String>>::from_request_parts(parts, state).await.map_err(|e| {
-            ArmError::http(StatusCode::BAD_REQUEST, "InvalidQueryString", None, format!("The query string is malformed: {e}."))
-        })?;
-        let get = |k: &str| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Only the four parameters are kept (names case-insensitive, the last one wins), read
+        // straight from the query string: no map of every parameter per request.
+        let mut found: [Option<String>; 4] = Default::default();
+        const NAMES: [&str; 4] = ["api-version", "$skipToken", "$top", "$filter"];
+        for (k, v) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+            if let Some(i) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(&k)) {
+                found[i] = Some(v.into_owned());
+            }
+        }
+        let get = |k: &str| NAMES.iter().position(|n| *n == k).and_then(|i| found[i].clone());
         let api_version = get("api-version");
         if let Some(v) = &api_version
             && !valid_api_version(v)

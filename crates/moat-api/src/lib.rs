@@ -202,7 +202,15 @@ async fn method_not_allowed(req: Request) -> ArmError {
     )
 }
 
-async fn log_requests(req: Request, next: Next) -> Response {
+/// In front of every route: private endpoint listeners serve only data planes
+/// ([`listeners::endpoint_gate`]), and each request is logged (at `info`) with its outcome.
+async fn front(req: Request, next: Next) -> Response {
+    if let Some(refused) = listeners::endpoint_gate(&req) {
+        return refused;
+    }
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     // The path only: query strings will carry SAS signatures.
     let path = req.uri().path().to_string();
@@ -356,8 +364,7 @@ pub fn router(moat: Arc<Moat>) -> Router {
         .merge(registry_plane)
         .merge(mgmt)
         .fallback(dispatch_unrouted)
-        .layer(middleware::from_fn(listeners::endpoint_gate))
-        .layer(middleware::from_fn(log_requests))
+        .layer(middleware::from_fn(front))
         .with_state(state)
 }
 

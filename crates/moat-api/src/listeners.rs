@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use moat_core::Moat;
 use moat_core::network::{BindingMode, EndpointInfo};
@@ -167,10 +166,10 @@ pub fn endpoint_serves(path: &str) -> bool {
 }
 
 /// Refuses, on a private endpoint's listener, what it does not serve.
-pub async fn endpoint_gate(req: Request, next: Next) -> Response {
+pub fn endpoint_gate(req: &Request) -> Option<Response> {
     let origin = req.extensions().get::<ListenerOrigin>().map(|o| o.0.clone());
     match origin {
-        Some(o) if &*o != PUBLIC_ORIGIN && !endpoint_serves(req.uri().path()) => ArmError::http(
+        Some(o) if &*o != PUBLIC_ORIGIN && !endpoint_serves(req.uri().path()) => Some(ArmError::http(
             StatusCode::FORBIDDEN,
             "NotServedByPrivateEndpoint",
             None,
@@ -180,8 +179,8 @@ pub async fn endpoint_gate(req: Request, next: Next) -> Response {
                 req.uri().path()
             ),
         )
-        .into_response(),
-        _ => next.run(req).await,
+        .into_response()),
+        _ => None,
     }
 }
 

@@ -9,7 +9,7 @@ use moat_store::{ActivityQuery, ActivityRow, Store};
 use moat_types::ResourceId;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Caller, Error, Moat, Result, now_rfc3339};
+use crate::{Caller, Error, Moat, Result};
 
 /// Most entries one commit takes.
 const BATCH: usize = 512;
@@ -202,9 +202,30 @@ fn entry_id(time: &str) -> String {
     format!("{time}-{process:06x}{n:06x}")
 }
 
+/// An activity entry's time: RFC 3339 in UTC with exactly six fractional digits, so that the
+/// text order of times (and of entry IDs, which begin with them) is their time order.
+fn entry_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, t.year().clamp(0, 9999) as u32);
+    put(5, 2, u8::from(t.month()) as u32);
+    put(8, 2, t.day() as u32);
+    put(11, 2, t.hour() as u32);
+    put(14, 2, t.minute() as u32);
+    put(17, 2, t.second() as u32);
+    put(20, 6, t.microsecond());
+    String::from_utf8_lossy(&b).into_owned()
+}
+
 /// An activity entry for the caller.
 pub(crate) fn entry(caller: &Caller, action: &str, resource: &str, result: &str, rule: String) -> ActivityRow {
-    let time = now_rfc3339();
+    let time = entry_time(time::OffsetDateTime::now_utc());
     ActivityRow {
         id: entry_id(&time),
         time,
@@ -229,7 +250,7 @@ pub(crate) fn anonymous_entry(
     result: &str,
     rule: String,
 ) -> ActivityRow {
-    let time = now_rfc3339();
+    let time = entry_time(time::OffsetDateTime::now_utc());
     ActivityRow {
         id: entry_id(&time),
         time,
@@ -299,11 +320,9 @@ impl Moat {
         // Entries of allowed reads may still be queued: a query sees everything decided
         // before it.
         self.audit.flush().await?;
+        // In the entries' own fixed-width form, so that text comparison is time comparison.
         let since = filter.since.as_deref().map(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .ok()
-                .and_then(|d| d.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).ok())
-                .unwrap_or_else(|| t.to_string())
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map(entry_time).unwrap_or_else(|_| t.to_string())
         });
         let rows = self
             .store
@@ -324,6 +343,18 @@ impl Moat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_times_sort_as_text_in_time_order() {
+        use time::macros::datetime;
+        assert_eq!(entry_time(datetime!(2026-01-02 03:04:05.1 UTC)), "2026-01-02T03:04:05.100000Z");
+        assert_eq!(entry_time(datetime!(2026-01-02 03:04:05.123456789 +02:00)), "2026-01-02T01:04:05.123456Z");
+        let times = [datetime!(2026-01-02 03:04:05 UTC), datetime!(2026-01-02 03:04:05.1 UTC), datetime!(2026-01-02 03:04:05.12 UTC)];
+        let texts: Vec<String> = times.iter().map(|t| entry_time(*t)).collect();
+        assert!(texts.windows(2).all(|w| w[0] < w[1]), "{texts:?}");
+        let rfc = time::OffsetDateTime::parse(&texts[2], &time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(rfc, times[2], "the text is RFC 3339");
+    }
 
     #[test]
     fn refusals_are_logged_up_to_the_limit_per_address() {
