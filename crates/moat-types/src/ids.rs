@@ -11,7 +11,7 @@ pub struct IdError {
     pub reason: &'static str,
 }
 
-/// Most (type, name) pairs after `providers` an ID may have (moat's deepest have four).
+/// Most (type, name) pairs after `providers` an ID may have (moat's own go three deep).
 const MAX_PAIRS: usize = 8;
 
 /// A byte range of [`ResourceId::raw`].
