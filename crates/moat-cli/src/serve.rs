@@ -186,6 +186,10 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         dns_line = Some(format!("  dns: {bound} (udp and tcp), zone {}", cfg.dns_zone));
     }
     println!("moat listening on {public_url}");
+    if cfg.public_url.is_some() {
+        // Behind a load balancer the public URL names the balancer; say where this node is.
+        println!("  bound to: {local}");
+    }
     println!("  data directory: {}", cfg.data_dir.display());
     println!("  metadata: {}", store.backend());
     println!("  client profile: {} (used by `moat` commands by default)", profile_path.display());

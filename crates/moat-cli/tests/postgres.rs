@@ -202,14 +202,11 @@ async fn two_nodes_on_one_database_act_as_one_registry() {
     std::fs::copy(a.dir.join("profile.json"), tmp.path().join("b/profile.json")).unwrap();
     // Behind a load balancer every node has the same public URL (it names the token issuer);
     // here node B takes node A's, and listens on a port of its own.
-    let port_b = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen_b = format!("127.0.0.1:{port_b}");
     let mut env_b = env_a.clone();
-    env_b.extend([("MOAT_PUBLIC_URL", a.url.as_str()), ("MOAT_LISTEN", listen_b.as_str())]);
+    env_b.extend([("MOAT_PUBLIC_URL", a.url.as_str()), ("MOAT_LISTEN", "127.0.0.1:0")]);
     let b = Server::start_in(&tmp.path().join("b"), &env_b);
+    // Its own port, from the banner (the public URL is node A's).
+    let listen_b = b.banner.iter().find_map(|l| l.strip_prefix("  bound to: ")).unwrap_or_else(|| panic!("{:?}", b.banner)).to_string();
     let b_url = format!("http://{listen_b}");
     let ha = a.http();
     let hb = ha.at(&b_url, None);
