@@ -165,3 +165,41 @@ async fn lists_are_logged_at_their_scope_with_what_they_showed() {
     assert_eq!(admin_rules.len(), 1, "{lists:#?}");
     assert!(admin_rules[0].starts_with("role 'Owner' assigned at"), "{}", admin_rules[0]);
 }
+
+/// `eventTimestamp ge` compares times, not text: an entry logged within the second a filter
+/// names (whole seconds, or another offset) is found, and newer-first order is time order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_filters_compare_times_not_text() {
+    let server = Server::start();
+    let http = server.http();
+    let sub = server.sub_path();
+    let group = format!("{sub}/resourceGroups/timed");
+    let r = http.call("PUT", &group, Some(&json!({"location": "eastus"})), &[]).await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    for _ in 0..20 {
+        assert_eq!(http.get(&group).await.status, 200);
+    }
+    async fn query(http: &Http, sub: &str, filter: String) -> Vec<serde_json::Value> {
+        let r = http.get(&format!("{sub}/providers/Microsoft.Insights/eventtypes/management/values?$top=1000&$filter={filter}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["value"].as_array().unwrap().clone()
+    }
+    let all = query(&http, &sub, format!("resourceId eq '{group}'")).await;
+    assert!(all.len() >= 21, "{}", all.len());
+    let times: Vec<time::OffsetDateTime> = all
+        .iter()
+        .map(|e| {
+            time::OffsetDateTime::parse(e["eventTimestamp"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first, by time: {times:?}");
+    let oldest = *times.last().unwrap();
+    // The oldest entry's second, written without fractions and in another offset.
+    let second = oldest.replace_nanosecond(0).unwrap().to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+    let since = second.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let found = query(&http, &sub, format!("eventTimestamp ge '{}' and resourceId eq '{group}'", since.replace('+', "%2B"))).await;
+    assert_eq!(found.len(), all.len(), "every entry from {since} on, including those within its first second");
+    let later = (oldest + time::Duration::microseconds(1)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let after = query(&http, &sub, format!("eventTimestamp ge '{later}' and resourceId eq '{group}'")).await;
+    assert!(after.len() < all.len(), "the oldest entry is before {later}");
+}
