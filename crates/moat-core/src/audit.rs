@@ -14,8 +14,9 @@ use crate::{Caller, Error, Moat, Result};
 /// Most entries one commit takes.
 const BATCH: usize = 512;
 
-/// How long a batch of entries nobody waits for lingers for more to join it.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long a batch of entries nobody waits for lingers for more to join it (an entry that
+/// someone waits for ends the wait at once).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Allowed reads written without waiting that may be queued at once; past it, reads wait for
 /// their entry like any other decision, so a writer that falls behind slows readers down
@@ -31,7 +32,7 @@ struct Pending {
 /// When the answer to an allowed read waits for its activity entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuditReads {
-    /// Written by the next group commit (normally within milliseconds) while the answer goes
+    /// Written by the next group commit (within about 10 ms) while the answer goes
     /// out; a crash of the process can lose the entries of the reads answered in its last
     /// moments. Denials and every other decision are durable before the answer regardless.
     #[default]
@@ -123,9 +124,22 @@ impl AuditLog {
                 };
                 drain(&mut batch, &mut rx);
                 // Nobody waits for these entries (allowed reads): let more join the commit, which
-                // costs the same for one entry as for hundreds.
+                // costs about the same for one entry as for hundreds, until the batch is full or
+                // an entry arrives that someone waits for.
                 if batch.len() < BATCH && batch.iter().all(|p| p.done.is_none()) {
-                    tokio::time::sleep(LINGER).await;
+                    let until = tokio::time::Instant::now() + LINGER;
+                    while batch.len() < BATCH {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(p)) => {
+                                let waited_for = p.done.is_some();
+                                batch.push(p);
+                                if waited_for {
+                                    break;
+                                }
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
                     drain(&mut batch, &mut rx);
                 }
                 let outcome = write_batch(&store, &batch).await.map_err(|e| e.to_string());
