@@ -135,8 +135,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommonQuery {
                 found[i] = Some(v.into_owned());
             }
         }
-        let get = |k: &str| NAMES.iter().position(|n| *n == k).and_then(|i| found[i].clone());
-        let api_version = get("api-version");
+        let [api_version, skip_token, top, filter] = found;
         if let Some(v) = &api_version
             && !valid_api_version(v)
         {
@@ -147,7 +146,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommonQuery {
                 format!("The api-version '{v}' is invalid; use a date such as 2025-09-01 (or 2025-09-01-preview)."),
             ));
         }
-        let top = match get("$top") {
+        let top = match top {
             None => None,
             Some(t) => match t.parse::<i64>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => Some(n),
@@ -161,7 +160,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommonQuery {
                 }
             },
         };
-        Ok(CommonQuery { api_version, skip_token: get("$skipToken"), top, filter: get("$filter") })
+        Ok(CommonQuery { api_version, skip_token, top, filter })
     }
 }
 

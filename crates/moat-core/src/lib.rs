@@ -426,8 +426,7 @@ impl Moat {
                 who.subject, who.issuer, who.issuer, who.subject
             ),
         })?;
-        let display_name = p.upn.clone().unwrap_or(p.display_name);
-        Ok(Caller { object_id: p.object_id, display_name, kind: p.kind, client: client.to_string(), origin: origin.to_string() })
+        Ok(Caller::of(&p, client, origin))
     }
 
     /// Waits until every activity log entry queued so far is durable (at shutdown: allowed
@@ -487,6 +486,14 @@ impl Moat {
             Ok(idx) => idx.decide(&caller.object_id, action, target),
             // A writer panicked mid-update: deny rather than trust a torn index.
             Err(_) => Decision::Denied,
+        }
+    }
+
+    /// The scope a list covers: the resource group when one is named, else the subscription.
+    pub(crate) fn listed_scope(&self, group: Option<&str>) -> ResourceId {
+        match group {
+            Some(g) => ResourceId::resource_group(&self.subscription_id, g),
+            None => ResourceId::subscription(&self.subscription_id),
         }
     }
 

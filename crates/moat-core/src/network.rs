@@ -819,10 +819,7 @@ impl Moat {
         self.check_subscription(sub)?;
         let view = self.network();
         let group_key = group.map(str::to_ascii_lowercase);
-        let scope = match group {
-            Some(g) => ResourceId::resource_group(&self.subscription_id, g),
-            None => ResourceId::subscription(&self.subscription_id),
-        };
+        let scope = self.listed_scope(group);
         let all_visible = self.authorize_list(caller, actions::VNET_READ, &scope).await?;
         self.list_paged(VNET_KIND, group_key.as_deref(), None, after, limit, |row| {
             let id = ResourceId::parse(&row.id)?;
@@ -1183,10 +1180,7 @@ impl Moat {
     ) -> Result<Listed<PrivateEndpoint>> {
         self.check_subscription(sub)?;
         let group_key = group.map(str::to_ascii_lowercase);
-        let scope = match group {
-            Some(g) => ResourceId::resource_group(&self.subscription_id, g),
-            None => ResourceId::subscription(&self.subscription_id),
-        };
+        let scope = self.listed_scope(group);
         let all_visible = self.authorize_list(caller, actions::ENDPOINT_READ, &scope).await?;
         self.list_paged(ENDPOINT_KIND, group_key.as_deref(), None, after, limit, |row| {
             let id = ResourceId::parse(&row.id)?;

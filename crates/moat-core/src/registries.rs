@@ -376,10 +376,7 @@ impl Moat {
         limit: i64,
     ) -> Result<Listed<Registry>> {
         self.check_subscription(subscription_id)?;
-        let scope = match group {
-            Some(g) => ResourceId::resource_group(&self.subscription_id, g),
-            None => ResourceId::subscription(&self.subscription_id),
-        };
+        let scope = self.listed_scope(group);
         let all_visible = self.authorize_list(caller, actions::REGISTRY_READ, &scope).await?;
         let group_key = group.map(str::to_ascii_lowercase);
         if let Some(g) = group

@@ -70,8 +70,7 @@ impl ResourceId {
         let mut i = 2;
         if segs.len() > i && segs[i].eq_ignore_ascii_case("resourceGroups") {
             let rg = segs.get(i + 1).ok_or_else(|| err("resourceGroups needs a name"))?;
-            id.raw.push_str("/resourceGroups");
-            id.resource_group = Some(push_segment(&mut id.raw, rg));
+            id.push_group(rg);
             i += 2;
         }
         if segs.len() > i {
@@ -86,8 +85,7 @@ impl ResourceId {
             if tail.len() / 2 > MAX_PAIRS {
                 return Err(err("it is nested too deeply"));
             }
-            id.raw.push_str("/providers");
-            id.namespace = Some(push_segment(&mut id.raw, ns));
+            id.push_namespace(ns);
             for pair in tail.chunks(2) {
                 id.push_pair(pair[0], pair[1]);
             }
@@ -100,6 +98,16 @@ impl ResourceId {
         raw.push_str("/subscriptions");
         let subscription = push_segment(&mut raw, subscription);
         ResourceId { raw, subscription, resource_group: None, namespace: None, pairs: Default::default(), npairs: 0 }
+    }
+
+    fn push_group(&mut self, group: &str) {
+        self.raw.push_str("/resourceGroups");
+        self.resource_group = Some(push_segment(&mut self.raw, group));
+    }
+
+    fn push_namespace(&mut self, namespace: &str) {
+        self.raw.push_str("/providers");
+        self.namespace = Some(push_segment(&mut self.raw, namespace));
     }
 
     fn push_pair(&mut self, rtype: &str, name: &str) {
@@ -120,18 +128,15 @@ impl ResourceId {
 
     pub fn resource_group(subscription: &str, group: &str) -> Self {
         let mut id = Self::with_capacity(subscription, 16 + group.len());
-        id.raw.push_str("/resourceGroups");
-        id.resource_group = Some(push_segment(&mut id.raw, group));
+        id.push_group(group);
         id
     }
 
     /// A provider resource, e.g. `(sub, rg, "Microsoft.Storage", "storageAccounts", "abc")`.
     pub fn provider(subscription: &str, group: &str, namespace: &str, rtype: &str, name: &str) -> Self {
         let mut id = Self::with_capacity(subscription, 32 + group.len() + namespace.len() + rtype.len() + name.len() + 64);
-        id.raw.push_str("/resourceGroups");
-        id.resource_group = Some(push_segment(&mut id.raw, group));
-        id.raw.push_str("/providers");
-        id.namespace = Some(push_segment(&mut id.raw, namespace));
+        id.push_group(group);
+        id.push_namespace(namespace);
         id.push_pair(rtype, name);
         id
     }
@@ -140,8 +145,7 @@ impl ResourceId {
     /// (`/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{id}`).
     pub fn subscription_provider(subscription: &str, namespace: &str, rtype: &str, name: &str) -> Self {
         let mut id = Self::with_capacity(subscription, 16 + namespace.len() + rtype.len() + name.len());
-        id.raw.push_str("/providers");
-        id.namespace = Some(push_segment(&mut id.raw, namespace));
+        id.push_namespace(namespace);
         id.push_pair(rtype, name);
         id
     }
