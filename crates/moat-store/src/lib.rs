@@ -92,8 +92,9 @@ pub struct PrincipalRow {
 /// One entry of the activity (audit) log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivityRow {
-    /// Time-ordered: the timestamp, then a random suffix.
+    /// Time-ordered: the timestamp, then `-` and 12 hex digits.
     pub id: String,
+    /// The start of `id` (not stored apart from it).
     pub time: String,
     pub principal_id: Option<String>,
     pub principal_name: Option<String>,
@@ -193,22 +194,35 @@ pub struct Store {
     cache: Option<Arc<cache::ResourceCache>>,
     /// SQLite's group commit (see durable.rs); PostgreSQL's commits are durable themselves.
     wal: Option<Arc<durable::WalSync>>,
+    /// The activity log's texts and their numbers, as committed (see [`TextIds`]).
+    texts: Arc<TextIds>,
 }
 
-/// `INSERT INTO activity_log … VALUES (…), …` for `rows` rows. SQLite gets anonymous `?`
+/// The numbers of the activity log's texts (`activity_text`), remembered so that logging an
+/// entry costs no lookup. A text's number never changes once committed (texts are never
+/// deleted), so this is valid on every node; it only ever holds committed numbers.
+#[derive(Default)]
+struct TextIds(std::sync::Mutex<std::collections::HashMap<Box<str>, i64>>);
+
+/// Texts remembered at most; past it, the memory starts afresh.
+const TEXT_IDS: usize = 65_536;
+
+/// `INSERT INTO activity … VALUES (…), …` for `rows` rows. SQLite gets anonymous `?`
 /// placeholders: sqlx asks SQLite for each parameter's name, which walks the list of named
 /// ones, quadratic in a statement with thousands of `$n`.
 fn insert_activities_sql(rows: usize, postgres: bool) -> String {
     use std::fmt::Write;
-    let mut sql = format!("INSERT INTO activity_log ({ACTIVITY_COLS}) VALUES ");
+    const COLS: usize = 9;
+    let mut sql =
+        String::from("INSERT INTO activity (id, principal_id, principal_name, client, origin, action, resource_id, result, rule) VALUES ");
     for i in 0..rows {
         sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 1..=10 {
+        for c in 1..=COLS {
             if c > 1 {
                 sql.push_str(", ");
             }
             if postgres {
-                let _ = write!(sql, "${}", i * 10 + c);
+                let _ = write!(sql, "${}", i * COLS + c);
             } else {
                 sql.push('?');
             }
@@ -249,6 +263,13 @@ impl Store {
     /// with the C collation (so that keyset paging orders names by bytes on every backend, as
     /// SQLite does): `CREATE DATABASE moat TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_upto(url, i64::MAX).await
+    }
+
+    /// [`Store::open`], applying schema migrations up to `version` only: for tests of a
+    /// migration, which fill a database as an older moat left it and then open it.
+    #[doc(hidden)]
+    pub async fn open_upto(url: &str, version: i64) -> Result<Self> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
@@ -275,8 +296,9 @@ impl Store {
                 postgres: false,
                 cache: Some(Arc::new(cache::ResourceCache::default())),
                 wal: sqlite_path(&url).map(|p| Arc::new(durable::WalSync::new(p))),
+                texts: Default::default(),
             };
-            schema::migrate(&store).await?;
+            schema::migrate(&store, version).await?;
             return Ok(store);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -293,8 +315,15 @@ impl Store {
             }
             // Other nodes write too: nothing is remembered (a node learns of their changes through
             // moat-core's change marks, which cover its views, not every document).
-            let store = Store { pool, write_lock: Some(Arc::new(Mutex::new(()))), postgres: true, cache: None, wal: None };
-            schema::migrate(&store).await?;
+            let store = Store {
+                pool,
+                write_lock: Some(Arc::new(Mutex::new(()))),
+                postgres: true,
+                cache: None,
+                wal: None,
+                texts: Default::default(),
+            };
+            schema::migrate(&store, version).await?;
             return Ok(store);
         }
         Err(StoreError::BadUrl(format!("'{}': moat stores metadata in sqlite://PATH or postgres://USER@HOST:PORT/DB", redact(url))))
@@ -333,6 +362,8 @@ impl Store {
             cache: self.cache.clone(),
             touched: Default::default(),
             wal: self.wal.clone(),
+            texts: self.texts.clone(),
+            new_texts: Vec::new(),
         })
     }
 
@@ -458,9 +489,30 @@ impl Store {
         rows.iter().map(principal_from_row).collect()
     }
 
+    /// How many activity entries there are, and how many distinct texts they name (each
+    /// stored once).
+    pub async fn activity_counts(&self) -> Result<(i64, i64)> {
+        let r = sqlx::query("SELECT (SELECT COUNT(*) FROM activity) AS entries, (SELECT COUNT(*) FROM activity_text) AS texts")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((r.try_get("entries")?, r.try_get("texts")?))
+    }
+
     /// Activity entries matching `q`, newest first.
     pub async fn activity(&self, q: &ActivityQuery<'_>) -> Result<Vec<ActivityRow>> {
-        let mut sql = format!("SELECT {ACTIVITY_COLS} FROM activity_log WHERE 1 = 1");
+        let mut sql = String::from(
+            "SELECT a.id AS id, p.text AS principal_id, n.text AS principal_name, a.client AS client, o.text AS origin, \
+             c.text AS action, r.text AS resource_id, s.text AS result, u.text AS rule \
+             FROM activity a \
+             LEFT JOIN activity_text p ON p.id = a.principal_id \
+             LEFT JOIN activity_text n ON n.id = a.principal_name \
+             JOIN activity_text o ON o.id = a.origin \
+             JOIN activity_text c ON c.id = a.action \
+             JOIN activity_text r ON r.id = a.resource_id \
+             JOIN activity_text s ON s.id = a.result \
+             JOIN activity_text u ON u.id = a.rule \
+             WHERE 1 = 1",
+        );
         let mut binds: Vec<String> = Vec::new();
         let mut push = |sql: &mut String, clause: &str, v: String| {
             binds.push(v);
@@ -469,26 +521,26 @@ impl Store {
         if let Some(p) = q.resource_prefix {
             let p = p.to_ascii_lowercase();
             let below = format!("{p}/");
-            push(&mut sql, " AND (lower(resource_id) = $?", p);
+            // The texts that match, then the entries that name one of them.
+            push(&mut sql, " AND a.resource_id IN (SELECT x.id FROM activity_text x WHERE lower(x.text) = $?", p);
             // substr counts characters: compare with the prefix's length in characters.
-            push(&mut sql, " OR substr(lower(resource_id), 1, length($?)) = $?)", below);
+            push(&mut sql, " OR substr(lower(x.text), 1, length($?)) = $?)", below);
         }
         if let Some(p) = q.principal_id {
-            push(&mut sql, " AND principal_id = $?", p.to_string());
+            push(&mut sql, " AND p.text = $?", p.to_string());
         }
         if let Some(r) = q.result {
-            push(&mut sql, " AND result = $?", r.to_string());
+            push(&mut sql, " AND s.text = $?", r.to_string());
         }
         if let Some(t) = q.since {
-            push(&mut sql, " AND time >= $?", t.to_string());
-            // Implied by the line above (an ID is its entry's time and a suffix): lets the
-            // primary key bound the scan.
-            push(&mut sql, " AND id >= $?", t.to_string());
+            // An ID is its entry's time (fixed width) and a suffix: it orders and bounds entries by
+            // time through the primary key.
+            push(&mut sql, " AND a.id >= $?", t.to_string());
         }
         if let Some(b) = q.before_id {
-            push(&mut sql, " AND id < $?", b.to_string());
+            push(&mut sql, " AND a.id < $?", b.to_string());
         }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.max(0)));
+        sql.push_str(&format!(" ORDER BY a.id DESC LIMIT {}", q.limit.max(0)));
         let mut query = sqlx::query(&sql);
         for b in &binds {
             query = query.bind(b);
@@ -496,9 +548,10 @@ impl Store {
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
+                let id: String = r.try_get("id")?;
                 Ok(ActivityRow {
-                    id: r.try_get("id")?,
-                    time: r.try_get("time")?,
+                    time: entry_time_of(&id).to_string(),
+                    id,
                     principal_id: r.try_get("principal_id")?,
                     principal_name: r.try_get("principal_name")?,
                     client: r.try_get("client")?,
@@ -640,7 +693,11 @@ const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_t
 const BLOCK_COLS: &str = "account, container, name, block_id, digest, size, staged_at";
 const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
 const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn, issuer, subject";
-const ACTIVITY_COLS: &str = "id, time, principal_id, principal_name, client, origin, action, resource_id, result, rule";
+
+/// An activity entry's time: its ID up to the suffix moat adds (`{time}-{12 hex digits}`).
+fn entry_time_of(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(time, _)| time)
+}
 
 fn resource_from_row(r: &AnyRow) -> Result<StoredResource> {
     Ok(StoredResource {
@@ -723,6 +780,9 @@ pub struct WriteTx {
     /// Resource keys this transaction wrote, forgotten by the cache at commit.
     touched: cache::Touched,
     wal: Option<Arc<durable::WalSync>>,
+    texts: Arc<TextIds>,
+    /// Activity texts this transaction numbered, remembered once it commits.
+    new_texts: Vec<(Box<str>, i64)>,
 }
 
 impl WriteTx {
@@ -748,10 +808,17 @@ impl WriteTx {
 
     /// Commits; returns once the transaction is durable.
     pub async fn commit(self) -> Result<()> {
-        let WriteTx { tx, _guard, cache, touched, wal, .. } = self;
+        let WriteTx { tx, _guard, cache, touched, wal, texts, new_texts, .. } = self;
         let done = tx.commit().await;
         if let Some(cache) = &cache {
             cache.forget(&touched);
+        }
+        if done.is_ok() && !new_texts.is_empty() {
+            let mut known = texts.0.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() + new_texts.len() > TEXT_IDS {
+                known.clear();
+            }
+            known.extend(new_texts);
         }
         // The next writer may go on while this one waits for the disk (SQLite: durable.rs).
         drop(_guard);
@@ -958,28 +1025,94 @@ impl WriteTx {
     /// Inserts entries, up to 256 rows per statement: a group commit of the activity log costs
     /// a few statements (on PostgreSQL round trips), not one per entry. Statements come in five
     /// sizes (256, 64, 16, 4 and 1 rows), so that each connection prepares and keeps five of
-    /// them rather than one per batch size.
+    /// them rather than one per batch size. Texts are numbered first (see [`TextIds`]): a
+    /// text met before costs a hash lookup, or nothing when the entry before had it too.
     pub async fn insert_activities(&mut self, rows: &[&ActivityRow]) -> Result<()> {
-        let mut rest = rows;
+        const TEXTS: usize = 7;
+        fn texts(a: &ActivityRow) -> [Option<&str>; TEXTS] {
+            [
+                a.principal_id.as_deref(),
+                a.principal_name.as_deref(),
+                Some(&a.origin),
+                Some(&a.action),
+                Some(&a.resource_id),
+                Some(&a.result),
+                Some(&a.rule),
+            ]
+        }
+        let mut numbered: Vec<[Option<i64>; TEXTS]> = Vec::with_capacity(rows.len());
+        let mut unknown: Vec<&str> = Vec::new();
+        {
+            let known = self.texts.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut prev: [Option<(&str, i64)>; TEXTS] = [None; TEXTS];
+            for a in rows {
+                let mut ids = [None; TEXTS];
+                for (i, t) in texts(a).into_iter().enumerate() {
+                    let Some(t) = t else { continue };
+                    ids[i] = match prev[i] {
+                        Some((p, id)) if p == t => Some(id),
+                        _ => match known.get(t) {
+                            Some(id) => {
+                                prev[i] = Some((t, *id));
+                                Some(*id)
+                            }
+                            None => {
+                                unknown.push(t);
+                                None
+                            }
+                        },
+                    };
+                }
+                numbered.push(ids);
+            }
+        }
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            unknown.dedup();
+            let mut found = std::collections::HashMap::with_capacity(unknown.len());
+            for t in unknown {
+                // The update changes nothing; it makes RETURNING give the number of a text that
+                // is already there.
+                let id: i64 = sqlx::query(
+                    "INSERT INTO activity_text (text) VALUES ($1) ON CONFLICT (text) DO UPDATE SET text = excluded.text RETURNING id",
+                )
+                .bind(t)
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get("id")?;
+                found.insert(t, id);
+                self.new_texts.push((t.into(), id));
+            }
+            for (a, ids) in rows.iter().zip(numbered.iter_mut()) {
+                for (i, t) in texts(a).into_iter().enumerate() {
+                    if let (Some(t), None) = (t, ids[i]) {
+                        ids[i] = found.get(t).copied();
+                    }
+                }
+            }
+        }
+        let mut rest: &[&ActivityRow] = rows;
+        let mut rest_ids: &[[Option<i64>; TEXTS]] = &numbered;
         while !rest.is_empty() {
             let n = [256, 64, 16, 4, 1].into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
             let (chunk, after) = rest.split_at(n);
+            let (chunk_ids, after_ids) = rest_ids.split_at(n);
             rest = after;
+            rest_ids = after_ids;
             let sql = insert_activities_sql(chunk.len(), self.postgres);
             let mut q = sqlx::query(&sql);
-            for a in chunk {
+            for (a, [principal_id, principal_name, origin, action, resource_id, result, rule]) in chunk.iter().zip(chunk_ids) {
                 q = q
                     // Borrowed, not `&String`: sqlx copies a String it is given by reference.
                     .bind(a.id.as_str())
-                    .bind(a.time.as_str())
-                    .bind(a.principal_id.as_deref())
-                    .bind(a.principal_name.as_deref())
+                    .bind(*principal_id)
+                    .bind(*principal_name)
                     .bind(a.client.as_str())
-                    .bind(a.origin.as_str())
-                    .bind(a.action.as_str())
-                    .bind(a.resource_id.as_str())
-                    .bind(a.result.as_str())
-                    .bind(a.rule.as_str());
+                    .bind(*origin)
+                    .bind(*action)
+                    .bind(*resource_id)
+                    .bind(*result)
+                    .bind(*rule);
             }
             q.execute(&mut *self.tx).await?;
         }

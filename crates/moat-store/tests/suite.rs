@@ -215,6 +215,39 @@ async fn contract(store: Store) {
     assert_eq!(since.len(), 343 - 300);
     let theirs = store.activity(&ActivityQuery { principal_id: Some("p"), limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(theirs.len(), 172);
+    // Each distinct text is stored once: 343 rules, and p, public, a/read, the resource and
+    // allowed (the client address is kept in the entry).
+    assert_eq!(store.activity_counts().await.unwrap(), (343, 343 + 5));
+    let below =
+        store.activity(&ActivityQuery { resource_prefix: Some("/SUBSCRIPTIONS/S"), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(below.len(), 343);
+    let elsewhere =
+        store.activity(&ActivityQuery { resource_prefix: Some("/subscriptions/t"), limit: 1000, ..Default::default() }).await.unwrap();
+    assert!(elsewhere.is_empty());
+
+    // A text numbered by a transaction that rolled back is not remembered by its number: the
+    // next text may take that number, and an entry naming the first one must still show it.
+    let entry = |n: u32, rule: &str| ActivityRow {
+        id: format!("2026-01-02T00:00:00.00000{n}Z-{n:012}"),
+        time: format!("2026-01-02T00:00:00.00000{n}Z"),
+        principal_id: None,
+        principal_name: Some("someone".into()),
+        client: "127.0.0.1:2".into(),
+        origin: "public".into(),
+        action: "a/write".into(),
+        resource_id: "/subscriptions/s/x".into(),
+        result: "denied".into(),
+        rule: rule.into(),
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.insert_activities(&[&entry(1, "rolled back")]).await.unwrap();
+    drop(tx);
+    let (taken, again) = (entry(2, "taken"), entry(3, "rolled back"));
+    let mut tx = store.write().await.unwrap();
+    tx.insert_activities(&[&taken, &again]).await.unwrap();
+    tx.commit().await.unwrap();
+    let got = store.activity(&ActivityQuery { since: Some("2026-01-02T00:00:00.000000Z"), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(got, [again, taken]);
 
     // Concurrent writers are serialised: no lost update.
     let mut tasks = Vec::new();
@@ -233,6 +266,99 @@ async fn contract(store: Store) {
         t.await.unwrap();
     }
     assert_eq!(store.get_meta("counter").await.unwrap().as_deref(), Some("16"));
+}
+
+/// A database that an older moat (schema 8) left with activity entries in one wide table is
+/// brought to the numbered texts without losing or changing an entry.
+async fn activity_log_migration(url: &str) {
+    use sqlx::{Connection, Executor};
+    Store::open_upto(url, 8).await.unwrap().close().await;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let old = [
+        (
+            "2026-01-01T00:00:00.000001Z-0000000000a1",
+            Some("p1"),
+            Some("alice"),
+            "10.0.0.1:1",
+            "public",
+            "x/read",
+            "/subscriptions/s/a",
+            "allowed",
+            "role",
+        ),
+        (
+            "2026-01-01T00:00:00.000002Z-0000000000a2",
+            None,
+            None,
+            "10.0.0.2:2",
+            "public",
+            "authenticate",
+            "/subscriptions/s/a",
+            "unauthenticated",
+            "no token",
+        ),
+        (
+            "2026-01-01T00:00:00.000003Z-0000000000a3",
+            Some("p1"),
+            Some("alice"),
+            "10.0.0.1:1",
+            "private endpoint pe1",
+            "x/write",
+            "/subscriptions/s/b",
+            "denied",
+            "role",
+        ),
+    ];
+    for (id, pid, pname, client, origin, action, resource, result, rule) in old {
+        conn.execute(
+            sqlx::query(
+                "INSERT INTO activity_log (id, time, principal_id, principal_name, client, origin, action, resource_id, result, rule) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(id)
+            .bind(&id[..27])
+            .bind(pid)
+            .bind(pname)
+            .bind(client)
+            .bind(origin)
+            .bind(action)
+            .bind(resource)
+            .bind(result)
+            .bind(rule),
+        )
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+    let store = Store::open(url).await.unwrap();
+    let got = store.activity(&ActivityQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let want: Vec<ActivityRow> = old
+        .iter()
+        .rev()
+        .map(|(id, pid, pname, client, origin, action, resource, result, rule)| ActivityRow {
+            id: id.to_string(),
+            time: id[..27].to_string(),
+            principal_id: pid.map(str::to_string),
+            principal_name: pname.map(str::to_string),
+            client: client.to_string(),
+            origin: origin.to_string(),
+            action: action.to_string(),
+            resource_id: resource.to_string(),
+            result: result.to_string(),
+            rule: rule.to_string(),
+        })
+        .collect();
+    assert_eq!(got, want);
+    // p1; alice; public, private endpoint pe1; x/read, authenticate, x/write; two resources;
+    // allowed, unauthenticated, denied; role, no token.
+    assert_eq!(store.activity_counts().await.unwrap(), (3, 14));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_activity_log_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    activity_log_migration(&format!("sqlite://{}/moat.db?mode=rwc", dir.path().display())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +406,11 @@ async fn postgres_backend() {
         conn.execute(format!("DROP DATABASE {other} WITH (FORCE)").as_str()).await.unwrap();
     }
     conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+
+    let migrated = format!("{name}_migrated");
+    conn.execute(format!("CREATE DATABASE {migrated} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").as_str()).await.unwrap();
+    activity_log_migration(&format!("{base}/{migrated}")).await;
+    conn.execute(format!("DROP DATABASE {migrated} WITH (FORCE)").as_str()).await.unwrap();
 }
 
 #[tokio::test]
