@@ -51,11 +51,17 @@ missing ones as errors (too short a run for a slow server trips it too). MLflow'
 is checked against the versions the model has afterwards. Errors are printed in the table and
 loudly on stderr, and make the script exit 1.
 
+Every row runs --runs times (default 3), the rounds alternating the order of the rows (moat
+first, then MLflow first, ...), each round on freshly started servers. The table shows each
+row's median round (get and create separately) and the ratios of those medians; every round's
+numbers and the round-by-round ratio of moat's get to MLflow's follow it, since one round of
+each on a shared machine can swing a ratio by a third.
+
 Also reported: latency p50/p99 from wrk, the CPU time the servers (moat, PostgreSQL, MLflow
 with its workers) and wrk used during each measured run in cores, moat's RSS, nproc and the load
 average before the run (other work on the machine skews every number).
 
-    python3 bench/api_throughput.py [--duration 10] [--connections 32] [--threads 2] [--warmup 2]
+    python3 bench/api_throughput.py [--runs 3] [--duration 10] [--connections 32] [--threads 2] [--warmup 2]
                                     [--only moat-sqlite,moat-pg,moat-pg2,mlflow]
                                     [--moat target/release/moat] [--mlflow PATH] [--keep]
 
@@ -511,13 +517,13 @@ def measure(label, server_pids, urls, script, args, nodes, expected):
 # ---------------------------------------------------------------- rows
 
 
-def row_moat(args, name, tmpdir, pg=None):
+def row_moat(args, name, tmpdir, pg=None, run_no=1):
     """moat on SQLite (pg None), or on PostgreSQL with one node (moat-pg) or two (moat-pg2)."""
-    workdir = os.path.join(tmpdir, name)
+    workdir = os.path.join(tmpdir, f"{name}-{run_no}")
     os.makedirs(workdir)
     env = {}
     if pg:
-        env["MOAT_DATABASE_URL"] = pg.database(name.replace("-", "_"))
+        env["MOAT_DATABASE_URL"] = pg.database(f"{name.replace('-', '_')}_{run_no}")
     nodes = [start_moat(args.moat, os.path.join(workdir, "a"), f"{name} node A", env, args.moat_log)]
     try:
         if name == "moat-pg2":
@@ -556,8 +562,8 @@ def row_moat(args, name, tmpdir, pg=None):
             n.stop()
 
 
-def row_mlflow(args, tmpdir):
-    workdir = os.path.join(tmpdir, "mlflow")
+def row_mlflow(args, tmpdir, run_no=1):
+    workdir = os.path.join(tmpdir, f"mlflow-{run_no}")
     os.makedirs(workdir)
     t0 = time.perf_counter()
     node = start_mlflow(args.mlflow, workdir, args.mlflow_workers, args.mlflow_gunicorn_opts)
@@ -589,6 +595,12 @@ def row_mlflow(args, tmpdir):
 # ---------------------------------------------------------------- report
 
 
+def median_run(runs, kind):
+    """The run whose `kind` rate is the median (the lower middle one of an even number)."""
+    ordered = sorted(runs, key=lambda r: r[kind]["rate"])
+    return ordered[(len(ordered) - 1) // 2][kind]
+
+
 def fmt_rate(r):
     if r is None:
         return "–"
@@ -613,6 +625,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=5,
                     help="wrk's per-request timeout in seconds: a slower request is an error (default 5)")
     ap.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows among {','.join(ROWS)}")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="rounds of every row, in alternating order; the table shows each row's median (default 3)")
     ap.add_argument("--count-statuses", action="store_true",
                     help="count every status of the reads in Lua too (creates always are); costs wrk CPU")
     ap.add_argument("--moat", default=os.path.join(HERE, "..", "target", "release", "moat"))
@@ -627,8 +641,8 @@ def main():
     rows = [r.strip() for r in a.only.split(",") if r.strip()]
     if not rows or any(r not in ROWS for r in rows):
         ap.error(f"--only takes rows among {','.join(ROWS)}")
-    if a.duration < 1 or a.connections < 1 or a.threads < 1 or a.connections < a.threads:
-        ap.error("--duration, --threads and --connections must be at least 1, and connections ≥ threads")
+    if a.runs < 1 or a.duration < 1 or a.connections < 1 or a.threads < 1 or a.connections < a.threads:
+        ap.error("--runs, --duration, --threads and --connections must be at least 1, and connections ≥ threads")
     if not shutil.which("wrk"):
         ap.error("wrk is not installed (Debian: apt-get install wrk)")
     if any(r.startswith("moat") for r in rows) and not os.access(a.moat, os.X_OK):
@@ -641,13 +655,17 @@ def main():
 
     load = os.getloadavg()
     tmpdir = tempfile.mkdtemp(prefix="moat-api-bench-")
-    results, pg = {}, None
+    runs, pg = {r: [] for r in rows}, None
     try:
-        for r in rows:
-            log(f"{r}:")
-            if r.startswith("moat-pg") and pg is None:
-                pg = Postgres(tmpdir, a.pg_bin)
-            results[r] = row_mlflow(a, tmpdir) if r == "mlflow" else row_moat(a, r, tmpdir, pg if r != "moat-sqlite" else None)
+        # Rounds alternate the order of the rows, so that neither side always runs first (or
+        # last, on a machine that warms up or slows down).
+        for n in range(1, a.runs + 1):
+            for r in rows if n % 2 else list(reversed(rows)):
+                log(f"{r} (round {n} of {a.runs}):")
+                if r.startswith("moat-pg") and pg is None:
+                    pg = Postgres(tmpdir, a.pg_bin)
+                runs[r].append(row_mlflow(a, tmpdir, n) if r == "mlflow"
+                               else row_moat(a, r, tmpdir, pg if r != "moat-sqlite" else None, n))
     finally:
         if pg:
             pg.stop()
@@ -657,7 +675,11 @@ def main():
             shutil.rmtree(tmpdir, ignore_errors=True)
 
     cmd = "python3 bench/api_throughput.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    errors = sum(r[k]["errors"] for r in results.values() for k in ("get", "create"))
+    errors = sum(x[k]["errors"] for rs in runs.values() for x in rs for k in ("get", "create"))
+    # Each row's median get and median create (of the rounds); RSS of the round with the highest peak.
+    results = {r: {"get": median_run(rs, "get"), "create": median_run(rs, "create"),
+                   "rss": max((x["rss"] for x in rs if "rss" in x), key=lambda v: max(p for _, p, _ in v), default=None)}
+               for r, rs in runs.items()}
     print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
     print(f"Machine: {os.cpu_count()} vCPU (nproc), load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
           f"before the run; server and wrk share the machine. {version(['wrk', '-v']).split(' [')[0]}"
@@ -671,7 +693,7 @@ def main():
              "moat-pg2": "moat, PostgreSQL, 2 nodes on one database (load split)",
              "mlflow": f"MLflow {MLFLOW_VERSION}, SQLite, gunicorn {a.mlflow_workers} workers"}
     short = {"moat-sqlite": "moat SQLite", "moat-pg": "moat PostgreSQL 1 node", "moat-pg2": "moat PostgreSQL 2 nodes"}
-    print(f"| wrk -t{a.threads} -c{a.connections} -d{a.duration}s | get model version req/s | create version /s "
+    print(f"| wrk -t{a.threads} -c{a.connections} -d{a.duration}s, median of {a.runs} | get model version req/s | create version /s "
           f"| get p50 / p99 ms | create p50 / p99 ms | CPU cores during get | CPU cores during create |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -681,7 +703,7 @@ def main():
     if ml:
         for r in [x for x in rows if x.startswith("moat")]:
             g, c = results[r]["get"]["rate"] / ml["get"]["rate"], results[r]["create"]["rate"] / ml["create"]["rate"]
-            print(f"| {short[r]} / MLflow | {g:,.0f}x | {c:,.1f}x | | | | |")
+            print(f"| {short[r]} / MLflow | {g:,.1f}x | {c:,.1f}x | | | | |")
 
     print("\nTargets:", end=" ")
     verdicts = []
@@ -693,8 +715,14 @@ def main():
                         f"{'met' if sq['create']['rate'] >= TARGET_CREATE else 'NOT met'}")
     if sq and ml:
         ratio = sq["get"]["rate"] / ml["get"]["rate"]
-        verdicts.append(f"moat get ≥ {TARGET_RATIO}x MLflow get: {ratio:,.0f}x, {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
+        verdicts.append(f"moat get ≥ {TARGET_RATIO}x MLflow get: {ratio:,.1f}x (medians), {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
     print("; ".join(verdicts) + "." if verdicts else "not measured (needs the moat-sqlite row, and mlflow for the ratio).")
+    print("\nEvery round (get req/s; create /s):")
+    for r in rows:
+        print(f"- {names[r]}: " + "; ".join(f"{x['get']['rate']:,.0f}, {x['create']['rate']:,.0f}" for x in runs[r]))
+    if sq and ml:
+        per = [x["get"]["rate"] / y["get"]["rate"] for x, y in zip(runs["moat-sqlite"], runs["mlflow"])]
+        print(f"- moat SQLite get / MLflow get, round by round: {', '.join(f'{v:,.1f}x' for v in per)}")
     for r in rows:
         if r.startswith("moat"):
             rss = "; ".join(f"{now:.0f} MiB (peak {peak:.0f}, {start:.0f} at start)" for now, peak, start in results[r]["rss"])
@@ -709,10 +737,11 @@ def main():
           f"timeouts (> {a.timeout} s), stalls (a connection that finished no request), status ≥ 400, and for creates{' and reads' if a.count_statuses else ''} any status "
           f"but the expected one. {'No errors.' if not errors else f'{errors} ERRORS.'}")
     for r in rows:
-        for k in ("get", "create"):
-            res = results[r][k]
-            if res["errors"]:
-                print(f"\n**{names[r]} {k}: {res['errors']} ERRORS: {'; '.join(res['detail'])}**")
+        for n, x in enumerate(runs[r], 1):
+            for k in ("get", "create"):
+                res = x[k]
+                if res["errors"]:
+                    print(f"\n**{names[r]} {k}, round {n}: {res['errors']} ERRORS: {'; '.join(res['detail'])}**")
     if errors:
         log(f"!!! {errors} requests failed: see the table")
         return 1
