@@ -9,10 +9,12 @@
 //! opens. Memory use is a few buffers whatever the size.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
+mod reader;
 mod remote;
 mod sink;
+use reader::Segment;
+pub use reader::{BlobReader, ChunkStream};
 use remote::Remote;
 use sink::Sink;
 
@@ -41,9 +43,6 @@ pub enum BlobError {
     #[error("{0}")]
     Config(String),
 }
-
-/// Stored bytes being read.
-pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// What a completed write stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +179,24 @@ impl BlobStore {
     pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> BlobReader {
         match &self.remote {
             Some(r) => r.parts_reader(parts, start),
-            None => Box::pin(PartsReader { store: self.clone(), parts, index: 0, skip: start, current: None }),
+            None => {
+                let mut skip = start;
+                let mut segments = Vec::with_capacity(parts.len());
+                for (d, size) in parts {
+                    if skip >= size {
+                        skip -= size;
+                        continue;
+                    }
+                    segments.push(Segment {
+                        path: self.path_of(&d),
+                        file: None,
+                        offset: skip,
+                        len: if size == u64::MAX { size } else { size - skip },
+                    });
+                    skip = 0;
+                }
+                BlobReader::local(segments)
+            }
         }
     }
 
@@ -194,14 +210,18 @@ impl BlobStore {
         if let Some(r) = &self.remote {
             return r.get(d, start).await;
         }
-        match tokio::fs::File::open(self.path_of(d)).await {
-            Ok(mut f) => {
-                let size = f.metadata().await?.len();
-                if start > 0 {
-                    use tokio::io::AsyncSeekExt;
-                    f.seek(std::io::SeekFrom::Start(start)).await?;
-                }
-                Ok(Some((Box::pin(f), size)))
+        let path = self.path_of(d);
+        let opened = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)?;
+            let size = f.metadata()?.len();
+            Ok::<_, std::io::Error>((path, f, size))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match opened {
+            Ok((path, f, size)) => {
+                let offset = start.min(size);
+                Ok(Some((BlobReader::local(vec![Segment { path, file: Some(f), offset, len: size - offset }]), size)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -421,71 +441,6 @@ impl BlobStore {
     }
 }
 
-/// Reads a sequence of local blobs as one stream (see [`BlobStore::parts_reader`]).
-struct PartsReader {
-    store: BlobStore,
-    parts: Vec<(Digest, u64)>,
-    index: usize,
-    /// Bytes still to skip before the first byte returned.
-    skip: u64,
-    current: Option<tokio::fs::File>,
-}
-
-impl std::fmt::Debug for PartsReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartsReader").field("index", &self.index).finish_non_exhaustive()
-    }
-}
-
-impl PartsReader {
-    /// Opens the next part (skipping whole parts and seeking within the first one read).
-    fn open_next(&mut self) -> std::io::Result<bool> {
-        use std::io::Seek;
-        while let Some((d, size)) = self.parts.get(self.index).cloned() {
-            self.index += 1;
-            if self.skip >= size {
-                self.skip -= size;
-                continue;
-            }
-            let mut f = std::fs::File::open(self.store.path_of(&d))?;
-            if self.skip > 0 {
-                f.seek(std::io::SeekFrom::Start(self.skip))?;
-                self.skip = 0;
-            }
-            self.current = Some(tokio::fs::File::from_std(f));
-            return Ok(true);
-        }
-        Ok(false)
-    }
-}
-
-impl AsyncRead for PartsReader {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        loop {
-            if self.current.is_none() {
-                match self.open_next() {
-                    Ok(true) => {}
-                    Ok(false) => return std::task::Poll::Ready(Ok(())),
-                    Err(e) => return std::task::Poll::Ready(Err(e)),
-                }
-            }
-            let before = buf.filled().len();
-            let Some(f) = self.current.as_mut() else { return std::task::Poll::Ready(Ok(())) };
-            match std::pin::Pin::new(f).poll_read(cx, buf) {
-                std::task::Poll::Ready(Ok(())) if buf.filled().len() == before => {
-                    // This part is done; go on with the next.
-                    self.current = None;
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
 /// A write in progress. Dropped without [`BlobWriter::finish`], it leaves nothing behind.
 pub struct BlobWriter {
     store: BlobStore,
@@ -680,6 +635,33 @@ mod parts_tests {
             store.parts_reader(parts.clone(), start).read_to_end(&mut out).await.unwrap();
             assert_eq!(out, &whole[start as usize..], "from {start}");
         }
+    }
+
+    #[tokio::test]
+    async fn local_reads_stream_in_chunks_and_refuse_a_short_file() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let whole: Vec<u8> = (0..(5u32 << 19) + 7).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let d = store.put(&whole[..], None, u64::MAX).await.unwrap().digest;
+        for start in [0u64, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 3, whole.len() as u64 - 1, whole.len() as u64] {
+            let (reader, size) = store.get_at(&d, start).await.unwrap().unwrap();
+            assert_eq!(size, whole.len() as u64);
+            let mut chunks = reader.into_stream();
+            let mut out = Vec::new();
+            while let Some(c) = chunks.next().await {
+                let c = c.unwrap();
+                assert!(!c.is_empty() && c.len() <= 1 << 20, "chunks of at most 1 MiB, none empty");
+                out.extend_from_slice(&c);
+            }
+            assert!(out == whole[start as usize..], "from {start}");
+        }
+        // Stored bytes that lost their tail (a damaged disk) end in an error, not a short answer.
+        let (reader, _) = store.get(&d).await.unwrap().unwrap();
+        std::fs::OpenOptions::new().write(true).open(store.path_of(&d)).unwrap().set_len(1000).unwrap();
+        let got: Vec<_> = reader.into_stream().collect().await;
+        let err = got.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     }
 }
 

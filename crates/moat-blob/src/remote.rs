@@ -189,7 +189,7 @@ impl Remote {
                 Err(e) => return Err(e.into()),
             };
             if start >= size {
-                return Ok(Some((Box::pin(tokio::io::empty()), size)));
+                return Ok(Some((BlobReader::new(tokio::io::empty()), size)));
             }
         }
         let options = GetOptions { range: (start > 0).then_some(GetRange::Offset(start)), ..Default::default() };
@@ -197,7 +197,7 @@ impl Remote {
             Ok(r) => {
                 let size = r.meta.size;
                 let stream = r.into_stream().map_err(io);
-                Ok(Some((Box::pin(tokio_util::io::StreamReader::new(stream)), size)))
+                Ok(Some((BlobReader::new(tokio_util::io::StreamReader::new(stream)), size)))
             }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
@@ -218,7 +218,7 @@ impl Remote {
                 }
             })
             .try_flatten();
-        Box::pin(tokio_util::io::StreamReader::new(stream))
+        BlobReader::new(tokio_util::io::StreamReader::new(stream))
     }
 
     pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, mut skip: u64) -> BlobReader {

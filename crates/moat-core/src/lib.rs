@@ -30,6 +30,7 @@ pub mod sas;
 pub use context::Caller;
 pub use error::{Error, Result};
 pub use identity::{AUDIENCE_MANAGEMENT, AUDIENCE_ML, TokenIssuer};
+pub use moat_blob::BlobReader;
 pub use moat_store::Store;
 
 /// Settings the domain needs; validated by the composition root.
