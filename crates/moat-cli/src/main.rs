@@ -21,10 +21,9 @@ use crate::commands::CliError;
 use crate::config::FileConfig;
 use crate::output::Output;
 
-/// mimalloc: the request path allocates many small, short-lived buffers, which glibc's
-/// allocator serves at several times the cost (measured in docs/BENCHMARKS.md).
+/// mimalloc, tuned in `main` (see moat-alloc).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: moat_alloc::Allocator = moat_alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -757,6 +756,7 @@ async fn run_asset(c: &Client, kind: assets::Kind, cmd: AssetCommand, out: Outpu
 }
 
 fn main() -> ExitCode {
+    moat_alloc::tune();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
