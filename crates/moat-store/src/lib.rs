@@ -207,6 +207,11 @@ struct TextIds(std::sync::Mutex<std::collections::HashMap<Box<str>, i64>>);
 /// Texts remembered at most; past it, the memory starts afresh.
 const TEXT_IDS: usize = 65_536;
 
+/// The longest activity text stored whole, in bytes: texts are indexed, and PostgreSQL refuses
+/// an index entry over ~2.7 kB, so an unbounded text (a refused request's path, a bad token's
+/// `alg`) would make the whole batch of entries fail.
+pub const MAX_ACTIVITY_TEXT: usize = 1024;
+
 /// `INSERT INTO activity … VALUES (…), …` for `rows` rows. SQLite gets anonymous `?`
 /// placeholders: sqlx asks SQLite for each parameter's name, which walks the list of named
 /// ones, quadratic in a statement with thousands of `$n`.
@@ -1026,9 +1031,21 @@ impl WriteTx {
     /// a few statements (on PostgreSQL round trips), not one per entry. Statements come in five
     /// sizes (256, 64, 16, 4 and 1 rows), so that each connection prepares and keeps five of
     /// them rather than one per batch size. Texts are numbered first (see [`TextIds`]): a
-    /// text met before costs a hash lookup, or nothing when the entry before had it too.
+    /// text met before costs a hash lookup, or nothing when the entry before had it too. A text
+    /// longer than [`MAX_ACTIVITY_TEXT`] bytes (an unauthenticated request's path, say) is
+    /// stored cut there, with its full length noted.
     pub async fn insert_activities(&mut self, rows: &[&ActivityRow]) -> Result<()> {
         const TEXTS: usize = 7;
+        fn capped(t: &str) -> std::borrow::Cow<'_, str> {
+            if t.len() <= MAX_ACTIVITY_TEXT {
+                return t.into();
+            }
+            let mut cut = MAX_ACTIVITY_TEXT;
+            while !t.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}… ({} bytes in all)", &t[..cut], t.len()).into()
+        }
         fn texts(a: &ActivityRow) -> [Option<&str>; TEXTS] {
             [
                 a.principal_id.as_deref(),
@@ -1040,15 +1057,16 @@ impl WriteTx {
                 Some(&a.rule),
             ]
         }
+        let all: Vec<[Option<std::borrow::Cow<'_, str>>; TEXTS]> = rows.iter().map(|a| texts(a).map(|t| t.map(capped))).collect();
         let mut numbered: Vec<[Option<i64>; TEXTS]> = Vec::with_capacity(rows.len());
         let mut unknown: Vec<&str> = Vec::new();
         {
             let known = self.texts.0.lock().unwrap_or_else(|e| e.into_inner());
             let mut prev: [Option<(&str, i64)>; TEXTS] = [None; TEXTS];
-            for a in rows {
+            for a in &all {
                 let mut ids = [None; TEXTS];
-                for (i, t) in texts(a).into_iter().enumerate() {
-                    let Some(t) = t else { continue };
+                for (i, t) in a.iter().enumerate() {
+                    let Some(t) = t.as_deref() else { continue };
                     ids[i] = match prev[i] {
                         Some((p, id)) if p == t => Some(id),
                         _ => match known.get(t) {
@@ -1083,9 +1101,9 @@ impl WriteTx {
                 found.insert(t, id);
                 self.new_texts.push((t.into(), id));
             }
-            for (a, ids) in rows.iter().zip(numbered.iter_mut()) {
-                for (i, t) in texts(a).into_iter().enumerate() {
-                    if let (Some(t), None) = (t, ids[i]) {
+            for (a, ids) in all.iter().zip(numbered.iter_mut()) {
+                for (i, t) in a.iter().enumerate() {
+                    if let (Some(t), None) = (t.as_deref(), ids[i]) {
                         ids[i] = found.get(t).copied();
                     }
                 }

@@ -249,6 +249,17 @@ async fn contract(store: Store) {
     let got = store.activity(&ActivityQuery { since: Some("2026-01-02T00:00:00.000000Z"), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(got, [again, taken]);
 
+    // A text too long to index whole (here a path of 9,000 bytes, the cut falling inside a
+    // two-byte character) is stored cut, with its length noted, and the entry is not lost.
+    let long_path = format!("/{}é{}", "a".repeat(1022), "b".repeat(7_975));
+    let long = ActivityRow { resource_id: long_path.clone(), ..entry(4, "long") };
+    let mut tx = store.write().await.unwrap();
+    tx.insert_activities(&[&long]).await.unwrap();
+    tx.commit().await.unwrap();
+    let got = store.activity(&ActivityQuery { since: Some("2026-01-02T00:00:00.000004Z"), limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(got[0].resource_id, format!("/{}… (9000 bytes in all)", "a".repeat(1022)));
+    assert_eq!(long_path.len(), 9000);
+
     // Concurrent writers are serialised: no lost update.
     let mut tasks = Vec::new();
     for i in 0..16 {
