@@ -227,6 +227,16 @@ const STEPS: &[(i64, &[&str])] = &[
             resource_id BIGINT NOT NULL,
             result BIGINT NOT NULL,
             rule BIGINT NOT NULL)",
+            // Texts are indexed now, and PostgreSQL refuses an index entry over ~2.7 kB: an old
+            // text over 1,024 bytes is cut (to 600 characters, at most 2,400 bytes) before the
+            // copy, as moat cuts new ones (see MAX_ACTIVITY_TEXT).
+            "UPDATE activity_log SET principal_id = substr(principal_id, 1, 600) || '… (' || octet_length(principal_id) || ' bytes in all)' WHERE octet_length(principal_id) > 1024",
+            "UPDATE activity_log SET principal_name = substr(principal_name, 1, 600) || '… (' || octet_length(principal_name) || ' bytes in all)' WHERE octet_length(principal_name) > 1024",
+            "UPDATE activity_log SET origin = substr(origin, 1, 600) || '… (' || octet_length(origin) || ' bytes in all)' WHERE octet_length(origin) > 1024",
+            "UPDATE activity_log SET action = substr(action, 1, 600) || '… (' || octet_length(action) || ' bytes in all)' WHERE octet_length(action) > 1024",
+            "UPDATE activity_log SET resource_id = substr(resource_id, 1, 600) || '… (' || octet_length(resource_id) || ' bytes in all)' WHERE octet_length(resource_id) > 1024",
+            "UPDATE activity_log SET result = substr(result, 1, 600) || '… (' || octet_length(result) || ' bytes in all)' WHERE octet_length(result) > 1024",
+            "UPDATE activity_log SET rule = substr(rule, 1, 600) || '… (' || octet_length(rule) || ' bytes in all)' WHERE octet_length(rule) > 1024",
             "INSERT INTO activity_text (text) SELECT t FROM (
             SELECT principal_id AS t FROM activity_log UNION SELECT principal_name FROM activity_log
             UNION SELECT origin FROM activity_log UNION SELECT action FROM activity_log
