@@ -179,24 +179,16 @@ impl BlobStore {
     pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> BlobReader {
         match &self.remote {
             Some(r) => r.parts_reader(parts, start),
-            None => {
-                let mut skip = start;
-                let mut segments = Vec::with_capacity(parts.len());
-                for (d, size) in parts {
-                    if skip >= size {
-                        skip -= size;
-                        continue;
-                    }
-                    segments.push(Segment {
+            None => BlobReader::local(
+                parts_from(parts, start)
+                    .map(|(d, offset, size)| Segment {
                         path: self.path_of(&d),
                         file: None,
-                        offset: skip,
-                        len: if size == u64::MAX { size } else { size - skip },
-                    });
-                    skip = 0;
-                }
-                BlobReader::local(segments)
-            }
+                        offset,
+                        len: if size == u64::MAX { size } else { size - offset },
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -439,6 +431,20 @@ impl BlobStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The parts (digests with their sizes) that byte `start` of their concatenation and the bytes
+/// after it fall in, each with the offset to start from in it (0 but in the first) and its size.
+fn parts_from(parts: Vec<(Digest, u64)>, start: u64) -> impl Iterator<Item = (Digest, u64, u64)> {
+    let mut skip = start;
+    parts.into_iter().filter_map(move |(d, size)| {
+        if skip >= size {
+            skip -= size;
+            return None;
+        }
+        let offset = std::mem::take(&mut skip);
+        Some((d, offset, size))
+    })
 }
 
 /// A write in progress. Dropped without [`BlobWriter::finish`], it leaves nothing behind.

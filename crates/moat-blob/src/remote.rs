@@ -221,17 +221,8 @@ impl Remote {
         BlobReader::new(tokio_util::io::StreamReader::new(stream))
     }
 
-    pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, mut skip: u64) -> BlobReader {
-        let mut plan = Vec::with_capacity(parts.len());
-        for (d, size) in parts {
-            if skip >= size {
-                skip -= size;
-                continue;
-            }
-            plan.push((Self::key(&d), skip));
-            skip = 0;
-        }
-        self.concat(plan)
+    pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> BlobReader {
+        self.concat(crate::parts_from(parts, start).map(|(d, offset, _)| (Self::key(&d), offset)).collect())
     }
 
     pub async fn delete(&self, d: &Digest) -> Result<bool, BlobError> {
