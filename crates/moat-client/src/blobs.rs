@@ -302,8 +302,11 @@ pub async fn download_file(
         futures_util::stream::iter(ranges).map(|(s, e)| fetch_range(http.clone(), url.to_string(), s, e)).buffered(CONCURRENCY);
     // Hashing and writing run on a thread of their own, fed in order, so that the ranges keep
     // arriving meanwhile (awaiting each write here would stall the fetches in flight).
+    // Progress counts bytes written to the partial file, not bytes received: what it shows is
+    // what a run interrupted then would keep (received ranges wait in the channel in memory).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CONCURRENCY);
     let dest_name = dest.display().to_string();
+    let written_progress = progress.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Sha256, ClientError> {
         let (mut f, mut h) = (file, hasher);
         let failed = |e: std::io::Error| ClientError::Local(format!("cannot write {dest_name}: {e}"));
@@ -324,6 +327,7 @@ pub async fn download_file(
                 outcome = Err(failed(e));
                 break;
             }
+            written_progress(bytes.len() as u64);
             since_flush += bytes.len();
             if since_flush >= 64 * 1024 * 1024 {
                 since_flush = 0;
@@ -352,7 +356,6 @@ pub async fn download_file(
             break;
         }
         moved += n;
-        progress(n);
     }
     drop(tx);
     let written = writer.await.map_err(joined)?;
