@@ -1,17 +1,21 @@
 //! A pipelined file sink: the async side gathers incoming bytes into 1 MiB buffers and hands
-//! them to a blocking worker that hashes and writes them, so receiving, hashing and writing
-//! overlap (on 2 cores, the difference between one core and two). A third, blocking helper
-//! flushes written data to disk every [`SYNC_EVERY`] bytes while the worker goes on, so the
-//! final fsync has little left to do. Memory stays at a few buffers whatever the size.
+//! them to a blocking hasher, which passes each hashed buffer on to a writer thread, so
+//! receiving, hashing and writing overlap: on 2 cores, hashing (~0.5 s per GiB with SHA-NI)
+//! and the kernel's copy into the page cache (0.2–2 s per GiB, see docs/BENCHMARKS.md) no longer
+//! take turns on one core. A third, blocking helper flushes written data to disk every
+//! [`SYNC_EVERY`] bytes while the writer goes on, so the final fsync has little left to do.
+//! Spent buffers go back to the async side to be filled again, so a long upload touches the
+//! same few MiB of memory throughout. A write that fits in one buffer starts no thread.
 
 use std::io::Write;
+use std::sync::mpsc;
 
 use sha2::{Digest as _, Sha256, Sha512};
 
-/// Bytes gathered before a hand-over to the worker.
+/// Bytes gathered before a hand-over to the hasher.
 const BUFFER: usize = 1024 * 1024;
-/// Buffers in flight between the async side and the worker.
-const DEPTH: usize = 4;
+/// Buffers queued at each step (async side → hasher → writer).
+const DEPTH: usize = 2;
 /// Written bytes between background flushes.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 
@@ -24,8 +28,11 @@ pub(crate) struct Sunk {
 
 pub(crate) struct Sink {
     tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
-    worker: tokio::task::JoinHandle<std::io::Result<Sunk>>,
+    /// Taken when awaited: at the end, or early to learn why it stopped.
+    worker: Option<tokio::task::JoinHandle<std::io::Result<Sunk>>>,
     pending: Vec<u8>,
+    /// Buffers the writer is done with.
+    spent: mpsc::Receiver<Vec<u8>>,
 }
 
 impl Sink {
@@ -34,8 +41,9 @@ impl Sink {
     /// that is uploaded elsewhere does without).
     pub fn start(file: std::fs::File, sha256: Option<Sha256>, sha512: Option<Sha512>, flush: bool) -> Sink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
-        let worker = tokio::task::spawn_blocking(move || run(file, sha256, sha512, flush, rx));
-        Sink { tx: Some(tx), worker, pending: Vec::with_capacity(BUFFER) }
+        let (spent_tx, spent) = mpsc::channel();
+        let worker = tokio::task::spawn_blocking(move || run(file, Hashes { sha256, sha512 }, flush, rx, spent_tx));
+        Sink { tx: Some(tx), worker: Some(worker), pending: Vec::with_capacity(BUFFER), spent }
     }
 
     pub async fn write(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
@@ -51,64 +59,194 @@ impl Sink {
     }
 
     async fn hand_over(&mut self) -> std::io::Result<()> {
-        let buf = std::mem::replace(&mut self.pending, Vec::with_capacity(BUFFER));
+        let next = match self.spent.try_recv() {
+            Ok(mut buf) => {
+                buf.clear();
+                buf
+            }
+            Err(_) => Vec::with_capacity(BUFFER),
+        };
+        let buf = std::mem::replace(&mut self.pending, next);
         let Some(tx) = &self.tx else { return Err(std::io::Error::other("write after finish")) };
         if tx.send(buf).await.is_err() {
             // The worker stopped: its error says why.
             self.tx = None;
-            return Err(std::io::Error::other("the writer stopped"));
+            return Err(match self.join().await {
+                Err(e) => e,
+                Ok(_) => std::io::Error::other("the writer stopped"),
+            });
         }
         Ok(())
+    }
+
+    async fn join(&mut self) -> std::io::Result<Sunk> {
+        match self.worker.take() {
+            Some(w) => w.await.map_err(std::io::Error::other)?,
+            None => Err(std::io::Error::other("the writer stopped")),
+        }
     }
 
     /// Hands over the rest and waits for the worker; the file is written (not yet fsynced).
     pub async fn finish(mut self) -> std::io::Result<Sunk> {
         let handed = if self.pending.is_empty() { Ok(()) } else { self.hand_over().await };
+        handed?;
         self.tx = None;
-        let sunk = self.worker.await.map_err(std::io::Error::other)?;
-        handed.and(sunk)
+        self.join().await
     }
 }
 
+struct Hashes {
+    sha256: Option<Sha256>,
+    sha512: Option<Sha512>,
+}
+
+impl Hashes {
+    fn update(&mut self, buf: &[u8]) {
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(buf);
+        }
+        if let Some(h) = self.sha512.as_mut() {
+            h.update(buf);
+        }
+    }
+}
+
+/// The hasher: hashes each buffer and passes it to the writer thread, which it starts with the
+/// second buffer (a single buffer is written here, with no thread).
 fn run(
-    mut file: std::fs::File,
-    mut sha256: Option<Sha256>,
-    mut sha512: Option<Sha512>,
+    file: std::fs::File,
+    mut hashes: Hashes,
     flush: bool,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    spent: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<Sunk> {
-    let syncer = file.try_clone()?;
-    let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::scope(|scope| {
-        let flusher = scope.spawn(move || -> std::io::Result<()> {
-            while sync_rx.recv().is_ok() {
-                syncer.sync_data()?;
+        let mut first: Option<Vec<u8>> = None;
+        let mut writer = None;
+        while let Some(buf) = rx.blocking_recv() {
+            hashes.update(&buf);
+            let (to_writer, _) = match &writer {
+                Some(w) => w,
+                None => match first.take() {
+                    None => {
+                        first = Some(buf);
+                        continue;
+                    }
+                    Some(held) => {
+                        let (to_writer, from_hasher) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
+                        let spent = spent.clone();
+                        let file = &file;
+                        let handle = scope.spawn(move || write_all(file, flush, from_hasher, spent));
+                        // A failed send means the writer stopped: its result says why.
+                        let _ = to_writer.send(held);
+                        writer.insert((to_writer, handle))
+                    }
+                },
+            };
+            if to_writer.send(buf).is_err() {
+                break;
             }
-            Ok(())
-        });
+        }
+        match writer {
+            Some((to_writer, handle)) => {
+                drop(to_writer);
+                handle.join().map_err(|_| std::io::Error::other("the writer panicked"))?
+            }
+            None => first.map_or(Ok(()), |buf| (&file).write_all(&buf)),
+        }
+    })?;
+    Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512 })
+}
+
+/// The writer: appends each buffer to `file` and gives it back; with `flush`, a helper thread
+/// flushes to disk every [`SYNC_EVERY`] bytes (skipped while one flush is still running).
+fn write_all(mut file: &std::fs::File, flush: bool, rx: mpsc::Receiver<Vec<u8>>, spent: mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
+    std::thread::scope(|scope| {
+        let mut flusher = None;
         let mut since_sync = 0u64;
         let mut outcome = Ok(());
-        while let Some(buf) = rx.blocking_recv() {
-            if let Some(h) = sha256.as_mut() {
-                h.update(&buf);
-            }
-            if let Some(h) = sha512.as_mut() {
-                h.update(&buf);
-            }
+        for buf in rx {
             if let Err(e) = file.write_all(&buf) {
                 outcome = Err(e);
                 break;
             }
             since_sync += buf.len() as u64;
+            // The async side may be gone (a failed request); the buffer is then simply freed.
+            let _ = spent.send(buf);
             if flush && since_sync >= SYNC_EVERY {
                 since_sync = 0;
+                let (sync_tx, _) = flusher.get_or_insert_with(|| {
+                    let (sync_tx, sync_rx) = mpsc::sync_channel::<()>(1);
+                    let handle = scope.spawn(move || -> std::io::Result<()> {
+                        while sync_rx.recv().is_ok() {
+                            file.sync_data()?;
+                        }
+                        Ok(())
+                    });
+                    (sync_tx, handle)
+                });
                 // A flush already running is enough: skip rather than wait.
                 let _ = sync_tx.try_send(());
             }
         }
-        drop(sync_tx);
-        let flushed = flusher.join().map_err(|_| std::io::Error::other("the flusher panicked"))?;
-        outcome.and(flushed)
-    })?;
-    Ok(Sunk { file, sha256, sha512 })
+        if let Some((sync_tx, handle)) = flusher {
+            drop(sync_tx);
+            let flushed = handle.join().map_err(|_| std::io::Error::other("the flusher panicked"))?;
+            outcome = outcome.and(flushed);
+        }
+        outcome
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(h: Sha256) -> String {
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_and_hashes_everything_in_order_whatever_the_chunking() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes around the buffer and flush boundaries: no thread, one buffer plus a bit, many.
+        for (i, size) in [0usize, 1, BUFFER - 1, BUFFER, BUFFER + 1, 3 * BUFFER + 17, (SYNC_EVERY as usize) + 5].into_iter().enumerate() {
+            let data: Vec<u8> = (0..size).map(|n| (n * 31 + n / 4096) as u8).collect();
+            let path = dir.path().join(format!("f{i}"));
+            let file = std::fs::File::create(&path).unwrap();
+            let mut sink = Sink::start(file, Some(Sha256::new()), Some(Sha512::new()), true);
+            // Uneven chunks, as the network delivers them.
+            for chunk in data.chunks(65_521) {
+                sink.write(chunk).await.unwrap();
+            }
+            let sunk = sink.finish().await.unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), data, "size {size}");
+            assert_eq!(hex(sunk.sha256.unwrap()), hex(Sha256::new_with_prefix(&data)), "size {size}");
+            assert_eq!(sunk.sha512.unwrap().finalize(), Sha512::new_with_prefix(&data).finalize(), "size {size}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_ends_the_sink_with_the_error_and_never_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ro");
+        std::fs::write(&path, b"").unwrap();
+        for size in [10, 5 * BUFFER] {
+            // Read-only: every write fails, in the hasher (one buffer) or the writer thread.
+            let file = std::fs::File::open(&path).unwrap();
+            let mut sink = Sink::start(file, Some(Sha256::new()), None, true);
+            let data = vec![7u8; size];
+            let outcome = async {
+                sink.write(&data).await?;
+                sink.finish().await
+            };
+            let err = tokio::time::timeout(std::time::Duration::from_secs(20), outcome)
+                .await
+                .expect("the sink hung after a failed write")
+                .err()
+                .expect("a write to a read-only file succeeded");
+            // The cause itself, not a generic "stopped".
+            assert_eq!(err.raw_os_error(), Some(9), "size {size}: {err}");
+        }
+    }
 }
