@@ -1,5 +1,6 @@
 """Helpers the benchmark scripts share: free loopback ports, waiting for a listener, a
 process's memory, a tool's version line."""
+import os
 import socket
 import subprocess
 import time
@@ -44,3 +45,28 @@ def version(cmd, timeout=30):
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"
+
+
+MEMORY_CONDITIONS = ("as-found", "recycled")
+MEMORY_HELP = """memory condition before each timed transfer: 'as-found' only flushes earlier writes
+(`sync`), 'recycled' also writes and deletes a scratch file twice the transfer's size, so the
+page cache the transfer fills comes from memory the guest touched a moment ago; 'both' (the
+default) measures each transfer in each condition. On VMs that back guest memory lazily (this
+machine: a 1 GiB `dd` into the page cache takes 2.5 s in memory untouched for a while and 0.2 s
+in recycled memory, all of it kernel CPU), 'as-found' measures the hypervisor as much as the
+server; see docs/BENCHMARKS.md"""
+
+
+def settle(scratch_dir, recycle_bytes):
+    """Prepares a timed transfer: writes made earlier (by the previous transfer, another server,
+    the input files) are flushed so none is written back during it; with `recycle_bytes`,
+    that much is written to a scratch file and deleted, so the transfer's page cache is taken
+    from memory touched a moment ago (the deleted file's dirty pages are dropped, not written)."""
+    os.sync()
+    if recycle_bytes:
+        path = os.path.join(scratch_dir, "recycle.tmp")
+        buf = bytes(64 * 1024 * 1024)
+        with open(path, "wb") as f:
+            for _ in range(-(-recycle_bytes // len(buf))):
+                f.write(buf)
+        os.unlink(path)

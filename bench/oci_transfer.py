@@ -19,12 +19,19 @@ storage, no auth), measures:
 
 Each run starts each peer afresh (new data directory, new port), so no blob is already there and
 skopeo's blob-info cache (which it keeps in /var/lib/containers/cache when run as root) cannot
-turn a push into a mount. With `--runs N` the table shows medians. Prints a markdown table for
-docs/BENCHMARKS.md. The skopeo rows are end to end and partly client-bound (skopeo hashes every
-byte, and fsyncs the pulled layer); the HTTP rows are what the server does.
+turn a push into a mount. Before each timed transfer, earlier writes are flushed (`sync`) and,
+in the 'recycled' memory condition, a scratch file twice the size is written and deleted (see
+`--help` and docs/BENCHMARKS.md for why). With `--runs N` the tables show medians. Prints
+markdown tables for docs/BENCHMARKS.md.
+
+The skopeo rows are end to end and bound by skopeo itself (it hashes every byte with Go's
+sha256 and fsyncs what it pulls): each run also times `skopeo copy` from the OCI layout to
+another OCI layout, with no server at all, and prints that as skopeo's own ceiling. The HTTP
+rows are what the server does.
 
     python3 bench/oci_transfer.py [--size-mib 1024] [--runs 1] [--only moat|distribution]
-                                  [--moat target/release/moat] [--keep]
+                                  [--memory as-found|recycled|both] [--moat target/release/moat]
+                                  [--keep]
 
 Needs: `cargo build --release`, skopeo (1.9.3), curl, and distribution as `docker-registry`
 (Debian's docker-registry 2.8.2). Everything listens on 127.0.0.1 only.
@@ -45,7 +52,7 @@ import tempfile
 import time
 import urllib.parse
 
-from benchlib import free_port, rss_kib, version, wait_port
+from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, rss_kib, settle, version, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHUNK = 64 * 1024 * 1024
@@ -203,16 +210,19 @@ def start_moat(moat_bin, workdir):
     return peer
 
 
-def transfers(peer, inp, workdir):
-    """The four timed transfers against one started peer; MB/s (1e6 bytes) of layer/blob bytes."""
+def transfers(peer, inp, workdir, ready):
+    """The four timed transfers against one started peer, each after `ready()`; MB/s (1e6
+    bytes) of layer/blob bytes."""
     size, out = inp["size"], {}
     image = f"docker://{peer.host}/{peer.prefix}bench/big:1"
+    ready()
     t0 = time.perf_counter()
     run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", *peer.creds("dest"),
          f"oci:{inp['layout']}:1", image], "skopeo push")
     out["push"] = size / (time.perf_counter() - t0) / 1e6
 
     pulled = os.path.join(workdir, "pulled")
+    ready()
     t0 = time.perf_counter()
     run(["skopeo", "copy", "--preserve-digests", "--dest-oci-accept-uncompressed-layers", "--src-tls-verify=false",
          *peer.creds("src"), image, f"oci:{pulled}:1"], "skopeo pull")
@@ -227,6 +237,7 @@ def transfers(peer, inp, workdir):
     shutil.rmtree(pulled)
 
     repo, digest = f"{peer.prefix}bench/raw", inp["raw_digest"]
+    ready()
     t0 = time.perf_counter()
     c = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=60)
     c.request("POST", f"/v2/{repo}/blobs/uploads/", headers={**peer.auth(), "Content-Length": "0"})
@@ -244,6 +255,7 @@ def transfers(peer, inp, workdir):
         raise RuntimeError(f"{peer.name}: PUT upload answered {code}")
 
     url = f"{peer.base}/v2/{repo}/blobs/{digest}"
+    ready()
     t0 = time.perf_counter()
     got = run(["curl", "-sS", *peer.curl_auth(), "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url], "curl GET")
     out["get"] = size / (time.perf_counter() - t0) / 1e6
@@ -260,13 +272,29 @@ def transfers(peer, inp, workdir):
     return out
 
 
-def one_run(name, args, inp, tmpdir, n):
-    workdir = os.path.join(tmpdir, f"{name}-{n}")
+def skopeo_alone(inp, workdir, ready):
+    """skopeo's own ceiling: the image copied from its OCI layout to another, no server."""
+    out = os.path.join(workdir, "alone")
+    ready()
+    t0 = time.perf_counter()
+    run(["skopeo", "copy", "--preserve-digests", "--dest-oci-accept-uncompressed-layers", f"oci:{inp['layout']}:1",
+         f"oci:{out}:1"], "skopeo copy (no server)")
+    mbs = inp["size"] / (time.perf_counter() - t0) / 1e6
+    shutil.rmtree(out)
+    return mbs
+
+
+def ready_for(cond, size, scratch):
+    return lambda: settle(scratch, 2 * size if cond == "recycled" else 0)
+
+
+def one_run(name, args, inp, tmpdir, n, cond):
+    workdir = os.path.join(tmpdir, f"{name}-{cond}-{n}")
     os.makedirs(workdir)
     peer = start_moat(args.moat, workdir) if name == "moat" else start_distribution(workdir)
     try:
         base = rss_kib(peer.proc.pid, "VmRSS:")
-        res = transfers(peer, inp, workdir)
+        res = transfers(peer, inp, workdir, ready_for(cond, inp["size"], tmpdir))
         res["rss"] = (rss_kib(peer.proc.pid, "VmHWM:") - base) / 1024
         return res
     except BaseException:
@@ -284,6 +312,7 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--only", choices=["moat", "distribution"])
     ap.add_argument("--moat", default=os.path.join(HERE, "..", "target", "release", "moat"))
+    ap.add_argument("--memory", choices=[*MEMORY_CONDITIONS, "both"], default="both", help=MEMORY_HELP)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
     a.moat = os.path.abspath(a.moat)
@@ -292,39 +321,49 @@ def main():
     peers = [a.only] if a.only else ["moat", "distribution"]
     size = a.size_mib * 1024 * 1024
     tmpdir = tempfile.mkdtemp(prefix="moat-oci-bench-")
-    results = {p: [] for p in peers}
+    conds = MEMORY_CONDITIONS if a.memory == "both" else (a.memory,)
+    results = {(c, p): [] for c in conds for p in peers}
+    alone = {c: [] for c in conds}
     try:
         inp = make_inputs(tmpdir, size)
         for n in range(a.runs):
-            for p in (peers if n % 2 == 0 else peers[::-1]):  # alternate who goes first
-                results[p].append(one_run(p, a, inp, tmpdir, n))
-                print(f"run {n + 1}/{a.runs} {p}: " + ", ".join(f"{k} {v:.0f}" for k, v in results[p][-1].items()
-                                                              if k != "rss") + " MB/s", file=sys.stderr)
+            for c in (conds if n % 2 == 0 else conds[::-1]):
+                alone[c].append(skopeo_alone(inp, tmpdir, ready_for(c, size, tmpdir)))
+                print(f"run {n + 1}/{a.runs} {c}: skopeo alone {alone[c][-1]:.0f} MB/s", file=sys.stderr)
+                for p in (peers if n % 2 == 0 else peers[::-1]):  # alternate who goes first
+                    results[c, p].append(one_run(p, a, inp, tmpdir, n, c))
+                    print(f"run {n + 1}/{a.runs} {c} {p}: " + ", ".join(f"{k} {v:.0f}" for k, v in results[c, p][-1].items()
+                                                                         if k != "rss") + " MB/s", file=sys.stderr)
     finally:
         if a.keep:
             print(f"kept {tmpdir}", file=sys.stderr)
         else:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    med = {p: {k: statistics.median(r[k] for r in results[p]) for k, _, _ in ROWS} for p in peers}
     cmd = "python3 bench/oci_transfer.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
     print(f"Machine: {os.cpu_count()} vCPU. {version(['skopeo', '--version'])}; "
-          f"{version(['docker-registry', '--version'])}; {version(['curl', '--version'])[:11]}.\n")
+          f"{version(['docker-registry', '--version'])}; {version(['curl', '--version'])[:11]}.")
     med_note = f", median of {a.runs} runs" if a.runs > 1 else ""
-    print(f"| {a.size_mib} MiB single-layer image / blob{med_note} | moat MB/s | distribution MB/s | moat / distribution | target |")
-    print("|---|---|---|---|---|")
     verdicts = []
-    for key, label, target in ROWS:
-        m, d = med.get("moat", {}).get(key), med.get("distribution", {}).get(key)
-        ratio = f"{m / d:.2f}x" if m and d else "–"
-        verdict = ("met" if m / d >= target else "NOT met") if m and d else "–"
-        verdicts.append(f"{label}: ≥ {target:g}x {verdict}")
-        print(f"| {label} | {f'{m:.0f}' if m else '–'} | {f'{d:.0f}' if d else '–'} | {ratio} | ≥ {target:g}x: {verdict} |")
-    if "moat" in results:
-        peak = max(r["rss"] for r in results["moat"])
+    for c in conds:
+        med = {p: {k: statistics.median(r[k] for r in results[c, p]) for k, _, _ in ROWS} for p in peers}
+        print(f"\nMemory {c}:\n")
+        print(f"| {a.size_mib} MiB single-layer image / blob{med_note} | moat MB/s | distribution MB/s | moat / distribution | target |")
+        print("|---|---|---|---|---|")
+        for key, label, target in ROWS:
+            m, d = med.get("moat", {}).get(key), med.get("distribution", {}).get(key)
+            ratio = f"{m / d:.2f}x" if m and d else "–"
+            verdict = ("met" if m / d >= target else "NOT met") if m and d else "–"
+            verdicts.append(f"{label} ({c}): ≥ {target:g}x {verdict}")
+            print(f"| {label} | {f'{m:.0f}' if m else '–'} | {f'{d:.0f}' if d else '–'} | {ratio} | ≥ {target:g}x: {verdict} |")
+        print(f"\nskopeo alone (`skopeo copy` OCI layout to OCI layout, no server), the ceiling of both skopeo rows: "
+              f"{statistics.median(alone[c]):.0f} MB/s{' (median)' if a.runs > 1 else ''}.")
+    moat_runs = [r for c in conds for r in results.get((c, "moat"), [])]
+    if moat_runs:
+        peak = max(r["rss"] for r in moat_runs)
         print(f"\nmoat peak RSS growth during a run ({5 * a.size_mib} MiB moved through the server: push, pull, "
-              f"upload, GET, verifying GET): {peak:.0f} MiB{' (largest of the runs)' if a.runs > 1 else ''}.")
+              f"upload, GET, verifying GET): {peak:.0f} MiB{' (largest of the runs)' if len(moat_runs) > 1 else ''}.")
     if len(peers) == 2:
         print("\nTargets (upload ≥ 3x distribution, download ≥ 1x): " + "; ".join(verdicts) + ".")
 
