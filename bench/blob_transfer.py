@@ -1,15 +1,28 @@
 #!/usr/bin/env python3
-"""Blob transfer benchmark: moat against Azurite, same machine, same run, same SDK, same file.
+"""Blob transfer benchmark: moat against Azurite, same machine, same run, same clients, same file.
 
-Uploads and downloads one file (default 1 GiB) with the azure-storage-blob SDK (8 MiB blocks,
-4 in parallel) through moat's blob plane (a SAS from ListServiceSas) and through Azurite
-(the Azure storage emulator from npm, on-disk persistence), and reports MB/s, the ratio, and
-moat's peak RSS growth. Prints a markdown table for docs/BENCHMARKS.md.
+Uploads and downloads one file (default 1 GiB) through moat's blob plane (a SAS from
+ListServiceSas) and through Azurite (the Azure storage emulator from npm, on-disk persistence):
 
-    python3 bench/blob_transfer.py [--size-mib 1024] [--moat target/release/moat]
+  - with the azure-storage-blob SDK (8 MiB blocks, 4 in parallel), the bytes downloaded
+    compared by sha256;
+  - with curl, one Put Blob request (`curl -T`) and one Get Blob to /dev/null: the server's
+    side of a transfer, which the Python SDK (~300-400 MB/s here whatever the server) hides;
+    the blob is then read back once, untimed, and compared by sha256;
+  - through moat's CLI: `moat model create` (startPendingUpload, parallel blocks, commit, the
+    server's sha256 checked against the CLI's) and `moat model download` (parallel ranges,
+    sha256-verified, fsynced), each end to end;
 
-Needs: `cargo build --release`, `pip install azure-storage-blob==12.31.1`, and Azurite 3.35.0
-(installed into bench/.azurite with npm when missing). Everything listens on 127.0.0.1 only.
+and moat's peak RSS growth. Each timed transfer starts after `sync`; in the 'recycled' memory
+condition a scratch file twice the size is written and deleted first (see `--help` and
+docs/BENCHMARKS.md). Rounds alternate which server goes first; with `--runs N` the tables
+show medians. Prints markdown tables for docs/BENCHMARKS.md.
+
+    python3 bench/blob_transfer.py [--size-mib 1024] [--runs 3] [--memory as-found|recycled|both]
+                                   [--moat target/release/moat]
+
+Needs: `cargo build --release`, `pip install azure-storage-blob==12.31.1`, curl, and Azurite
+3.35.0 (installed into bench/.azurite with npm when missing). Everything listens on 127.0.0.1 only.
 """
 import argparse
 import datetime
@@ -17,19 +30,23 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-from azure.storage.blob import BlobClient, BlobServiceClient
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from benchlib import free_port, rss_kib, wait_port
+from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, rss_kib, settle, version, wait_port
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 HERE = os.path.dirname(os.path.abspath(__file__))
+BLOCK = 8 * 1024 * 1024
+UPLOAD_TARGET, DOWNLOAD_TARGET = 800, 1500
 
 
 def make_file(path, size):
@@ -47,30 +64,68 @@ def make_file(path, size):
     return h.hexdigest()
 
 
-def transfer(make_client, path, size, digest, tmpdir):
-    client = make_client()
-    t0 = time.perf_counter()
-    with open(path, "rb") as f:
-        client.upload_blob(f, length=size, overwrite=True, max_concurrency=4)
-    up = time.perf_counter() - t0
-    out = os.path.join(tmpdir, "download.bin")
-    t0 = time.perf_counter()
+def sha256_of(path):
     h = hashlib.sha256()
-    with open(out, "wb") as f:
-        client.download_blob(max_concurrency=4).readinto(f)
-    down = time.perf_counter() - t0
-    with open(out, "rb") as f:
-        while True:
-            b = f.read(64 * 1024 * 1024)
-            if not b:
-                break
+    with open(path, "rb") as f:
+        while b := f.read(64 * 1024 * 1024):
             h.update(b)
+    return h.hexdigest()
+
+
+def timed(ready, size, action):
+    """MB/s (1e6 bytes) of `size` bytes moved by `action`, after `ready()`."""
+    ready()
+    t0 = time.perf_counter()
+    action()
+    return size / (time.perf_counter() - t0) / 1e6
+
+
+def sdk_transfers(client, path, size, digest, tmpdir, ready):
+    out = os.path.join(tmpdir, "download.bin")
+
+    def up():
+        with open(path, "rb") as f:
+            client.upload_blob(f, length=size, overwrite=True, max_concurrency=4)
+
+    def down():
+        with open(out, "wb") as f:
+            client.download_blob(max_concurrency=4).readinto(f)
+
+    res = {"sdk_up": timed(ready, size, up), "sdk_down": timed(ready, size, down)}
+    got = sha256_of(out)
     os.remove(out)
-    assert h.hexdigest() == digest, "downloaded bytes differ"
-    return size / up / 1e6, size / down / 1e6
+    assert got == digest, "the SDK downloaded other bytes than it uploaded"
+    return res
 
 
-def moat_run(moat_bin, path, size, digest, tmpdir):
+def curl_transfers(url, path, size, digest, ready):
+    """Put Blob with the whole file in one request, then Get Blob to /dev/null (then once more,
+    untimed, hashed)."""
+    codes = {}
+
+    def put():
+        codes["put"] = subprocess.check_output(
+            ["curl", "-sS", "-T", path, "-H", "Expect:", "-H", "x-ms-blob-type: BlockBlob", "-H", "x-ms-version: 2023-11-03",
+             "-o", "/dev/null", "-w", "%{http_code}", url], text=True)
+
+    def get():
+        codes["get"] = subprocess.check_output(
+            ["curl", "-sS", "-H", "x-ms-version: 2023-11-03", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url],
+            text=True)
+
+    res = {"curl_up": timed(ready, size, put)}
+    assert codes["put"] == "201", f"curl Put Blob answered {codes['put']}"
+    res["curl_down"] = timed(ready, size, get)
+    assert codes["get"] == f"200 {size}", f"curl Get Blob answered {codes['get']!r}, expected '200 {size}'"
+    h = hashlib.sha256()
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"x-ms-version": "2023-11-03"})) as r:
+        while b := r.read(8 * 1024 * 1024):
+            h.update(b)
+    assert h.hexdigest() == digest, "Get Blob returned other bytes than Put Blob stored"
+    return res
+
+
+def moat_run(moat_bin, path, size, digest, tmpdir, ready):
     data = os.path.join(tmpdir, "moat-data")
     port = free_port()
     proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
@@ -95,10 +150,9 @@ def moat_run(moat_bin, path, size, digest, tmpdir):
         sas = json.load(urllib.request.urlopen(req))["serviceSasToken"]
         base_rss = rss_kib(proc.pid, "VmRSS:")
         url = f"{profile['endpoint']}/{account}/bench/big.bin?{sas}"
-        up, down = transfer(lambda: BlobClient.from_blob_url(url, max_block_size=8 * 1024 * 1024,
-                                                             max_single_put_size=8 * 1024 * 1024,
-                                                             max_chunk_get_size=8 * 1024 * 1024),
-                            path, size, digest, tmpdir)
+        res = sdk_transfers(BlobClient.from_blob_url(url, max_block_size=BLOCK, max_single_put_size=BLOCK,
+                                                     max_chunk_get_size=BLOCK), path, size, digest, tmpdir, ready)
+        res.update(curl_transfers(f"{profile['endpoint']}/{account}/bench/curl.bin?{sas}", path, size, digest, ready))
         # The same file through the CLI: `moat model create` (startPendingUpload, blocks, commit)
         # and `moat model download` (ranges, sha256-verified), each timed end to end.
         model = os.path.join(tmpdir, "model")
@@ -107,24 +161,25 @@ def moat_run(moat_bin, path, size, digest, tmpdir):
         yml = os.path.join(tmpdir, "model.yml")
         open(yml, "w").write("name: big\nversion: 1\npath: ./model\n")
         cli_env = {**env, "MOAT_STATE_DIR": os.path.join(tmpdir, "state")}
-        t0 = time.perf_counter()
-        subprocess.check_call([moat_bin, "model", "create", "--file", yml, "--registry-name", "benchreg"], env=cli_env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cli_up = size / (time.perf_counter() - t0) / 1e6
+        quiet = {"env": cli_env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        res["cli_up"] = timed(ready, size, lambda: subprocess.check_call(
+            [moat_bin, "model", "create", "--file", yml, "--registry-name", "benchreg"], **quiet))
         out = os.path.join(tmpdir, "cli-out")
-        t0 = time.perf_counter()
-        subprocess.check_call([moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
-                               "--download-path", out], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cli_down = size / (time.perf_counter() - t0) / 1e6
+        res["cli_down"] = timed(ready, size, lambda: subprocess.check_call(
+            [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
+             "--download-path", out], **quiet))
         shutil.rmtree(out, ignore_errors=True)
-        peak = rss_kib(proc.pid, "VmHWM:")
-        return up, down, cli_up, cli_down, (peak - base_rss) / 1024
+        shutil.rmtree(model, ignore_errors=True)
+        res["rss"] = (rss_kib(proc.pid, "VmHWM:") - base_rss) / 1024
+        return res
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(os.path.join(tmpdir, "state"), ignore_errors=True)
 
 
-def azurite_run(path, size, digest, tmpdir):
+def azurite_run(path, size, digest, tmpdir, ready):
     binary = os.path.join(HERE, ".azurite", "node_modules", ".bin", "azurite-blob")
     if not os.path.exists(binary):
         subprocess.check_call(["npm", "install", "--prefix", os.path.join(HERE, ".azurite"), "--no-audit", "--no-fund",
@@ -136,42 +191,80 @@ def azurite_run(path, size, digest, tmpdir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
+        endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
         conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
-        svc = BlobServiceClient.from_connection_string(conn, max_block_size=8 * 1024 * 1024,
-                                                       max_single_put_size=8 * 1024 * 1024,
-                                                       max_chunk_get_size=8 * 1024 * 1024)
+                f"BlobEndpoint={endpoint};")
+        svc = BlobServiceClient.from_connection_string(conn, max_block_size=BLOCK, max_single_put_size=BLOCK,
+                                                       max_chunk_get_size=BLOCK)
         svc.create_container("bench")
-        up, down = transfer(lambda: svc.get_blob_client("bench", "big.bin"), path, size, digest, tmpdir)
-        return up, down
+        res = sdk_transfers(svc.get_blob_client("bench", "big.bin"), path, size, digest, tmpdir, ready)
+        sas = generate_container_sas("devstoreaccount1", "bench", account_key=AZURITE_KEY,
+                                     permission=ContainerSasPermissions(read=True, write=True, create=True),
+                                     expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2))
+        res.update(curl_transfers(f"{endpoint}/bench/curl.bin?{sas}", path, size, digest, ready))
+        return res
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(loc, ignore_errors=True)
+
+
+ROWS = [("sdk", "azure-storage-blob SDK (8 MiB blocks, 4 in parallel)"),
+        ("curl", "curl: one Put Blob / one Get Blob to /dev/null"),
+        ("cli", "moat CLI (`moat model create` / `download`, end to end, sha256-verified, fsynced)")]
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--memory", choices=[*MEMORY_CONDITIONS, "both"], default="both", help=MEMORY_HELP)
     ap.add_argument("--moat", default=os.path.join(HERE, "..", "target", "release", "moat"))
     a = ap.parse_args()
+    if a.size_mib < 1 or a.runs < 1:
+        ap.error("--size-mib and --runs must be at least 1")
     size = a.size_mib * 1024 * 1024
+    conds = MEMORY_CONDITIONS if a.memory == "both" else (a.memory,)
+    results = {(c, s): [] for c in conds for s in ("moat", "azurite")}
     tmpdir = tempfile.mkdtemp(prefix="moat-bench-")
     try:
         path = os.path.join(tmpdir, "input.bin")
         digest = make_file(path, size)
-        m_up, m_down, c_up, c_down, m_rss = moat_run(os.path.abspath(a.moat), path, size, digest, tmpdir)
-        a_up, a_down = azurite_run(path, size, digest, tmpdir)
-        day = datetime.date.today().isoformat()
-        print(f"Date: {day}. Command: `python3 bench/blob_transfer.py --size-mib {a.size_mib}`.\n")
-        print(f"| {a.size_mib} MiB, azure-storage-blob SDK, 8 MiB blocks, 4 in parallel | upload MB/s | download MB/s |")
-        print("|---|---|---|")
-        print(f"| moat (SAS, content-addressed, fsync'd, sha256) | {m_up:.0f} | {m_down:.0f} |")
-        print(f"| moat CLI (`moat model create` / `download`, end to end, sha256-verified) | {c_up:.0f} | {c_down:.0f} |")
-        print(f"| Azurite 3.35.0 (on disk) | {a_up:.0f} | {a_down:.0f} |")
-        print(f"| moat / Azurite | {m_up / a_up:.2f}x | {m_down / a_down:.2f}x |")
-        print(f"\nmoat peak RSS growth during the run ({4 * a.size_mib} MiB moved through the server): {m_rss:.0f} MiB.")
+        runs = {"moat": lambda ready: moat_run(os.path.abspath(a.moat), path, size, digest, tmpdir, ready),
+                "azurite": lambda ready: azurite_run(path, size, digest, tmpdir, ready)}
+        for n in range(a.runs):
+            for c in (conds if n % 2 == 0 else conds[::-1]):
+                ready = lambda c=c: settle(tmpdir, 2 * size if c == "recycled" else 0)  # noqa: E731
+                for s in (("moat", "azurite") if n % 2 == 0 else ("azurite", "moat")):
+                    results[c, s].append(runs[s](ready))
+                    print(f"run {n + 1}/{a.runs} {c} {s}: " + ", ".join(
+                        f"{k} {v:.0f}" for k, v in results[c, s][-1].items() if k != "rss") + " MB/s", file=sys.stderr)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+    cmd = "python3 bench/blob_transfer.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
+    print(f"Machine: {os.cpu_count()} vCPU. azure-storage-blob {version(['python3', '-c', 'import azure.storage.blob as b; print(b.__version__)'])}; "
+          f"{version(['curl', '--version'])[:11]}; Azurite 3.35.0.")
+    med_note = f", median of {a.runs} runs" if a.runs > 1 else ""
+    verdicts = []
+    for c in conds:
+        med = {s: {k: statistics.median(r[k] for r in results[c, s]) for k in results[c, s][0]} for s in ("moat", "azurite")}
+        m, z = med["moat"], med["azurite"]
+        print(f"\nMemory {c}:\n")
+        print(f"| {a.size_mib} MiB{med_note}, MB/s | moat upload | Azurite upload | moat download | Azurite download |")
+        print("|---|---|---|---|---|")
+        for key, label in ROWS:
+            up, down = f"{key}_up", f"{key}_down"
+            print(f"| {label} | {m[up]:.0f} | {f'{z[up]:.0f}' if up in z else '–'} | {m[down]:.0f} | "
+                  f"{f'{z[down]:.0f}' if down in z else '–'} |")
+        best_up = max(m["sdk_up"], m["cli_up"])
+        best_down = max(m["sdk_down"], m["cli_down"])
+        verdicts.append(f"{c}: upload {best_up:.0f} (target {UPLOAD_TARGET}: {'met' if best_up >= UPLOAD_TARGET else 'NOT met'}), "
+                        f"download {best_down:.0f} (target {DOWNLOAD_TARGET}: {'met' if best_down >= DOWNLOAD_TARGET else 'NOT met'})")
+    peak = max(r["rss"] for c in conds for r in results[c, "moat"])
+    print(f"\nmoat peak RSS growth during a run ({6 * a.size_mib} MiB moved through the server): {peak:.0f} MiB (largest of the runs).")
+    print("\nTargets, best moat client (SDK or CLI) per direction: " + "; ".join(verdicts) + ".")
 
 
 if __name__ == "__main__":

@@ -376,8 +376,15 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             Ok(resp)
         }
         BlobEndpoint::PutBlock { block_id } => {
+            // moat's extension: where the client will put the block (see Moat::put_block).
+            let offset = match headers.get("x-moat-block-offset") {
+                None => None,
+                Some(v) => Some(v.to_str().ok().and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
+                    bad("InvalidHeaderValue", "x-moat-block-offset is the block's byte offset in the blob, a decimal number.")
+                })?),
+            };
             let reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
-            moat.put_block(&t, block_id, reader).await?;
+            moat.put_block(&t, block_id, offset, reader).await?;
             let mut resp = StatusCode::CREATED.into_response();
             common_headers(resp.headers_mut());
             resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));

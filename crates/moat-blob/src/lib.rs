@@ -168,10 +168,39 @@ impl BlobStore {
     /// The digest and size of the concatenation of stored blobs, read once and never written:
     /// a blob made of blocks keeps its blocks as parts.
     pub async fn hash_parts(&self, parts: &[Digest]) -> Result<(Digest, u64), BlobError> {
+        let (h, size) = self.hash_more(parts, Sha256::new()).await?;
+        Ok((Digest::from_bytes(h.finalize().into()), size))
+    }
+
+    /// Continues `hasher` over the concatenation of the stored blobs `parts`; returns it with
+    /// the number of bytes read. Each 1 MiB chunk is hashed on the blocking pool while the next
+    /// one is read, so a long hash (0.5 s per GiB) holds no async worker.
+    pub async fn hash_more(&self, parts: &[Digest], hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
         // From the start, the parts' sizes do not matter.
-        let reader = self.parts_reader(parts.iter().map(|d| (*d, u64::MAX)).collect(), 0);
-        let (sha256, _, size) = hash_reader(reader, Algorithm::Sha256).await?;
-        Ok((sha256, size))
+        let mut reader = self.parts_reader(parts.iter().map(|d| (*d, u64::MAX)).collect(), 0);
+        let mut size = 0u64;
+        let mut idle = (hasher, Vec::with_capacity(BUFFER));
+        let mut next = Vec::with_capacity(BUFFER);
+        loop {
+            next.clear();
+            // Fill the chunk (a short read is not the end).
+            while next.len() < BUFFER {
+                if (&mut reader).take((BUFFER - next.len()) as u64).read_to_end(&mut next).await? == 0 {
+                    break;
+                }
+            }
+            if next.is_empty() {
+                return Ok((idle.0, size));
+            }
+            size += next.len() as u64;
+            let (mut h, spare) = idle;
+            let chunk = std::mem::replace(&mut next, spare);
+            idle = blocking(move || {
+                h.update(&chunk);
+                Ok((h, chunk))
+            })
+            .await?;
+        }
     }
 
     /// A reader over `parts` (digests with their sizes) from byte `start`: parts are opened one

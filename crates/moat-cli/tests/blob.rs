@@ -159,3 +159,130 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
 fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
 }
+
+/// Put Block List records the sha256 of the blocks it names, in its order. With moat's
+/// `x-moat-block-offset` hint, blocks are hashed ahead as they arrive (prehash.rs); the commit
+/// must still be right whenever the hint and the list disagree: a list in another order, a block
+/// staged again with other bytes after it was hashed, a list shorter than what was staged, a
+/// wrong hint, no hint; and blocks arriving concurrently. A hint that is not a number is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
+    let server = Server::start();
+    let http = server.http();
+    let reg = http.call("PUT", &server.registry_path("default", "blockreg"), Some(&registry_body("eastus")), &[]).await;
+    let sa_id = reg.body["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let account = sa_id.rsplit('/').next().unwrap().to_string();
+    let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
+    let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token };
+    let at = |i: usize| Some(Blocks::offset(i));
+
+    // In order with hints, one at a time: everything is hashed ahead.
+    for i in 0..6 {
+        b.stage("ordered", i, 0, at(i)).await;
+    }
+    b.commit("ordered", &[0, 1, 2, 3, 4, 5], &[0; 6]).await;
+    // Staged in order, committed in another.
+    for i in 0..6 {
+        b.stage("reordered", i, 0, at(i)).await;
+    }
+    b.commit("reordered", &[0, 2, 1, 3, 5, 4], &[0; 6]).await;
+    // Block 1 staged again with other bytes after it was hashed.
+    for i in 0..4 {
+        b.stage("restaged", i, 0, at(i)).await;
+    }
+    b.stage("restaged", 1, 9, at(1)).await;
+    b.commit("restaged", &[0, 1, 2, 3], &[0, 9, 0, 0]).await;
+    // Fewer blocks committed than staged.
+    for i in 0..5 {
+        b.stage("shorter", i, 0, at(i)).await;
+    }
+    b.commit("shorter", &[0, 1, 2], &[0; 3]).await;
+    // Hints that lie (block 2 claims block 1's place), and no hints at all.
+    for (i, hint) in [(0, at(0)), (2, at(1)), (1, at(2)), (3, at(3))] {
+        b.stage("lying", i, 0, hint).await;
+    }
+    b.commit("lying", &[0, 1, 2, 3], &[0; 4]).await;
+    for i in 0..4 {
+        b.stage("unhinted", i, 0, None).await;
+    }
+    b.commit("unhinted", &[0, 1, 2, 3], &[0; 4]).await;
+    // Sixteen blocks at once, finishing in whatever order.
+    let mut at_once = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let b = b.clone();
+        at_once.spawn(async move { b.stage("concurrent", i, 0, Some(Blocks::offset(i))).await });
+    }
+    while let Some(done) = at_once.join_next().await {
+        done.unwrap();
+    }
+    b.commit("concurrent", &(0..16).collect::<Vec<_>>(), &[0; 16]).await;
+    // The same name uploaded again: a fresh running hash, not the old one's.
+    for i in 0..3 {
+        b.stage("ordered", i, 5, at(i)).await;
+    }
+    b.commit("ordered", &[0, 1, 2], &[5; 3]).await;
+
+    let url = format!("{}/bad?comp=block&blockid={}&{}", b.base, urlencode(&Blocks::id(0)), b.token);
+    let r = b.anon.raw("PUT", &url, Some(b"x".to_vec()), Some("application/octet-stream"), &[("x-moat-block-offset", "-1")]).await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidHeaderValue")), "{}", r.text);
+    let r = b.anon.raw("GET", &format!("{}/bad?comp=blocklist&blocklisttype=uncommitted&{}", b.base, b.token), None, None, &[]).await;
+    assert_eq!(r.status, 404, "the refused block was not staged: {}", r.text);
+}
+
+#[derive(Clone)]
+struct Blocks {
+    anon: Http,
+    base: String,
+    token: String,
+}
+
+impl Blocks {
+    fn id(i: usize) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("block-{i:04}"))
+    }
+
+    fn len(i: usize) -> usize {
+        200_000 + i * 1_000
+    }
+
+    fn data(i: usize, salt: u8) -> Vec<u8> {
+        (0..Self::len(i)).map(|n| (n as u8).wrapping_mul(31) ^ i as u8 ^ salt).collect()
+    }
+
+    /// Block i's offset when blocks go in index order.
+    fn offset(i: usize) -> u64 {
+        (0..i).map(|j| Self::len(j) as u64).sum()
+    }
+
+    async fn stage(&self, blob: &str, i: usize, salt: u8, offset: Option<u64>) {
+        let url = format!("{}/{blob}?comp=block&blockid={}&{}", self.base, urlencode(&Self::id(i)), self.token);
+        let hint = offset.map(|o| o.to_string());
+        let headers: Vec<(&str, &str)> = hint.iter().map(|h| ("x-moat-block-offset", h.as_str())).collect();
+        let r = self.anon.raw("PUT", &url, Some(Self::data(i, salt)), Some("application/octet-stream"), &headers).await;
+        assert_eq!(r.status, 201, "staging block {i} of {blob}: {}", r.text);
+    }
+
+    async fn commit(&self, blob: &str, list: &[usize], salts: &[u8]) {
+        use sha2::Digest;
+        let xml: String = list.iter().map(|i| format!("<Latest>{}</Latest>", Self::id(*i))).collect();
+        let url = format!("{}/{blob}?comp=blocklist&{}", self.base, self.token);
+        let r = self.anon.raw("PUT", &url, Some(format!("<BlockList>{xml}</BlockList>").into_bytes()), Some("application/xml"), &[]).await;
+        assert_eq!(r.status, 201, "committing {blob}: {}", r.text);
+        let expected: Vec<u8> = list.iter().zip(salts).flat_map(|(i, s)| Self::data(*i, *s)).collect();
+        let sha: String = sha2::Sha256::digest(&expected).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(r.header("x-moat-content-sha256").as_deref(), Some(sha.as_str()), "{blob}: the recorded sha256");
+        let got = self.anon.client.get(format!("{}/{blob}?{}", self.base, self.token)).send().await.unwrap();
+        assert_eq!(got.status(), 200);
+        assert!(got.bytes().await.unwrap() == expected, "{blob}: the bytes read back");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

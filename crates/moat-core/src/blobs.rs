@@ -15,7 +15,8 @@ use tokio::io::AsyncRead;
 
 use crate::registries::{NAMES_STORAGE, RegistryDoc, StorageAccountDoc};
 use crate::sas::{self, Grant, Need, Permissions, SasError};
-use crate::{Caller, Error, Moat, Result, audit, decode, now_rfc3339};
+use crate::{Caller, Error, Moat, Result, audit, decode, now_rfc3339, prehash};
+use sha2::Digest as _;
 
 /// Largest single Put Blob or Put Block body (Azure allows 5000 MiB per block).
 pub const MAX_PUT_BYTES: u64 = 5000 * 1024 * 1024;
@@ -215,8 +216,10 @@ impl Moat {
         self.commit_blob(t, stored.digest, stored.size, None, content_type).await
     }
 
-    /// Put Block: stages one block of a blob.
-    pub async fn put_block<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, block_id: &str, body: R) -> Result<()> {
+    /// Put Block: stages one block of a blob. `offset`, moat's extension (`x-moat-block-offset`),
+    /// is where the client will put the block in the blob: with it, the blob's sha256 is
+    /// computed as blocks arrive instead of at commit (see prehash.rs).
+    pub async fn put_block<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, block_id: &str, offset: Option<u64>, body: R) -> Result<()> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Write).await?;
         let raw = STANDARD
@@ -244,6 +247,10 @@ impl Moat {
         })
         .await?;
         tx.commit().await?;
+        if let Some(offset) = offset {
+            let blob = (t.account, t.container, t.blob.unwrap_or_default());
+            self.prehash.staged(blob, offset, (block_id.to_string(), stored.digest, stored.size), &self.blobs);
+        }
         Ok(())
     }
 
@@ -263,6 +270,7 @@ impl Moat {
             .map(|b| (b.block_id.clone(), b))
             .collect();
         let mut parts = Vec::with_capacity(block_ids.len());
+        let mut listed = Vec::with_capacity(block_ids.len());
         for id in block_ids {
             let b = staged.get(id).ok_or_else(|| {
                 Error::invalid(
@@ -271,10 +279,23 @@ impl Moat {
                     format!("The block list names block '{id}', which was not staged for this blob."),
                 )
             })?;
-            parts.push(Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?);
+            let digest = Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?;
+            parts.push(digest);
+            listed.push((id.clone(), digest));
         }
         // The blocks stay where they are, as the blob's parts: hashed in order, never rewritten.
-        let (digest, size) = self.blobs.hash_parts(&parts).await.map_err(blob_error)?;
+        // Usually most of them were hashed as they arrived (see prehash.rs).
+        let ahead = self.prehash.take(t.account, t.container, t.blob.unwrap_or_default()).await;
+        let ahead_len = ahead.as_ref().map_or(0, |p| p.blocks.len());
+        let usable = ahead.and_then(|p| prehash::covered(&p, &listed).map(|n| (p, n)));
+        tracing::debug!(blocks = listed.len(), hashed_ahead = ahead_len, used = usable.as_ref().map_or(0, |u| u.1), "block list");
+        let (digest, size) = match usable {
+            Some((p, n)) => {
+                let (h, more) = self.blobs.hash_more(&parts[n..], p.hasher).await.map_err(blob_error)?;
+                (Digest::from_bytes(h.finalize().into()), p.size + more)
+            }
+            None => self.blobs.hash_parts(&parts).await.map_err(blob_error)?,
+        };
         let sized: Vec<(String, u64)> =
             parts.iter().zip(block_ids).map(|(d, id)| (d.to_string(), staged.get(id).map(|b| b.size as u64).unwrap_or(0))).collect();
         let parts_json = serde_json::to_string(&sized)?;

@@ -22,6 +22,7 @@ pub mod network;
 pub mod oci;
 pub mod oidc;
 pub mod operations;
+mod prehash;
 pub mod privatedns;
 pub mod registries;
 pub mod roles;
@@ -131,6 +132,8 @@ pub struct Moat {
     sign_ins: identity::SignInThrottle,
     refusals: audit::RefusalLimiter,
     blobs: moat_blob::BlobStore,
+    /// Running hashes of the block blobs being uploaded to this node.
+    prehash: prehash::Prehash,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
     /// Where each private endpoint's listener is (or why it could not open), as the
@@ -279,6 +282,7 @@ impl Moat {
             sign_ins: Default::default(),
             refusals: Default::default(),
             blobs,
+            prehash: Default::default(),
             net: tokio::sync::watch::Sender::new(Default::default()),
             listener_urls: Default::default(),
             seen_changes: Default::default(),

@@ -199,6 +199,7 @@ impl Drop for Server {
 }
 
 /// A plain HTTP client speaking raw requests to the server.
+#[derive(Clone)]
 pub struct Http {
     pub base: String,
     pub token: Option<String>,
