@@ -36,6 +36,9 @@ pub enum BlobError {
     TooLarge { limit: u64 },
     #[error("blob storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Reading the content from its source (a request's body) failed: nothing was stored.
+    #[error("reading the content failed: {0}")]
+    Source(std::io::Error),
     /// The object store (Azure Blob Storage, S3) failed.
     #[error("object store error: {0}")]
     Store(String),
@@ -154,14 +157,7 @@ impl BlobStore {
     /// the bytes hash to it; `limit` bounds the size.
     pub async fn put<R: AsyncRead + Unpin>(&self, mut reader: R, expected: Option<&Digest>, limit: u64) -> Result<Stored, BlobError> {
         let mut w = self.writer(limit).await?;
-        let mut buf = vec![0u8; BUFFER];
-        loop {
-            let n = reader.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            w.write(&buf[..n]).await?;
-        }
+        while w.read_from(&mut reader).await? > 0 {}
         w.finish(expected).await
     }
 
@@ -503,6 +499,20 @@ impl BlobWriter {
             None => return Err(BlobError::Io(std::io::Error::other("write after finish"))),
         }
         Ok(())
+    }
+
+    /// Reads once from `reader` into the write (see [`BlobWriter::write`]); returns the bytes
+    /// read, 0 at the end of `reader`. A failed read is [`BlobError::Source`].
+    pub async fn read_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<usize, BlobError> {
+        let n = match self.sink.as_mut() {
+            Some(s) => s.read_from(reader).await?,
+            None => return Err(BlobError::Io(std::io::Error::other("write after finish"))),
+        };
+        self.size += n as u64;
+        if self.size > self.limit {
+            return Err(BlobError::TooLarge { limit: self.limit });
+        }
+        Ok(n)
     }
 
     pub fn size(&self) -> u64 {

@@ -12,6 +12,8 @@ use std::sync::mpsc;
 
 use sha2::{Digest as _, Sha256, Sha512};
 
+use crate::BlobError;
+
 /// Bytes gathered before a hand-over to the hasher.
 const BUFFER: usize = 1024 * 1024;
 /// Buffers queued at each step (async side → hasher → writer).
@@ -56,6 +58,19 @@ impl Sink {
             }
         }
         Ok(())
+    }
+
+    /// Reads once from `reader` straight into the buffer being filled (no copy, no zeroed
+    /// buffer of the caller's); returns the bytes read, 0 at the end of `reader`. A failed read
+    /// is [`BlobError::Source`], a failed write [`BlobError::Io`].
+    pub async fn read_from<R: tokio::io::AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<usize, BlobError> {
+        use tokio::io::AsyncReadExt;
+        // The buffer is handed over when full, so it always has room: the read never grows it.
+        let n = reader.read_buf(&mut self.pending).await.map_err(BlobError::Source)?;
+        if self.pending.len() >= BUFFER {
+            self.hand_over().await?;
+        }
+        Ok(n)
     }
 
     async fn hand_over(&mut self) -> std::io::Result<()> {
@@ -224,6 +239,36 @@ mod tests {
             assert_eq!(hex(sunk.sha256.unwrap()), hex(Sha256::new_with_prefix(&data)), "size {size}");
             assert_eq!(sunk.sha512.unwrap().finalize(), Sha512::new_with_prefix(&data).finalize(), "size {size}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reading_from_a_source_stores_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3 * BUFFER + 4321).map(|n| (n * 7 + n / 999) as u8).collect();
+        let path = dir.path().join("f");
+        let mut sink = Sink::start(std::fs::File::create(&path).unwrap(), Some(Sha256::new()), None, true);
+        // A source that returns odd-sized pieces, as a socket does.
+        let (mut tx, mut rx) = tokio::io::duplex(70_001);
+        let feed = data.clone();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in feed.chunks(33_333) {
+                tx.write_all(piece).await.unwrap();
+            }
+        });
+        let mut total = 0;
+        loop {
+            let n = sink.read_from(&mut rx).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        writer.await.unwrap();
+        let sunk = sink.finish().await.unwrap();
+        assert_eq!(total, data.len());
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(hex(sunk.sha256.unwrap()), hex(Sha256::new_with_prefix(&data)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,9 @@ fn blob_error(e: BlobError) -> Error {
             Error::invalid("Md5Mismatch", "body", format!("The content's digest is {actual}, not the announced {expected}."))
         }
         BlobError::UnknownUpload(id) => Error::not_found("UploadNotFound", format!("No upload {id} is in progress.")),
+        BlobError::Source(e) => {
+            Error::invalid("InvalidInput", "body", format!("Reading the request body failed: {e}. Nothing was stored."))
+        }
         other => Error::Internal(format!("byte store: {other}")),
     }
 }

@@ -159,6 +159,7 @@ fn blob_error(e: BlobError) -> Error {
             Error::invalid("SIZE_INVALID", "body", format!("the content exceeds moat's limit of {limit} bytes"))
         }
         BlobError::UnknownUpload(id) => Error::not_found("BLOB_UPLOAD_UNKNOWN", format!("blob upload unknown to registry: {id}")),
+        BlobError::Source(e) => Error::invalid("BLOB_UPLOAD_INVALID", "body", format!("reading the body failed: {e}")),
         other => Error::Internal(format!("byte store: {other}")),
     }
 }
@@ -520,18 +521,7 @@ impl Moat {
     pub async fn oci_put_blob<R: AsyncRead + Unpin>(&self, repo: &Repo, digest: &str, mut body: R, upload: Option<&str>) -> Result<String> {
         let d = digest_of(digest)?;
         let mut w = self.blobs.writer_for(d.algorithm(), MAX_BLOB_BYTES).await.map_err(blob_error)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            use tokio::io::AsyncReadExt;
-            let n = body
-                .read(&mut buf)
-                .await
-                .map_err(|e| Error::invalid("BLOB_UPLOAD_INVALID", "body", format!("reading the body failed: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            w.write(&buf[..n]).await.map_err(blob_error)?;
-        }
+        while w.read_from(&mut body).await.map_err(blob_error)? > 0 {}
         let stored = w.finish_checked(Some(&d)).await.map_err(blob_error)?;
         self.link(repo, &d, stored, upload).await?;
         if let Some(id) = upload {
