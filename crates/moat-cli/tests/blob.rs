@@ -245,8 +245,9 @@ impl Blocks {
         base64::engine::general_purpose::STANDARD.encode(format!("block-{i:04}"))
     }
 
+    /// Above the smallest block moat hashes ahead (256 KiB).
     fn len(i: usize) -> usize {
-        200_000 + i * 1_000
+        300_000 + i * 1_000
     }
 
     fn data(i: usize, salt: u8) -> Vec<u8> {

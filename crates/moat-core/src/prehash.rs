@@ -26,9 +26,16 @@ use sha2::Sha256;
 
 /// Uploads followed at once; beyond this, the least recently touched is dropped (its commit
 /// then hashes everything, as without this module).
-const MAX_CHAINS: usize = 256;
+const MAX_CHAINS: usize = 64;
 /// Blocks waiting for an earlier one, per upload; beyond this, later ones are not followed.
 const MAX_WAITING: usize = 4096;
+/// Blocks followed per upload: a block list holds at most this many (Azure's limit).
+const MAX_FOLLOWED: usize = crate::blobs::MAX_BLOCKS;
+/// Smaller blocks are not followed (the commit hashes them): a parallel uploader's blocks are
+/// MiBs (the CLI's 8, the SDK's 4), and with this floor, the memory the chains can hold
+/// (~100 bytes a block) is bounded by what was uploaded (at most 64 × 50,000 blocks of at
+/// least 256 KiB before the caps above apply).
+const MIN_BLOCK: u64 = 256 * 1024;
 /// An upload with no Put Block for this long is dropped when room is needed.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -104,7 +111,11 @@ impl Prehash {
             c.touched = Some(now);
             // A block before the hashed part (staged again) cannot be followed; the commit
             // finds out whether the list still starts with what was hashed.
-            if offset < c.size || (c.waiting.len() >= MAX_WAITING && !c.waiting.contains_key(&offset)) {
+            if offset < c.size
+                || block.2 < MIN_BLOCK
+                || (c.waiting.len() >= MAX_WAITING && !c.waiting.contains_key(&offset))
+                || c.hashed.len() + c.waiting.len() >= MAX_FOLLOWED
+            {
                 return;
             }
             c.waiting.insert(offset, block);
@@ -230,7 +241,7 @@ mod tests {
     async fn hashes_in_offset_order_as_far_as_blocks_are_contiguous() {
         let (_dir, blobs) = store().await;
         let p = Prehash::default();
-        let data: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 300_000 + i as usize]).collect();
+        let data: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; MIN_BLOCK as usize + i as usize]).collect();
         let offsets: Vec<u64> = data.iter().scan(0u64, |o, d| Some(std::mem::replace(o, *o + d.len() as u64))).collect();
         // Arrival: 3, 1, 0, 4 — block 2 is missing, so 3 and 4 wait.
         for i in [3usize, 1, 0, 4] {
@@ -261,9 +272,10 @@ mod tests {
     async fn a_prefix_counts_only_when_ids_and_digests_match_the_list() {
         let (_dir, blobs) = store().await;
         let p = Prehash::default();
-        let (a, b) = (put(&blobs, b"aaaa").await, put(&blobs, b"bbbb").await);
-        p.staged(B, 0, ("x".into(), a, 4), &blobs);
-        p.staged(B, 4, ("y".into(), b, 4), &blobs);
+        let n = MIN_BLOCK as usize;
+        let (a, b) = (put(&blobs, &vec![b'a'; n]).await, put(&blobs, &vec![b'b'; n]).await);
+        p.staged(B, 0, ("x".into(), a, n as u64), &blobs);
+        p.staged(B, n as u64, ("y".into(), b, n as u64), &blobs);
         p.caught_up("a", "c", "b").await;
         let prefix = p.take("a", "c", "b").await.unwrap();
         let list = |v: &[(&str, Digest)]| v.iter().map(|(i, d)| (i.to_string(), *d)).collect::<Vec<_>>();
@@ -277,16 +289,22 @@ mod tests {
         assert!(p.take("a", "c", "b").await.is_none());
     }
 
-    /// A block whose bytes are gone, or whose stated size is wrong, gives the chain up.
+    /// A block whose bytes are gone, or whose stated size is wrong, gives the chain up; a
+    /// block under MIN_BLOCK is not followed at all.
     #[tokio::test]
     async fn a_block_that_does_not_read_back_as_staged_gives_up_the_chain() {
         let (_dir, blobs) = store().await;
         let p = Prehash::default();
-        p.staged(B, 0, ("id".into(), Digest::from_bytes([7; 32]), 10), &blobs);
+        p.staged(B, 0, ("id".into(), Digest::from_bytes([7; 32]), MIN_BLOCK), &blobs);
         p.caught_up("a", "c", "b").await;
         assert!(p.take("a", "c", "b").await.is_none());
-        let d = put(&blobs, b"12345").await;
-        p.staged(B, 0, ("id".into(), d, 6), &blobs);
+        let d = put(&blobs, &vec![1; MIN_BLOCK as usize]).await;
+        p.staged(B, 0, ("id".into(), d, MIN_BLOCK + 1), &blobs);
+        p.caught_up("a", "c", "b").await;
+        assert!(p.take("a", "c", "b").await.is_none());
+        // Small blocks are left to the commit.
+        let d = put(&blobs, b"small").await;
+        p.staged(B, 0, ("id".into(), d, 5), &blobs);
         p.caught_up("a", "c", "b").await;
         assert!(p.take("a", "c", "b").await.is_none());
     }
@@ -297,7 +315,7 @@ mod tests {
         let p = Prehash::default();
         // Offsets that never start at 0: nothing is hashed, every upload just waits.
         for i in 0..MAX_CHAINS + 10 {
-            p.staged(("a", "c", &format!("b{i}")), 8, ("id".into(), Digest::from_bytes([1; 32]), 1), &blobs);
+            p.staged(("a", "c", &format!("b{i}")), 8, ("id".into(), Digest::from_bytes([1; 32]), MIN_BLOCK), &blobs);
         }
         assert!(p.len() <= MAX_CHAINS, "{} uploads followed", p.len());
     }
