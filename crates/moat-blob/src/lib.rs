@@ -175,18 +175,19 @@ impl BlobStore {
         // From the start, the parts' sizes do not matter.
         let mut reader = self.parts_reader(parts.iter().map(|d| (*d, u64::MAX)).collect(), 0);
         let mut size = 0u64;
-        let mut idle = (hasher, Vec::with_capacity(BUFFER));
-        let mut next = Vec::with_capacity(BUFFER);
-        loop {
+        let mut idle = (hasher, sink::take_buffer());
+        let mut next = sink::take_buffer();
+        let result = loop {
             next.clear();
             // Fill the chunk (a short read is not the end).
+            // read_buf fills spare capacity only: the buffer never grows past BUFFER.
             while next.len() < BUFFER {
-                if (&mut reader).take((BUFFER - next.len()) as u64).read_to_end(&mut next).await? == 0 {
+                if reader.read_buf(&mut next).await? == 0 {
                     break;
                 }
             }
             if next.is_empty() {
-                return Ok((idle.0, size));
+                break Ok((idle.0, size));
             }
             size += next.len() as u64;
             let (mut h, spare) = idle;
@@ -196,7 +197,10 @@ impl BlobStore {
                 Ok((h, chunk))
             })
             .await?;
-        }
+        };
+        sink::give_back(next);
+        sink::give_back(idle.1);
+        result
     }
 
     /// A reader over `parts` (digests with their sizes) from byte `start`: parts are opened one
