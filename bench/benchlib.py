@@ -70,3 +70,13 @@ def settle(scratch_dir, recycle_bytes):
             for _ in range(-(-recycle_bytes // len(buf))):
                 f.write(buf)
         os.unlink(path)
+
+
+def print_header(script, tools):
+    """The first lines of a benchmark's report: date, the command as run, the machine, `tools`."""
+    import datetime
+    import shlex
+    import sys
+    cmd = f"python3 bench/{script} " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
+    print(f"Machine: {os.cpu_count()} vCPU. {tools}.")

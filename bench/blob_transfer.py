@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import random
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ import urllib.request
 
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, rss_kib, settle, version, wait_port
+from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, print_header, rss_kib, settle, version, wait_port
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -242,10 +241,8 @@ def main():
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
-    cmd = "python3 bench/blob_transfer.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
-    print(f"Machine: {os.cpu_count()} vCPU. azure-storage-blob {version(['python3', '-c', 'import azure.storage.blob as b; print(b.__version__)'])}; "
-          f"{version(['curl', '--version'])[:11]}; Azurite 3.35.0.")
+    print_header("blob_transfer.py", f"azure-storage-blob {version(['python3', '-c', 'import azure.storage.blob as b; print(b.__version__)'])}; "
+                 f"{version(['curl', '--version'])[:11]}; Azurite 3.35.0")
     med_note = f", median of {a.runs} runs" if a.runs > 1 else ""
     verdicts = []
     for c in conds:

@@ -37,12 +37,10 @@ Needs: `cargo build --release`, skopeo (1.9.3), curl, and distribution as `docke
 (Debian's docker-registry 2.8.2). Everything listens on 127.0.0.1 only.
 """
 import argparse
-import datetime
 import hashlib
 import http.client
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -52,7 +50,7 @@ import tempfile
 import time
 import urllib.parse
 
-from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, rss_kib, settle, version, wait_port
+from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, print_header, rss_kib, settle, version, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHUNK = 64 * 1024 * 1024
@@ -340,10 +338,8 @@ def main():
         else:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    cmd = "python3 bench/oci_transfer.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
-    print(f"Machine: {os.cpu_count()} vCPU. {version(['skopeo', '--version'])}; "
-          f"{version(['docker-registry', '--version'])}; {version(['curl', '--version'])[:11]}.")
+    print_header("oci_transfer.py", f"{version(['skopeo', '--version'])}; {version(['docker-registry', '--version'])}; "
+                 f"{version(['curl', '--version'])[:11]}")
     med_note = f", median of {a.runs} runs" if a.runs > 1 else ""
     verdicts = []
     for c in conds:

@@ -24,16 +24,23 @@ async fn sas(http: &Http, account_id: &str, resource: &str, sr: &str, sp: &str, 
     r.body["serviceSasToken"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
-    let server = Server::start();
-    let http = server.http();
-    let reg = http.call("PUT", &server.registry_path("default", "blobreg"), Some(&registry_body("eastus")), &[]).await;
+/// Creates registry `name`; returns its storage account's ARM ID and name.
+async fn storage_account(server: &Server, http: &Http, name: &str) -> (String, String) {
+    let reg = http.call("PUT", &server.registry_path("default", name), Some(&registry_body("eastus")), &[]).await;
+    assert_eq!(reg.status, 201, "{}", reg.text);
     let sa_id = reg.body["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
         .as_str()
         .unwrap()
         .to_string();
     let account = sa_id.rsplit('/').next().unwrap().to_string();
+    (sa_id, account)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
+    let server = Server::start();
+    let http = server.http();
+    let (sa_id, account) = storage_account(&server, &http, "blobreg").await;
     let token = sas(&http, &sa_id, &format!("/blob/{account}/upload-1"), "c", "racwdl", 3600).await;
 
     let out = std::process::Command::new("python3")
@@ -169,12 +176,7 @@ fn walk(dir: &std::path::Path) -> usize {
 async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
     let server = Server::start();
     let http = server.http();
-    let reg = http.call("PUT", &server.registry_path("default", "blockreg"), Some(&registry_body("eastus")), &[]).await;
-    let sa_id = reg.body["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let account = sa_id.rsplit('/').next().unwrap().to_string();
+    let (sa_id, account) = storage_account(&server, &http, "blockreg").await;
     let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
     let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token };
     let at = |i: usize| Some(Blocks::offset(i));
