@@ -350,9 +350,8 @@ impl BlobStore {
         };
         let mut sink = Sink::start(file.into_std().await, hasher, None, true);
         let mut size = offset;
-        let mut buf = vec![0u8; BUFFER];
         loop {
-            let n = reader.read(&mut buf).await?;
+            let n = sink.read_from(&mut reader).await?;
             if n == 0 {
                 break;
             }
@@ -360,7 +359,6 @@ impl BlobStore {
             if size > limit {
                 return Err(BlobError::TooLarge { limit });
             }
-            sink.write(&buf[..n]).await?;
         }
         let sunk = sink.finish().await?;
         let hasher = sunk.sha256;
