@@ -169,8 +169,8 @@ impl BlobStore {
     }
 
     /// Continues `hasher` over the concatenation of the stored blobs `parts`; returns it with
-    /// the number of bytes read. Each 1 MiB chunk is hashed on the blocking pool while the next
-    /// one is read, so a long hash (0.5 s per GiB) holds no async worker.
+    /// the number of bytes read. Each 1 MiB chunk is hashed on the blocking pool (a local file
+    /// is read ahead meanwhile), so a long hash (0.5 s per GiB) holds no async worker.
     pub async fn hash_more(&self, parts: &[Digest], hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
         // From the start, the parts' sizes do not matter.
         let mut reader = self.parts_reader(parts.iter().map(|d| (*d, u64::MAX)).collect(), 0);
@@ -179,8 +179,8 @@ impl BlobStore {
         let mut next = sink::take_buffer();
         let result = loop {
             next.clear();
-            // Fill the chunk (a short read is not the end).
-            // read_buf fills spare capacity only: the buffer never grows past BUFFER.
+            // Fill the chunk (a short read is not the end); read_buf fills spare capacity only,
+            // so the buffer never grows past BUFFER.
             while next.len() < BUFFER {
                 if reader.read_buf(&mut next).await? == 0 {
                     break;
