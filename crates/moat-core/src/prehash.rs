@@ -1,8 +1,8 @@
 //! A block blob's sha256, computed while its blocks arrive rather than when they are committed.
 //!
 //! Put Block List must record the sha256 of the whole blob, the concatenation of its blocks.
-//! Hashing it at commit costs ~0.5 s per GiB after the last block, while the client waits (and
-//! 25 s for a 50 GiB model). A client that knows where each block goes can say so: moat's CLI
+//! Hashing it at commit costs ~0.5 s per GiB after the last block, while the client waits (so
+//! ~25 s for a 50 GiB model). A client that knows where each block goes can say so: moat's CLI
 //! sends `x-moat-block-offset` (the block's byte offset in the blob) with every Put Block, and
 //! this node then hashes the blocks in offset order as they arrive: a background task reads
 //! each stored block and continues a running hash, as far as the blocks are contiguous.
