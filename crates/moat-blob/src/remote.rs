@@ -25,6 +25,42 @@ use crate::{BlobError, BlobReader};
 const PART: usize = 8 * 1024 * 1024;
 /// Parts in flight at once per upload.
 const CONCURRENCY: usize = 4;
+/// Seconds after which a chunk outside a session's acknowledged chain is a leftover of a write
+/// that failed, not one still being acknowledged.
+const LEFTOVER_AGE: i64 = 3600;
+
+/// A session chunk's object.
+struct Chunk {
+    start: u64,
+    size: u64,
+    /// Seconds since it was written.
+    age: i64,
+    key: Key,
+}
+
+/// The chunks (sorted by start) that cover `0..length` exactly, preferring at each offset the
+/// newest chunk that still lets the chain end at `length`; `None` if none does.
+fn chain_to(chunks: &[Chunk], length: u64) -> Option<Vec<&Chunk>> {
+    fn from<'a>(chunks: &'a [Chunk], at: u64, length: u64, seen: &mut std::collections::HashSet<u64>) -> Option<Vec<&'a Chunk>> {
+        if at == length {
+            return Some(Vec::new());
+        }
+        // An offset already known to lead nowhere is not searched again.
+        if !seen.insert(at) {
+            return None;
+        }
+        let mut here: Vec<&Chunk> = chunks.iter().filter(|c| c.start == at && c.size > 0 && at + c.size <= length).collect();
+        here.sort_by_key(|c| c.age);
+        for c in here {
+            if let Some(mut rest) = from(chunks, at + c.size, length, seen) {
+                rest.insert(0, c);
+                return Some(rest);
+            }
+        }
+        None
+    }
+    from(chunks, 0, length, &mut std::collections::HashSet::new())
+}
 
 #[derive(Clone)]
 pub(crate) struct Remote {
@@ -101,8 +137,11 @@ impl Remote {
         Key::from(format!("sha256/{}/{hex}", &hex[..2]))
     }
 
+    /// A chunk's object: its offset and a name of its own, so that two nodes writing the same
+    /// chunk of a session at once (a client retrying elsewhere) never replace or remove each
+    /// other's object; which one counts is decided when the chunks are read.
     fn chunk_key(id: &str, start: u64) -> Key {
-        Key::from(format!("uploads/{id}/{start:020}"))
+        Key::from(format!("uploads/{id}/{start:020}-{}", uuid::Uuid::new_v4().simple()))
     }
 
     pub async fn exists(&self, d: &Digest) -> Result<bool, BlobError> {
@@ -238,46 +277,48 @@ impl Remote {
         }
     }
 
-    /// Upload session `id`'s chunk objects, by offset: (start, size, key).
-    async fn chunks(&self, id: &str) -> Result<Vec<(u64, u64, Key)>, BlobError> {
+    /// Upload session `id`'s chunk objects, by offset: (start, size, key, age in seconds). A
+    /// chunk's name is its offset, then `-` and a name of its own (or nothing: objects of
+    /// sessions begun before chunks had names of their own were named by offset alone).
+    async fn chunks(&self, id: &str) -> Result<Vec<Chunk>, BlobError> {
         let prefix = Key::from(format!("uploads/{id}"));
-        let mut out: Vec<(u64, u64, Key)> = self
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mut out: Vec<Chunk> = self
             .store
             .list(Some(&prefix))
-            .map_ok(|m| (m.location.filename().and_then(|n| n.parse::<u64>().ok()), m.size, m.location))
-            .try_filter_map(|(start, size, key)| async move { Ok(start.map(|s| (s, size, key))) })
+            .map_ok(move |m| {
+                let start = m.location.filename().and_then(|n| n.split('-').next()).and_then(|n| n.parse::<u64>().ok());
+                start.map(|start| Chunk { start, size: m.size, age: now - m.last_modified.timestamp(), key: m.location })
+            })
+            .try_filter_map(|c| async move { Ok(c) })
             .try_collect()
             .await?;
-        out.sort_by_key(|c| c.0);
+        out.sort_by_key(|c| c.start);
         Ok(out)
     }
 
-    /// The chunks that make up the first `length` bytes of session `id`, after removing any
-    /// chunk at or past `length` (left by a write that was never acknowledged).
+    /// The chunks that make up the first `length` bytes of session `id`, in order: from the
+    /// chunks at each offset, the newest that lets the chain end exactly at `length` (a chunk
+    /// written but never acknowledged is older than the one written again after it, in the
+    /// ordinary case of a retry). Chunks outside the chain are removed once they are older
+    /// than [`LEFTOVER_AGE`]: a younger one at or past `length` may be another node's write
+    /// whose acknowledgement is on its way, and removing it would lose acknowledged bytes.
     async fn acknowledged(&self, id: &str, length: u64) -> Result<Vec<(u64, u64, Key)>, BlobError> {
-        let mut kept = Vec::new();
-        for (start, size, key) in self.chunks(id).await? {
-            if start >= length {
-                match self.store.delete(&key).await {
+        let all = self.chunks(id).await?;
+        let chain = chain_to(&all, length).ok_or_else(|| {
+            let end = all.iter().filter(|c| c.start < length).map(|c| c.start + c.size).max().unwrap_or(0);
+            BlobError::Store(format!("upload {id}'s chunks do not make up its acknowledged {length} bytes (they reach {end})"))
+        })?;
+        for c in &all {
+            if c.age > LEFTOVER_AGE && !chain.iter().any(|k| k.key == c.key) {
+                match self.store.delete(&c.key).await {
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(e.into()),
                 }
-            } else {
-                kept.push((start, size, key));
             }
         }
-        let mut end = 0;
-        for (start, size, key) in &kept {
-            if *start != end {
-                return Err(BlobError::Store(format!("upload {id} lost bytes {end}..{start} (at {key})")));
-            }
-            end += size;
-        }
-        if end != length {
-            return Err(BlobError::Store(format!("upload {id} holds {end} bytes, not the acknowledged {length}")));
-        }
-        Ok(kept)
+        Ok(chain.into_iter().map(|c| (c.start, c.size, c.key.clone())).collect())
     }
 
     /// Appends `reader` as the chunk at `offset`; `inspect` sees every byte (hash, limit).
@@ -301,7 +342,7 @@ impl Remote {
 
     pub async fn upload_discard(&self, id: &str) -> Result<bool, BlobError> {
         let chunks = self.chunks(id).await?;
-        for (_, _, key) in &chunks {
+        for Chunk { key, .. } in &chunks {
             match self.store.delete(key).await {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
