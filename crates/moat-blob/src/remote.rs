@@ -279,7 +279,8 @@ impl Remote {
 
     /// Upload session `id`'s chunk objects, by offset. A chunk's name is its offset, then `-`
     /// and a name of its own (or nothing: objects of sessions begun before chunks had names of
-    /// their own were named by offset alone); its age comes from the store's own clock.
+    /// their own were named by offset alone); its age is this node's clock minus the time the
+    /// store recorded for it (clocks a few minutes apart do not matter against LEFTOVER_AGE).
     async fn chunks(&self, id: &str) -> Result<Vec<Chunk>, BlobError> {
         let prefix = Key::from(format!("uploads/{id}"));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
