@@ -491,20 +491,8 @@ impl std::fmt::Debug for BlobWriter {
 }
 
 impl BlobWriter {
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
-        self.size += chunk.len() as u64;
-        if self.size > self.limit {
-            return Err(BlobError::TooLarge { limit: self.limit });
-        }
-        match self.sink.as_mut() {
-            Some(s) => s.write(chunk).await?,
-            None => return Err(BlobError::Io(std::io::Error::other("write after finish"))),
-        }
-        Ok(())
-    }
-
-    /// Reads once from `reader` into the write (see [`BlobWriter::write`]); returns the bytes
-    /// read, 0 at the end of `reader`. A failed read is [`BlobError::Source`].
+    /// Reads once from `reader` into the write; returns the bytes read, 0 at the end of
+    /// `reader`. A failed read is [`BlobError::Source`].
     pub async fn read_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<usize, BlobError> {
         let n = match self.sink.as_mut() {
             Some(s) => s.read_from(reader).await?,
@@ -756,10 +744,10 @@ mod upload_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
         let mut w = store.writer_for(Algorithm::Sha512, 100).await.unwrap();
-        w.write(b"data").await.unwrap();
+        w.read_from(&mut &b"data"[..]).await.unwrap();
         assert!(w.finish_checked(Some(&OciDigest::of(Algorithm::Sha512, b"data"))).await.unwrap().created);
         let mut w = store.writer_for(Algorithm::Sha512, 100).await.unwrap();
-        w.write(b"data").await.unwrap();
+        w.read_from(&mut &b"data"[..]).await.unwrap();
         assert!(matches!(w.finish_checked(Some(&OciDigest::of(Algorithm::Sha512, b"other"))).await, Err(BlobError::DigestMismatch { .. })));
     }
 }

@@ -287,11 +287,10 @@ impl Remote {
         let mut out: Vec<Chunk> = self
             .store
             .list(Some(&prefix))
-            .map_ok(move |m| {
+            .try_filter_map(move |m| async move {
                 let start = m.location.filename().and_then(|n| n.split('-').next()).and_then(|n| n.parse::<u64>().ok());
-                start.map(|start| Chunk { start, size: m.size, age: now - m.last_modified.timestamp(), key: m.location })
+                Ok(start.map(|start| Chunk { start, size: m.size, age: now - m.last_modified.timestamp(), key: m.location }))
             })
-            .try_filter_map(|c| async move { Ok(c) })
             .try_collect()
             .await?;
         out.sort_by_key(|c| c.start);

@@ -75,18 +75,6 @@ impl Sink {
         Sink { tx: Some(tx), worker: Some(worker), pending: take_buffer() }
     }
 
-    pub async fn write(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
-        while !chunk.is_empty() {
-            let n = (BUFFER - self.pending.len()).min(chunk.len());
-            self.pending.extend_from_slice(&chunk[..n]);
-            chunk = &chunk[n..];
-            if self.pending.len() == BUFFER {
-                self.hand_over().await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Reads once from `reader` straight into the buffer being filled (no copy, no zeroed
     /// buffer of the caller's); returns the bytes read, 0 at the end of `reader`. A failed read
     /// is [`BlobError::Source`], a failed write [`BlobError::Io`].
@@ -247,8 +235,8 @@ mod tests {
             let file = std::fs::File::create(&path).unwrap();
             let mut sink = Sink::start(file, Some(Sha256::new()), Some(Sha512::new()), true);
             // Uneven chunks, as the network delivers them.
-            for chunk in data.chunks(65_521) {
-                sink.write(chunk).await.unwrap();
+            for mut chunk in data.chunks(65_521) {
+                while sink.read_from(&mut chunk).await.unwrap() > 0 {}
             }
             let sunk = sink.finish().await.unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), data, "size {size}");
@@ -312,8 +300,9 @@ mod tests {
             let mut sink = Sink::start(file, Some(Sha256::new()), None, true);
             let data = vec![7u8; size];
             let outcome = async {
-                sink.write(&data).await?;
-                sink.finish().await
+                let mut source = &data[..];
+                while sink.read_from(&mut source).await? > 0 {}
+                sink.finish().await.map_err(BlobError::Io)
             };
             let err = tokio::time::timeout(std::time::Duration::from_secs(20), outcome)
                 .await
@@ -321,6 +310,7 @@ mod tests {
                 .err()
                 .expect("a write to a read-only file succeeded");
             // The cause itself, not a generic "stopped".
+            let BlobError::Io(err) = err else { panic!("size {size}: {err}") };
             assert_eq!(err.raw_os_error(), Some(9), "size {size}: {err}");
         }
     }

@@ -273,7 +273,6 @@ impl Moat {
             .map(|b| (b.block_id.clone(), b))
             .collect();
         let mut parts = Vec::with_capacity(block_ids.len());
-        let mut listed = Vec::with_capacity(block_ids.len());
         for id in block_ids {
             let b = staged.get(id).ok_or_else(|| {
                 Error::invalid(
@@ -282,16 +281,14 @@ impl Moat {
                     format!("The block list names block '{id}', which was not staged for this blob."),
                 )
             })?;
-            let digest = Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?;
-            parts.push(digest);
-            listed.push((id.clone(), digest));
+            parts.push(Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?);
         }
         // The blocks stay where they are, as the blob's parts: hashed in order, never rewritten.
         // Usually most of them were hashed as they arrived (see prehash.rs).
         let ahead = self.prehash.take(t.account, t.container, t.blob.unwrap_or_default()).await;
         let ahead_len = ahead.as_ref().map_or(0, |p| p.blocks.len());
-        let usable = ahead.and_then(|p| prehash::covered(&p, &listed).map(|n| (p, n)));
-        tracing::debug!(blocks = listed.len(), hashed_ahead = ahead_len, used = usable.as_ref().map_or(0, |u| u.1), "block list");
+        let usable = ahead.and_then(|p| prehash::covered(&p, block_ids, &parts).map(|n| (p, n)));
+        tracing::debug!(blocks = parts.len(), hashed_ahead = ahead_len, used = usable.as_ref().map_or(0, |u| u.1), "block list");
         let (digest, size) = match usable {
             Some((p, n)) => {
                 let (h, more) = self.blobs.hash_more(&parts[n..], p.hasher).await.map_err(blob_error)?;

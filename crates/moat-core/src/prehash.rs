@@ -212,11 +212,12 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
     }
 }
 
-/// How much of `parts` (the committed list, in order) `prefix` covers: its length when its
-/// blocks are exactly the list's first ones, by ID and digest.
-pub(crate) fn covered(prefix: &Prefix, parts: &[(String, Digest)]) -> Option<usize> {
+/// How much of the committed list (block `ids` and their `digests`, in order) `prefix` covers:
+/// its length when its blocks are exactly the list's first ones, by ID and digest.
+pub(crate) fn covered(prefix: &Prefix, ids: &[String], digests: &[Digest]) -> Option<usize> {
     let n = prefix.blocks.len();
-    (n <= parts.len() && prefix.blocks[..] == parts[..n]).then_some(n)
+    let listed = ids.iter().zip(digests);
+    (n <= ids.len().min(digests.len()) && prefix.blocks.iter().zip(listed).all(|((id, d), (i, e))| id == i && d == e)).then_some(n)
 }
 
 #[cfg(test)]
@@ -278,13 +279,17 @@ mod tests {
         p.staged(B, n as u64, ("y".into(), b, n as u64), &blobs);
         p.caught_up("a", "c", "b").await;
         let prefix = p.take("a", "c", "b").await.unwrap();
-        let list = |v: &[(&str, Digest)]| v.iter().map(|(i, d)| (i.to_string(), *d)).collect::<Vec<_>>();
-        assert_eq!(covered(&prefix, &list(&[("x", a), ("y", b), ("z", a)])), Some(2));
-        assert_eq!(covered(&prefix, &list(&[("x", a), ("y", b)])), Some(2));
+        let covers = |v: &[(&str, Digest)]| {
+            let ids: Vec<String> = v.iter().map(|(i, _)| i.to_string()).collect();
+            let digests: Vec<Digest> = v.iter().map(|(_, d)| *d).collect();
+            covered(&prefix, &ids, &digests)
+        };
+        assert_eq!(covers(&[("x", a), ("y", b), ("z", a)]), Some(2));
+        assert_eq!(covers(&[("x", a), ("y", b)]), Some(2));
         // Another order, a re-staged block with other bytes, a shorter list: hash it all.
-        assert_eq!(covered(&prefix, &list(&[("y", b), ("x", a)])), None);
-        assert_eq!(covered(&prefix, &list(&[("x", a), ("y", a)])), None);
-        assert_eq!(covered(&prefix, &list(&[("x", a)])), None);
+        assert_eq!(covers(&[("y", b), ("x", a)]), None);
+        assert_eq!(covers(&[("x", a), ("y", a)]), None);
+        assert_eq!(covers(&[("x", a)]), None);
         // Nothing is left for a second commit of the same blob.
         assert!(p.take("a", "c", "b").await.is_none());
     }
