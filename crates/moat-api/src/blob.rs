@@ -383,8 +383,9 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                     bad("InvalidHeaderValue", "x-moat-block-offset is the block's byte offset in the blob, a decimal number.")
                 })?),
             };
+            let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
             let reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
-            moat.put_block(&t, block_id, offset, reader).await?;
+            moat.put_block(&t, block_id, offset, length, reader).await?;
             let mut resp = StatusCode::CREATED.into_response();
             common_headers(resp.headers_mut());
             resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));

@@ -58,6 +58,15 @@ pub struct Stored {
 
 const BUFFER: usize = 256 * 1024;
 
+/// A piece of stored bytes: a whole content-addressed blob, or a range (from `offset`) of a
+/// staging file, where blocks whose place in their blob is known are written in place (see
+/// [`BlobStore::stage_at`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Stored(Digest),
+    Staged { file: String, offset: u64 },
+}
+
 /// A content-addressed store: under one directory, or in an object store with the directory
 /// holding only temporary files.
 #[derive(Clone, Debug)]
@@ -112,6 +121,7 @@ impl BlobStore {
         }
         tokio::fs::create_dir_all(&tmp).await?;
         tokio::fs::create_dir_all(root.join("uploads")).await?;
+        tokio::fs::create_dir_all(root.join("staging")).await?;
         Ok(BlobStore { root, remote, running: Default::default() })
     }
 
@@ -164,16 +174,18 @@ impl BlobStore {
     /// The digest and size of the concatenation of stored blobs, read once and never written:
     /// a blob made of blocks keeps its blocks as parts.
     pub async fn hash_parts(&self, parts: &[Digest]) -> Result<(Digest, u64), BlobError> {
-        let (h, size) = self.hash_more(parts, Sha256::new()).await?;
+        // From the start, the parts' sizes do not matter.
+        let pieces: Vec<(Piece, u64)> = parts.iter().map(|d| (Piece::Stored(*d), u64::MAX)).collect();
+        let (h, size) = self.hash_pieces(&pieces, Sha256::new()).await?;
         Ok((Digest::from_bytes(h.finalize().into()), size))
     }
 
-    /// Continues `hasher` over the concatenation of the stored blobs `parts`; returns it with
-    /// the number of bytes read. Each 1 MiB chunk is hashed on the blocking pool (a local file
-    /// is read ahead meanwhile), so a long hash (0.5 s per GiB) holds no async worker.
-    pub async fn hash_more(&self, parts: &[Digest], hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
-        // From the start, the parts' sizes do not matter.
-        let mut reader = self.parts_reader(parts.iter().map(|d| (*d, u64::MAX)).collect(), 0);
+    /// Continues `hasher` over the concatenation of `pieces` (each with its length; `u64::MAX`
+    /// for a whole stored blob); returns it with the number of bytes read. Each 1 MiB chunk is
+    /// hashed on the blocking pool (a local file is read ahead meanwhile), so a long hash
+    /// (0.5 s per GiB) holds no async worker.
+    pub async fn hash_pieces(&self, pieces: &[(Piece, u64)], hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
+        let mut reader = self.pieces_reader(pieces.to_vec(), 0);
         let mut size = 0u64;
         let mut idle = (hasher, sink::take_buffer());
         let mut next = sink::take_buffer();
@@ -206,19 +218,158 @@ impl BlobStore {
     /// A reader over `parts` (digests with their sizes) from byte `start`: parts are opened one
     /// at a time, as the reading reaches them.
     pub fn parts_reader(&self, parts: Vec<(Digest, u64)>, start: u64) -> BlobReader {
-        match &self.remote {
-            Some(r) => r.parts_reader(parts, start),
-            None => BlobReader::local(
-                parts_from(parts, start)
-                    .map(|(d, offset, size)| Segment {
-                        path: self.path_of(&d),
-                        file: None,
-                        offset,
-                        len: if size == u64::MAX { size } else { size - offset },
-                    })
-                    .collect(),
-            ),
+        self.pieces_reader(parts.into_iter().map(|(d, n)| (Piece::Stored(d), n)).collect(), start)
+    }
+
+    /// A reader over `pieces` (with their lengths) from byte `start`. Staged pieces exist on
+    /// the local disk only.
+    pub fn pieces_reader(&self, pieces: Vec<(Piece, u64)>, start: u64) -> BlobReader {
+        if let Some(r) = &self.remote {
+            let mut parts = Vec::with_capacity(pieces.len());
+            for (p, n) in pieces {
+                match p {
+                    Piece::Stored(d) => parts.push((d, n)),
+                    Piece::Staged { .. } => {
+                        let e = std::io::Error::other("staged pieces exist on the local disk only");
+                        return BlobReader::new(tokio_util::io::StreamReader::new(futures_util::stream::iter([Err::<bytes::Bytes, _>(e)])));
+                    }
+                }
+            }
+            return r.parts_reader(parts, start);
         }
+        BlobReader::local(
+            parts_from(pieces, start)
+                .map(|(p, skip, size)| {
+                    let len = if size == u64::MAX { size } else { size - skip };
+                    match p {
+                        Piece::Stored(d) => Segment { path: self.path_of(&d), file: None, offset: skip, len },
+                        Piece::Staged { file, offset } => {
+                            Segment { path: self.staging_path(&file), file: None, offset: offset + skip, len }
+                        }
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether blocks can be staged in place ([`BlobStore::stage_at`]): on the local disk.
+    pub fn stages_in_place(&self) -> bool {
+        self.remote.is_none()
+    }
+
+    fn staging_path(&self, file: &str) -> PathBuf {
+        self.root.join("staging").join(file)
+    }
+
+    fn check_staging_name(file: &str) -> Result<(), BlobError> {
+        if file.is_empty() || file.len() > 64 || !file.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+            return Err(BlobError::Config(format!("'{file}' is not a staging file name")));
+        }
+        Ok(())
+    }
+
+    /// Writes `reader` (at most `limit` bytes) at `offset` of staging file `file` (letters,
+    /// digits and `-`; created when new), without hashing it, and makes it durable; returns the
+    /// bytes written. A block whose place in its blob is known goes where it will stay, so the
+    /// blob's sha256 is the only hash its bytes need and a commit moves no byte
+    /// ([`BlobStore::install_staged`]). The caller keeps writes to one file from overlapping.
+    pub async fn stage_at<R: AsyncRead + Unpin>(&self, file: &str, offset: u64, mut reader: R, limit: u64) -> Result<u64, BlobError> {
+        Self::check_staging_name(file)?;
+        if self.remote.is_some() {
+            return Err(BlobError::Config("blocks are staged in place on the local disk only".into()));
+        }
+        let path = self.staging_path(file);
+        let (f, created) = blocking(move || match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => Ok((f, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((std::fs::OpenOptions::new().write(true).open(&path)?, false)),
+            Err(e) => Err(e),
+        })
+        .await?;
+        if created {
+            sync_dir(&self.root.join("staging")).await?;
+        }
+        use std::io::Seek;
+        let mut f = f;
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        let mut sink = Sink::start(f, None, None, true);
+        let mut size = 0u64;
+        loop {
+            let n = sink.read_from(&mut reader).await?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > limit {
+                return Err(BlobError::TooLarge { limit });
+            }
+        }
+        let sunk = sink.finish().await?;
+        blocking(move || sunk.file.sync_data()).await?;
+        Ok(size)
+    }
+
+    /// Makes staging file `file`, whose `size` bytes hash to `digest`, the stored blob `digest`:
+    /// linked into the store, never copied (nothing happens when equal bytes are there). The
+    /// staging file's name stays until [`BlobStore::remove_staged`], so a commit that fails
+    /// after this can be retried; the caller must never write to the file again. Returns
+    /// whether the blob is new.
+    pub async fn install_staged(&self, file: &str, digest: &Digest, size: u64) -> Result<bool, BlobError> {
+        Self::check_staging_name(file)?;
+        let src = self.staging_path(file);
+        let len = tokio::fs::metadata(&src).await?.len();
+        if len != size {
+            return Err(BlobError::Io(std::io::Error::other(format!("staging file {file} holds {len} bytes, not {size}"))));
+        }
+        let final_path = self.path_of(digest);
+        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if !tokio::fs::try_exists(&dir).await? {
+            tokio::fs::create_dir_all(&dir).await?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).await?;
+            }
+        }
+        let created = match tokio::fs::hard_link(&src, &final_path).await {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e.into()),
+        };
+        // Synced either way: another writer may have linked it without having synced yet.
+        sync_dir(&dir).await?;
+        Ok(created)
+    }
+
+    /// The size of staging file `file`, `None` when there is none.
+    pub async fn staged_len(&self, file: &str) -> Result<Option<u64>, BlobError> {
+        Self::check_staging_name(file)?;
+        match tokio::fs::metadata(self.staging_path(file)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes staging file `file`; false if it was not there.
+    pub async fn remove_staged(&self, file: &str) -> Result<bool, BlobError> {
+        Self::check_staging_name(file)?;
+        match tokio::fs::remove_file(self.staging_path(file)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The staging files on disk, with the time each was last written.
+    pub async fn staged_files(&self) -> Result<Vec<(String, std::time::SystemTime)>, BlobError> {
+        let mut out = Vec::new();
+        if self.remote.is_some() {
+            return Ok(out);
+        }
+        let mut entries = tokio::fs::read_dir(self.root.join("staging")).await?;
+        while let Some(e) = entries.next_entry().await? {
+            let modified = e.metadata().await?.modified()?;
+            out.push((e.file_name().to_string_lossy().into_owned(), modified));
+        }
+        Ok(out)
     }
 
     /// Opens a stored blob for reading, with its size.
@@ -462,7 +613,7 @@ impl BlobStore {
 
 /// The parts (digests with their sizes) that byte `start` of their concatenation and the bytes
 /// after it fall in, each with the offset to start from in it (0 but in the first) and its size.
-fn parts_from(parts: Vec<(Digest, u64)>, start: u64) -> impl Iterator<Item = (Digest, u64, u64)> {
+fn parts_from<P>(parts: Vec<(P, u64)>, start: u64) -> impl Iterator<Item = (P, u64, u64)> {
     let mut skip = start;
     parts.into_iter().filter_map(move |(d, size)| {
         if skip >= size {
@@ -653,6 +804,40 @@ mod tests {
 #[cfg(test)]
 mod parts_tests {
     use super::*;
+
+    /// Blocks staged in place land at their offsets whatever their order, read back as ranges,
+    /// and the whole file becomes a stored blob by a link: no byte copied.
+    #[tokio::test]
+    async fn staged_blocks_are_written_in_place_and_linked_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5).await.unwrap(), 5);
+        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5).await.unwrap(), 5);
+        assert!(matches!(store.stage_at("f2", 0, &b"too long"[..], 3).await, Err(BlobError::TooLarge { limit: 3 })));
+        assert!(matches!(store.stage_at("../f1", 0, &b"x"[..], 1).await, Err(BlobError::Config(_))));
+        assert_eq!(store.staged_len("f1").await.unwrap(), Some(10));
+        assert_eq!(store.staged_len("nothing").await.unwrap(), None);
+
+        let at = |o: u64| (Piece::Staged { file: "f1".into(), offset: o }, 5);
+        let mut out = Vec::new();
+        store.pieces_reader(vec![at(5), at(0)], 3).read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"ldhello", "ranges in the list's order, from any offset");
+        let (h, n) = store.hash_pieces(&[at(0), at(5)], Sha256::new()).await.unwrap();
+        let d = Digest::from_bytes(h.finalize().into());
+        assert_eq!((d, n), (Digest::from_bytes(Sha256::digest(b"helloworld").into()), 10));
+
+        assert!(store.install_staged("f1", &d, 9).await.is_err(), "the file must be exactly the blob");
+        assert!(store.install_staged("f1", &d, 10).await.unwrap(), "new bytes");
+        assert!(!store.install_staged("f1", &d, 10).await.unwrap(), "there already");
+        let names: Vec<String> = store.staged_files().await.unwrap().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"f1".to_string()), "the staging name stays until removed: {names:?}");
+        assert!(store.remove_staged("f1").await.unwrap());
+        assert!(!store.remove_staged("f1").await.unwrap());
+        let (mut r, size) = store.get(&d).await.unwrap().unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert_eq!((out.as_slice(), size), (&b"helloworld"[..], 10));
+    }
 
     #[tokio::test]
     async fn parts_read_as_one_from_any_offset() {

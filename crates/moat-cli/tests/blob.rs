@@ -220,18 +220,57 @@ async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
     while let Some(done) = at_once.join_next().await {
         done.unwrap();
     }
-    b.commit("concurrent", &(0..16).collect::<Vec<_>>(), &[0; 16]).await;
-    // The same name uploaded again: a fresh running hash, not the old one's.
+    let concurrent = b.commit("concurrent", &(0..16).collect::<Vec<_>>(), &[0; 16]).await;
+    // The same name uploaded again: a fresh running hash (and staging file), not the old one's.
     for i in 0..3 {
         b.stage("ordered", i, 5, at(i)).await;
     }
-    b.commit("ordered", &[0, 1, 2], &[5; 3]).await;
+    let again = b.commit("ordered", &[0, 1, 2], &[5; 3]).await;
+    // Blocks written in place became one stored file (linked, or written out whole when the
+    // list did not match their places); none of the staging files is left.
+    for sha in [&again, &concurrent] {
+        let stored = server.dir.join("blobs/sha256").join(&sha[..2]).join(sha);
+        assert!(stored.is_file(), "{} is stored whole", stored.display());
+    }
+    assert_eq!(walk(&server.dir.join("blobs/staging")), 0, "committed blobs leave no staging file");
 
     let url = format!("{}/bad?comp=block&blockid={}&{}", b.base, urlencode(&Blocks::id(0)), b.token);
     let r = b.anon.raw("PUT", &url, Some(b"x".to_vec()), Some("application/octet-stream"), &[("x-moat-block-offset", "-1")]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidHeaderValue")), "{}", r.text);
     let r = b.anon.raw("GET", &format!("{}/bad?comp=blocklist&blocklisttype=uncommitted&{}", b.base, b.token), None, None, &[]).await;
     assert_eq!(r.status, 404, "the refused block was not staged: {}", r.text);
+}
+
+/// Blocks written in place survive a crash: after a SIGKILL and a restart, the blocks staged
+/// before it are still there and the upload completes (the blocks after it go to a new staging
+/// file, so the commit writes the blob out whole). A staging file no block is in — what a crash
+/// between writing a block and recording it leaves — is removed at the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_written_in_place_survive_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start_in(&dir, &[]);
+    let http = server.http();
+    let (sa_id, account) = storage_account(&server, &http, "crashreg").await;
+    let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
+    let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token: token.clone() };
+    for i in 0..3 {
+        b.stage("resumed", i, 0, Some(Blocks::offset(i))).await;
+    }
+    server.kill();
+    let staging = dir.join("blobs/staging");
+    assert_eq!(walk(&staging), 1, "one staging file holds the blob's blocks");
+    std::fs::write(staging.join("0123456789abcdef0123456789abcdef"), b"a block never recorded").unwrap();
+
+    let server = Server::start_in(&dir, &[]);
+    assert_eq!(walk(&staging), 1, "the file no block is in was removed, the other kept");
+    let b = Blocks { anon: server.http().anonymous(), base: format!("{}/{account}/blocks", server.url), token };
+    for i in 3..6 {
+        b.stage("resumed", i, 0, Some(Blocks::offset(i))).await;
+    }
+    assert_eq!(walk(&staging), 2, "blocks after the restart went to a new file");
+    b.commit("resumed", &[0, 1, 2, 3, 4, 5], &[0; 6]).await;
+    assert_eq!(walk(&staging), 0, "the commit removed both");
 }
 
 #[derive(Clone)]
@@ -269,7 +308,8 @@ impl Blocks {
         assert_eq!(r.status, 201, "staging block {i} of {blob}: {}", r.text);
     }
 
-    async fn commit(&self, blob: &str, list: &[usize], salts: &[u8]) {
+    /// Commits `list` and checks the recorded sha256 and the bytes read back; returns the sha256.
+    async fn commit(&self, blob: &str, list: &[usize], salts: &[u8]) -> String {
         use sha2::Digest;
         let xml: String = list.iter().map(|i| format!("<Latest>{}</Latest>", Self::id(*i))).collect();
         let url = format!("{}/{blob}?comp=blocklist&{}", self.base, self.token);
@@ -281,6 +321,7 @@ impl Blocks {
         let got = self.anon.client.get(format!("{}/{blob}?{}", self.base, self.token)).send().await.unwrap();
         assert_eq!(got.status(), 200);
         assert!(got.bytes().await.unwrap() == expected, "{blob}: the bytes read back");
+        sha
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::io::AsyncRead;
 
 use crate::registries::{NAMES_STORAGE, RegistryDoc, StorageAccountDoc};
 use crate::sas::{self, Grant, Need, Permissions, SasError};
+use crate::staging::BlockAt;
 use crate::{Caller, Error, Moat, Result, audit, decode, now_rfc3339, prehash};
 use sha2::Digest as _;
 
@@ -75,6 +76,19 @@ fn blob_error(e: BlobError) -> Error {
         }
         other => Error::Internal(format!("byte store: {other}")),
     }
+}
+
+/// The staging files (see staging.rs) that `blocks` are in.
+fn staged_in<'a>(blocks: impl Iterator<Item = &'a BlockRow>) -> Vec<String> {
+    let mut files: Vec<String> = blocks
+        .filter_map(|b| match BlockAt::parse(&b.digest) {
+            Some(BlockAt::Staged { file, .. }) => Some(file),
+            _ => None,
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 fn sealed(container: &str) -> Error {
@@ -220,9 +234,17 @@ impl Moat {
     }
 
     /// Put Block: stages one block of a blob. `offset`, moat's extension (`x-moat-block-offset`),
-    /// is where the client will put the block in the blob: with it, the blob's sha256 is
-    /// computed as blocks arrive instead of at commit (see prehash.rs).
-    pub async fn put_block<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, block_id: &str, offset: Option<u64>, body: R) -> Result<()> {
+    /// is where the client will put the block in the blob: with it (and the body's `length`),
+    /// the block is written in place on the local disk (see staging.rs) and the blob's sha256
+    /// is computed as blocks arrive instead of at commit (see prehash.rs).
+    pub async fn put_block<R: AsyncRead + Unpin>(
+        &self,
+        t: &BlobTarget<'_>,
+        block_id: &str,
+        offset: Option<u64>,
+        length: Option<u64>,
+        body: R,
+    ) -> Result<()> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Write).await?;
         let raw = STANDARD
@@ -231,8 +253,47 @@ impl Moat {
         if raw.is_empty() || raw.len() > 64 {
             return Err(Error::invalid("InvalidQueryParameterValue", "blockid", "A block ID decodes to 1 to 64 bytes."));
         }
+        if length.is_some_and(|n| n > MAX_PUT_BYTES) {
+            return Err(blob_error(BlobError::TooLarge { limit: MAX_PUT_BYTES }));
+        }
         self.writable(t).await?;
-        let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
+        let blob = (t.account, t.container, t.blob.unwrap_or_default());
+        let ticket = match (offset, length) {
+            (Some(o), Some(n)) if n > 0 && self.blobs.stages_in_place() => self.staging.begin(blob, o, n),
+            _ => None,
+        };
+        let written = match &ticket {
+            Some(tk) => {
+                let n = length.unwrap_or_default();
+                match self.blobs.stage_at(&tk.file, tk.offset, body, n).await {
+                    Ok(w) if w == n => Ok((BlockAt::Staged { file: tk.file.clone(), offset: tk.offset, token: tk.token.clone() }, w)),
+                    Ok(w) => Err(BlobError::Source(std::io::Error::other(format!("the body ended after {w} of the {n} bytes announced")))),
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.blobs.put(body, None, MAX_PUT_BYTES).await.map(|s| (BlockAt::Stored(s.digest), s.size)),
+        };
+        let (at, size) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                if let Some(tk) = ticket {
+                    self.staging.done(tk, false);
+                }
+                return Err(blob_error(e));
+            }
+        };
+        let recorded = self.record_block(t, block_id, &at, size).await;
+        if let Some(tk) = ticket {
+            self.staging.done(tk, recorded.is_ok());
+        }
+        recorded?;
+        if let Some(offset) = offset {
+            self.prehash.staged(blob, offset, (block_id.to_string(), at, size), &self.blobs);
+        }
+        Ok(())
+    }
+
+    async fn record_block(&self, t: &BlobTarget<'_>, block_id: &str, at: &BlockAt, size: u64) -> Result<()> {
         let mut tx = self.store.write().await?;
         // Checked again under the lock: a commit may have sealed the container meanwhile.
         if tx.container_sealed(t.account, t.container).await? == Some(true) {
@@ -244,20 +305,21 @@ impl Moat {
             container: t.container.into(),
             name: t.blob.unwrap_or_default().into(),
             block_id: block_id.into(),
-            digest: stored.digest.to_string(),
-            size: stored.size as i64,
+            digest: at.to_string(),
+            size: size as i64,
             staged_at: now_rfc3339(),
         })
         .await?;
         tx.commit().await?;
-        if let Some(offset) = offset {
-            let blob = (t.account, t.container, t.blob.unwrap_or_default());
-            self.prehash.staged(blob, offset, (block_id.to_string(), stored.digest, stored.size), &self.blobs);
-        }
         Ok(())
     }
 
     /// Put Block List: the blob becomes the concatenation of the named staged blocks.
+    ///
+    /// Blocks stored content-addressed stay where they are, as the blob's parts; blocks written
+    /// in place that make up their staging file exactly, in order, become the blob by a link;
+    /// anything else (a mix, another order) is written out whole. Either way, the bytes are
+    /// hashed once here at most — usually most of them were hashed as they arrived.
     pub async fn put_block_list(&self, t: &BlobTarget<'_>, block_ids: &[String], content_type: Option<String>) -> Result<BlobRow> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Write).await?;
@@ -265,14 +327,11 @@ impl Moat {
             return Err(Error::invalid("InvalidBlockList", "body", format!("A block list holds at most {MAX_BLOCKS} blocks.")));
         }
         self.writable(t).await?;
-        let staged: std::collections::HashMap<String, BlockRow> = self
-            .store
-            .blocks(t.account, t.container, t.blob.unwrap_or_default())
-            .await?
-            .into_iter()
-            .map(|b| (b.block_id.clone(), b))
-            .collect();
-        let mut parts = Vec::with_capacity(block_ids.len());
+        let blob = (t.account, t.container, t.blob.unwrap_or_default());
+        let staged: std::collections::HashMap<String, BlockRow> =
+            self.store.blocks(blob.0, blob.1, blob.2).await?.into_iter().map(|b| (b.block_id.clone(), b)).collect();
+        let mut places = Vec::with_capacity(block_ids.len());
+        let mut sizes = Vec::with_capacity(block_ids.len());
         for id in block_ids {
             let b = staged.get(id).ok_or_else(|| {
                 Error::invalid(
@@ -281,25 +340,119 @@ impl Moat {
                     format!("The block list names block '{id}', which was not staged for this blob."),
                 )
             })?;
-            parts.push(Digest::parse(&b.digest).map_err(|_| Error::Internal(format!("stored block digest {}", b.digest)))?);
+            places.push(BlockAt::parse(&b.digest).ok_or_else(|| Error::Internal(format!("stored block place {}", b.digest)))?);
+            sizes.push(b.size as u64);
         }
-        // The blocks stay where they are, as the blob's parts: hashed in order, never rewritten.
-        // Usually most of them were hashed as they arrived (see prehash.rs).
-        let ahead = self.prehash.take(t.account, t.container, t.blob.unwrap_or_default()).await;
-        let ahead_len = ahead.as_ref().map_or(0, |p| p.blocks.len());
-        let usable = ahead.and_then(|p| prehash::covered(&p, block_ids, &parts).map(|n| (p, n)));
-        tracing::debug!(blocks = parts.len(), hashed_ahead = ahead_len, used = usable.as_ref().map_or(0, |u| u.1), "block list");
-        let (digest, size) = match usable {
-            Some((p, n)) => {
-                let (h, more) = self.blobs.hash_more(&parts[n..], p.hasher).await.map_err(blob_error)?;
-                (Digest::from_bytes(h.finalize().into()), p.size + more)
-            }
-            None => self.blobs.hash_parts(&parts).await.map_err(blob_error)?,
+        // The staging files the blob's blocks (listed or not) are in: dropped with them.
+        let files = staged_in(staged.values());
+        let ahead = self.prehash.take(blob.0, blob.1, blob.2).await;
+        let pieces = |from: usize| -> Vec<(moat_blob::Piece, u64)> {
+            places[from..].iter().zip(&sizes[from..]).map(|(p, n)| (p.piece(), *n)).collect()
         };
-        let sized: Vec<(String, u64)> =
-            parts.iter().zip(block_ids).map(|(d, id)| (d.to_string(), staged.get(id).map(|b| b.size as u64).unwrap_or(0))).collect();
-        let parts_json = serde_json::to_string(&sized)?;
-        self.commit_blob(t, digest, size, Some(parts_json), content_type).await
+        // The running hash over the list's first blocks, continued over the rest.
+        let hash = |ahead: Option<prehash::Prefix>| async {
+            let ahead_len = ahead.as_ref().map_or(0, |p| p.blocks.len());
+            let usable = ahead.and_then(|p| prehash::covered(&p, block_ids, &places).map(|n| (p, n)));
+            tracing::debug!(blocks = places.len(), hashed_ahead = ahead_len, used = usable.as_ref().map_or(0, |u| u.1), "block list");
+            let (hasher, done, n) = match usable {
+                Some((p, n)) => (p.hasher, p.size, n),
+                None => (sha2::Sha256::new(), 0, 0),
+            };
+            let (h, more) = self.blobs.hash_pieces(&pieces(n), hasher).await.map_err(blob_error)?;
+            Ok::<_, Error>((Digest::from_bytes(h.finalize().into()), done + more))
+        };
+        let row = if places.iter().all(|p| matches!(p, BlockAt::Stored(_))) {
+            let (digest, size) = hash(ahead).await?;
+            let sized: Vec<(String, u64)> = places.iter().zip(&sizes).map(|(p, n)| (p.to_string(), *n)).collect();
+            let parts_json = serde_json::to_string(&sized)?;
+            self.commit_blob(t, digest, size, Some(parts_json), content_type).await?
+        } else if let Some(file) = self.linkable(blob, &places, &sizes).await? {
+            let (digest, size) = hash(ahead).await?;
+            self.blobs.install_staged(&file, &digest, size).await.map_err(blob_error)?;
+            self.commit_blob(t, digest, size, None, content_type).await?
+        } else {
+            let mut w = self.blobs.writer(u64::MAX).await.map_err(blob_error)?;
+            let mut reader = self.blobs.pieces_reader(pieces(0), 0);
+            while w.read_from(&mut reader).await.map_err(|e| match e {
+                // The source here is the store itself.
+                BlobError::Source(e) => blob_error(BlobError::Io(e)),
+                e => blob_error(e),
+            })? > 0
+            {}
+            let stored = w.finish(None).await.map_err(blob_error)?;
+            self.commit_blob(t, stored.digest, stored.size, None, content_type).await?
+        };
+        self.drop_staging(blob, &files).await;
+        Ok(row)
+    }
+
+    /// The staging file that the listed blocks make up exactly, in order from its first byte,
+    /// once claimed for linking (no write into it is in flight, none will start).
+    async fn linkable(&self, blob: (&str, &str, &str), places: &[BlockAt], sizes: &[u64]) -> Result<Option<String>> {
+        let Some(BlockAt::Staged { file, .. }) = places.first() else { return Ok(None) };
+        let mut end = 0u64;
+        for (p, n) in places.iter().zip(sizes) {
+            match p {
+                BlockAt::Staged { file: f, offset, .. } if f == file && *offset == end => end += n,
+                _ => return Ok(None),
+            }
+        }
+        // Bytes past the list's end (blocks staged but not listed) would be in the blob.
+        if self.blobs.staged_len(file).await.map_err(blob_error)? != Some(end) {
+            return Ok(None);
+        }
+        Ok(self.staging.retire(blob, file).then(|| file.clone()))
+    }
+
+    /// The staging files the blob's staged blocks are in.
+    async fn staging_files(&self, account: &str, container: &str, blob: &str) -> Result<Vec<String>> {
+        Ok(staged_in(self.store.blocks(account, container, blob).await?.iter()))
+    }
+
+    /// Removes the staging files of a blob whose staged blocks were dropped (a failure only
+    /// leaves them to the sweep).
+    async fn drop_staging(&self, blob: (&str, &str, &str), files: &[String]) {
+        if !self.staging.forget(blob, files) {
+            return;
+        }
+        for f in files {
+            if let Err(e) = self.blobs.remove_staged(f).await {
+                tracing::warn!(file = %f, error = %e, "removing a staging file failed; the sweep will");
+            }
+        }
+    }
+
+    /// Removes staging files that no staged block is in and this node is not writing, last
+    /// written more than `age` ago (left by a crash, a failed removal, or a blob whose blocks
+    /// expired); returns how many.
+    pub async fn sweep_staging(&self, age: std::time::Duration) -> Result<usize> {
+        let on_disk = self.blobs.staged_files().await.map_err(blob_error)?;
+        if on_disk.is_empty() {
+            return Ok(0);
+        }
+        let referenced: std::collections::HashSet<String> = self
+            .store
+            .staged_block_places()
+            .await?
+            .iter()
+            .filter_map(|d| match BlockAt::parse(d) {
+                Some(BlockAt::Staged { file, .. }) => Some(file),
+                _ => None,
+            })
+            .collect();
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for (file, written) in on_disk {
+            let old = now.duration_since(written).is_ok_and(|d| d >= age);
+            if old
+                && !referenced.contains(&file)
+                && !self.staging.live(&file)
+                && self.blobs.remove_staged(&file).await.map_err(blob_error)?
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Get Block List: the blob (if committed) and the blocks staged for it, in block ID order.
@@ -346,6 +499,7 @@ impl Moat {
         self.blob_grant(t, Need::Delete).await?;
         self.writable(t).await?;
         let blob = t.blob.unwrap_or_default();
+        let files = self.staging_files(t.account, t.container, blob).await?;
         let mut tx = self.store.write().await?;
         // Checked again under the lock: a commit may have sealed the container meanwhile.
         if tx.container_sealed(t.account, t.container).await? == Some(true) {
@@ -354,6 +508,7 @@ impl Moat {
         let existed = tx.delete_blob(t.account, t.container, blob).await?;
         tx.clear_blocks(t.account, t.container, blob).await?;
         tx.commit().await?;
+        self.drop_staging((t.account, t.container, blob), &files).await;
         if existed { Ok(()) } else { Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist."))) }
     }
 

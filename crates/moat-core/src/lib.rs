@@ -27,6 +27,7 @@ pub mod privatedns;
 pub mod registries;
 pub mod roles;
 pub mod sas;
+mod staging;
 
 pub use context::Caller;
 pub use error::{Error, Result};
@@ -134,6 +135,8 @@ pub struct Moat {
     blobs: moat_blob::BlobStore,
     /// Running hashes of the block blobs being uploaded to this node.
     prehash: prehash::Prehash,
+    /// Staging files of the block blobs whose blocks are written in place on this node.
+    staging: staging::Staging,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
     /// Where each private endpoint's listener is (or why it could not open), as the
@@ -283,6 +286,7 @@ impl Moat {
             refusals: Default::default(),
             blobs,
             prehash: Default::default(),
+            staging: Default::default(),
             net: tokio::sync::watch::Sender::new(Default::default()),
             listener_urls: Default::default(),
             seen_changes: Default::default(),

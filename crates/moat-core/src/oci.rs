@@ -787,6 +787,12 @@ impl Moat {
         let mut tx = self.store.write().await?;
         let blocks = tx.discard_blocks_staged_before(&cutoff).await?;
         tx.commit().await?;
+        // Staging files no block is in any more (those of the blocks just discarded, or left
+        // by a failed removal) go once nothing has written them for an hour.
+        let files = self.sweep_staging(std::time::Duration::from_secs(3600)).await?;
+        if files > 0 {
+            tracing::info!(files, "removed staging files no staged block is in");
+        }
         if sessions > 0 || blocks > 0 {
             tracing::info!(sessions, blocks, "expired idle uploads");
         }
@@ -800,6 +806,12 @@ impl Moat {
             if self.store.oci_upload(&id).await?.is_none() {
                 self.blobs.upload_discard(&id).await.map_err(blob_error)?;
             }
+        }
+        // Staging files no staged block is in (a crash before a block was recorded, or after
+        // its blob was committed): nothing writes them before this node serves.
+        let files = self.sweep_staging(std::time::Duration::ZERO).await?;
+        if files > 0 {
+            tracing::info!(files, "removed staging files left by an interrupted upload");
         }
         Ok(())
     }

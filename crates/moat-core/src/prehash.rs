@@ -21,8 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use moat_types::Digest;
 use sha2::Sha256;
+
+use crate::staging::BlockAt;
 
 /// Uploads followed at once; beyond this, the least recently touched is dropped (its commit
 /// then hashes everything, as without this module).
@@ -41,8 +42,8 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 type Key = (String, String, String);
 
-/// A staged block: its ID, digest and size.
-type Staged = (String, Digest, u64);
+/// A staged block: its ID, where its bytes are, and its size.
+type Staged = (String, BlockAt, u64);
 
 /// The blocks of one blob being uploaded, as this node saw them.
 #[derive(Default)]
@@ -50,7 +51,7 @@ struct Chain {
     /// Staged blocks not hashed yet, by the offset their client gave.
     waiting: BTreeMap<u64, Staged>,
     /// The blocks the running hash covers, in order.
-    hashed: Vec<(String, Digest)>,
+    hashed: Vec<(String, BlockAt)>,
     hasher: Sha256,
     /// Bytes the running hash covers: the offset of the next block to hash.
     size: u64,
@@ -65,7 +66,7 @@ struct Chain {
 
 /// What the running hash covers when a commit takes it.
 pub(crate) struct Prefix {
-    pub blocks: Vec<(String, Digest)>,
+    pub blocks: Vec<(String, BlockAt)>,
     pub hasher: Sha256,
     pub size: u64,
 }
@@ -86,7 +87,7 @@ fn key(account: &str, container: &str, blob: &str) -> Key {
 }
 
 impl Prehash {
-    /// A Put Block stored block `id` (`digest`, `len` bytes) at `offset` in the blob, as its
+    /// A Put Block stored block `id` (at `at`, `len` bytes) at `offset` in the blob, as its
     /// client says: the hash goes on as far as the blocks are contiguous.
     pub fn staged(&self, (account, container, blob): (&str, &str, &str), offset: u64, block: Staged, blobs: &moat_blob::BlobStore) {
         let now = Instant::now();
@@ -183,17 +184,17 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
             c.busy = next.is_some();
             next.map(|block| (block, std::mem::take(&mut c.hasher)))
         };
-        let Some(((id, digest, len), hasher)) = next else {
+        let Some(((id, at, len), hasher)) = next else {
             chained.idle.notify_waiters();
             return;
         };
-        let hashed = blobs.hash_more(&[digest], hasher).await;
+        let hashed = blobs.hash_pieces(&[(at.piece(), len)], hasher).await;
         let mut c = chained.chain.lock().unwrap_or_else(|e| e.into_inner());
         match hashed {
             Ok((h, n)) if n == len => {
                 c.hasher = h;
                 c.size += n;
-                c.hashed.push((id, digest));
+                c.hashed.push((id, at));
                 // Blocks the hash has passed (offsets inside this one) can never be used.
                 let passed: Vec<u64> = c.waiting.range(..c.size).map(|(o, _)| *o).collect();
                 for o in passed {
@@ -201,7 +202,7 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
                 }
             }
             Ok((_, n)) => {
-                tracing::warn!(%digest, staged = len, read = n, "a staged block reads back at another size; the commit will hash the blob whole");
+                tracing::warn!(block = %at, staged = len, read = n, "a staged block reads back at another size; the commit will hash the blob whole");
                 c.broken = true;
             }
             Err(e) => {
@@ -212,17 +213,18 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
     }
 }
 
-/// How much of the committed list (block `ids` and their `digests`, in order) `prefix` covers:
-/// its length when its blocks are exactly the list's first ones, by ID and digest.
-pub(crate) fn covered(prefix: &Prefix, ids: &[String], digests: &[Digest]) -> Option<usize> {
+/// How much of the committed list (block `ids` and where their bytes are, in order) `prefix`
+/// covers: its length when its blocks are exactly the list's first ones, by ID and place.
+pub(crate) fn covered(prefix: &Prefix, ids: &[String], places: &[BlockAt]) -> Option<usize> {
     let n = prefix.blocks.len();
-    let listed = ids.iter().zip(digests);
-    (n <= ids.len().min(digests.len()) && prefix.blocks.iter().zip(listed).all(|((id, d), (i, e))| id == i && d == e)).then_some(n)
+    let listed = ids.iter().zip(places);
+    (n <= ids.len().min(places.len()) && prefix.blocks.iter().zip(listed).all(|((id, d), (i, e))| id == i && d == e)).then_some(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moat_types::Digest;
     use sha2::Digest as _;
 
     async fn store() -> (tempfile::TempDir, moat_blob::BlobStore) {
@@ -231,8 +233,14 @@ mod tests {
         (dir, blobs)
     }
 
-    async fn put(blobs: &moat_blob::BlobStore, bytes: &[u8]) -> Digest {
-        blobs.put(bytes, None, u64::MAX).await.unwrap().digest
+    async fn put(blobs: &moat_blob::BlobStore, bytes: &[u8]) -> BlockAt {
+        BlockAt::Stored(blobs.put(bytes, None, u64::MAX).await.unwrap().digest)
+    }
+
+    /// Writes `bytes` at `offset` of staging file `file`, as a Put Block with a place does.
+    async fn stage(blobs: &moat_blob::BlobStore, file: &str, offset: u64, bytes: &[u8]) -> BlockAt {
+        assert_eq!(blobs.stage_at(file, offset, bytes, u64::MAX).await.unwrap(), bytes.len() as u64);
+        BlockAt::Staged { file: file.into(), offset, token: format!("t{offset}") }
     }
 
     const B: (&str, &str, &str) = ("a", "c", "b");
@@ -257,9 +265,9 @@ mod tests {
         assert_eq!(prefix.hasher.finalize().as_slice(), sha2::Sha256::digest([&data[0][..], &data[1][..]].concat()).as_slice());
         assert_eq!(p.len(), 0, "the commit took the chain");
 
-        // The same, with the gap filled: everything is hashed ahead.
+        // The same, with the gap filled, the blocks written in place: everything is hashed ahead.
         for i in [3usize, 1, 0, 4, 2] {
-            let d = put(&blobs, &data[i]).await;
+            let d = stage(&blobs, "f1", offsets[i], &data[i]).await;
             p.staged(B, offsets[i], (format!("id{i}"), d, data[i].len() as u64), &blobs);
         }
         p.caught_up("a", "c", "b").await;
@@ -268,28 +276,33 @@ mod tests {
         assert_eq!(prefix.hasher.finalize().as_slice(), sha2::Sha256::digest(data.concat()).as_slice());
     }
 
-    /// The running hash is used only for the list's exact first blocks, by ID and digest.
+    /// The running hash is used only for the list's exact first blocks, by ID and place.
     #[tokio::test]
     async fn a_prefix_counts_only_when_ids_and_digests_match_the_list() {
         let (_dir, blobs) = store().await;
         let p = Prehash::default();
         let n = MIN_BLOCK as usize;
         let (a, b) = (put(&blobs, &vec![b'a'; n]).await, put(&blobs, &vec![b'b'; n]).await);
-        p.staged(B, 0, ("x".into(), a, n as u64), &blobs);
-        p.staged(B, n as u64, ("y".into(), b, n as u64), &blobs);
+        let c = stage(&blobs, "f", 2 * n as u64, &vec![b'c'; n]).await;
+        p.staged(B, 0, ("x".into(), a.clone(), n as u64), &blobs);
+        p.staged(B, n as u64, ("y".into(), b.clone(), n as u64), &blobs);
+        p.staged(B, 2 * n as u64, ("w".into(), c.clone(), n as u64), &blobs);
         p.caught_up("a", "c", "b").await;
         let prefix = p.take("a", "c", "b").await.unwrap();
-        let covers = |v: &[(&str, Digest)]| {
+        let covers = |v: &[(&str, &BlockAt)]| {
             let ids: Vec<String> = v.iter().map(|(i, _)| i.to_string()).collect();
-            let digests: Vec<Digest> = v.iter().map(|(_, d)| *d).collect();
-            covered(&prefix, &ids, &digests)
+            let places: Vec<BlockAt> = v.iter().map(|(_, d)| (*d).clone()).collect();
+            covered(&prefix, &ids, &places)
         };
-        assert_eq!(covers(&[("x", a), ("y", b), ("z", a)]), Some(2));
-        assert_eq!(covers(&[("x", a), ("y", b)]), Some(2));
+        assert_eq!(covers(&[("x", &a), ("y", &b), ("w", &c), ("z", &a)]), Some(3));
+        assert_eq!(covers(&[("x", &a), ("y", &b), ("w", &c)]), Some(3));
         // Another order, a re-staged block with other bytes, a shorter list: hash it all.
-        assert_eq!(covers(&[("y", b), ("x", a)]), None);
-        assert_eq!(covers(&[("x", a), ("y", a)]), None);
-        assert_eq!(covers(&[("x", a)]), None);
+        assert_eq!(covers(&[("y", &b), ("x", &a), ("w", &c)]), None);
+        assert_eq!(covers(&[("x", &a), ("y", &a), ("w", &c)]), None);
+        assert_eq!(covers(&[("x", &a)]), None);
+        // The same place written again (another write's token) is other bytes.
+        let again = BlockAt::Staged { file: "f".into(), offset: 2 * n as u64, token: "other".into() };
+        assert_eq!(covers(&[("x", &a), ("y", &b), ("w", &again)]), None);
         // Nothing is left for a second commit of the same blob.
         assert!(p.take("a", "c", "b").await.is_none());
     }
@@ -300,7 +313,7 @@ mod tests {
     async fn a_block_that_does_not_read_back_as_staged_gives_up_the_chain() {
         let (_dir, blobs) = store().await;
         let p = Prehash::default();
-        p.staged(B, 0, ("id".into(), Digest::from_bytes([7; 32]), MIN_BLOCK), &blobs);
+        p.staged(B, 0, ("id".into(), BlockAt::Stored(Digest::from_bytes([7; 32])), MIN_BLOCK), &blobs);
         p.caught_up("a", "c", "b").await;
         assert!(p.take("a", "c", "b").await.is_none());
         let d = put(&blobs, &vec![1; MIN_BLOCK as usize]).await;
@@ -320,7 +333,7 @@ mod tests {
         let p = Prehash::default();
         // Offsets that never start at 0: nothing is hashed, every upload just waits.
         for i in 0..MAX_CHAINS + 10 {
-            p.staged(("a", "c", &format!("b{i}")), 8, ("id".into(), Digest::from_bytes([1; 32]), MIN_BLOCK), &blobs);
+            p.staged(("a", "c", &format!("b{i}")), 8, ("id".into(), BlockAt::Stored(Digest::from_bytes([1; 32])), MIN_BLOCK), &blobs);
         }
         assert!(p.len() <= MAX_CHAINS, "{} uploads followed", p.len());
     }

@@ -663,6 +663,13 @@ impl Store {
         rows.iter().map(blob_from_row).collect()
     }
 
+    /// Where the staged blocks written in place are (their `digest` column, `staged:...`).
+    pub async fn staged_block_places(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT digest FROM blob_blocks WHERE digest LIKE 'staged:%'").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
     pub async fn blocks(&self, account: &str, container: &str, name: &str) -> Result<Vec<BlockRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {BLOCK_COLS} FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 ORDER BY block_id"
