@@ -76,6 +76,8 @@ pub struct BlobStore {
     /// The running sha256 of upload sessions fed in order (by ID, with the length it covers),
     /// so that finishing a streamed upload does not read its bytes again.
     running: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Sha256)>>>,
+    /// Whose turn it is to write to each staging file being written (see `Sink::start_shared`).
+    turns: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<std::sync::Mutex<()>>>>>,
 }
 
 impl BlobStore {
@@ -122,7 +124,7 @@ impl BlobStore {
         tokio::fs::create_dir_all(&tmp).await?;
         tokio::fs::create_dir_all(root.join("uploads")).await?;
         tokio::fs::create_dir_all(root.join("staging")).await?;
-        Ok(BlobStore { root, remote, running: Default::default() })
+        Ok(BlobStore { root, remote, running: Default::default(), turns: Default::default() })
     }
 
     /// Where the bytes live, for logs: a directory or the object store URL.
@@ -291,7 +293,7 @@ impl BlobStore {
         use std::io::Seek;
         let mut f = f;
         f.seek(std::io::SeekFrom::Start(offset))?;
-        let mut sink = Sink::start(f, None, None, true);
+        let mut sink = Sink::start_shared(f, self.turn(file));
         let mut size = 0u64;
         loop {
             let n = sink.read_from(&mut reader).await?;
@@ -306,6 +308,18 @@ impl BlobStore {
         let sunk = sink.finish().await?;
         blocking(move || sunk.file.sync_data()).await?;
         Ok(size)
+    }
+
+    /// The turn of staging file `file`'s writers, shared while any of them lives.
+    fn turn(&self, file: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = turns.get(file).and_then(|w| w.upgrade()) {
+            return t;
+        }
+        turns.retain(|_, w| w.strong_count() > 0);
+        let t = std::sync::Arc::new(std::sync::Mutex::new(()));
+        turns.insert(file.to_string(), std::sync::Arc::downgrade(&t));
+        t
     }
 
     /// Makes staging file `file`, whose `size` bytes hash to `digest`, the stored blob `digest`:

@@ -10,7 +10,7 @@
 //! fits in one buffer starts no thread.
 
 use std::io::Write;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use sha2::{Digest as _, Sha256, Sha512};
 
@@ -70,8 +70,20 @@ impl Sink {
     /// With `flush`, written data goes to disk in the background as it accumulates (a spool
     /// that is uploaded elsewhere does without).
     pub fn start(file: std::fs::File, sha256: Option<Sha256>, sha512: Option<Sha512>, flush: bool) -> Sink {
+        Self::spawn(file, Hashes { sha256, sha512 }, flush, None)
+    }
+
+    /// Starts a worker writing, unhashed, to `file` (at its current position), a file other
+    /// sinks write too: each write holds `turn`. The kernel serialises buffered writes to one
+    /// file anyway (ext4 takes the inode's lock), but a waiting writer there spins on a core
+    /// (6.5 % of the server's CPU with four 8 MiB blocks in flight); waiting here, it sleeps.
+    pub fn start_shared(file: std::fs::File, turn: Arc<Mutex<()>>) -> Sink {
+        Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(turn))
+    }
+
+    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, turn: Option<Arc<Mutex<()>>>) -> Sink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
-        let worker = tokio::task::spawn_blocking(move || run(file, Hashes { sha256, sha512 }, flush, rx));
+        let worker = tokio::task::spawn_blocking(move || run(file, hashes, flush, turn, rx));
         Sink { tx: Some(tx), worker: Some(worker), pending: take_buffer() }
     }
 
@@ -136,7 +148,13 @@ impl Hashes {
 
 /// The hasher: hashes each buffer and passes it to the writer thread, which it starts with the
 /// second buffer (a single buffer is written here, with no thread).
-fn run(file: std::fs::File, mut hashes: Hashes, flush: bool, mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> std::io::Result<Sunk> {
+fn run(
+    file: std::fs::File,
+    mut hashes: Hashes,
+    flush: bool,
+    turn: Option<Arc<Mutex<()>>>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<Sunk> {
     std::thread::scope(|scope| {
         let mut first: Option<Vec<u8>> = None;
         let mut writer = None;
@@ -151,8 +169,8 @@ fn run(file: std::fs::File, mut hashes: Hashes, flush: bool, mut rx: tokio::sync
                     }
                     Some(held) => {
                         let (to_writer, from_hasher) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
-                        let file = &file;
-                        let handle = scope.spawn(move || write_all(file, flush, from_hasher));
+                        let (file, turn) = (&file, turn.as_deref());
+                        let handle = scope.spawn(move || write_all(file, flush, turn, from_hasher));
                         // A failed send means the writer stopped: its result says why.
                         let _ = to_writer.send(held);
                         writer.insert((to_writer, handle))
@@ -169,7 +187,7 @@ fn run(file: std::fs::File, mut hashes: Hashes, flush: bool, mut rx: tokio::sync
                 handle.join().map_err(|_| std::io::Error::other("the writer panicked"))?
             }
             None => first.map_or(Ok(()), |buf| {
-                let written = (&file).write_all(&buf);
+                let written = write_turn(&file, turn.as_deref(), &buf);
                 give_back(buf);
                 written
             }),
@@ -180,13 +198,13 @@ fn run(file: std::fs::File, mut hashes: Hashes, flush: bool, mut rx: tokio::sync
 
 /// The writer: appends each buffer to `file` and gives it back to the pool; with `flush`, a helper thread
 /// flushes to disk every [`SYNC_EVERY`] bytes (skipped while one flush is still running).
-fn write_all(mut file: &std::fs::File, flush: bool, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
+fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Mutex<()>>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
     std::thread::scope(|scope| {
         let mut flusher = None;
         let mut since_sync = 0u64;
         let mut outcome = Ok(());
         for buf in rx {
-            if let Err(e) = file.write_all(&buf) {
+            if let Err(e) = write_turn(file, turn, &buf) {
                 outcome = Err(e);
                 break;
             }
@@ -215,6 +233,12 @@ fn write_all(mut file: &std::fs::File, flush: bool, rx: mpsc::Receiver<Vec<u8>>)
         }
         outcome
     })
+}
+
+/// Writes `buf` at the file's position, holding `turn` (if any) meanwhile.
+fn write_turn(mut file: &std::fs::File, turn: Option<&Mutex<()>>, buf: &[u8]) -> std::io::Result<()> {
+    let _turn = turn.map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
+    file.write_all(buf)
 }
 
 #[cfg(test)]
