@@ -9,8 +9,9 @@ ListServiceSas) and through Azurite (the Azure storage emulator from npm, on-dis
   - with curl, one Put Blob request (`curl -T`) and one Get Blob to /dev/null: the server's
     side of a transfer, which the Python SDK (~300-400 MB/s here whatever the server) hides;
     the blob is then read back once, untimed, and compared by sha256;
-  - through moat's CLI: `moat model create` (startPendingUpload, parallel blocks, commit, the
-    server's sha256 checked against the CLI's) and `moat model download` (parallel ranges,
+  - through moat's CLI, with a second file of the same size (other bytes, so that none of its
+    blocks is stored already): `moat model create` (startPendingUpload, parallel blocks, commit,
+    the server's sha256 checked against the CLI's) and `moat model download` (parallel ranges,
     sha256-verified, fsynced), each end to end;
 
 and moat's peak RSS growth. Each timed transfer starts after `sync`; in the 'recycled' memory
@@ -48,8 +49,8 @@ BLOCK = 8 * 1024 * 1024
 UPLOAD_TARGET, DOWNLOAD_TARGET = 800, 1500
 
 
-def make_file(path, size):
-    rng = random.Random(20261126)
+def make_file(path, size, seed=20261126):
+    rng = random.Random(seed)
     h = hashlib.sha256()
     chunk = 64 * 1024 * 1024
     with open(path, "wb") as f:
@@ -124,7 +125,7 @@ def curl_transfers(url, path, size, digest, ready):
     return res
 
 
-def moat_run(moat_bin, path, size, digest, tmpdir, ready):
+def moat_run(moat_bin, path, cli_path, size, digest, tmpdir, ready):
     data = os.path.join(tmpdir, "moat-data")
     port = free_port()
     proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
@@ -152,11 +153,11 @@ def moat_run(moat_bin, path, size, digest, tmpdir, ready):
         res = sdk_transfers(BlobClient.from_blob_url(url, max_block_size=BLOCK, max_single_put_size=BLOCK,
                                                      max_chunk_get_size=BLOCK), path, size, digest, tmpdir, ready)
         res.update(curl_transfers(f"{profile['endpoint']}/{account}/bench/curl.bin?{sas}", path, size, digest, ready))
-        # The same file through the CLI: `moat model create` (startPendingUpload, blocks, commit)
+        # A file of its own through the CLI: `moat model create` (startPendingUpload, blocks, commit)
         # and `moat model download` (ranges, sha256-verified), each timed end to end.
         model = os.path.join(tmpdir, "model")
         os.makedirs(model, exist_ok=True)
-        os.link(path, os.path.join(model, "weights.bin"))
+        os.link(cli_path, os.path.join(model, "weights.bin"))
         yml = os.path.join(tmpdir, "model.yml")
         open(yml, "w").write("name: big\nversion: 1\npath: ./model\n")
         cli_env = {**env, "MOAT_STATE_DIR": os.path.join(tmpdir, "state")}
@@ -229,7 +230,12 @@ def main():
     try:
         path = os.path.join(tmpdir, "input.bin")
         digest = make_file(path, size)
-        runs = {"moat": lambda ready: moat_run(os.path.abspath(a.moat), path, size, digest, tmpdir, ready),
+        # The CLI uploads other bytes than the SDK and curl before it: with the same file, each
+        # of its blocks was already stored (the SDK's 8 MiB blocks, the same boundaries), and
+        # the server wrote nothing new (until 2026-11-27, this inflated the CLI's upload row).
+        cli_path = os.path.join(tmpdir, "cli-input.bin")
+        make_file(cli_path, size, seed=20261127)
+        runs = {"moat": lambda ready: moat_run(os.path.abspath(a.moat), path, cli_path, size, digest, tmpdir, ready),
                 "azurite": lambda ready: azurite_run(path, size, digest, tmpdir, ready)}
         for n in range(a.runs):
             for c in (conds if n % 2 == 0 else conds[::-1]):

@@ -280,20 +280,25 @@ impl BlobStore {
         if self.remote.is_some() {
             return Err(BlobError::Config("blocks are staged in place on the local disk only".into()));
         }
-        let path = self.staging_path(file);
-        let (f, created) = blocking(move || match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => Ok((f, true)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((std::fs::OpenOptions::new().write(true).open(&path)?, false)),
-            Err(e) => Err(e),
+        let (path, dir) = (self.staging_path(file), self.root.join("staging"));
+        let turn = self.turn(file);
+        let held = turn.clone();
+        let mut f = blocking(move || {
+            // Opened in turn: a writer that finds the file finds its name durable already.
+            let _turn = held.lock().unwrap_or_else(|e| e.into_inner());
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(f) => {
+                    std::fs::File::open(&dir)?.sync_all()?;
+                    Ok(f)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new().write(true).open(&path),
+                Err(e) => Err(e),
+            }
         })
         .await?;
-        if created {
-            sync_dir(&self.root.join("staging")).await?;
-        }
         use std::io::Seek;
-        let mut f = f;
         f.seek(std::io::SeekFrom::Start(offset))?;
-        let mut sink = Sink::start_shared(f, self.turn(file));
+        let mut sink = Sink::start_shared(f, turn);
         let mut size = 0u64;
         loop {
             let n = sink.read_from(&mut reader).await?;

@@ -397,11 +397,12 @@ impl Moat {
                 _ => return Ok(None),
             }
         }
-        // Bytes past the list's end (blocks staged but not listed) would be in the blob.
-        if self.blobs.staged_len(file).await.map_err(blob_error)? != Some(end) {
+        if !self.staging.retire(blob, file) {
             return Ok(None);
         }
-        Ok(self.staging.retire(blob, file).then(|| file.clone()))
+        // Claimed, the file no longer changes. Bytes past the list's end (blocks staged but not
+        // listed) would be in the blob: it is written out instead.
+        Ok((self.blobs.staged_len(file).await.map_err(blob_error)? == Some(end)).then(|| file.clone()))
     }
 
     /// The staging files the blob's staged blocks are in.
