@@ -273,6 +273,57 @@ async fn blocks_written_in_place_survive_a_crash() {
     assert_eq!(walk(&staging), 0, "the commit removed both");
 }
 
+/// A block list that names only finished blocks is committed while another Put Block of the
+/// blob is still writing into the same staging file: the commit must not link a file that is
+/// still being written (it writes the blob out instead), and the late block, recorded after the
+/// commit, is staged for the next one with its bytes intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_during_a_write_into_the_same_staging_file_links_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start();
+    let http = server.http();
+    let (sa_id, account) = storage_account(&server, &http, "racereg").await;
+    let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
+    let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token: token.clone() };
+    for i in 0..2 {
+        b.stage("racing", i, 0, Some(Blocks::offset(i))).await;
+    }
+    // Block 2 by hand: headers and half the body, then a pause.
+    let data = Blocks::data(2, 7);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let path = format!("/{account}/blocks/racing?comp=block&blockid={}&{token}", urlencode(&Blocks::id(2)));
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nx-moat-block-offset: {}\r\nConnection: close\r\n\r\n",
+        data.len(),
+        Blocks::offset(2)
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&data[..data.len() / 2]).await.unwrap();
+    sock.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let first = b.commit("racing", &[0, 1], &[0, 0]).await;
+
+    sock.write_all(&data[data.len() / 2..]).await.unwrap();
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 201"), "the late block is staged: {reply}");
+    // Had the commit linked the file being written, the late bytes would be in the stored blob.
+    let stored = std::fs::read(server.dir.join("blobs/sha256").join(&first[..2]).join(&first)).unwrap();
+    assert_eq!(stored.len(), Blocks::len(0) + Blocks::len(1), "the stored blob is the two blocks, nothing more");
+    let r = b.anon.raw("GET", &format!("{}/racing?comp=blocklist&blocklisttype=uncommitted&{}", b.base, b.token), None, None, &[]).await;
+    assert!(r.text.contains(&Blocks::id(2)), "{}", r.text);
+    // Alone in the next list, at an offset its file does not start with: written out whole.
+    let url = format!("{}/racing?comp=blocklist&{}", b.base, b.token);
+    let xml = format!("<BlockList><Latest>{}</Latest></BlockList>", Blocks::id(2));
+    let r = b.anon.raw("PUT", &url, Some(xml.into_bytes()), Some("application/xml"), &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got = b.anon.client.get(format!("{}/racing?{}", b.base, b.token)).send().await.unwrap();
+    assert!(got.bytes().await.unwrap() == data, "the late block's bytes");
+    assert_eq!(walk(&server.dir.join("blobs/staging")), 0, "no staging file is left");
+}
+
 #[derive(Clone)]
 struct Blocks {
     anon: Http,
