@@ -183,38 +183,11 @@ impl BlobStore {
     }
 
     /// Continues `hasher` over the concatenation of `pieces` (each with its length; `u64::MAX`
-    /// for a whole stored blob); returns it with the number of bytes read. Each 1 MiB chunk is
-    /// hashed on the blocking pool (a local file is read ahead meanwhile), so a long hash
-    /// (0.5 s per GiB) holds no async worker.
+    /// for a whole stored blob); returns it with the number of bytes read, off the async
+    /// workers (see `hash_chunks`).
     pub async fn hash_pieces(&self, pieces: &[(Piece, u64)], hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
-        let mut reader = self.pieces_reader(pieces.to_vec(), 0);
-        let mut size = 0u64;
-        let mut idle = (hasher, sink::take_buffer());
-        let mut next = sink::take_buffer();
-        let result = loop {
-            next.clear();
-            // Fill the chunk (a short read is not the end); read_buf fills spare capacity only,
-            // so the buffer never grows past BUFFER.
-            while next.len() < BUFFER {
-                if reader.read_buf(&mut next).await? == 0 {
-                    break;
-                }
-            }
-            if next.is_empty() {
-                break Ok((idle.0, size));
-            }
-            size += next.len() as u64;
-            let (mut h, spare) = idle;
-            let chunk = std::mem::replace(&mut next, spare);
-            idle = blocking(move || {
-                h.update(&chunk);
-                Ok((h, chunk))
-            })
-            .await?;
-        };
-        sink::give_back(next);
-        sink::give_back(idle.1);
-        result
+        let (h, _, size) = hash_chunks(self.pieces_reader(pieces.to_vec(), 0), hasher, None).await?;
+        Ok((h, size))
     }
 
     /// A reader over `parts` (digests with their sizes) from byte `start`: parts are opened one
@@ -732,24 +705,51 @@ async fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(Digest, Option<
 
 /// The sha256 of what `f` reads, its digest in `algorithm` too when that is not sha256, and
 /// its size: one read.
-async fn hash_reader<R: AsyncRead + Unpin>(mut f: R, algorithm: Algorithm) -> Result<(Digest, Option<OciDigest>, u64), BlobError> {
-    let mut size = 0u64;
-    let mut h256 = Sha256::new();
-    let mut h512 = (algorithm == Algorithm::Sha512).then(Sha512::new);
-    let mut buf = vec![0u8; BUFFER];
-    loop {
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        h256.update(&buf[..n]);
-        size += n as u64;
-        if let Some(h) = h512.as_mut() {
-            h.update(&buf[..n]);
-        }
-    }
+async fn hash_reader<R: AsyncRead + Unpin>(f: R, algorithm: Algorithm) -> Result<(Digest, Option<OciDigest>, u64), BlobError> {
+    let (h256, h512, size) = hash_chunks(f, Sha256::new(), (algorithm == Algorithm::Sha512).then(Sha512::new)).await?;
     let other = h512.map(|h| OciDigest::from_hex(Algorithm::Sha512, hex(&h.finalize())));
     Ok((Digest::from_bytes(h256.finalize().into()), other, size))
+}
+
+/// Continues the hashes over what `reader` reads; returns them with the number of bytes read.
+/// Each chunk is hashed on the blocking pool while the next is read (so a long hash, 0.5 s per
+/// GiB, holds no async worker), in pooled buffers.
+async fn hash_chunks<R: AsyncRead + Unpin>(
+    mut reader: R,
+    sha256: Sha256,
+    sha512: Option<Sha512>,
+) -> Result<(Sha256, Option<Sha512>, u64), BlobError> {
+    let mut size = 0u64;
+    let mut idle = ((sha256, sha512), sink::take_buffer());
+    let mut next = sink::take_buffer();
+    let result = loop {
+        next.clear();
+        // Fill the chunk (a short read is not the end); read_buf fills spare capacity only, so
+        // the buffer never grows past BUFFER.
+        while next.len() < BUFFER {
+            if reader.read_buf(&mut next).await? == 0 {
+                break;
+            }
+        }
+        if next.is_empty() {
+            let (h256, h512) = idle.0;
+            break Ok((h256, h512, size));
+        }
+        size += next.len() as u64;
+        let ((mut h256, mut h512), spare) = idle;
+        let chunk = std::mem::replace(&mut next, spare);
+        idle = blocking(move || {
+            h256.update(&chunk);
+            if let Some(h) = h512.as_mut() {
+                h.update(&chunk);
+            }
+            Ok(((h256, h512), chunk))
+        })
+        .await?;
+    };
+    sink::give_back(next);
+    sink::give_back(idle.1);
+    result
 }
 
 /// Runs blocking file work off the async threads.
