@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use moat_blob::Piece;
@@ -25,6 +26,9 @@ use moat_types::Digest;
 /// Blobs with staging state held at once; beyond this, idle ones are forgotten (their staged
 /// blocks stay readable, and new blocks start another file).
 const MAX_FILES: usize = 1024;
+/// Ranges remembered across all files (~50 bytes each): beyond this, blocks are stored on their
+/// own, so that a client staging millions of tiny blocks cannot grow the node's memory.
+const MAX_RANGES: usize = 1_000_000;
 
 type Key = (String, String, String);
 
@@ -73,11 +77,13 @@ struct File {
     in_flight: usize,
     /// Linked into the store: never written again.
     retired: bool,
+    /// Its ranges count towards [`MAX_RANGES`] (until it is forgotten).
+    counted: bool,
 }
 
 impl File {
     fn new() -> File {
-        File { name: uuid::Uuid::new_v4().simple().to_string(), ranges: BTreeMap::new(), in_flight: 0, retired: false }
+        File { name: uuid::Uuid::new_v4().simple().to_string(), ranges: BTreeMap::new(), in_flight: 0, retired: false, counted: true }
     }
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
@@ -97,6 +103,8 @@ pub(crate) struct Ticket {
 #[derive(Default)]
 pub(crate) struct Staging {
     files: Mutex<HashMap<Key, Arc<Mutex<File>>>>,
+    /// Ranges held by counted files.
+    ranges: std::sync::atomic::AtomicUsize,
 }
 
 fn key(account: &str, container: &str, blob: &str) -> Key {
@@ -115,20 +123,28 @@ impl Staging {
         let mut files = lock(&self.files);
         if files.len() >= MAX_FILES && !files.contains_key(&key(account, container, blob)) {
             // Forget idle files; their blocks stay readable, as recorded.
-            files.retain(|_, f| lock(f).in_flight > 0);
+            files.retain(|_, f| {
+                let mut f = lock(f);
+                f.in_flight > 0 || {
+                    self.uncount(&mut f);
+                    false
+                }
+            });
             if files.len() >= MAX_FILES {
                 return None;
             }
         }
         let state = files.entry(key(account, container, blob)).or_insert_with(|| Arc::new(Mutex::new(File::new())));
         if lock(state).retired {
+            self.uncount(&mut lock(state));
             *state = Arc::new(Mutex::new(File::new()));
         }
         let state = state.clone();
         let mut f = lock(&state);
-        if f.overlaps(offset, end) {
+        if f.overlaps(offset, end) || self.ranges.load(Relaxed) >= MAX_RANGES {
             return None;
         }
+        self.ranges.fetch_add(1, Relaxed);
         f.ranges.insert(offset, end);
         f.in_flight += 1;
         let file = f.name.clone();
@@ -141,8 +157,8 @@ impl Staging {
     pub fn done(&self, ticket: Ticket, recorded: bool) {
         let mut f = lock(&ticket.state);
         f.in_flight -= 1;
-        if !recorded {
-            f.ranges.remove(&ticket.offset);
+        if !recorded && f.ranges.remove(&ticket.offset).is_some() && f.counted {
+            self.ranges.fetch_sub(1, Relaxed);
         }
     }
 
@@ -169,8 +185,16 @@ impl Staging {
     /// not while a write into one of them is still in flight (those are left to the sweep).
     pub fn forget(&self, (account, container, blob): (&str, &str, &str), files: &[String]) -> bool {
         let Some(state) = lock(&self.files).remove(&key(account, container, blob)) else { return true };
-        let f = lock(&state);
+        let mut f = lock(&state);
+        self.uncount(&mut f);
         !(f.in_flight > 0 && files.contains(&f.name))
+    }
+
+    /// Stops counting `f`'s ranges (it is being forgotten or replaced).
+    fn uncount(&self, f: &mut File) {
+        if std::mem::take(&mut f.counted) {
+            self.ranges.fetch_sub(f.ranges.len(), Relaxed);
+        }
     }
 
     /// Whether this node is writing staging file `file` (for the sweep).
@@ -222,6 +246,25 @@ mod tests {
         assert!(!s.forget(B, std::slice::from_ref(&t.file)), "a write into it is in flight");
         s.done(t, true);
         assert!(s.forget(B, &[file]));
+    }
+
+    #[test]
+    fn ranges_are_bounded_across_files_and_given_back() {
+        let s = Staging::default();
+        s.ranges.store(MAX_RANGES - 1, Relaxed);
+        let t = s.begin(B, 0, 1).expect("the last range there is room for");
+        assert!(s.begin(("a", "c", "other"), 0, 1).is_none(), "no room: stored on its own");
+        s.done(t, false);
+        let t = s.begin(("a", "c", "other"), 0, 1).expect("a failed write gives its range back");
+        s.done(t, true);
+        assert_eq!(s.ranges.load(Relaxed), MAX_RANGES);
+        assert!(s.forget(("a", "c", "other"), &[]));
+        assert_eq!(s.ranges.load(Relaxed), MAX_RANGES - 1, "a forgotten file gives its ranges back");
+        // A write in flight when its file is forgotten gives nothing back twice.
+        let t = s.begin(B, 5, 1).unwrap();
+        assert!(s.forget(B, &[]));
+        s.done(t, false);
+        assert_eq!(s.ranges.load(Relaxed), MAX_RANGES - 1);
     }
 
     #[test]
