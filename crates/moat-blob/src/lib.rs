@@ -247,8 +247,17 @@ impl BlobStore {
     /// digits and `-`; created when new), without hashing it, and makes it durable; returns the
     /// bytes written. A block whose place in its blob is known goes where it will stay, so the
     /// blob's sha256 is the only hash its bytes need and a commit moves no byte
-    /// ([`BlobStore::install_staged`]). The caller keeps writes to one file from overlapping.
-    pub async fn stage_at<R: AsyncRead + Unpin>(&self, file: &str, offset: u64, mut reader: R, limit: u64) -> Result<u64, BlobError> {
+    /// ([`BlobStore::install_staged`]). The caller keeps writes to one file from overlapping:
+    /// nothing is written outside `offset..offset + limit`, and `hold` is dropped once nothing
+    /// more will be written (which may be after this returned an error, or was cancelled).
+    pub async fn stage_at<R: AsyncRead + Unpin>(
+        &self,
+        file: &str,
+        offset: u64,
+        mut reader: R,
+        limit: u64,
+        hold: Box<dyn Send>,
+    ) -> Result<u64, BlobError> {
         Self::check_staging_name(file)?;
         if self.remote.is_some() {
             return Err(BlobError::Config("blocks are staged in place on the local disk only".into()));
@@ -271,17 +280,19 @@ impl BlobStore {
         .await?;
         use std::io::Seek;
         f.seek(std::io::SeekFrom::Start(offset))?;
-        let mut sink = Sink::start_shared(f, turn);
+        let mut sink = Sink::start_shared(f, turn, hold);
         let mut size = 0u64;
+        // Never more than `limit` reaches the sink: the range ends there.
+        let mut limited = (&mut reader).take(limit);
         loop {
-            let n = sink.read_from(&mut reader).await?;
+            let n = sink.read_from(&mut limited).await?;
             if n == 0 {
                 break;
             }
             size += n as u64;
-            if size > limit {
-                return Err(BlobError::TooLarge { limit });
-            }
+        }
+        if reader.read(&mut [0u8; 1]).await.map_err(BlobError::Source)? > 0 {
+            return Err(BlobError::TooLarge { limit });
         }
         let sunk = sink.finish().await?;
         blocking(move || sunk.file.sync_data()).await?;
@@ -358,7 +369,12 @@ impl BlobStore {
         }
         let mut entries = tokio::fs::read_dir(self.root.join("staging")).await?;
         while let Some(e) = entries.next_entry().await? {
-            let modified = e.metadata().await?.modified()?;
+            // A file removed meanwhile (a commit's) is simply not listed.
+            let modified = match e.metadata().await {
+                Ok(m) => m.modified()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
             out.push((e.file_name().to_string_lossy().into_owned(), modified));
         }
         Ok(out)
@@ -830,10 +846,10 @@ mod parts_tests {
     async fn staged_blocks_are_written_in_place_and_linked_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
-        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5).await.unwrap(), 5);
-        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5).await.unwrap(), 5);
-        assert!(matches!(store.stage_at("f2", 0, &b"too long"[..], 3).await, Err(BlobError::TooLarge { limit: 3 })));
-        assert!(matches!(store.stage_at("../f1", 0, &b"x"[..], 1).await, Err(BlobError::Config(_))));
+        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5, Box::new(())).await.unwrap(), 5);
+        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5, Box::new(())).await.unwrap(), 5);
+        assert!(matches!(store.stage_at("f2", 0, &b"too long"[..], 3, Box::new(())).await, Err(BlobError::TooLarge { limit: 3 })));
+        assert!(matches!(store.stage_at("../f1", 0, &b"x"[..], 1, Box::new(())).await, Err(BlobError::Config(_))));
         assert_eq!(store.staged_len("f1").await.unwrap(), Some(10));
         assert_eq!(store.staged_len("nothing").await.unwrap(), None);
 

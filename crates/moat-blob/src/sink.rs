@@ -70,20 +70,27 @@ impl Sink {
     /// With `flush`, written data goes to disk in the background as it accumulates (a spool
     /// that is uploaded elsewhere does without).
     pub fn start(file: std::fs::File, sha256: Option<Sha256>, sha512: Option<Sha512>, flush: bool) -> Sink {
-        Self::spawn(file, Hashes { sha256, sha512 }, flush, None)
+        Self::spawn(file, Hashes { sha256, sha512 }, flush, None, Box::new(()))
     }
 
     /// Starts a worker writing, unhashed, to `file` (at its current position), a file other
     /// sinks write too: each write holds `turn`. The kernel serialises buffered writes to one
     /// file anyway (ext4 takes the inode's lock), but a waiting writer there spins on a core
     /// (6.5 % of the server's CPU with four 8 MiB blocks in flight); waiting here, it sleeps.
-    pub fn start_shared(file: std::fs::File, turn: Arc<Mutex<()>>) -> Sink {
-        Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(turn))
+    /// `hold` is dropped when the worker ends, after its last write: a buffer handed over is
+    /// written even if the sink is dropped (a failed or cancelled request), so whoever reserved
+    /// the range must not free it before.
+    pub fn start_shared(file: std::fs::File, turn: Arc<Mutex<()>>, hold: Box<dyn Send>) -> Sink {
+        Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(turn), hold)
     }
 
-    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, turn: Option<Arc<Mutex<()>>>) -> Sink {
+    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, turn: Option<Arc<Mutex<()>>>, hold: Box<dyn Send>) -> Sink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
-        let worker = tokio::task::spawn_blocking(move || run(file, hashes, flush, turn, rx));
+        let worker = tokio::task::spawn_blocking(move || {
+            let sunk = run(file, hashes, flush, turn, rx);
+            drop(hold);
+            sunk
+        });
         Sink { tx: Some(tx), worker: Some(worker), pending: take_buffer() }
     }
 

@@ -226,6 +226,13 @@ async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
         b.stage("ordered", i, 5, at(i)).await;
     }
     let again = b.commit("ordered", &[0, 1, 2], &[5; 3]).await;
+    // A Put Blob over staged blocks drops them, and their staging file.
+    for i in 0..2 {
+        b.stage("replaced", i, 0, at(i)).await;
+    }
+    let url = format!("{}/replaced?{}", b.base, b.token);
+    let r = b.anon.raw("PUT", &url, Some(b"whole".to_vec()), Some("text/plain"), &[("x-ms-blob-type", "BlockBlob")]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
     // Blocks written in place became one stored file (linked, or written out whole when the
     // list did not match their places); none of the staging files is left.
     for sha in [&again, &concurrent] {
@@ -241,12 +248,15 @@ async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
     assert_eq!(r.status, 404, "the refused block was not staged: {}", r.text);
 }
 
-/// Blocks written in place survive a crash: after a SIGKILL and a restart, the blocks staged
-/// before it are still there and the upload completes (the blocks after it go to a new staging
-/// file, so the commit writes the blob out whole). A staging file no block is in — what a crash
-/// between writing a block and recording it leaves — is removed at the restart.
+/// Blocks written in place become the stored blob by a link (the stored file is the staging
+/// file: same inode), and survive a crash: after a SIGKILL and a restart, the blocks staged
+/// before it are still there, a list of exactly them is still linked, and an upload continued
+/// after the restart completes (its later blocks go to a new staging file, so the commit writes
+/// the blob out whole). A staging file no block is in — what a crash between writing a block and
+/// recording it leaves — is removed at the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blocks_written_in_place_survive_a_crash() {
+async fn blocks_written_in_place_are_linked_and_survive_a_crash() {
+    use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let server = Server::start_in(&dir, &[]);
@@ -254,23 +264,41 @@ async fn blocks_written_in_place_survive_a_crash() {
     let (sa_id, account) = storage_account(&server, &http, "crashreg").await;
     let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
     let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token: token.clone() };
+    let staging = dir.join("blobs/staging");
+    let inodes = || -> Vec<u64> { std::fs::read_dir(&staging).unwrap().map(|e| e.unwrap().metadata().unwrap().ino()).collect() };
+    let stored_inode = |sha: &str| std::fs::metadata(dir.join("blobs/sha256").join(&sha[..2]).join(sha)).unwrap().ino();
+
     for i in 0..3 {
-        b.stage("resumed", i, 0, Some(Blocks::offset(i))).await;
+        b.stage("direct", i, 0, Some(Blocks::offset(i))).await;
+    }
+    let before = inodes();
+    assert_eq!(before.len(), 1, "one staging file holds the blob's blocks");
+    let sha = b.commit("direct", &[0, 1, 2], &[0; 3]).await;
+    assert_eq!(stored_inode(&sha), before[0], "the staging file became the stored blob");
+    assert!(inodes().is_empty());
+
+    // Other bytes than "direct"'s (salt 3): equal bytes would find its stored file there.
+    for (blob, salt) in [("resumed", 0), ("linked", 3)] {
+        for i in 0..3 {
+            b.stage(blob, i, salt, Some(Blocks::offset(i))).await;
+        }
     }
     server.kill();
-    let staging = dir.join("blobs/staging");
-    assert_eq!(walk(&staging), 1, "one staging file holds the blob's blocks");
+    let before = inodes();
+    assert_eq!(before.len(), 2);
     std::fs::write(staging.join("0123456789abcdef0123456789abcdef"), b"a block never recorded").unwrap();
 
     let server = Server::start_in(&dir, &[]);
-    assert_eq!(walk(&staging), 1, "the file no block is in was removed, the other kept");
+    assert_eq!(inodes().len(), 2, "the file no block is in was removed, the others kept");
     let b = Blocks { anon: server.http().anonymous(), base: format!("{}/{account}/blocks", server.url), token };
+    let sha = b.commit("linked", &[0, 1, 2], &[3; 3]).await;
+    assert!(before.contains(&stored_inode(&sha)), "a staging file from before the restart is linked too");
     for i in 3..6 {
         b.stage("resumed", i, 0, Some(Blocks::offset(i))).await;
     }
-    assert_eq!(walk(&staging), 2, "blocks after the restart went to a new file");
+    assert_eq!(inodes().len(), 2, "blocks after the restart went to a new file");
     b.commit("resumed", &[0, 1, 2, 3, 4, 5], &[0; 6]).await;
-    assert_eq!(walk(&staging), 0, "the commit removed both");
+    assert!(inodes().is_empty(), "the commits removed every staging file");
 }
 
 /// A block list that names only finished blocks is committed while another Put Block of the

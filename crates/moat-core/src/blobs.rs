@@ -230,7 +230,12 @@ impl Moat {
         self.blob_grant(t, Need::Write).await?;
         self.writable(t).await?;
         let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
-        self.commit_blob(t, stored.digest, stored.size, None, content_type).await
+        let blob = (t.account, t.container, t.blob.unwrap_or_default());
+        // The blob's staged blocks are dropped with it (as Azure discards them).
+        let files = self.staging_files(blob.0, blob.1, blob.2).await?;
+        let row = self.commit_blob(t, stored.digest, stored.size, None, content_type).await?;
+        self.drop_staging(blob, &files).await;
+        Ok(row)
     }
 
     /// Put Block: stages one block of a blob. `offset`, moat's extension (`x-moat-block-offset`),
@@ -265,7 +270,8 @@ impl Moat {
         let written = match &ticket {
             Some(tk) => {
                 let n = length.unwrap_or_default();
-                match self.blobs.stage_at(&tk.file, tk.offset, body, n).await {
+                // The writer thread holds the reservation too, until its last write.
+                match self.blobs.stage_at(&tk.file, tk.offset, body, n, Box::new(tk.clone())).await {
                     Ok(w) if w == n => Ok((BlockAt::Staged { file: tk.file.clone(), offset: tk.offset, token: tk.token.clone() }, w)),
                     Ok(w) => Err(BlobError::Source(std::io::Error::other(format!("the body ended after {w} of the {n} bytes announced")))),
                     Err(e) => Err(e),
@@ -273,20 +279,13 @@ impl Moat {
             }
             None => self.blobs.put(body, None, MAX_PUT_BYTES).await.map(|s| (BlockAt::Stored(s.digest), s.size)),
         };
-        let (at, size) = match written {
-            Ok(w) => w,
-            Err(e) => {
-                if let Some(tk) = ticket {
-                    self.staging.done(tk, false);
-                }
-                return Err(blob_error(e));
-            }
-        };
-        let recorded = self.record_block(t, block_id, &at, size).await;
-        if let Some(tk) = ticket {
-            self.staging.done(tk, recorded.is_ok());
+        // On any return from here, dropping `ticket` ends the request's hold on the range: it is
+        // kept if the block was recorded, freed otherwise (once the writer has let go too).
+        let (at, size) = written.map_err(blob_error)?;
+        self.record_block(t, block_id, &at, size).await?;
+        if let Some(tk) = &ticket {
+            tk.recorded();
         }
-        recorded?;
         if let Some(offset) = offset {
             self.prehash.staged(blob, offset, (block_id.to_string(), at, size), &self.blobs);
         }
@@ -361,26 +360,48 @@ impl Moat {
             let (h, more) = self.blobs.hash_pieces(&pieces(n), hasher).await.map_err(blob_error)?;
             Ok::<_, Error>((Digest::from_bytes(h.finalize().into()), done + more))
         };
-        let row = if places.iter().all(|p| matches!(p, BlockAt::Stored(_))) {
-            let (digest, size) = hash(ahead).await?;
-            let sized: Vec<(String, u64)> = places.iter().zip(&sizes).map(|(p, n)| (p.to_string(), *n)).collect();
-            let parts_json = serde_json::to_string(&sized)?;
-            self.commit_blob(t, digest, size, Some(parts_json), content_type).await?
-        } else if let Some(file) = self.linkable(blob, &places, &sizes).await? {
-            let (digest, size) = hash(ahead).await?;
-            self.blobs.install_staged(&file, &digest, size).await.map_err(blob_error)?;
-            self.commit_blob(t, digest, size, None, content_type).await?
-        } else {
-            let mut w = self.blobs.writer(u64::MAX).await.map_err(blob_error)?;
-            let mut reader = self.blobs.pieces_reader(pieces(0), 0);
-            while w.read_from(&mut reader).await.map_err(|e| match e {
-                // The source here is the store itself.
-                BlobError::Source(e) => blob_error(BlobError::Io(e)),
-                e => blob_error(e),
-            })? > 0
-            {}
-            let stored = w.finish(None).await.map_err(blob_error)?;
-            self.commit_blob(t, stored.digest, stored.size, None, content_type).await?
+        let committed = async {
+            let row = if places.iter().all(|p| matches!(p, BlockAt::Stored(_))) {
+                let (digest, size) = hash(ahead).await?;
+                let sized: Vec<(String, u64)> = places.iter().zip(&sizes).map(|(p, n)| (p.to_string(), *n)).collect();
+                let parts_json = serde_json::to_string(&sized)?;
+                self.commit_blob(t, digest, size, Some(parts_json), content_type).await?
+            } else if let Some(file) = self.linkable(&places, &sizes).await? {
+                let (digest, size) = hash(ahead).await?;
+                self.blobs.install_staged(&file, &digest, size).await.map_err(blob_error)?;
+                self.commit_blob(t, digest, size, None, content_type).await?
+            } else {
+                let mut w = self.blobs.writer(u64::MAX).await.map_err(blob_error)?;
+                let mut reader = self.blobs.pieces_reader(pieces(0), 0);
+                while w.read_from(&mut reader).await.map_err(|e| match e {
+                    // The source here is the store itself.
+                    BlobError::Source(e) => blob_error(BlobError::Io(e)),
+                    e => blob_error(e),
+                })? > 0
+                {}
+                let stored = w.finish(None).await.map_err(blob_error)?;
+                self.commit_blob(t, stored.digest, stored.size, None, content_type).await?
+            };
+            Ok::<_, Error>(row)
+        }
+        .await;
+        let row = match committed {
+            Ok(row) => row,
+            Err(Error::Internal(e)) => {
+                // Another commit of the blob (or its deletion) may have taken the blocks
+                // meanwhile, with their staging file: that is the client's race, not a fault.
+                let now: std::collections::HashSet<String> =
+                    self.store.blocks(blob.0, blob.1, blob.2).await?.into_iter().map(|b| b.block_id).collect();
+                if block_ids.iter().any(|id| !now.contains(id)) {
+                    return Err(Error::invalid(
+                        "InvalidBlockList",
+                        "body",
+                        "The blocks of this list were committed or deleted by another request meanwhile; stage them again.",
+                    ));
+                }
+                return Err(Error::Internal(e));
+            }
+            Err(e) => return Err(e),
         };
         self.drop_staging(blob, &files).await;
         Ok(row)
@@ -388,7 +409,7 @@ impl Moat {
 
     /// The staging file that the listed blocks make up exactly, in order from its first byte,
     /// once claimed for linking (no write into it is in flight, none will start).
-    async fn linkable(&self, blob: (&str, &str, &str), places: &[BlockAt], sizes: &[u64]) -> Result<Option<String>> {
+    async fn linkable(&self, places: &[BlockAt], sizes: &[u64]) -> Result<Option<String>> {
         let Some(BlockAt::Staged { file, .. }) = places.first() else { return Ok(None) };
         let mut end = 0u64;
         for (p, n) in places.iter().zip(sizes) {
@@ -397,7 +418,7 @@ impl Moat {
                 _ => return Ok(None),
             }
         }
-        if !self.staging.retire(blob, file) {
+        if !self.staging.retire(file) {
             return Ok(None);
         }
         // Claimed, the file no longer changes. Bytes past the list's end (blocks staged but not
@@ -410,13 +431,25 @@ impl Moat {
         Ok(staged_in(self.store.blocks(account, container, blob).await?.iter()))
     }
 
-    /// Removes the staging files of a blob whose staged blocks were dropped (a failure only
-    /// leaves them to the sweep).
+    /// After the blob's staged blocks were dropped (committed, deleted, replaced): forgets its
+    /// staging state and removes `files`, those the dropped blocks were in — but not one a write
+    /// is still going into, nor one a block recorded meanwhile is in (left to the sweep).
     async fn drop_staging(&self, blob: (&str, &str, &str), files: &[String]) {
-        if !self.staging.forget(blob, files) {
+        self.staging.forget(blob);
+        if files.is_empty() {
             return;
         }
-        for f in files {
+        // In this order: a write not in flight now either recorded its block already (seen
+        // below) or never will (a forgotten file takes no new write).
+        let idle: Vec<&String> = files.iter().filter(|f| !self.staging.writing(f)).collect();
+        let still = match self.staging_files(blob.0, blob.1, blob.2).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing staged blocks failed; the sweep will remove their staging files");
+                return;
+            }
+        };
+        for f in idle.into_iter().filter(|f| !still.contains(f)) {
             if let Err(e) = self.blobs.remove_staged(f).await {
                 tracing::warn!(file = %f, error = %e, "removing a staging file failed; the sweep will");
             }
@@ -427,8 +460,19 @@ impl Moat {
     /// written more than `age` ago (left by a crash, a failed removal, or a blob whose blocks
     /// expired); returns how many.
     pub async fn sweep_staging(&self, age: std::time::Duration) -> Result<usize> {
-        let on_disk = self.blobs.staged_files().await.map_err(blob_error)?;
-        if on_disk.is_empty() {
+        let now = std::time::SystemTime::now();
+        // In this order: a file not live now takes no new write, so a block in it was recorded
+        // before, and the query below sees it.
+        let candidates: Vec<String> = self
+            .blobs
+            .staged_files()
+            .await
+            .map_err(blob_error)?
+            .into_iter()
+            .filter(|(file, written)| now.duration_since(*written).is_ok_and(|d| d >= age) && !self.staging.live(file))
+            .map(|(file, _)| file)
+            .collect();
+        if candidates.is_empty() {
             return Ok(0);
         }
         let referenced: std::collections::HashSet<String> = self
@@ -441,16 +485,12 @@ impl Moat {
                 _ => None,
             })
             .collect();
-        let now = std::time::SystemTime::now();
         let mut removed = 0;
-        for (file, written) in on_disk {
-            let old = now.duration_since(written).is_ok_and(|d| d >= age);
-            if old
-                && !referenced.contains(&file)
-                && !self.staging.live(&file)
-                && self.blobs.remove_staged(&file).await.map_err(blob_error)?
-            {
-                removed += 1;
+        for file in candidates.into_iter().filter(|f| !referenced.contains(f)) {
+            match self.blobs.remove_staged(&file).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(file = %file, error = %e, "removing a staging file failed"),
             }
         }
         Ok(removed)

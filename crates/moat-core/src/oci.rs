@@ -788,7 +788,9 @@ impl Moat {
         let blocks = tx.discard_blocks_staged_before(&cutoff).await?;
         tx.commit().await?;
         // Staging files no block is in any more (those of the blocks just discarded, or left
-        // by a failed removal) go once nothing has written them for an hour.
+        // by a failed removal) go once nothing has written them for an hour; the staging state
+        // of blobs whose blocks expired goes with them.
+        self.staging.forget_idle(ttl);
         let files = self.sweep_staging(std::time::Duration::from_secs(3600)).await?;
         if files > 0 {
             tracing::info!(files, "removed staging files no staged block is in");

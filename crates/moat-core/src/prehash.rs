@@ -239,7 +239,7 @@ mod tests {
 
     /// Writes `bytes` at `offset` of staging file `file`, as a Put Block with a place does.
     async fn stage(blobs: &moat_blob::BlobStore, file: &str, offset: u64, bytes: &[u8]) -> BlockAt {
-        assert_eq!(blobs.stage_at(file, offset, bytes, u64::MAX).await.unwrap(), bytes.len() as u64);
+        assert_eq!(blobs.stage_at(file, offset, bytes, u64::MAX, Box::new(())).await.unwrap(), bytes.len() as u64);
         BlockAt::Staged { file: file.into(), offset, token: format!("t{offset}") }
     }
 

@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use moat_blob::Piece;
 use moat_types::Digest;
@@ -27,8 +29,14 @@ use moat_types::Digest;
 /// blocks stay readable, and new blocks start another file).
 const MAX_FILES: usize = 1024;
 /// Ranges remembered across all files (~50 bytes each): beyond this, blocks are stored on their
-/// own, so that a client staging millions of tiny blocks cannot grow the node's memory.
+/// own, so that clients staging millions of tiny blocks cannot grow the node's memory.
 const MAX_RANGES: usize = 1_000_000;
+/// Ranges one file holds at most (a block list names at most this many blocks), so that one
+/// blob cannot take the whole of [`MAX_RANGES`].
+const MAX_RANGES_PER_FILE: usize = crate::blobs::MAX_BLOCKS;
+/// Blocks written in place end within this many bytes (a staging file is sparse until filled;
+/// ext4 files end at 16 TiB): a block placed further is stored on its own.
+const MAX_STAGED_END: u64 = 8 << 40;
 
 type Key = (String, String, String);
 
@@ -69,42 +77,65 @@ impl fmt::Display for BlockAt {
     }
 }
 
-/// One blob's staging file, as this node writes it.
+/// One staging file, as this node writes it. It lives while it is a blob's current file or a
+/// write into it is in flight (each [`Reservation`] holds it).
 struct File {
     name: String,
     /// Reserved ranges (offset → end): staged blocks and writes in flight, never overlapping.
     ranges: BTreeMap<u64, u64>,
     in_flight: usize,
-    /// Linked into the store: never written again.
+    /// Linked into the store, or about to be: never written again.
     retired: bool,
     /// Its ranges count towards [`MAX_RANGES`] (until it is forgotten).
     counted: bool,
+    touched: Instant,
 }
 
 impl File {
-    fn new() -> File {
-        File { name: uuid::Uuid::new_v4().simple().to_string(), ranges: BTreeMap::new(), in_flight: 0, retired: false, counted: true }
-    }
-
     fn overlaps(&self, start: u64, end: u64) -> bool {
         self.ranges.range(..end).next_back().is_some_and(|(_, e)| *e > start)
     }
 }
 
-/// A reserved range: the write goes to `file` at `offset`; [`Staging::done`] ends it.
-pub(crate) struct Ticket {
+/// A reserved range of a staging file. It ends when its last holder lets go: the request that
+/// writes the block, and the thread that writes its bytes (which may outlive a request that
+/// failed or was cancelled, with buffers still queued). Only then is the range free again,
+/// unless the block was recorded.
+pub(crate) struct Reservation {
     state: Arc<Mutex<File>>,
+    ranges: Arc<AtomicUsize>,
     pub file: String,
     pub offset: u64,
     pub token: String,
+    recorded: AtomicBool,
+}
+
+impl Reservation {
+    /// The block's row is recorded: its range stays reserved after the write ends.
+    pub fn recorded(&self) {
+        self.recorded.store(true, Relaxed);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut f = lock(&self.state);
+        f.in_flight -= 1;
+        if !self.recorded.load(Relaxed) && f.ranges.remove(&self.offset).is_some() && f.counted {
+            self.ranges.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 /// The staging files of the blobs being uploaded to this node.
 #[derive(Default)]
 pub(crate) struct Staging {
-    files: Mutex<HashMap<Key, Arc<Mutex<File>>>>,
+    /// Each blob's current file: where its next blocks go.
+    blobs: Mutex<HashMap<Key, Arc<Mutex<File>>>>,
+    /// Every file state alive, current or forgotten with writes still in flight, by name.
+    names: Mutex<HashMap<String, Weak<Mutex<File>>>>,
     /// Ranges held by counted files.
-    ranges: std::sync::atomic::AtomicUsize,
+    ranges: Arc<AtomicUsize>,
 }
 
 fn key(account: &str, container: &str, blob: &str) -> Key {
@@ -116,63 +147,85 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Staging {
+    fn new_file(&self) -> Arc<Mutex<File>> {
+        let f = File {
+            name: uuid::Uuid::new_v4().simple().to_string(),
+            ranges: BTreeMap::new(),
+            in_flight: 0,
+            retired: false,
+            counted: true,
+            touched: Instant::now(),
+        };
+        let name = f.name.clone();
+        let state = Arc::new(Mutex::new(f));
+        let mut names = lock(&self.names);
+        if names.len() >= 2 * MAX_FILES {
+            names.retain(|_, w| w.strong_count() > 0);
+        }
+        names.insert(name, Arc::downgrade(&state));
+        state
+    }
+
+    /// The state of file `name`, if alive.
+    fn named(&self, name: &str) -> Option<Arc<Mutex<File>>> {
+        lock(&self.names).get(name).and_then(Weak::upgrade)
+    }
+
     /// Reserves `len` bytes at `offset` of the blob's staging file for a block; `None` when the
-    /// range overlaps one reserved already (the block is then stored on its own).
-    pub fn begin(&self, (account, container, blob): (&str, &str, &str), offset: u64, len: u64) -> Option<Ticket> {
-        let end = offset.checked_add(len)?;
-        let mut files = lock(&self.files);
-        if files.len() >= MAX_FILES && !files.contains_key(&key(account, container, blob)) {
+    /// range overlaps one reserved already, or past the bounds (the block is then stored on its
+    /// own).
+    pub fn begin(&self, (account, container, blob): (&str, &str, &str), offset: u64, len: u64) -> Option<Arc<Reservation>> {
+        let end = offset.checked_add(len).filter(|e| *e <= MAX_STAGED_END)?;
+        let mut blobs = lock(&self.blobs);
+        if blobs.len() >= MAX_FILES && !blobs.contains_key(&key(account, container, blob)) {
             // Forget idle files; their blocks stay readable, as recorded.
-            files.retain(|_, f| {
+            blobs.retain(|_, f| {
                 let mut f = lock(f);
                 f.in_flight > 0 || {
                     self.uncount(&mut f);
                     false
                 }
             });
-            if files.len() >= MAX_FILES {
+            if blobs.len() >= MAX_FILES {
                 return None;
             }
         }
-        let state = files.entry(key(account, container, blob)).or_insert_with(|| Arc::new(Mutex::new(File::new())));
-        if lock(state).retired {
-            self.uncount(&mut lock(state));
-            *state = Arc::new(Mutex::new(File::new()));
-        }
-        let state = state.clone();
+        let entry = blobs.entry(key(account, container, blob)).or_insert_with(|| self.new_file());
+        let mut state = entry.clone();
         let mut f = lock(&state);
-        if f.overlaps(offset, end) || self.ranges.load(Relaxed) >= MAX_RANGES {
+        // Checked under the lock that `retire` sets it under: a retired file takes no more writes.
+        if f.retired {
+            self.uncount(&mut f);
+            drop(f);
+            state = self.new_file();
+            *entry = state.clone();
+            f = lock(&state);
+        }
+        if f.overlaps(offset, end) || f.ranges.len() >= MAX_RANGES_PER_FILE || self.ranges.load(Relaxed) >= MAX_RANGES {
             return None;
         }
         self.ranges.fetch_add(1, Relaxed);
         f.ranges.insert(offset, end);
         f.in_flight += 1;
+        f.touched = Instant::now();
         let file = f.name.clone();
         drop(f);
-        Some(Ticket { state, file, offset, token: uuid::Uuid::new_v4().simple().to_string() })
+        Some(Arc::new(Reservation {
+            state,
+            ranges: self.ranges.clone(),
+            file,
+            offset,
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            recorded: AtomicBool::new(false),
+        }))
     }
 
-    /// Ends a write: with `recorded`, its range stays reserved (a staged block is there);
-    /// otherwise it is free again.
-    pub fn done(&self, ticket: Ticket, recorded: bool) {
-        let mut f = lock(&ticket.state);
-        f.in_flight -= 1;
-        if !recorded && f.ranges.remove(&ticket.offset).is_some() && f.counted {
-            self.ranges.fetch_sub(1, Relaxed);
-        }
-    }
-
-    /// Claims staging file `file` of the blob for linking into the store: true when no write
-    /// into it is in flight and none will start (this node writes it no more). A file this node
-    /// is not writing (an older one of the blob's, or one from before a restart) is never
-    /// written again anyway.
-    pub fn retire(&self, (account, container, blob): (&str, &str, &str), file: &str) -> bool {
-        let files = lock(&self.files);
-        let Some(state) = files.get(&key(account, container, blob)) else { return true };
-        let mut f = lock(state);
-        if f.name != file {
-            return true;
-        }
+    /// Claims staging file `file` for linking into the store: true when no write into it is in
+    /// flight (whichever blob state it belongs to), and none will start.
+    pub fn retire(&self, file: &str) -> bool {
+        // A file with no state alive is no blob's current file and has no write in flight.
+        let Some(state) = self.named(file) else { return true };
+        let mut f = lock(&state);
         if f.in_flight > 0 {
             return false;
         }
@@ -180,14 +233,34 @@ impl Staging {
         true
     }
 
-    /// After the blob's staged blocks were dropped (committed or deleted): forgets its staging
-    /// state and returns whether `files` (those the dropped blocks were in) can be removed —
-    /// not while a write into one of them is still in flight (those are left to the sweep).
-    pub fn forget(&self, (account, container, blob): (&str, &str, &str), files: &[String]) -> bool {
-        let Some(state) = lock(&self.files).remove(&key(account, container, blob)) else { return true };
-        let mut f = lock(&state);
-        self.uncount(&mut f);
-        !(f.in_flight > 0 && files.contains(&f.name))
+    /// Whether a write into staging file `file` is in flight.
+    pub fn writing(&self, file: &str) -> bool {
+        self.named(file).is_some_and(|f| lock(&f).in_flight > 0)
+    }
+
+    /// Forgets the blob's current file (its staged blocks were dropped: committed, deleted,
+    /// replaced by a Put Blob): the blob's next block starts another. Writes in flight into it
+    /// go on; [`Staging::writing`] still sees them.
+    pub fn forget(&self, (account, container, blob): (&str, &str, &str)) {
+        let state = lock(&self.blobs).remove(&key(account, container, blob));
+        if let Some(state) = state {
+            self.uncount(&mut lock(&state));
+        }
+    }
+
+    /// Forgets the files no block was staged into for `idle` (their blocks expired, or were
+    /// abandoned); returns how many.
+    pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
+        let mut blobs = lock(&self.blobs);
+        let before = blobs.len();
+        blobs.retain(|_, f| {
+            let mut f = lock(f);
+            f.in_flight > 0 || f.touched.elapsed() < idle || {
+                self.uncount(&mut f);
+                false
+            }
+        });
+        before - blobs.len()
     }
 
     /// Stops counting `f`'s ranges (it is being forgotten or replaced).
@@ -197,11 +270,12 @@ impl Staging {
         }
     }
 
-    /// Whether this node is writing staging file `file` (for the sweep).
+    /// Whether staging file `file` may still be written: a blob's current file not yet retired,
+    /// or one with writes in flight (for the sweep).
     pub fn live(&self, file: &str) -> bool {
-        lock(&self.files).values().any(|f| {
-            let f = lock(f);
-            f.name == file && !f.retired
+        self.named(file).is_some_and(|f| {
+            let f = lock(&f);
+            !f.retired || f.in_flight > 0
         })
     }
 }
@@ -212,6 +286,13 @@ mod tests {
 
     const B: (&str, &str, &str) = ("a", "c", "b");
 
+    /// A request's end: the block recorded or not.
+    fn end(r: Arc<Reservation>, recorded: bool) {
+        if recorded {
+            r.recorded();
+        }
+    }
+
     #[test]
     fn ranges_never_overlap_and_free_up_when_a_write_fails() {
         let s = Staging::default();
@@ -221,13 +302,30 @@ mod tests {
         let t2 = s.begin(B, 10, 10).unwrap();
         assert_eq!(t1.file, t2.file, "one file per blob");
         assert_ne!(t1.token, t2.token);
-        s.done(t2, false);
+        end(t2, false);
         let t3 = s.begin(B, 10, 10).expect("a failed write frees its range");
-        s.done(t3, true);
+        end(t3, true);
         assert!(s.begin(B, 15, 1).is_none(), "a staged block keeps its range");
         assert!(s.begin(("a", "c", "other"), 0, 10).is_some(), "another blob has its own file");
         assert!(s.begin(B, u64::MAX, 2).is_none(), "no range past the end of numbers");
-        s.done(t1, true);
+        assert!(s.begin(B, MAX_STAGED_END, 1).is_none(), "nor past a file's largest size");
+        end(t1, true);
+    }
+
+    /// The writer thread of a failed request may still hold queued buffers: the range stays
+    /// reserved, and the file unlinkable, until it lets go too.
+    #[test]
+    fn a_range_is_free_only_when_its_writer_lets_go_too() {
+        let s = Staging::default();
+        let request = s.begin(B, 0, 10).unwrap();
+        let writer = request.clone();
+        let file = request.file.clone();
+        end(request, false);
+        assert!(s.begin(B, 0, 10).is_none(), "the writer still writes there");
+        assert!(s.writing(&file) && !s.retire(&file));
+        drop(writer);
+        assert!(!s.writing(&file));
+        end(s.begin(B, 0, 10).expect("free once both let go"), true);
     }
 
     #[test]
@@ -235,17 +333,44 @@ mod tests {
         let s = Staging::default();
         let t = s.begin(B, 0, 10).unwrap();
         let file = t.file.clone();
-        assert!(!s.retire(B, &file), "a write is in flight");
-        s.done(t, true);
+        assert!(!s.retire(&file), "a write is in flight");
+        end(t, true);
         assert!(s.live(&file));
-        assert!(s.retire(B, &file));
+        assert!(s.retire(&file));
         assert!(!s.live(&file));
         let t = s.begin(B, 0, 10).expect("the blob's next block starts a new file");
         assert_ne!(t.file, file);
-        assert!(s.retire(B, &file), "the old file is not being written");
-        assert!(!s.forget(B, std::slice::from_ref(&t.file)), "a write into it is in flight");
-        s.done(t, true);
-        assert!(s.forget(B, &[file]));
+        assert!(s.retire(&file), "the old file is not being written");
+        end(t, true);
+    }
+
+    /// Forgetting a blob's file (its blocks committed or deleted) while a write into it is still
+    /// in flight: that write still forbids linking the file, and keeps it live for the sweep.
+    #[test]
+    fn a_forgotten_file_with_a_write_in_flight_is_still_being_written() {
+        let s = Staging::default();
+        let done = s.begin(B, 0, 10).unwrap();
+        end(done, true);
+        let late = s.begin(B, 10, 10).unwrap();
+        let file = late.file.clone();
+        s.forget(B);
+        assert!(s.writing(&file) && s.live(&file) && !s.retire(&file));
+        let next = s.begin(B, 10, 10).expect("the blob's next block goes to a new file");
+        assert_ne!(next.file, file);
+        end(late, true);
+        assert!(!s.writing(&file) && !s.live(&file) && s.retire(&file), "no state is left for it");
+        end(next, true);
+    }
+
+    #[test]
+    fn idle_files_are_forgotten() {
+        let s = Staging::default();
+        end(s.begin(B, 0, 10).unwrap(), true);
+        let busy = s.begin(("a", "c", "busy"), 0, 10).unwrap();
+        assert_eq!(s.forget_idle(std::time::Duration::from_secs(3600)), 0, "touched a moment ago");
+        assert_eq!(s.forget_idle(std::time::Duration::ZERO), 1, "the idle one, not the one in flight");
+        assert_eq!(s.ranges.load(Relaxed), 1);
+        end(busy, true);
     }
 
     #[test]
@@ -254,16 +379,16 @@ mod tests {
         s.ranges.store(MAX_RANGES - 1, Relaxed);
         let t = s.begin(B, 0, 1).expect("the last range there is room for");
         assert!(s.begin(("a", "c", "other"), 0, 1).is_none(), "no room: stored on its own");
-        s.done(t, false);
+        end(t, false);
         let t = s.begin(("a", "c", "other"), 0, 1).expect("a failed write gives its range back");
-        s.done(t, true);
+        end(t, true);
         assert_eq!(s.ranges.load(Relaxed), MAX_RANGES);
-        assert!(s.forget(("a", "c", "other"), &[]));
+        s.forget(("a", "c", "other"));
         assert_eq!(s.ranges.load(Relaxed), MAX_RANGES - 1, "a forgotten file gives its ranges back");
         // A write in flight when its file is forgotten gives nothing back twice.
         let t = s.begin(B, 5, 1).unwrap();
-        assert!(s.forget(B, &[]));
-        s.done(t, false);
+        s.forget(B);
+        end(t, false);
         assert_eq!(s.ranges.load(Relaxed), MAX_RANGES - 1);
     }
 
