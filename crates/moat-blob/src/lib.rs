@@ -874,6 +874,45 @@ mod parts_tests {
         assert_eq!((out.as_slice(), size), (&b"helloworld"[..], 10));
     }
 
+    /// A body that fails after buffers were handed over: they are still written, and `hold`
+    /// (the caller's reservation of the range) is let go only after the last of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staged_write_lets_go_of_its_range_only_after_its_last_byte() {
+        struct Failing;
+        impl AsyncRead for Failing {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Err(std::io::Error::other("connection reset")))
+            }
+        }
+        struct Hold(std::path::PathBuf, std::sync::Arc<std::sync::Mutex<Option<u64>>>);
+        impl Drop for Hold {
+            fn drop(&mut self) {
+                *self.1.lock().unwrap() = Some(std::fs::metadata(&self.0).map(|m| m.len()).unwrap_or(0));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let hold = Hold(dir.path().join("staging/f"), seen.clone());
+        let data = vec![7u8; 5 * 1024 * 1024 / 2];
+        let body = tokio::io::AsyncReadExt::chain(&data[..], Failing);
+        let r = store.stage_at("f", 0, body, data.len() as u64 + 1, Box::new(hold)).await;
+        assert!(matches!(r, Err(BlobError::Source(_))), "{r:?}");
+        let at_release = loop {
+            if let Some(n) = *seen.lock().unwrap() {
+                break n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let fin = std::fs::metadata(dir.path().join("staging/f")).unwrap().len();
+        assert!(fin >= 1024 * 1024, "the full buffers handed over were written ({fin} bytes)");
+        assert_eq!(at_release, fin, "nothing was written after the range was let go");
+    }
+
     #[tokio::test]
     async fn parts_read_as_one_from_any_offset() {
         let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,19 @@ fn blob_error(e: BlobError) -> Error {
     }
 }
 
+/// Records a staged block, unless its container was sealed meanwhile.
+async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
+    let mut tx = store.write().await?;
+    // Checked again under the lock: a commit may have sealed the container meanwhile.
+    if tx.container_sealed(&row.account, &row.container).await? == Some(true) {
+        return Err(sealed(&row.container));
+    }
+    tx.ensure_container(&row.account, &row.container, &now_rfc3339()).await?;
+    tx.put_block(row).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The staging files (see staging.rs) that `blocks` are in.
 fn staged_in<'a>(blocks: impl Iterator<Item = &'a BlockRow>) -> Vec<String> {
     let mut files: Vec<String> = blocks
@@ -282,34 +295,32 @@ impl Moat {
         // On any return from here, dropping `ticket` ends the request's hold on the range: it is
         // kept if the block was recorded, freed otherwise (once the writer has let go too).
         let (at, size) = written.map_err(blob_error)?;
-        self.record_block(t, block_id, &at, size).await?;
-        if let Some(tk) = &ticket {
-            tk.recorded();
-        }
-        if let Some(offset) = offset {
-            self.prehash.staged(blob, offset, (block_id.to_string(), at, size), &self.blobs);
-        }
-        Ok(())
-    }
-
-    async fn record_block(&self, t: &BlobTarget<'_>, block_id: &str, at: &BlockAt, size: u64) -> Result<()> {
-        let mut tx = self.store.write().await?;
-        // Checked again under the lock: a commit may have sealed the container meanwhile.
-        if tx.container_sealed(t.account, t.container).await? == Some(true) {
-            return Err(sealed(t.container));
-        }
-        tx.ensure_container(t.account, t.container, &now_rfc3339()).await?;
-        tx.put_block(&BlockRow {
+        let row = BlockRow {
             account: t.account.into(),
             container: t.container.into(),
-            name: t.blob.unwrap_or_default().into(),
+            name: blob.2.into(),
             block_id: block_id.into(),
             digest: at.to_string(),
             size: size as i64,
             staged_at: now_rfc3339(),
+        };
+        // Recorded in a task of its own, which holds the range until the row is settled: a
+        // request cancelled meanwhile cannot free the range of a row that then becomes visible.
+        // The range stays reserved whatever the outcome (a commit that reports an error may
+        // still have made the row visible); a failed block's range goes with its file.
+        let (store, held) = (self.store.clone(), ticket.clone());
+        tokio::spawn(async move {
+            let recorded = record_block(&store, &row).await;
+            if let Some(tk) = held {
+                tk.recorded();
+            }
+            recorded
         })
-        .await?;
-        tx.commit().await?;
+        .await
+        .map_err(|e| Error::Internal(format!("recording a block: {e}")))??;
+        if let Some(offset) = offset {
+            self.prehash.staged(blob, offset, (block_id.to_string(), at, size), &self.blobs);
+        }
         Ok(())
     }
 

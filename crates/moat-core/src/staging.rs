@@ -175,7 +175,7 @@ impl Staging {
     /// range overlaps one reserved already, or past the bounds (the block is then stored on its
     /// own).
     pub fn begin(&self, (account, container, blob): (&str, &str, &str), offset: u64, len: u64) -> Option<Arc<Reservation>> {
-        let end = offset.checked_add(len).filter(|e| *e <= MAX_STAGED_END)?;
+        let end = offset.checked_add(len).filter(|e| *e > offset && *e <= MAX_STAGED_END)?;
         let mut blobs = lock(&self.blobs);
         if blobs.len() >= MAX_FILES && !blobs.contains_key(&key(account, container, blob)) {
             // Forget idle files; their blocks stay readable, as recorded.
@@ -309,6 +309,7 @@ mod tests {
         assert!(s.begin(("a", "c", "other"), 0, 10).is_some(), "another blob has its own file");
         assert!(s.begin(B, u64::MAX, 2).is_none(), "no range past the end of numbers");
         assert!(s.begin(B, MAX_STAGED_END, 1).is_none(), "nor past a file's largest size");
+        assert!(s.begin(B, 0, 0).is_none(), "an empty block reserves nothing");
         end(t1, true);
     }
 
