@@ -176,9 +176,7 @@ fn walk(dir: &std::path::Path) -> usize {
 async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
     let server = Server::start();
     let http = server.http();
-    let (sa_id, account) = storage_account(&server, &http, "blockreg").await;
-    let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
-    let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token };
+    let (b, _) = Blocks::new(&server, &http, "blockreg").await;
     let at = |i: usize| Some(Blocks::offset(i));
 
     // In order with hints, one at a time: everything is hashed ahead.
@@ -261,9 +259,7 @@ async fn blocks_written_in_place_are_linked_and_survive_a_crash() {
     let dir = tmp.path().join("data");
     let server = Server::start_in(&dir, &[]);
     let http = server.http();
-    let (sa_id, account) = storage_account(&server, &http, "crashreg").await;
-    let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
-    let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token: token.clone() };
+    let (b, account) = Blocks::new(&server, &http, "crashreg").await;
     let staging = dir.join("blobs/staging");
     let inodes = || -> Vec<u64> { std::fs::read_dir(&staging).unwrap().map(|e| e.unwrap().metadata().unwrap().ino()).collect() };
     let stored_inode = |sha: &str| std::fs::metadata(dir.join("blobs/sha256").join(&sha[..2]).join(sha)).unwrap().ino();
@@ -290,7 +286,7 @@ async fn blocks_written_in_place_are_linked_and_survive_a_crash() {
 
     let server = Server::start_in(&dir, &[]);
     assert_eq!(inodes().len(), 2, "the file no block is in was removed, the others kept");
-    let b = Blocks { anon: server.http().anonymous(), base: format!("{}/{account}/blocks", server.url), token };
+    let b = Blocks { anon: server.http().anonymous(), base: format!("{}/{account}/blocks", server.url), token: b.token.clone() };
     let sha = b.commit("linked", &[0, 1, 2], &[3; 3]).await;
     assert!(before.contains(&stored_inode(&sha)), "a staging file from before the restart is linked too");
     for i in 3..6 {
@@ -310,9 +306,7 @@ async fn a_commit_during_a_write_into_the_same_staging_file_links_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Server::start();
     let http = server.http();
-    let (sa_id, account) = storage_account(&server, &http, "racereg").await;
-    let token = sas(&http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
-    let b = Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token: token.clone() };
+    let (b, account) = Blocks::new(&server, &http, "racereg").await;
     for i in 0..2 {
         b.stage("racing", i, 0, Some(Blocks::offset(i))).await;
     }
@@ -320,7 +314,7 @@ async fn a_commit_during_a_write_into_the_same_staging_file_links_nothing() {
     let data = Blocks::data(2, 7);
     let addr = server.url.trim_start_matches("http://").to_string();
     let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let path = format!("/{account}/blocks/racing?comp=block&blockid={}&{token}", urlencode(&Blocks::id(2)));
+    let path = format!("/{account}/blocks/racing?comp=block&blockid={}&{}", urlencode(&Blocks::id(2)), b.token);
     let head = format!(
         "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nx-moat-block-offset: {}\r\nConnection: close\r\n\r\n",
         data.len(),
@@ -360,6 +354,14 @@ struct Blocks {
 }
 
 impl Blocks {
+    /// A container "blocks" in registry `registry`'s storage account, with a SAS for it; and the
+    /// account's name.
+    async fn new(server: &Server, http: &Http, registry: &str) -> (Blocks, String) {
+        let (sa_id, account) = storage_account(server, http, registry).await;
+        let token = sas(http, &sa_id, &format!("/blob/{account}/blocks"), "c", "racwdl", 3600).await;
+        (Blocks { anon: http.anonymous(), base: format!("{}/{account}/blocks", server.url), token }, account)
+    }
+
     fn id(i: usize) -> String {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(format!("block-{i:04}"))
