@@ -124,6 +124,8 @@ impl BlobStore {
         tokio::fs::create_dir_all(&tmp).await?;
         tokio::fs::create_dir_all(root.join("uploads")).await?;
         tokio::fs::create_dir_all(root.join("staging")).await?;
+        // The directories' own names must be durable before anything in them is acknowledged.
+        sync_dir(&root).await?;
         Ok(BlobStore { root, remote, running: Default::default(), turns: Default::default() })
     }
 
