@@ -1,5 +1,5 @@
-//! Crash safety: the server is killed with SIGKILL, repeatedly, while clients upload and commit
-//! model versions concurrently. After every restart each acknowledged version is intact (its
+//! Crash safety: the server is killed with SIGKILL, repeatedly, while clients upload (whole, or
+//! in blocks written in place) and commit model versions concurrently. After every restart each acknowledged version is intact (its
 //! files download and hash to what was recorded), every visible version is complete, and no
 //! temporary file is left behind. Bounded: 5 rounds.
 
@@ -28,10 +28,47 @@ async fn publish(http: &Http, reg: &str, version: &str, seed: u64) -> Option<(St
     let up = try_call(http, "POST", &format!("{reg}/models/crashy/versions/{version}/startPendingUpload"), Some(json!({}))).await?;
     let sas_uri = up["blobReferenceForConsumption"]["credential"]["sasUri"].as_str()?.to_string();
     let (base, sas) = sas_uri.split_once('?')?;
-    let put =
-        http.client.put(format!("{base}/weights.bin?{sas}")).header("x-ms-blob-type", "BlockBlob").body(data.clone()).send().await.ok()?;
-    if put.status() != 201 {
-        return None;
+    if seed.is_multiple_of(2) {
+        let put = http
+            .client
+            .put(format!("{base}/weights.bin?{sas}"))
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(data.clone())
+            .send()
+            .await
+            .ok()?;
+        if put.status() != 201 {
+            return None;
+        }
+    } else {
+        // In three blocks with their places (as the CLI sends them): written in place in a
+        // staging file, linked into the store at commit.
+        let ids = ["Ymsw", "Ymsx", "Ymsy"]; // base64 of bk0, bk1, bk2
+        for (i, id) in ids.iter().enumerate() {
+            let part = data[i * 50_000..(i + 1) * 50_000].to_vec();
+            let put = http
+                .client
+                .put(format!("{base}/weights.bin?{sas}&comp=block&blockid={id}"))
+                .header("x-moat-block-offset", (i * 50_000).to_string())
+                .body(part)
+                .send()
+                .await
+                .ok()?;
+            if put.status() != 201 {
+                return None;
+            }
+        }
+        let list: String = ids.iter().map(|id| format!("<Latest>{id}</Latest>")).collect();
+        let put = http
+            .client
+            .put(format!("{base}/weights.bin?{sas}&comp=blocklist"))
+            .body(format!("<BlockList>{list}</BlockList>"))
+            .send()
+            .await
+            .ok()?;
+        if put.status() != 201 {
+            return None;
+        }
     }
     let v =
         try_call(http, "PUT", &format!("{reg}/models/crashy/versions/{version}"), Some(json!({"properties": {"modelUri": base}}))).await?;
@@ -92,6 +129,8 @@ async fn sigkill_during_uploads_loses_nothing_acknowledged() {
     let server = Server::start_in(&dir, &[]);
     let acked = acknowledged.lock().unwrap().clone();
     assert!(acked.len() >= ROUNDS, "too few versions were acknowledged ({}) for the test to mean anything", acked.len());
+    let in_blocks = |v: &str| v.rsplit('-').next().and_then(|i| i.parse::<u64>().ok()).is_some_and(|i| !i.is_multiple_of(2));
+    assert!(acked.iter().any(|(v, _)| in_blocks(v)), "no version uploaded in blocks was acknowledged");
     verify(&server.http(), &reg, &acked, &dir).await;
     server.stop();
 }
