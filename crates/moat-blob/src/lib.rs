@@ -326,13 +326,7 @@ impl BlobStore {
             return Err(BlobError::Io(std::io::Error::other(format!("staging file {file} holds {len} bytes, not {size}"))));
         }
         let final_path = self.path_of(digest);
-        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if !tokio::fs::try_exists(&dir).await? {
-            tokio::fs::create_dir_all(&dir).await?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).await?;
-            }
-        }
+        let dir = shard_of(&final_path).await?;
         let created = match tokio::fs::hard_link(&src, &final_path).await {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -442,13 +436,7 @@ impl BlobStore {
         if let Some(file) = unsynced {
             blocking(move || file.sync_all()).await?;
         }
-        if !tokio::fs::try_exists(&dir).await? {
-            tokio::fs::create_dir_all(&dir).await?;
-            // A new shard directory must itself be durable in its parent.
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).await?;
-            }
-        }
+        shard_of(&final_path).await?;
         tokio::fs::rename(src, &final_path).await?;
         sync_dir(&dir).await?;
         Ok(true)
@@ -743,7 +731,7 @@ async fn hash_chunks<R: AsyncRead + Unpin>(
     let result = loop {
         next.clear();
         // Fill the chunk (a short read is not the end); read_buf fills spare capacity only, so
-        // the buffer never grows past BUFFER.
+        // the pooled buffer is never reallocated.
         while next.len() < BUFFER {
             if reader.read_buf(&mut next).await? == 0 {
                 break;
@@ -773,6 +761,19 @@ async fn hash_chunks<R: AsyncRead + Unpin>(
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+}
+
+/// The shard directory stored blob `path` goes in, created (and made durable in its parent)
+/// when new.
+async fn shard_of(path: &Path) -> std::io::Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if !tokio::fs::try_exists(&dir).await? {
+        tokio::fs::create_dir_all(&dir).await?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent).await?;
+        }
+    }
+    Ok(dir)
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

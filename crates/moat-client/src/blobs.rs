@@ -228,8 +228,9 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
         let block_url = format!("{url}&comp=block&blockid={}", encode_path(&block.id));
         let (http, progress) = (http.clone(), progress.clone());
         in_flight.spawn(async move {
-            // moat's extension: with the offset, the server hashes the blob as blocks arrive,
-            // and the commit does not wait for a hash of the whole file.
+            // moat's extension: with the offset, the server writes the block where it goes in
+            // the blob and hashes the blob as blocks arrive, so the commit neither copies the
+            // bytes nor waits for a hash of the whole file.
             let resp = http
                 .put(&block_url)
                 .header("x-moat-block-offset", block.offset)

@@ -91,10 +91,11 @@ async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
     Ok(())
 }
 
-/// The staging files (see staging.rs) that `blocks` are in.
-fn staged_in<'a>(blocks: impl Iterator<Item = &'a BlockRow>) -> Vec<String> {
-    let mut files: Vec<String> = blocks
-        .filter_map(|b| match BlockAt::parse(&b.digest) {
+/// The staging files (see staging.rs) that blocks at `places` (their `digest` column) are in.
+fn staged_in(places: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut files: Vec<String> = places
+        .into_iter()
+        .filter_map(|p| match BlockAt::parse(&p) {
             Some(BlockAt::Staged { file, .. }) => Some(file),
             _ => None,
         })
@@ -232,8 +233,11 @@ impl Moat {
             parts,
         };
         tx.put_blob(&row).await?;
-        tx.clear_blocks(t.account, t.container, blob).await?;
+        // The blob's staged blocks are dropped with it (as Azure discards them), and so are
+        // their staging files.
+        let cleared = tx.clear_blocks(t.account, t.container, blob).await?;
         tx.commit().await?;
+        self.drop_staging((t.account, t.container, blob), &staged_in(cleared)).await;
         Ok(row)
     }
 
@@ -243,12 +247,7 @@ impl Moat {
         self.blob_grant(t, Need::Write).await?;
         self.writable(t).await?;
         let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
-        let blob = (t.account, t.container, t.blob.unwrap_or_default());
-        // The blob's staged blocks are dropped with it (as Azure discards them).
-        let files = self.staging_files(blob.0, blob.1, blob.2).await?;
-        let row = self.commit_blob(t, stored.digest, stored.size, None, content_type).await?;
-        self.drop_staging(blob, &files).await;
-        Ok(row)
+        self.commit_blob(t, stored.digest, stored.size, None, content_type).await
     }
 
     /// Put Block: stages one block of a blob. `offset`, moat's extension (`x-moat-block-offset`),
@@ -353,8 +352,6 @@ impl Moat {
             places.push(BlockAt::parse(&b.digest).ok_or_else(|| Error::Internal(format!("stored block place {}", b.digest)))?);
             sizes.push(b.size as u64);
         }
-        // The staging files the blob's blocks (listed or not) are in: dropped with them.
-        let files = staged_in(staged.values());
         let ahead = self.prehash.take(blob.0, blob.1, blob.2).await;
         let pieces = |from: usize| -> Vec<(moat_blob::Piece, u64)> {
             places[from..].iter().zip(&sizes[from..]).map(|(p, n)| (p.piece(), *n)).collect()
@@ -414,7 +411,6 @@ impl Moat {
             }
             Err(e) => return Err(e),
         };
-        self.drop_staging(blob, &files).await;
         Ok(row)
     }
 
@@ -439,7 +435,7 @@ impl Moat {
 
     /// The staging files the blob's staged blocks are in.
     async fn staging_files(&self, account: &str, container: &str, blob: &str) -> Result<Vec<String>> {
-        Ok(staged_in(self.store.blocks(account, container, blob).await?.iter()))
+        Ok(staged_in(self.store.blocks(account, container, blob).await?.into_iter().map(|b| b.digest)))
     }
 
     /// After the blob's staged blocks were dropped (committed, deleted, replaced): forgets its
@@ -551,16 +547,15 @@ impl Moat {
         self.blob_grant(t, Need::Delete).await?;
         self.writable(t).await?;
         let blob = t.blob.unwrap_or_default();
-        let files = self.staging_files(t.account, t.container, blob).await?;
         let mut tx = self.store.write().await?;
         // Checked again under the lock: a commit may have sealed the container meanwhile.
         if tx.container_sealed(t.account, t.container).await? == Some(true) {
             return Err(sealed(t.container));
         }
         let existed = tx.delete_blob(t.account, t.container, blob).await?;
-        tx.clear_blocks(t.account, t.container, blob).await?;
+        let cleared = tx.clear_blocks(t.account, t.container, blob).await?;
         tx.commit().await?;
-        self.drop_staging((t.account, t.container, blob), &files).await;
+        self.drop_staging((t.account, t.container, blob), &staged_in(cleared)).await;
         if existed { Ok(()) } else { Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist."))) }
     }
 

@@ -1249,15 +1249,17 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Drops the staged blocks of a blob (after its block list is committed).
-    pub async fn clear_blocks(&mut self, account: &str, container: &str, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3")
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    /// Drops the staged blocks of a blob (its block list committed, or it was put whole or
+    /// deleted); returns where the dropped blocks' bytes were (their `digest` column).
+    pub async fn clear_blocks(&mut self, account: &str, container: &str, name: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("DELETE FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 RETURNING digest")
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Discards blocks staged before `before` (RFC 3339) and never committed; returns how many.

@@ -188,6 +188,28 @@ async fn contract(store: Store) {
     assert_eq!(tx.list_all_blobs("acct", "c1", "modèle/").await.unwrap().len(), 2);
     drop(tx);
 
+    // Clearing a blob's staged blocks says where their bytes were, and only theirs.
+    let mut tx = store.write().await.unwrap();
+    for (name, id, digest) in [("b", "id1", "staged:f1:0:t1"), ("b", "id2", "sha256:01"), ("other", "id1", "staged:f2:0:t2")] {
+        tx.put_block(&moat_store::BlockRow {
+            account: "acct".into(),
+            container: "c1".into(),
+            name: name.into(),
+            block_id: id.into(),
+            digest: digest.into(),
+            size: 1,
+            staged_at: "t".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let mut cleared = tx.clear_blocks("acct", "c1", "b").await.unwrap();
+    tx.commit().await.unwrap();
+    cleared.sort();
+    assert_eq!(cleared, ["sha256:01", "staged:f1:0:t1"]);
+    assert!(store.blocks("acct", "c1", "b").await.unwrap().is_empty());
+    assert_eq!(store.staged_block_places().await.unwrap(), ["staged:f2:0:t2"]);
+
     // A batch of activity entries of an awkward size is stored whole, each entry once, and
     // read back newest first, bounded by time.
     let rows: Vec<ActivityRow> = (0..343)
