@@ -1,6 +1,7 @@
 //! [`BlobReader`]: stored bytes being read. Local files are read ahead on a blocking thread in
 //! 1 MiB chunks that go out as they are (an HTTP body takes them without another copy, and
-//! without zero-filling a buffer first), one chunk being read while the one before is sent;
+//! without zero-filling a buffer first), one chunk being read while the one before is sent, in
+//! buffers from the sink's pool that go back to it once sent;
 //! remote objects stream from the object store.
 
 use std::io::{Read, Seek};
@@ -12,8 +13,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Bytes read from a local file at a time.
-const CHUNK: u64 = 1024 * 1024;
+/// Bytes read from a local file at a time: a pooled buffer's size.
+const CHUNK: u64 = crate::sink::BUFFER as u64;
 
 /// Stored bytes being read: an [`AsyncRead`], or, for an HTTP body, a stream of chunks
 /// ([`BlobReader::into_stream`]).
@@ -109,9 +110,11 @@ impl LocalRead {
             let (f, left) = self.current.as_mut()?;
             let to_end = *left == u64::MAX;
             let want = CHUNK.min(*left);
-            // read_to_end fills the spare capacity without zeroing it first.
-            let mut v = Vec::with_capacity(want as usize);
-            return Some(match f.take(want).read_to_end(&mut v) {
+            // read_to_end fills the spare capacity without zeroing it first, into a pooled
+            // buffer (CHUNK bytes, never grown: `want` is at most that) which comes back to the
+            // pool once the chunk has been sent.
+            let mut v = crate::sink::Pooled(crate::sink::take_buffer());
+            return Some(match f.take(want).read_to_end(&mut v.0) {
                 Ok(0) if to_end => {
                     self.current = None;
                     continue;
@@ -124,7 +127,7 @@ impl LocalRead {
                     if *left == 0 {
                         self.current = None;
                     }
-                    Ok(Bytes::from(v))
+                    Ok(Bytes::from_owner(v))
                 }
                 Err(e) => Err(e),
             });

@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256, Sha512};
 use crate::BlobError;
 
 /// Bytes gathered before a hand-over to the hasher.
-const BUFFER: usize = 1024 * 1024;
+pub(crate) const BUFFER: usize = 1024 * 1024;
 /// Buffers queued at each step (async side → hasher → writer).
 const DEPTH: usize = 2;
 /// Written bytes between background flushes.
@@ -42,6 +42,22 @@ pub(crate) fn give_back(mut buf: Vec<u8>) {
         && p.len() < POOL_MAX
     {
         p.push(buf);
+    }
+}
+
+/// A pooled buffer's bytes, shared without a copy (`Bytes::from_owner`) and given back to the
+/// pool when the last share is dropped: a download's chunks reuse the same few MiB.
+pub(crate) struct Pooled(pub Vec<u8>);
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.0));
     }
 }
 
