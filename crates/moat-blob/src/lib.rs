@@ -10,9 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
+mod gc;
 mod reader;
 mod remote;
 mod sink;
+pub use gc::Swept;
 use reader::Segment;
 pub use reader::{BlobReader, ChunkStream};
 use remote::Remote;
@@ -124,6 +126,11 @@ impl BlobStore {
         tokio::fs::create_dir_all(&tmp).await?;
         tokio::fs::create_dir_all(root.join("uploads")).await?;
         tokio::fs::create_dir_all(root.join("staging")).await?;
+        let gc_root = root.clone();
+        let restored = blocking(move || gc::restore(&gc_root)).await?;
+        if restored > 0 {
+            tracing::info!(restored, "put back stored files that an interrupted garbage collection had set aside");
+        }
         // The directories' own names must be durable before anything in them is acknowledged.
         sync_dir(&root).await?;
         Ok(BlobStore { root, remote, running: Default::default(), turns: Default::default() })
@@ -327,10 +334,21 @@ impl BlobStore {
         }
         let final_path = self.path_of(digest);
         let dir = shard_of(&final_path).await?;
-        let created = match tokio::fs::hard_link(&src, &final_path).await {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(e.into()),
+        // Fresh before it is in the store's sight, or found there and freshened in place (see
+        // gc.rs): a garbage collection cannot take it before its row is committed.
+        let staged = src.clone();
+        blocking(move || gc::touch(&staged)).await?;
+        let created = loop {
+            match tokio::fs::hard_link(&src, &final_path).await {
+                Ok(()) => break true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let found = final_path.clone();
+                    if blocking(move || gc::freshen(&found)).await? {
+                        break false;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         // Synced either way: another writer may have linked it without having synced yet.
         sync_dir(&dir).await?;
@@ -428,7 +446,10 @@ impl BlobStore {
     async fn install(&self, src: &Path, digest: &Digest, unsynced: Option<std::fs::File>) -> Result<bool, BlobError> {
         let final_path = self.path_of(digest);
         let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if tokio::fs::try_exists(&final_path).await? {
+        // Equal bytes already stored are used if they can be freshened in place (a garbage
+        // collection is not taking them away; see gc.rs); else these are stored, fresh.
+        let found = final_path.clone();
+        if blocking(move || gc::freshen(&found)).await? {
             // Another writer may have renamed it without having synced the directory yet.
             sync_dir(&dir).await?;
             return Ok(false);
@@ -436,6 +457,8 @@ impl BlobStore {
         if let Some(file) = unsynced {
             blocking(move || file.sync_all()).await?;
         }
+        let fresh = src.to_path_buf();
+        blocking(move || gc::touch(&fresh)).await?;
         shard_of(&final_path).await?;
         tokio::fs::rename(src, &final_path).await?;
         sync_dir(&dir).await?;
@@ -594,6 +617,22 @@ impl BlobStore {
             out.push(e.file_name().to_string_lossy().into_owned());
         }
         Ok(out)
+    }
+
+    /// Garbage collection (local store only; `None` for an object store): removes the stored
+    /// files last written or used before `cutoff` whose digests are not in `referenced`, which
+    /// must hold every digest that a committed row names, read in one snapshot after `cutoff`
+    /// (see gc.rs for why writers racing with this are safe).
+    pub async fn collect_garbage(
+        &self,
+        cutoff: std::time::SystemTime,
+        referenced: std::sync::Arc<std::collections::HashSet<Digest>>,
+    ) -> Result<Option<Swept>, BlobError> {
+        if self.remote.is_some() {
+            return Ok(None);
+        }
+        let root = self.root.clone();
+        Ok(Some(blocking(move || gc::sweep(&root, cutoff, &referenced)).await?))
     }
 
     /// Removes a blob; false if it was not there.

@@ -40,6 +40,12 @@ pub struct FileConfig {
     /// Seconds after which an upload left unfinished is discarded: OCI upload sessions, and
     /// blob blocks staged but never committed (1 to 2592000; default 86400).
     pub upload_ttl_secs: Option<i64>,
+    /// Seconds between garbage collections of the local store: stored files that no blob,
+    /// block, image blob or manifest refers to any more are removed (0 turns it off; default 3600).
+    pub gc_interval_secs: Option<i64>,
+    /// Seconds a stored file must have gone unused before a garbage collection may remove it
+    /// (1 to 2592000; default 3600): longer than any write takes to commit what it stored.
+    pub gc_grace_secs: Option<i64>,
     /// Log filter, e.g. `info` or `moat_api=debug,info`.
     pub log: Option<String>,
     /// When the answer to an allowed read waits for its activity log entry: `async` (default:
@@ -90,6 +96,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("MOAT_TOKEN_LIFETIME_SECS", "token_lifetime_secs"),
     ("MOAT_SIGNING_KEY_ROTATION_SECS", "signing_key_rotation_secs"),
     ("MOAT_UPLOAD_TTL_SECS", "upload_ttl_secs"),
+    ("MOAT_GC_INTERVAL_SECS", "gc_interval_secs"),
+    ("MOAT_GC_GRACE_SECS", "gc_grace_secs"),
     ("MOAT_LOG", "log"),
     ("MOAT_AUDIT_READS", "audit_reads"),
     ("MOAT_TLS", "tls"),
@@ -115,6 +123,8 @@ pub struct ServeConfig {
     pub token_lifetime_secs: i64,
     pub signing_key_rotation_secs: i64,
     pub upload_ttl_secs: i64,
+    pub gc_interval_secs: i64,
+    pub gc_grace_secs: i64,
     pub log: String,
     pub audit_reads: AuditReads,
     pub tls: bool,
@@ -187,6 +197,13 @@ impl FileConfig {
                 "MOAT_UPLOAD_TTL_SECS" => {
                     c.upload_ttl_secs = Some(v.parse().map_err(|_| format!("MOAT_UPLOAD_TTL_SECS must be a number of seconds, not '{v}'"))?)
                 }
+                "MOAT_GC_INTERVAL_SECS" => {
+                    c.gc_interval_secs =
+                        Some(v.parse().map_err(|_| format!("MOAT_GC_INTERVAL_SECS must be a number of seconds, not '{v}'"))?)
+                }
+                "MOAT_GC_GRACE_SECS" => {
+                    c.gc_grace_secs = Some(v.parse().map_err(|_| format!("MOAT_GC_GRACE_SECS must be a number of seconds, not '{v}'"))?)
+                }
                 "MOAT_LOG" => c.log = Some(v),
                 "MOAT_AUDIT_READS" => c.audit_reads = Some(v),
                 "MOAT_TLS" => c.tls = Some(v.parse().map_err(|_| format!("MOAT_TLS must be true or false, not '{v}'"))?),
@@ -219,6 +236,8 @@ impl FileConfig {
             token_lifetime_secs: top.token_lifetime_secs.or(self.token_lifetime_secs),
             signing_key_rotation_secs: top.signing_key_rotation_secs.or(self.signing_key_rotation_secs),
             upload_ttl_secs: top.upload_ttl_secs.or(self.upload_ttl_secs),
+            gc_interval_secs: top.gc_interval_secs.or(self.gc_interval_secs),
+            gc_grace_secs: top.gc_grace_secs.or(self.gc_grace_secs),
             log: top.log.or(self.log),
             audit_reads: top.audit_reads.or(self.audit_reads),
             tls: top.tls.or(self.tls),
@@ -269,6 +288,14 @@ impl FileConfig {
         if !(1..=2_592_000).contains(&upload_ttl_secs) {
             return Err(format!("upload_ttl_secs: {upload_ttl_secs} is outside 1..=2592000"));
         }
+        let gc_interval_secs = self.gc_interval_secs.unwrap_or(3600);
+        if !(0..=31_536_000).contains(&gc_interval_secs) {
+            return Err(format!("gc_interval_secs: {gc_interval_secs} is outside 0..=31536000 (0 turns garbage collection off)"));
+        }
+        let gc_grace_secs = self.gc_grace_secs.unwrap_or(3600);
+        if !(1..=2_592_000).contains(&gc_grace_secs) {
+            return Err(format!("gc_grace_secs: {gc_grace_secs} is outside 1..=2592000"));
+        }
         let audit_reads = match self.audit_reads.as_deref() {
             None => AuditReads::default(),
             Some(v) => AuditReads::parse(v).ok_or_else(|| format!("audit_reads: '{v}' must be async or durable"))?,
@@ -309,6 +336,8 @@ impl FileConfig {
             token_lifetime_secs,
             signing_key_rotation_secs,
             upload_ttl_secs,
+            gc_interval_secs,
+            gc_grace_secs,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             audit_reads,
             tls,

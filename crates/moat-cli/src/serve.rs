@@ -176,6 +176,20 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
             }
         }
     });
+    // Garbage collection of stored files nothing refers to any more, every gc_interval_secs.
+    if cfg.gc_interval_secs > 0 {
+        let every = std::time::Duration::from_secs(cfg.gc_interval_secs as u64);
+        let grace = std::time::Duration::from_secs(cfg.gc_grace_secs as u64);
+        let collector = Arc::clone(&moat);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = collector.collect_garbage(grace).await {
+                    tracing::error!(error = %e, "garbage collection failed");
+                }
+            }
+        });
+    }
     // DNS for the zone: split answers, following the network view.
     let public_ip = if local.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
     let dns = Arc::new(moat_api::dns::Dns::new(&moat, vec![public_ip]).map_err(|e| format!("DNS zone: {e}"))?);

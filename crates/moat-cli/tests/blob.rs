@@ -411,3 +411,75 @@ fn urlencode(s: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+/// Garbage collection, through the binary, collecting every second with a second's grace: a
+/// stored file goes once nothing refers to it (a deleted blob's, a deleted multi-block blob's
+/// parts, a deleted model version's files), and stays while anything does (another blob with
+/// equal bytes, a committed blob's parts, a model version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_removes_stored_files_nothing_refers_to() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")]);
+    let http = server.http();
+    let (b, _) = Blocks::new(&server, &http, "gcreg").await;
+    let stored = |bytes: &[u8]| {
+        let sha: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        server.dir.join("blobs/sha256").join(&sha[..2]).join(sha)
+    };
+    let call = |method: &'static str, name: &str, body: Option<&[u8]>| {
+        let url = format!("{}/{name}?{}", b.base, b.token);
+        let body = body.map(|b| b.to_vec());
+        let anon = &b.anon;
+        async move { anon.raw(method, &url, body, Some("application/octet-stream"), &[("x-ms-blob-type", "BlockBlob")]).await }
+    };
+    let gone_within = |path: std::path::PathBuf| async move {
+        for _ in 0..100 {
+            if !path.exists() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert_eq!(call("PUT", "a", Some(b"bytes only blob a has")).await.status, 201);
+    assert_eq!(call("PUT", "b", Some(b"bytes blobs b and c share")).await.status, 201);
+    assert_eq!(call("PUT", "c", Some(b"bytes blobs b and c share")).await.status, 201);
+    for i in 0..3 {
+        b.stage("d", i, 7, None).await;
+    }
+    b.commit("d", &[0, 1, 2], &[7; 3]).await;
+    let parts: Vec<_> = (0..3).map(|i| stored(&Blocks::data(i, 7))).collect();
+    assert!(parts.iter().all(|p| p.is_file()), "blocks without places are stored on their own, as the blob's parts");
+
+    // A model version, through the CLI.
+    std::fs::create_dir_all(tmp.path().join("model")).unwrap();
+    let weights = b"weights only the model version has".to_vec();
+    std::fs::write(tmp.path().join("model/weights.bin"), &weights).unwrap();
+    std::fs::write(tmp.path().join("model.yml"), "name: gcm\nversion: 1\npath: ./model\n").unwrap();
+    server.moat_json(&["model", "create", "--file", tmp.path().join("model.yml").to_str().unwrap(), "--registry-name", "gcreg"]);
+    assert!(stored(&weights).is_file());
+
+    assert_eq!(call("DELETE", "a", None).await.status, 202);
+    assert_eq!(call("DELETE", "b", None).await.status, 202);
+    assert!(gone_within(stored(b"bytes only blob a has")).await, "a deleted blob's bytes go at a collection\n{}", server.log());
+    // Two more collections have run by now (a second apart): what is referenced stays.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(stored(b"bytes blobs b and c share").is_file(), "blob c still has these bytes");
+    let got = call("GET", "c", None).await;
+    assert_eq!((got.status, got.text.as_str()), (200, "bytes blobs b and c share"));
+    assert!(parts.iter().all(|p| p.is_file()), "a committed blob's parts stay");
+    let d = b.anon.client.get(format!("{}/d?{}", b.base, b.token)).send().await.unwrap().bytes().await.unwrap();
+    assert!(d == (0..3).flat_map(|i| Blocks::data(i, 7)).collect::<Vec<_>>(), "blob d reads whole");
+    assert!(stored(&weights).is_file(), "a model version's files stay");
+
+    // Deleting the multi-block blob, then the version, lets their bytes go.
+    assert_eq!(call("DELETE", "d", None).await.status, 202);
+    for p in &parts {
+        assert!(gone_within(p.clone()).await, "a deleted blob's parts go: {}", p.display());
+    }
+    let out = server.moat(&["model", "delete", "--name", "gcm", "--version", "1", "--registry-name", "gcreg"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(gone_within(stored(&weights)).await, "a deleted version's files go");
+    assert!(server.log().contains("garbage collected unreferenced stored files"), "collections are logged");
+}

@@ -845,7 +845,7 @@ impl Moat {
         name: &str,
         version: &str,
     ) -> Result<bool> {
-        let (t, _, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
+        let (t, reg, cid) = self.resolve(caller, sub, group, registry, t, name).await?;
         let id = cid.child("versions", version);
         self.authorize_visible(caller, actions::REGISTRY_ASSETS_DELETE, actions::REGISTRY_ASSETS_READ, &id, || {
             not_found(t, name, Some(version))
@@ -853,9 +853,19 @@ impl Moat {
         .await?;
         let now = now_rfc3339();
         let mut tx = self.store.write().await?;
+        let doc = match tx.get_resource(&id.key()).await? {
+            Some(row) => Some(decode::<VersionDoc>(&row)?),
+            None => None,
+        };
         let existed = tx.delete_resource(&id.key()).await?;
         if existed {
             tx.oci_unpin(&id.key()).await?;
+            // Its upload location goes with it (sealed, it served this version only); the bytes
+            // go at the next garbage collection unless another blob or image has equal ones.
+            if let Some((account, container, _)) = doc.and_then(|d| d.storage) {
+                tx.delete_container(&account, &container).await?;
+                tx.delete_resource(&reg.child("pendingUploads", &container).key()).await?;
+            }
             self.refresh_container(&mut tx, &cid, None, Some(version), &now).await?;
         }
         tx.commit().await?;

@@ -503,6 +503,48 @@ impl Moat {
         Ok(removed)
     }
 
+    /// Garbage collection: removes stored files that no committed row refers to (blobs and
+    /// their parts, staged blocks, image blobs and manifests) and that nothing has stored or
+    /// used for `grace`. `None` when the store is an object store, which this does not collect.
+    /// Memory grows with the number of distinct stored files (32 bytes each), not their size.
+    pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<Option<moat_blob::Swept>> {
+        // The cutoff before the snapshot of references: a write that freshened its file before
+        // the cutoff and committed its row after the snapshot took longer than `grace`.
+        let cutoff = std::time::SystemTime::now() - grace;
+        let mut referenced = std::collections::HashSet::new();
+        let mut bad = None;
+        self.store
+            .referenced_content(|digest, parts| {
+                if let Ok(d) = Digest::parse(digest) {
+                    referenced.insert(d);
+                }
+                if let Some(json) = parts {
+                    match serde_json::from_str::<Vec<(String, u64)>>(json) {
+                        Ok(list) => referenced.extend(list.iter().filter_map(|(d, _)| Digest::parse(d).ok())),
+                        Err(e) => bad = Some(e),
+                    }
+                }
+            })
+            .await?;
+        if let Some(e) = bad {
+            // A part list that cannot be read may name anything: collect nothing.
+            return Err(Error::Internal(format!("a blob's part list does not parse ({e}); no garbage collected")));
+        }
+        let swept = self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced)).await.map_err(blob_error)?;
+        if let Some(s) = &swept
+            && (s.removed > 0 || s.kept > 0)
+        {
+            tracing::info!(
+                files = s.files,
+                removed = s.removed,
+                removed_bytes = s.removed_bytes,
+                kept = s.kept,
+                "garbage collected unreferenced stored files"
+            );
+        }
+        Ok(swept)
+    }
+
     /// Get Block List: the blob (if committed) and the blocks staged for it, in block ID order.
     /// moat keeps no committed block lists (a committed blob's blocks become its parts), so the
     /// committed list is always empty; what a resuming client needs is the uncommitted one.

@@ -663,6 +663,28 @@ impl Store {
         rows.iter().map(blob_from_row).collect()
     }
 
+    /// Every reference to stored content, for garbage collection: `each` is called with each
+    /// digest a row names (`sha256:...`; a block row's may be a `staged:` place instead) and,
+    /// for a blob committed from blocks, with its JSON part list too. One statement, so one
+    /// snapshot: a reference moved from one table to another by a commit meanwhile (blocks into
+    /// a blob's parts) is seen once, never missed. Rows stream; memory stays flat.
+    pub async fn referenced_content(&self, mut each: impl FnMut(&str, Option<&str>)) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT digest AS d, parts AS p FROM blobs
+             UNION ALL SELECT digest, NULL FROM blob_blocks
+             UNION ALL SELECT sha256, NULL FROM oci_blobs
+             UNION ALL SELECT sha256, NULL FROM oci_manifests",
+        )
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            let d: String = r.try_get(0)?;
+            let p: Option<String> = r.try_get(1)?;
+            each(&d, p.as_deref());
+        }
+        Ok(())
+    }
+
     /// Where the staged blocks written in place are (their `digest` column, `staged:...`).
     pub async fn staged_block_places(&self) -> Result<Vec<String>> {
         let rows: Vec<(String,)> =
@@ -1160,6 +1182,26 @@ impl WriteTx {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Removes a container with its blobs and staged blocks (a deleted asset version's upload
+    /// location); returns the blobs removed. Their bytes go at the next garbage collection
+    /// unless something else refers to them.
+    pub async fn delete_container(&mut self, account: &str, container: &str) -> Result<u64> {
+        let blobs = sqlx::query("DELETE FROM blobs WHERE account = $1 AND container = $2")
+            .bind(account)
+            .bind(container)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        for table in ["blob_blocks", "blob_containers"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE account = $1 AND container = $2"))
+                .bind(account)
+                .bind(container)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(blobs)
     }
 
     pub async fn seal_container(&mut self, account: &str, container: &str) -> Result<()> {

@@ -210,6 +210,71 @@ async fn contract(store: Store) {
     assert!(store.blocks("acct", "c1", "b").await.unwrap().is_empty());
     assert_eq!(store.staged_block_places().await.unwrap(), ["staged:f2:0:t2"]);
 
+    // Every reference to stored content, for garbage collection: blobs (with a part list),
+    // blocks, image blobs and manifests, in one statement.
+    let mut tx = store.write().await.unwrap();
+    tx.put_blob(&moat_store::BlobRow {
+        account: "acct".into(),
+        container: "c2".into(),
+        name: "parted".into(),
+        digest: "sha256:0a".into(),
+        size: 2,
+        etag: "e".into(),
+        content_type: None,
+        created_at: "t".into(),
+        updated_at: "t".into(),
+        parts: Some(r#"[["sha256:0b",1],["sha256:0c",1]]"#.into()),
+    })
+    .await
+    .unwrap();
+    tx.oci_link_blob(&moat_store::OciBlobRow {
+        acr: "acr".into(),
+        repo: "r".into(),
+        digest: "sha512:0d".into(),
+        sha256: "sha256:0d".into(),
+        size: 1,
+        created_at: "t".into(),
+    })
+    .await
+    .unwrap();
+    tx.oci_put_manifest(&moat_store::OciManifestRow {
+        acr: "acr".into(),
+        repo: "r".into(),
+        digest: "sha256:0e".into(),
+        sha256: "sha256:0e".into(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: 1,
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        created_at: "t".into(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut seen = Vec::new();
+    store
+        .referenced_content(|d, parts| {
+            seen.push(d.to_string());
+            seen.extend(parts.map(str::to_string));
+        })
+        .await
+        .unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            r#"[["sha256:0b",1],["sha256:0c",1]]"#,
+            "sha256:00",
+            "sha256:00",
+            "sha256:00",
+            "sha256:0a",
+            "sha256:0d",
+            "sha256:0e",
+            "staged:f2:0:t2"
+        ]
+    );
+
     // A batch of activity entries of an awkward size is stored whole, each entry once, and
     // read back newest first, bounded by time.
     let rows: Vec<ActivityRow> = (0..343)
