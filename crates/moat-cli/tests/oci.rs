@@ -680,3 +680,60 @@ async fn idle_upload_sessions_expire() {
         http.raw("PUT", &format!("{fresh}?digest={}", sha(b"later")), Some(b"later".to_vec()), Some("application/octet-stream"), &[]).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+/// Garbage collection of image bytes, collecting every second with a second's grace: a layer
+/// two repositories share stays while either has it; a deleted manifest's and deleted blobs'
+/// bytes go once nothing refers to them, and the image can be pushed again afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_image_bytes_are_garbage_collected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start_in(&dir, &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")]);
+    let (acr, _) = create_registry(&server, "gcimg");
+    let http = server.http();
+    let stored = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap().to_string();
+        dir.join("blobs/sha256").join(&hex[..2]).join(hex)
+    };
+    let (a, b) = (format!("{acr}/team/a"), format!("{acr}/team/b"));
+    let (layer, _, manifest) = push_image(&http, &a).await;
+    let r = http.raw("POST", &format!("/v2/{b}/blobs/uploads/?mount={layer}&from={a}"), None, None, &[]).await;
+    assert_eq!(r.status, 201, "mounted: {}", r.text);
+    assert!(stored(&layer).is_file() && stored(&manifest).is_file());
+
+    // Repository a lets go of the manifest and the layer; b still has the layer.
+    let r = http.raw("DELETE", &format!("/v2/{a}/manifests/{manifest}"), None, None, &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = http.raw("DELETE", &format!("/v2/{a}/blobs/{layer}"), None, None, &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let mut gone = false;
+    for _ in 0..100 {
+        if !stored(&manifest).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "a deleted manifest's bytes go; log:\n{}", server.log());
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(stored(&layer).is_file(), "the layer repository b still has stays");
+    let r = http.raw("GET", &format!("/v2/{b}/blobs/{layer}"), None, None, &[]).await;
+    assert_eq!((r.status, r.text.as_str()), (200, "layer bytes"));
+
+    // Once b lets go too, the layer goes; pushing the image again stores it again.
+    let r = http.raw("DELETE", &format!("/v2/{b}/blobs/{layer}"), None, None, &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let mut gone = false;
+    for _ in 0..100 {
+        if !stored(&layer).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "a layer no repository has goes");
+    let (_, _, again) = push_image(&http, &a).await;
+    assert_eq!(again, manifest);
+    let r = http.raw("GET", &format!("/v2/{a}/blobs/{layer}"), None, None, &[]).await;
+    assert_eq!((r.status, r.text.as_str()), (200, "layer bytes"), "pushed again after it was collected");
+}
