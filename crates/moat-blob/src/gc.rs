@@ -49,7 +49,13 @@ pub(crate) fn freshen(path: &Path) -> std::io::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    f.set_modified(SystemTime::now())?;
+    match f.set_modified(SystemTime::now()) {
+        Ok(()) => {}
+        // Another user's file (restored from a backup as another user, say): the caller
+        // stores its own copy, which replaces it.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(false),
+        Err(e) => return Err(e),
+    }
     let ino = f.metadata()?.ino();
     // A collector that renamed the file away before the new time was set may remove it; it can
     // only have done so before this look, which then finds the name gone.
@@ -70,6 +76,8 @@ pub(crate) fn touch(path: &Path) -> std::io::Result<()> {
 pub(crate) fn sweep(root: &Path, cutoff: SystemTime, referenced: &HashSet<Digest>) -> std::io::Result<Swept> {
     let trash = root.join("gc");
     std::fs::create_dir_all(&trash)?;
+    // Anything an earlier collection failed to finish goes back first, to be judged again.
+    restore(root)?;
     let mut out = Swept::default();
     let mut shards: Vec<_> = std::fs::read_dir(root.join("sha256"))?.collect::<Result<_, _>>()?;
     shards.sort_by_key(|e| e.file_name());
@@ -103,15 +111,22 @@ pub(crate) fn sweep(root: &Path, cutoff: SystemTime, referenced: &HashSet<Digest
                 Err(e) => return Err(e),
             }
             touched_shard = true;
-            let again = std::fs::metadata(&held)?;
-            if again.modified()? >= cutoff {
-                // A writer freshened it before it moved: it is about to be referred to.
-                put_back(&held, &entry.path())?;
-                out.kept += 1;
-            } else {
-                std::fs::remove_file(&held)?;
-                out.removed += 1;
-                out.removed_bytes += again.len();
+            let decided = std::fs::metadata(&held).and_then(|again| {
+                if again.modified()? >= cutoff {
+                    // A writer freshened it before it moved: it is about to be referred to.
+                    put_back(&held, &entry.path())?;
+                    out.kept += 1;
+                } else {
+                    std::fs::remove_file(&held)?;
+                    out.removed += 1;
+                    out.removed_bytes += again.len();
+                }
+                Ok(())
+            });
+            if let Err(e) = decided {
+                // Not left aside on a failure: back under its name (else a restart puts it back).
+                let _ = put_back(&held, &entry.path());
+                return Err(e);
             }
         }
         if touched_shard {

@@ -241,6 +241,39 @@ impl BlobStore {
         self.remote.is_none()
     }
 
+    /// Whether garbage collection runs on this store ([`BlobStore::collect_garbage`]): on the
+    /// local disk.
+    pub fn collects_garbage(&self) -> bool {
+        self.remote.is_none()
+    }
+
+    /// The identity of the metadata this local store was last used with (`store-id`, written
+    /// by [`BlobStore::set_owner`]); `None` when none was recorded, or for an object store.
+    pub async fn owner(&self) -> Result<Option<String>, BlobError> {
+        if self.remote.is_some() {
+            return Ok(None);
+        }
+        match tokio::fs::read_to_string(self.root.join("store-id")).await {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records which metadata this local store holds the bytes of (see [`BlobStore::owner`]).
+    pub async fn set_owner(&self, id: &str) -> Result<(), BlobError> {
+        if self.remote.is_some() {
+            return Ok(());
+        }
+        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        tokio::fs::write(&tmp, format!("{id}\n")).await?;
+        let file = std::fs::File::open(&tmp)?;
+        blocking(move || file.sync_all()).await?;
+        tokio::fs::rename(&tmp, self.root.join("store-id")).await?;
+        sync_dir(&self.root).await?;
+        Ok(())
+    }
+
     fn staging_path(&self, file: &str) -> PathBuf {
         self.root.join("staging").join(file)
     }
@@ -338,17 +371,22 @@ impl BlobStore {
         // gc.rs): a garbage collection cannot take it before its row is committed.
         let staged = src.clone();
         blocking(move || gc::touch(&staged)).await?;
-        let created = loop {
-            match tokio::fs::hard_link(&src, &final_path).await {
-                Ok(()) => break true,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let found = final_path.clone();
-                    if blocking(move || gc::freshen(&found)).await? {
-                        break false;
-                    }
+        let created = match tokio::fs::hard_link(&src, &final_path).await {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let found = final_path.clone();
+                if blocking(move || gc::freshen(&found)).await? {
+                    false
+                } else {
+                    // Being collected (or not ours to freshen): this file replaces it, by a
+                    // link under a temporary name renamed over it.
+                    let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+                    tokio::fs::hard_link(&src, &tmp).await?;
+                    tokio::fs::rename(&tmp, &final_path).await?;
+                    true
                 }
-                Err(e) => return Err(e.into()),
             }
+            Err(e) => return Err(e.into()),
         };
         // Synced either way: another writer may have linked it without having synced yet.
         sync_dir(&dir).await?;

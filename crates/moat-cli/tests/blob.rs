@@ -483,3 +483,40 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
     assert!(gone_within(stored(&weights)).await, "a deleted version's files go");
     assert!(server.log().contains("garbage collected unreferenced stored files"), "collections are logged");
 }
+
+/// A byte store records which database it holds the bytes of: started on another database
+/// (where every stored file would look unreferenced), moat collects nothing from it and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_stays_off_on_another_databases_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gc = [("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")];
+    let first = Server::start_in(&tmp.path().join("first"), &gc);
+    let http = first.http();
+    let (b, _) = Blocks::new(&first, &http, "pairreg").await;
+    let url = format!("{}/kept?{}", b.base, b.token);
+    let r = b
+        .anon
+        .raw("PUT", &url, Some(b"bytes of the first database".to_vec()), Some("text/plain"), &[("x-ms-blob-type", "BlockBlob")])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sha = r.header("x-moat-content-sha256").unwrap();
+    let stored = tmp.path().join("first/blobs/sha256").join(&sha[..2]).join(&sha);
+    assert!(stored.is_file());
+    first.stop();
+
+    let blob_url = format!("file://{}", tmp.path().join("first/blobs").display());
+    let mut envs = gc.to_vec();
+    envs.push(("MOAT_BLOB_URL", &blob_url));
+    let second = Server::start_in(&tmp.path().join("second"), &envs);
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert!(stored.is_file(), "nothing is collected from another database's bytes");
+    let log = second.log();
+    assert!(log.contains("garbage collection is off") && log.contains("another database"), "{log}");
+    second.stop();
+
+    // Its own database again: collections resume (the blob is still referenced, so it stays).
+    let again = Server::start_in(&tmp.path().join("first"), &gc);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(stored.is_file());
+    assert!(!again.log().contains("garbage collection is off"), "{}", again.log());
+}

@@ -853,17 +853,15 @@ impl Moat {
         .await?;
         let now = now_rfc3339();
         let mut tx = self.store.write().await?;
-        let doc = match tx.get_resource(&id.key()).await? {
-            Some(row) => Some(decode::<VersionDoc>(&row)?),
-            None => None,
-        };
+        // Where its files were uploaded (a document that does not decode keeps them).
+        let doc = tx.get_resource(&id.key()).await?.and_then(|row| decode::<VersionDoc>(&row).ok());
         let existed = tx.delete_resource(&id.key()).await?;
         if existed {
             tx.oci_unpin(&id.key()).await?;
-            // Its upload location goes with it (sealed, it served this version only); the bytes
+            // Its upload location is emptied with it (sealed, it served this version only); the bytes
             // go at the next garbage collection unless another blob or image has equal ones.
             if let Some((account, container, _)) = doc.and_then(|d| d.storage) {
-                tx.delete_container(&account, &container).await?;
+                tx.empty_container(&account, &container).await?;
                 tx.delete_resource(&reg.child("pendingUploads", &container).key()).await?;
             }
             self.refresh_container(&mut tx, &cid, None, Some(version), &now).await?;

@@ -236,6 +236,20 @@ impl Moat {
         // The blob's staged blocks are dropped with it (as Azure discards them), and so are
         // their staging files.
         let cleared = tx.clear_blocks(t.account, t.container, blob).await?;
+        // A blob made of stored blocks refers to their files through their rows until now: if
+        // any of those rows went meanwhile (the blocks expired, or another commit or a delete
+        // took them), its file may be garbage collected, so nothing is committed.
+        if let Some(json) = &row.parts {
+            let parts: Vec<(String, u64)> = serde_json::from_str(json)?;
+            let held: std::collections::HashSet<&str> = cleared.iter().map(String::as_str).collect();
+            if let Some((gone, _)) = parts.iter().find(|(d, _)| !held.contains(d.as_str())) {
+                return Err(Error::invalid(
+                    "InvalidBlockList",
+                    "body",
+                    format!("A block of the list ({gone}) was committed, deleted or expired by another request meanwhile; stage it again."),
+                ));
+            }
+        }
         tx.commit().await?;
         self.drop_staging((t.account, t.container, blob), &staged_in(cleared)).await;
         Ok(row)
@@ -508,6 +522,12 @@ impl Moat {
     /// used for `grace`. `None` when the store is an object store, which this does not collect.
     /// Memory grows with the number of distinct stored files (32 bytes each), not their size.
     pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<Option<moat_blob::Swept>> {
+        if !self.blobs.collects_garbage() {
+            return Ok(None);
+        }
+        if let Some(why) = &self.gc_refused {
+            return Err(Error::Internal(format!("garbage collection is off: {why}")));
+        }
         // The cutoff before the snapshot of references: a write that freshened its file before
         // the cutoff and committed its row after the snapshot took longer than `grace`.
         let cutoff = std::time::SystemTime::now() - grace;

@@ -119,6 +119,39 @@ impl Preconditions {
 }
 
 /// The moat domain service: shared by every request.
+/// Pairs the local byte store with this database: each records the same ID (`blob_store_id`
+/// in the database, `store-id` in the byte store), written on first use. A byte store that
+/// records another database's ID — moat started on a new or another database with an old data
+/// directory's bytes — keeps its garbage collection off: every file there would look
+/// unreferenced. Returns why, when it is off.
+async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<Option<String>> {
+    if !blobs.collects_garbage() {
+        return Ok(None);
+    }
+    let mut tx = store.write().await?;
+    let ours = match tx.get_meta("blob_store_id").await? {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            tx.put_meta("blob_store_id", &id).await?;
+            id
+        }
+    };
+    tx.commit().await?;
+    let recorded = blobs.owner().await.map_err(|e| Error::Internal(format!("byte store: {e}")))?;
+    match recorded {
+        None => {
+            blobs.set_owner(&ours).await.map_err(|e| Error::Internal(format!("byte store: {e}")))?;
+            Ok(None)
+        }
+        Some(theirs) if theirs == ours => Ok(None),
+        Some(theirs) => Ok(Some(format!(
+            "the byte store {} holds the bytes of another database (store-id {theirs}, this database's is {ours}), so nothing in it is removed; if it is meant to serve this database now, delete its store-id file and restart",
+            blobs.describe()
+        ))),
+    }
+}
+
 pub struct Moat {
     store: Store,
     issuer: TokenIssuer,
@@ -137,6 +170,8 @@ pub struct Moat {
     prehash: prehash::Prehash,
     /// Staging files of the block blobs whose blocks are written in place on this node.
     staging: staging::Staging,
+    /// Why garbage collection must not run on this byte store, if it must not.
+    gc_refused: Option<String>,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
     /// Where each private endpoint's listener is (or why it could not open), as the
@@ -272,6 +307,10 @@ impl Moat {
         let blobs = moat_blob::BlobStore::open_with(&config.blob_dir, config.blob_url.as_deref(), &[]).await.map_err(|e| {
             Error::Internal(format!("byte store {}: {e}", config.blob_url.as_deref().unwrap_or(&config.blob_dir.display().to_string())))
         })?;
+        let gc_refused = pair_byte_store(&store, &blobs).await?;
+        if let Some(why) = &gc_refused {
+            tracing::warn!("garbage collection is off: {why}");
+        }
         let moat = Moat {
             store,
             issuer,
@@ -287,6 +326,7 @@ impl Moat {
             blobs,
             prehash: Default::default(),
             staging: Default::default(),
+            gc_refused,
             net: tokio::sync::watch::Sender::new(Default::default()),
             listener_urls: Default::default(),
             seen_changes: Default::default(),
@@ -297,6 +337,11 @@ impl Moat {
         moat.rebuild_network().await?;
         moat.oci_recover().await?;
         Ok((moat, creds))
+    }
+
+    /// Why garbage collection is off for this byte store (see `pair_byte_store`), if it is.
+    pub fn gc_refused(&self) -> Option<&str> {
+        self.gc_refused.as_deref()
     }
 
     /// Trusts these external OpenID Connect issuers, fetching their keys with `fetch`.

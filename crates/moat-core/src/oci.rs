@@ -654,6 +654,11 @@ impl Moat {
         };
         let Some(b) = source else { return Ok(false) };
         let mut tx = self.store.write().await?;
+        // Still there, under the lock: a delete meanwhile would leave the new link to bytes
+        // that nothing else refers to, and a garbage collection could take them.
+        if tx.oci_blob(&b.acr, &b.repo, &b.digest).await?.is_none() {
+            return Ok(false);
+        }
         tx.oci_link_blob(&OciBlobRow { repo: repo.name.clone(), created_at: now_rfc3339(), ..b }).await?;
         tx.commit().await?;
         Ok(true)

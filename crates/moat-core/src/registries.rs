@@ -707,6 +707,8 @@ impl Moat {
         for r in &doc.regions {
             for s in &r.storage_accounts {
                 tx.delete_resource(&self.storage_id(&doc.managed_group, &s.name).key()).await?;
+                // Its blobs go too, so that their bytes can be garbage collected.
+                tx.forget_account(&s.name).await?;
             }
         }
         tx.delete_resource(&self.acr_id(&doc.managed_group, &doc.container_registry).key()).await?;

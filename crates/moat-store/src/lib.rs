@@ -1184,24 +1184,32 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Removes a container with its blobs and staged blocks (a deleted asset version's upload
-    /// location); returns the blobs removed. Their bytes go at the next garbage collection
+    /// Empties a container of its blobs and staged blocks (a deleted asset version's upload
+    /// location), keeping the container itself, sealed: a write SAS still valid for it cannot
+    /// fill it again. Returns the blobs removed. Their bytes go at the next garbage collection
     /// unless something else refers to them.
-    pub async fn delete_container(&mut self, account: &str, container: &str) -> Result<u64> {
+    pub async fn empty_container(&mut self, account: &str, container: &str) -> Result<u64> {
         let blobs = sqlx::query("DELETE FROM blobs WHERE account = $1 AND container = $2")
             .bind(account)
             .bind(container)
             .execute(&mut *self.tx)
             .await?
             .rows_affected();
-        for table in ["blob_blocks", "blob_containers"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE account = $1 AND container = $2"))
-                .bind(account)
-                .bind(container)
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        sqlx::query("DELETE FROM blob_blocks WHERE account = $1 AND container = $2")
+            .bind(account)
+            .bind(container)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(blobs)
+    }
+
+    /// Forgets a storage account's containers, blobs and staged blocks (its registry was
+    /// deleted).
+    pub async fn forget_account(&mut self, account: &str) -> Result<()> {
+        for table in ["blobs", "blob_blocks", "blob_containers"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE account = $1")).bind(account).execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     pub async fn seal_container(&mut self, account: &str, container: &str) -> Result<()> {
