@@ -481,6 +481,17 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
     let out = server.moat(&["model", "delete", "--name", "gcm", "--version", "1", "--registry-name", "gcreg"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(gone_within(stored(&weights)).await, "a deleted version's files go");
+
+    // Deleting a registry lets its storage account's bytes go.
+    let (other, _) = Blocks::new(&server, &http, "gcreg2").await;
+    let url = format!("{}/x?{}", other.base, other.token);
+    let r = other
+        .anon
+        .raw("PUT", &url, Some(b"bytes of a registry deleted".to_vec()), Some("text/plain"), &[("x-ms-blob-type", "BlockBlob")])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(http.call("DELETE", &server.registry_path("default", "gcreg2"), None, &[]).await.status, 202);
+    assert!(gone_within(stored(b"bytes of a registry deleted")).await, "a deleted registry's bytes go");
     assert!(server.log().contains("garbage collected unreferenced stored files"), "collections are logged");
 }
 
