@@ -531,3 +531,81 @@ async fn garbage_collection_stays_off_on_another_databases_bytes() {
     assert!(stored.is_file());
     assert!(!again.log().contains("garbage collection is off"), "{}", again.log());
 }
+
+/// Upload locations that `startPendingUpload` handed out and nobody committed expire once
+/// nothing was written to them for upload_ttl_secs: emptied, sealed (their write SAS no longer
+/// writes) and forgotten, so their bytes are garbage collected. One still being written, and a
+/// committed one, stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_locations_never_committed_expire() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let envs = [("MOAT_UPLOAD_TTL_SECS", "2"), ("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")];
+    let server = Server::start_in(&tmp.path().join("data"), &envs);
+    let http = server.http();
+    let reg = server.registry_path("default", "expreg");
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let start = |version: &'static str| {
+        let http = &http;
+        let reg = &reg;
+        async move {
+            let r = http.call("POST", &format!("{reg}/models/m/versions/{version}/startPendingUpload"), Some(&json!({})), &[]).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let b = &r.body["blobReferenceForConsumption"];
+            (b["blobUri"].as_str().unwrap().to_string(), b["credential"]["sasUri"].as_str().unwrap().to_string())
+        }
+    };
+    let anon = http.anonymous();
+    let put = |sas_uri: &str, name: &str, body: &[u8]| {
+        let (base, sas) = sas_uri.split_once('?').unwrap();
+        let url = format!("{base}/{name}?{sas}");
+        let (body, anon) = (body.to_vec(), &anon);
+        async move { anon.raw("PUT", &url, Some(body), Some("application/octet-stream"), &[("x-ms-blob-type", "BlockBlob")]).await.status }
+    };
+    let stored = |bytes: &[u8]| {
+        let sha: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        server.dir.join("blobs/sha256").join(&sha[..2]).join(sha)
+    };
+
+    let (abandoned, abandoned_sas) = start("1").await;
+    assert_eq!(put(&abandoned_sas, "w.bin", b"bytes nobody committed").await, 201);
+    let (committed, committed_sas) = start("2").await;
+    assert_eq!(put(&committed_sas, "w.bin", b"bytes of version 2").await, 201);
+    let v = http.call("PUT", &format!("{reg}/models/m/versions/2"), Some(&json!({"properties": {"modelUri": committed}})), &[]).await;
+    assert_eq!(v.status, 201, "{}", v.text);
+    let (_, busy_sas) = start("3").await;
+
+    // The busy location is written every half second; the abandoned one not at all (it is
+    // only listed, which is no write).
+    let (base, sas) = abandoned_sas.split_once('?').unwrap();
+    let listing = format!("{base}?restype=container&comp=list&{sas}");
+    let mut expired = false;
+    for i in 0..20 {
+        assert_eq!(put(&busy_sas, &format!("part-{i}"), format!("busy {i}").as_bytes()).await, 201, "a location in use stays");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let listed = anon.raw("GET", &listing, None, None, &[]).await;
+        assert_eq!(listed.status, 200, "{}", listed.text);
+        if !listed.text.contains("w.bin") {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "the abandoned location expired; log:\n{}", server.log());
+    assert_eq!(put(&abandoned_sas, "late.bin", b"late").await, 409, "its write SAS writes no more");
+    assert_eq!(put(&busy_sas, "after", b"after").await, 201, "the location in use, as old, did not expire");
+    let v = http.call("PUT", &format!("{reg}/models/m/versions/1"), Some(&json!({"properties": {"modelUri": abandoned}})), &[]).await;
+    assert_eq!(v.status, 400, "{}", v.text);
+    assert!(v.text.contains("expired unused"), "{}", v.text);
+    let mut gone = false;
+    for _ in 0..50 {
+        if !stored(b"bytes nobody committed").exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "its bytes were collected");
+    assert!(stored(b"bytes of version 2").is_file(), "a committed version's files stay");
+    let v = http.call("GET", &format!("{reg}/models/m/versions/2"), None, &[]).await;
+    assert_eq!(v.status, 200);
+}

@@ -658,7 +658,7 @@ impl Moat {
             if tx.container_sealed(account, container).await? == Some(true) {
                 return Err(Error::conflict(
                     "UploadAlreadyCommitted",
-                    "These uploaded files belong to another version already; start a new pending upload.",
+                    "These uploaded files belong to another version already, or their upload location expired unused; start a new pending upload.",
                 ));
             }
             tx.seal_container(account, container).await?;
@@ -815,6 +815,11 @@ impl Moat {
         let pending_id = reg_id.child("pendingUploads", &container);
         let pending: PendingDoc = match self.store.get_resource(&pending_id.key()).await? {
             Some(r) => decode(&r)?,
+            None if self.store.container_sealed(&account, &container).await? == Some(true) => {
+                return Err(bad(format!(
+                    "'{uri}' is no longer an upload location: it expired unused, or its version was deleted. Start a new pending upload."
+                )));
+            }
             None => return Err(bad(format!("'{uri}' was not handed out by startPendingUpload."))),
         };
         if pending.account != account || pending.asset_type != t || pending.name != name || pending.version != version {
@@ -868,6 +873,58 @@ impl Moat {
         }
         tx.commit().await?;
         Ok(existed)
+    }
+
+    /// Upload locations handed out by `startPendingUpload` and never committed, with nothing
+    /// written to them for `ttl`: emptied and sealed (a write SAS still valid for one cannot
+    /// fill it again), and forgotten, so that their bytes can be garbage collected. Returns
+    /// how many.
+    pub async fn expire_pending_uploads(&self, ttl: std::time::Duration) -> Result<usize> {
+        let cutoff = (time::OffsetDateTime::now_utc() - ttl)
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let kind = "microsoft.machinelearningservices/registries/pendinguploads";
+        let mut after: Option<String> = None;
+        let mut expired = 0;
+        loop {
+            let page = self
+                .store
+                .list_resources(&moat_store::ListQuery {
+                    kind: Some(kind),
+                    subscription_id: &self.subscription_id,
+                    group_key: None,
+                    id_prefix: None,
+                    after_key: after.as_deref(),
+                    limit: 500,
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id_key());
+            for row in page.iter().filter(|r| r.created_at < cutoff) {
+                let Ok(p) = decode::<PendingDoc>(row) else { continue };
+                if self.store.container_sealed(&p.account, &p.container).await? == Some(true) {
+                    continue; // committed (or expired already)
+                }
+                let mut tx = self.store.write().await?;
+                // Checked again under the lock: a commit or a write may have come meanwhile.
+                if tx.container_sealed(&p.account, &p.container).await? == Some(true)
+                    || tx.container_last_write(&p.account, &p.container).await?.is_some_and(|t| t >= cutoff)
+                {
+                    continue;
+                }
+                let now = now_rfc3339();
+                tx.empty_container(&p.account, &p.container).await?;
+                tx.ensure_container(&p.account, &p.container, &now).await?;
+                tx.seal_container(&p.account, &p.container).await?;
+                tx.delete_resource(&row.id_key()).await?;
+                tx.commit().await?;
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            tracing::info!(expired, "expired upload locations never committed");
+        }
+        Ok(expired)
     }
 
     /// `startPendingUpload`: a fresh upload location in the registry's primary storage account,

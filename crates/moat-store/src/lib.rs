@@ -1203,6 +1203,20 @@ impl WriteTx {
         Ok(blobs)
     }
 
+    /// When a blob of the container was last written or a block staged in it, if ever.
+    pub async fn container_last_write(&mut self, account: &str, container: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT MAX(t) AS t FROM (
+                SELECT MAX(updated_at) AS t FROM blobs WHERE account = $1 AND container = $2
+                UNION ALL SELECT MAX(staged_at) FROM blob_blocks WHERE account = $1 AND container = $2) w",
+        )
+        .bind(account)
+        .bind(container)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get::<Option<String>, _>("t")?)
+    }
+
     /// Forgets a storage account's containers, blobs and staged blocks (its registry was
     /// deleted).
     pub async fn forget_account(&mut self, account: &str) -> Result<()> {
