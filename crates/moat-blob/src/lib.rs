@@ -260,6 +260,29 @@ impl BlobStore {
         }
     }
 
+    /// Whether the local store holds a stored file for `d`.
+    pub async fn holds(&self, d: &Digest) -> Result<bool, BlobError> {
+        Ok(self.remote.is_none() && tokio::fs::try_exists(self.path_of(d)).await?)
+    }
+
+    /// Whether the local store holds any stored file at all.
+    pub async fn holds_any(&self) -> Result<bool, BlobError> {
+        if self.remote.is_some() {
+            return Ok(false);
+        }
+        let root = self.root.join("sha256");
+        Ok(blocking(move || {
+            for shard in std::fs::read_dir(root)? {
+                let shard = shard?;
+                if shard.file_type()?.is_dir() && std::fs::read_dir(shard.path())?.next().is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await?)
+    }
+
     /// Records which metadata this local store holds the bytes of (see [`BlobStore::owner`]).
     pub async fn set_owner(&self, id: &str) -> Result<(), BlobError> {
         if self.remote.is_some() {

@@ -177,7 +177,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         }
     });
     // Garbage collection of stored files nothing refers to any more, every gc_interval_secs.
-    if cfg.gc_interval_secs > 0 {
+    // (Off, logged once at start, when the byte store holds another database's bytes.)
+    if cfg.gc_interval_secs > 0 && moat.gc_refused().is_none() {
         let every = std::time::Duration::from_secs(cfg.gc_interval_secs as u64);
         let grace = std::time::Duration::from_secs(cfg.gc_grace_secs as u64);
         let collector = Arc::clone(&moat);

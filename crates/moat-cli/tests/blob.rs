@@ -420,7 +420,7 @@ fn urlencode(s: &str) -> String {
 async fn garbage_collection_removes_stored_files_nothing_refers_to() {
     use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")]);
+    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "3")]);
     let http = server.http();
     let (b, _) = Blocks::new(&server, &http, "gcreg").await;
     let stored = |bytes: &[u8]| {
@@ -434,7 +434,7 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
         async move { anon.raw(method, &url, body, Some("application/octet-stream"), &[("x-ms-blob-type", "BlockBlob")]).await }
     };
     let gone_within = |path: std::path::PathBuf| async move {
-        for _ in 0..100 {
+        for _ in 0..250 {
             if !path.exists() {
                 return true;
             }
@@ -463,8 +463,9 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
     assert_eq!(call("DELETE", "a", None).await.status, 202);
     assert_eq!(call("DELETE", "b", None).await.status, 202);
     assert!(gone_within(stored(b"bytes only blob a has")).await, "a deleted blob's bytes go at a collection\n{}", server.log());
-    // Two more collections have run by now (a second apart): what is referenced stays.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Two more collections have run by now (a second apart) and the grace has passed for
+    // every file written above: what is referenced stays.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     assert!(stored(b"bytes blobs b and c share").is_file(), "blob c still has these bytes");
     let got = call("GET", "c", None).await;
     assert_eq!((got.status, got.text.as_str()), (200, "bytes blobs b and c share"));
@@ -500,7 +501,7 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collection_stays_off_on_another_databases_bytes() {
     let tmp = tempfile::tempdir().unwrap();
-    let gc = [("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")];
+    let gc = [("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "3")];
     let first = Server::start_in(&tmp.path().join("first"), &gc);
     let http = first.http();
     let (b, _) = Blocks::new(&first, &http, "pairreg").await;
@@ -525,10 +526,21 @@ async fn garbage_collection_stays_off_on_another_databases_bytes() {
     assert!(log.contains("garbage collection is off") && log.contains("another database"), "{log}");
     second.stop();
 
-    // Its own database again: collections resume (the blob is still referenced, so it stays).
+    // A byte store from before the pairing (no store-id) is adopted only by a database that
+    // refers to some of its files.
+    let id_file = tmp.path().join("first/blobs/store-id");
+    std::fs::remove_file(&id_file).unwrap();
+    let third = Server::start_in(&tmp.path().join("third"), &envs);
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert!(stored.is_file() && !id_file.exists());
+    assert!(third.log().contains("holds files but no store-id"), "{}", third.log());
+    third.stop();
+
+    // Its own database again: adopted, and collections resume (the blob is still referenced,
+    // so it stays).
     let again = Server::start_in(&tmp.path().join("first"), &gc);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert!(stored.is_file());
+    assert!(stored.is_file() && id_file.is_file());
     assert!(!again.log().contains("garbage collection is off"), "{}", again.log());
 }
 
@@ -540,7 +552,7 @@ async fn garbage_collection_stays_off_on_another_databases_bytes() {
 async fn upload_locations_never_committed_expire() {
     use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
-    let envs = [("MOAT_UPLOAD_TTL_SECS", "2"), ("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")];
+    let envs = [("MOAT_UPLOAD_TTL_SECS", "5"), ("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "3")];
     let server = Server::start_in(&tmp.path().join("data"), &envs);
     let http = server.http();
     let reg = server.registry_path("default", "expreg");
@@ -575,14 +587,14 @@ async fn upload_locations_never_committed_expire() {
     assert_eq!(v.status, 201, "{}", v.text);
     let (_, busy_sas) = start("3").await;
 
-    // The busy location is written every half second; the abandoned one not at all (it is
+    // The busy location is written every quarter second; the abandoned one not at all (it is
     // only listed, which is no write).
     let (base, sas) = abandoned_sas.split_once('?').unwrap();
     let listing = format!("{base}?restype=container&comp=list&{sas}");
     let mut expired = false;
-    for i in 0..20 {
+    for i in 0..200 {
         assert_eq!(put(&busy_sas, &format!("part-{i}"), format!("busy {i}").as_bytes()).await, 201, "a location in use stays");
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let listed = anon.raw("GET", &listing, None, None, &[]).await;
         assert_eq!(listed.status, 200, "{}", listed.text);
         if !listed.text.contains("w.bin") {
@@ -597,7 +609,7 @@ async fn upload_locations_never_committed_expire() {
     assert_eq!(v.status, 400, "{}", v.text);
     assert!(v.text.contains("expired unused"), "{}", v.text);
     let mut gone = false;
-    for _ in 0..50 {
+    for _ in 0..250 {
         if !stored(b"bytes nobody committed").exists() {
             gone = true;
             break;

@@ -688,7 +688,7 @@ async fn idle_upload_sessions_expire() {
 async fn deleted_image_bytes_are_garbage_collected() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let server = Server::start_in(&dir, &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "1")]);
+    let server = Server::start_in(&dir, &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "3")]);
     let (acr, _) = create_registry(&server, "gcimg");
     let http = server.http();
     let stored = |digest: &str| {
@@ -707,7 +707,7 @@ async fn deleted_image_bytes_are_garbage_collected() {
     let r = http.raw("DELETE", &format!("/v2/{a}/blobs/{layer}"), None, None, &[]).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let mut gone = false;
-    for _ in 0..100 {
+    for _ in 0..250 {
         if !stored(&manifest).exists() {
             gone = true;
             break;
@@ -715,7 +715,7 @@ async fn deleted_image_bytes_are_garbage_collected() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(gone, "a deleted manifest's bytes go; log:\n{}", server.log());
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     assert!(stored(&layer).is_file(), "the layer repository b still has stays");
     let r = http.raw("GET", &format!("/v2/{b}/blobs/{layer}"), None, None, &[]).await;
     assert_eq!((r.status, r.text.as_str()), (200, "layer bytes"));
@@ -724,7 +724,7 @@ async fn deleted_image_bytes_are_garbage_collected() {
     let r = http.raw("DELETE", &format!("/v2/{b}/blobs/{layer}"), None, None, &[]).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let mut gone = false;
-    for _ in 0..100 {
+    for _ in 0..250 {
         if !stored(&layer).exists() {
             gone = true;
             break;

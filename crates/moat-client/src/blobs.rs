@@ -315,8 +315,11 @@ async fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -
     let mut resp = check(resp).await?;
     let (mut pieces, mut got) = (Vec::new(), 0u64);
     while let Some(piece) = resp.chunk().await.map_err(|e| transport(&url, e))? {
-        got += piece.len() as u64;
-        pieces.push(piece);
+        // An HTTP/2 stream may end with an empty frame: nothing to keep.
+        if !piece.is_empty() {
+            got += piece.len() as u64;
+            pieces.push(piece);
+        }
     }
     if got != end - start + 1 {
         return Err(ClientError::Integrity(format!(
@@ -328,6 +331,7 @@ async fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -
 
 /// Writes all of `pieces`, several at a time (one writev for many small pieces).
 fn write_pieces(f: &mut std::fs::File, pieces: &[bytes::Bytes]) -> std::io::Result<()> {
+    let pieces: Vec<&bytes::Bytes> = pieces.iter().filter(|p| !p.is_empty()).collect();
     for group in pieces.chunks(64) {
         let mut slices: Vec<std::io::IoSlice> = group.iter().map(|p| std::io::IoSlice::new(p)).collect();
         let mut rest = &mut slices[..];
@@ -486,8 +490,11 @@ mod tests {
 
     #[test]
     fn pieces_are_written_whole_and_in_order() {
-        // 200 pieces of uneven sizes: more than one writev's worth, some empty.
-        let pieces: Vec<bytes::Bytes> = (0..200u32).map(|i| bytes::Bytes::from(vec![(i % 251) as u8; (i as usize * 37) % 5000])).collect();
+        // 200 pieces of uneven sizes: more than one writev's worth, some empty, and a last
+        // writev's worth that would be only empty pieces.
+        let mut pieces: Vec<bytes::Bytes> =
+            (0..200u32).map(|i| bytes::Bytes::from(vec![(i % 251) as u8; (i as usize * 37) % 5000])).collect();
+        pieces.extend(std::iter::repeat_n(bytes::Bytes::new(), 70));
         let dir = std::env::temp_dir().join(format!("moat-pieces-{}", std::process::id()));
         let mut f = std::fs::File::create(&dir).unwrap();
         write_pieces(&mut f, &pieces).unwrap();

@@ -817,7 +817,7 @@ impl Moat {
             Some(r) => decode(&r)?,
             None if self.store.container_sealed(&account, &container).await? == Some(true) => {
                 return Err(bad(format!(
-                    "'{uri}' is no longer an upload location: it expired unused, or its version was deleted. Start a new pending upload."
+                    "'{uri}' is no longer an upload location: a version was committed from it, or it expired unused. Start a new pending upload."
                 )));
             }
             None => return Err(bad(format!("'{uri}' was not handed out by startPendingUpload."))),
@@ -903,7 +903,12 @@ impl Moat {
             for row in page.iter().filter(|r| r.created_at < cutoff) {
                 let Ok(p) = decode::<PendingDoc>(row) else { continue };
                 if self.store.container_sealed(&p.account, &p.container).await? == Some(true) {
-                    continue; // committed (or expired already)
+                    // Committed: the record is needed no more (a sealed container answers for
+                    // itself), and keeping it would make every round longer.
+                    let mut tx = self.store.write().await?;
+                    tx.delete_resource(&row.id_key()).await?;
+                    tx.commit().await?;
+                    continue;
                 }
                 let mut tx = self.store.write().await?;
                 // Checked again under the lock: a commit or a write may have come meanwhile.

@@ -139,9 +139,38 @@ async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<
     };
     tx.commit().await?;
     let recorded = blobs.owner().await.map_err(|e| Error::Internal(format!("byte store: {e}")))?;
+    let io = |e: moat_blob::BlobError| Error::Internal(format!("byte store: {e}"));
     match recorded {
         None => {
-            blobs.set_owner(&ours).await.map_err(|e| Error::Internal(format!("byte store: {e}")))?;
+            // A byte store from before the pairing has files and no ID: it is this database's
+            // only if this database refers to some of them.
+            if blobs.holds_any().await.map_err(io)? {
+                let mut sample = Vec::new();
+                store
+                    .referenced_content(|d, _| {
+                        if sample.len() < 1000
+                            && let Ok(d) = moat_types::Digest::parse(d)
+                        {
+                            sample.push(d);
+                        }
+                    })
+                    .await?;
+                let mut ours_too = false;
+                for d in &sample {
+                    if blobs.holds(d).await.map_err(io)? {
+                        ours_too = true;
+                        break;
+                    }
+                }
+                if !ours_too {
+                    return Ok(Some(format!(
+                        "the byte store {} holds files but no store-id, and this database refers to none of them, so nothing in it is removed; if it is meant to serve this database, write this database's ID into it (echo {ours} > {}/store-id) and restart",
+                        blobs.describe(),
+                        blobs.describe()
+                    )));
+                }
+            }
+            blobs.set_owner(&ours).await.map_err(io)?;
             Ok(None)
         }
         Some(theirs) if theirs == ours => Ok(None),
