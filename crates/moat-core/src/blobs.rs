@@ -78,13 +78,14 @@ fn blob_error(e: BlobError) -> Error {
     }
 }
 
-/// Records a staged block, unless its container was sealed meanwhile.
+/// Records a staged block, unless its container was sealed or its account deleted meanwhile.
 async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
     let mut tx = store.write().await?;
     // Checked again under the lock: a commit may have sealed the container meanwhile.
     if tx.container_sealed(&row.account, &row.container).await? == Some(true) {
         return Err(sealed(&row.container));
     }
+    still_there(&mut tx, &row.account).await?;
     tx.ensure_container(&row.account, &row.container, &now_rfc3339()).await?;
     tx.put_block(row).await?;
     tx.commit().await?;
@@ -103,6 +104,15 @@ fn staged_in(places: impl IntoIterator<Item = String>) -> Vec<String> {
     files.sort();
     files.dedup();
     files
+}
+
+/// Refuses a write whose storage account was deleted (with its registry) since the request's
+/// SAS was checked: its rows would outlive the account, and their bytes never be collected.
+async fn still_there(tx: &mut moat_store::WriteTx, account: &str) -> Result<()> {
+    if tx.name_owner(NAMES_STORAGE, account).await?.is_none() {
+        return Err(Error::not_found("ResourceNotFound", format!("The storage account '{account}' does not exist.")));
+    }
+    Ok(())
 }
 
 fn sealed(container: &str) -> Error {
@@ -218,6 +228,7 @@ impl Moat {
         if tx.container_sealed(t.account, t.container).await? == Some(true) {
             return Err(sealed(t.container));
         }
+        still_there(&mut tx, t.account).await?;
         tx.ensure_container(t.account, t.container, &now).await?;
         let created_at = self.store.blob(t.account, t.container, blob).await?.map(|b| b.created_at).unwrap_or_else(|| now.clone());
         let row = BlobRow {

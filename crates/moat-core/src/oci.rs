@@ -106,6 +106,15 @@ pub struct ManifestOut {
 /// from `length`.
 pub const RANGE_CODE: &str = "BLOB_UPLOAD_INVALID";
 
+/// Refuses a write whose container registry was deleted (with its registry) since the request
+/// was admitted: its rows would outlive the registry, and their bytes never be collected.
+async fn acr_still_there(tx: &mut moat_store::WriteTx, repo: &Repo) -> Result<()> {
+    if tx.name_owner(crate::registries::NAMES_ACR, &repo.acr).await?.is_none() {
+        return Err(name_unknown(&repo.shown));
+    }
+    Ok(())
+}
+
 fn name_unknown(shown: &str) -> Error {
     Error::not_found("NAME_UNKNOWN", format!("repository name not known to registry: '{shown}'"))
 }
@@ -432,6 +441,7 @@ impl Moat {
             created_at: now.clone(),
         };
         let mut tx = self.store.write().await?;
+        acr_still_there(&mut tx, repo).await?;
         tx.oci_put_manifest(&row).await?;
         if let Some(t) = &tag {
             tx.oci_put_tag(&repo.acr, &repo.name, t, &row.digest, &now).await?;
@@ -500,6 +510,7 @@ impl Moat {
     /// Links stored bytes into the repository under the client's digest.
     async fn link(&self, repo: &Repo, digest: &OciDigest, stored: moat_blob::Stored, upload: Option<&str>) -> Result<()> {
         let mut tx = self.store.write().await?;
+        acr_still_there(&mut tx, repo).await?;
         tx.oci_link_blob(&OciBlobRow {
             acr: repo.acr.clone(),
             repo: repo.name.clone(),
@@ -654,6 +665,7 @@ impl Moat {
         };
         let Some(b) = source else { return Ok(false) };
         let mut tx = self.store.write().await?;
+        acr_still_there(&mut tx, repo).await?;
         // Still there, under the lock: a delete meanwhile would leave the new link to bytes
         // that nothing else refers to, and a garbage collection could take them.
         if tx.oci_blob(&b.acr, &b.repo, &b.digest).await?.is_none() {

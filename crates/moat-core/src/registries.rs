@@ -21,7 +21,7 @@ const NS: &str = "Microsoft.MachineLearningServices";
 /// Namespaces of installation-wide unique names.
 const NAMES_REGISTRY: &str = "registry";
 pub(crate) const NAMES_STORAGE: &str = "storageAccount";
-const NAMES_ACR: &str = "containerRegistry";
+pub(crate) const NAMES_ACR: &str = "containerRegistry";
 
 const STORAGE_TYPES: &[&str] =
     &["Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Standard_GZRS", "Standard_RAGZRS", "Premium_LRS", "Premium_ZRS"];
