@@ -433,15 +433,6 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
         let anon = &b.anon;
         async move { anon.raw(method, &url, body, Some("application/octet-stream"), &[("x-ms-blob-type", "BlockBlob")]).await }
     };
-    let gone_within = |path: std::path::PathBuf| async move {
-        for _ in 0..250 {
-            if !path.exists() {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        false
-    };
     assert_eq!(call("PUT", "a", Some(b"bytes only blob a has")).await.status, 201);
     assert_eq!(call("PUT", "b", Some(b"bytes blobs b and c share")).await.status, 201);
     assert_eq!(call("PUT", "c", Some(b"bytes blobs b and c share")).await.status, 201);
@@ -462,7 +453,7 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
 
     assert_eq!(call("DELETE", "a", None).await.status, 202);
     assert_eq!(call("DELETE", "b", None).await.status, 202);
-    assert!(gone_within(stored(b"bytes only blob a has")).await, "a deleted blob's bytes go at a collection\n{}", server.log());
+    assert!(common::gone_within(&stored(b"bytes only blob a has")).await, "a deleted blob's bytes go at a collection\n{}", server.log());
     // Two more collections have run by now (a second apart) and the grace has passed for
     // every file written above: what is referenced stays.
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
@@ -477,11 +468,11 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
     // Deleting the multi-block blob, then the version, lets their bytes go.
     assert_eq!(call("DELETE", "d", None).await.status, 202);
     for p in &parts {
-        assert!(gone_within(p.clone()).await, "a deleted blob's parts go: {}", p.display());
+        assert!(common::gone_within(p).await, "a deleted blob's parts go: {}", p.display());
     }
     let out = server.moat(&["model", "delete", "--name", "gcm", "--version", "1", "--registry-name", "gcreg"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(gone_within(stored(&weights)).await, "a deleted version's files go");
+    assert!(common::gone_within(&stored(&weights)).await, "a deleted version's files go");
 
     // Deleting a registry lets its storage account's bytes go.
     let (other, _) = Blocks::new(&server, &http, "gcreg2").await;
@@ -492,7 +483,7 @@ async fn garbage_collection_removes_stored_files_nothing_refers_to() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(http.call("DELETE", &server.registry_path("default", "gcreg2"), None, &[]).await.status, 202);
-    assert!(gone_within(stored(b"bytes of a registry deleted")).await, "a deleted registry's bytes go");
+    assert!(common::gone_within(&stored(b"bytes of a registry deleted")).await, "a deleted registry's bytes go");
     assert!(server.log().contains("garbage collected unreferenced stored files"), "collections are logged");
 }
 
@@ -608,15 +599,7 @@ async fn upload_locations_never_committed_expire() {
     let v = http.call("PUT", &format!("{reg}/models/m/versions/1"), Some(&json!({"properties": {"modelUri": abandoned}})), &[]).await;
     assert_eq!(v.status, 400, "{}", v.text);
     assert!(v.text.contains("expired unused"), "{}", v.text);
-    let mut gone = false;
-    for _ in 0..250 {
-        if !stored(b"bytes nobody committed").exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(gone, "its bytes were collected");
+    assert!(common::gone_within(&stored(b"bytes nobody committed")).await, "its bytes were collected");
     assert!(stored(b"bytes of version 2").is_file(), "a committed version's files stay");
     let v = http.call("GET", &format!("{reg}/models/m/versions/2"), None, &[]).await;
     assert_eq!(v.status, 200);

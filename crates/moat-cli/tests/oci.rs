@@ -706,15 +706,7 @@ async fn deleted_image_bytes_are_garbage_collected() {
     assert_eq!(r.status, 202, "{}", r.text);
     let r = http.raw("DELETE", &format!("/v2/{a}/blobs/{layer}"), None, None, &[]).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let mut gone = false;
-    for _ in 0..250 {
-        if !stored(&manifest).exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(gone, "a deleted manifest's bytes go; log:\n{}", server.log());
+    assert!(common::gone_within(&stored(&manifest)).await, "a deleted manifest's bytes go; log:\n{}", server.log());
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     assert!(stored(&layer).is_file(), "the layer repository b still has stays");
     let r = http.raw("GET", &format!("/v2/{b}/blobs/{layer}"), None, None, &[]).await;
@@ -723,15 +715,7 @@ async fn deleted_image_bytes_are_garbage_collected() {
     // Once b lets go too, the layer goes; pushing the image again stores it again.
     let r = http.raw("DELETE", &format!("/v2/{b}/blobs/{layer}"), None, None, &[]).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let mut gone = false;
-    for _ in 0..250 {
-        if !stored(&layer).exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(gone, "a layer no repository has goes");
+    assert!(common::gone_within(&stored(&layer)).await, "a layer no repository has goes");
     let (_, _, again) = push_image(&http, &a).await;
     assert_eq!(again, manifest);
     let r = http.raw("GET", &format!("/v2/{a}/blobs/{layer}"), None, None, &[]).await;

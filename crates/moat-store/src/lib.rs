@@ -930,8 +930,6 @@ impl WriteTx {
         Ok(row.try_get::<i64, _>("n")?)
     }
 
-    /// Claims a name that must be unique across the installation within `namespace`
-    /// (e.g. registry names, storage account names). [`StoreError::Conflict`] if taken.
     /// [`Store::name_owner`], under the write lock.
     pub async fn name_owner(&mut self, namespace: &str, name_key: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT owner_key FROM global_names WHERE namespace = $1 AND name_key = $2")
@@ -942,6 +940,8 @@ impl WriteTx {
         Ok(row.map(|r| r.try_get::<String, _>("owner_key")).transpose()?)
     }
 
+    /// Claims a name that must be unique across the installation within `namespace`
+    /// (e.g. registry names, storage account names). [`StoreError::Conflict`] if taken.
     pub async fn claim_name(&mut self, namespace: &str, name_key: &str, owner_key: &str) -> Result<()> {
         let taken = sqlx::query("SELECT owner_key FROM global_names WHERE namespace = $1 AND name_key = $2")
             .bind(namespace)

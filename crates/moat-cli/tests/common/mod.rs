@@ -437,3 +437,14 @@ impl Drop for TestDatabase {
             .output();
     }
 }
+
+/// Whether `path` is gone within 25 s (a garbage collection's work), looking every 100 ms.
+pub async fn gone_within(path: &Path) -> bool {
+    for _ in 0..250 {
+        if !path.exists() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
