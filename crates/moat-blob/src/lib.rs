@@ -681,7 +681,7 @@ impl BlobStore {
     }
 
     /// Garbage collection (local store only; `None` for an object store): removes the stored
-    /// files last written or used before `cutoff` whose digests are not in `referenced`, which
+    /// files last stored before `cutoff` whose digests are not in `referenced`, which
     /// must hold every digest that a committed row names, read in one snapshot after `cutoff`
     /// (see gc.rs for why writers racing with this are safe).
     pub async fn collect_garbage(
