@@ -31,6 +31,7 @@ pub mod netns;
 pub mod network;
 pub mod oci;
 pub mod public;
+pub mod storage;
 
 use error::ArmError;
 
@@ -78,6 +79,7 @@ pub struct AppState {
         directory::get_service_principal,
         directory::delete_service_principal,
         monitor::list_activity,
+        storage::garbage_collection,
         assets::list_containers,
         assets::get_container,
         assets::put_container,
@@ -284,6 +286,7 @@ pub fn router(moat: Arc<Moat>) -> Router {
             get(authz::get_at_resource).put(authz::put_at_resource).delete(authz::delete_at_resource),
         )
         .route("/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values", get(monitor::list_activity))
+        .route("/subscriptions/{subscriptionId}/providers/Moat.Storage/garbageCollection", post(storage::garbage_collection))
         .route("/v1.0/users", get(directory::list_users).post(directory::create_user))
         .route("/v1.0/users/{userId}", get(directory::get_user).delete(directory::delete_user))
         .route("/v1.0/servicePrincipals", get(directory::list_service_principals).post(directory::create_service_principal))

@@ -688,12 +688,13 @@ impl BlobStore {
         &self,
         cutoff: std::time::SystemTime,
         referenced: std::sync::Arc<std::collections::HashSet<Digest>>,
+        dry_run: bool,
     ) -> Result<Option<Swept>, BlobError> {
         if self.remote.is_some() {
             return Ok(None);
         }
         let root = self.root.clone();
-        Ok(Some(blocking(move || gc::sweep(&root, cutoff, &referenced)).await?))
+        Ok(Some(blocking(move || gc::sweep(&root, cutoff, &referenced, dry_run)).await?))
     }
 
     /// Removes a blob; false if it was not there.

@@ -92,7 +92,7 @@ enum Command {
     /// Manage virtual networks, private endpoints and their connections.
     #[command(subcommand)]
     Network(network::NetworkCommand),
-    /// Network settings of registries' storage accounts.
+    /// Network settings of registries' storage accounts, and the byte store's garbage collection.
     #[command(subcommand)]
     Storage(StorageCommand),
     /// Network settings of registries' container registries.
@@ -539,6 +539,17 @@ enum StorageCommand {
     /// A registry's storage accounts.
     #[command(subcommand)]
     Account(StorageAccountCommand),
+    /// Collect the byte store's garbage now: remove stored files that nothing refers to any
+    /// more and that nothing stored for the server's gc_grace_secs (it also runs every
+    /// gc_interval_secs). Needs Owner or Contributor on the subscription.
+    #[command(after_help = "Examples:
+  moat storage gc --dry-run
+  moat storage gc --output table")]
+    Gc {
+        /// Count what a collection would remove, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -724,6 +735,26 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
         }
         Command::Registry(RegistryCommand::PrivateEndpointConnection(cmd)) => network::run_registry_connections(&c, cmd, out).await,
         Command::Network(cmd) => network::run(&c, cmd, out).await,
+        Command::Storage(StorageCommand::Gc { dry_run }) => {
+            let path = format!(
+                "/subscriptions/{}/providers/Moat.Storage/garbageCollection?dryRun={dry_run}&api-version=2025-09-01",
+                c.profile().subscription_id
+            );
+            let v = c.send(moat_client::Method::POST, &path, None, &[]).await?.body;
+            output::print(
+                out,
+                &v,
+                &[
+                    ("DryRun", "/dryRun"),
+                    ("Files", "/files"),
+                    ("Removed", "/removed"),
+                    ("RemovedBytes", "/removedBytes"),
+                    ("Kept", "/kept"),
+                    ("GraceSeconds", "/graceSeconds"),
+                ],
+            );
+            Ok(())
+        }
         Command::Storage(StorageCommand::Account(StorageAccountCommand::Update(s))) => {
             network::update_settings(&c, "storage", s, out).await
         }

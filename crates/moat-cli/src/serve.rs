@@ -126,6 +126,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         blob_dir: cfg.data_dir.join("blobs"),
         blob_url: cfg.blob_url.clone(),
         audit_reads: cfg.audit_reads,
+        gc_grace: std::time::Duration::from_secs(cfg.gc_grace_secs as u64),
     };
     let (moat, creds) = Moat::start(store.clone(), core, known.as_ref()).await.map_err(|e| format!("cannot start: {e}"))?;
     let issuers: Vec<ExternalIssuer> = cfg
@@ -185,7 +186,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = collector.collect_garbage(grace).await {
+                if let Err(e) = collector.collect_garbage(grace, false).await {
                     tracing::error!(error = %e, "garbage collection failed");
                 }
             }

@@ -604,3 +604,34 @@ async fn upload_locations_never_committed_expire() {
     let v = http.call("GET", &format!("{reg}/models/m/versions/2"), None, &[]).await;
     assert_eq!(v.status, 200);
 }
+
+/// `moat storage gc`: a collection on demand (the schedule off here), with a dry run that
+/// counts what would go and removes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_gc_collects_on_demand_and_dry_runs() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_GC_INTERVAL_SECS", "0"), ("MOAT_GC_GRACE_SECS", "2")]);
+    let http = server.http();
+    let (b, _) = Blocks::new(&server, &http, "ondemand").await;
+    let body = b"bytes deleted, then collected on demand".to_vec();
+    let url = format!("{}/x?{}", b.base, b.token);
+    assert_eq!(b.anon.raw("PUT", &url, Some(body.clone()), Some("text/plain"), &[("x-ms-blob-type", "BlockBlob")]).await.status, 201);
+    assert_eq!(b.anon.raw("DELETE", &url, None, None, &[]).await.status, 202);
+    let sha: String = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+    let stored = server.dir.join("blobs/sha256").join(&sha[..2]).join(&sha);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(stored.is_file(), "no collection is scheduled");
+
+    let dry = server.moat_json(&["storage", "gc", "--dry-run"]);
+    assert_eq!((dry["dryRun"].as_bool(), dry["removed"].as_u64(), dry["graceSeconds"].as_u64()), (Some(true), Some(1), Some(2)), "{dry}");
+    assert_eq!(dry["removedBytes"].as_u64(), Some(body.len() as u64));
+    assert!(stored.is_file(), "a dry run removes nothing");
+    let done = server.moat_json(&["storage", "gc"]);
+    assert_eq!((done["dryRun"].as_bool(), done["removed"].as_u64()), (Some(false), Some(1)), "{done}");
+    assert!(!stored.exists(), "the collection removed it");
+    let again = server.moat_json(&["storage", "gc"]);
+    assert_eq!(again["removed"].as_u64(), Some(0), "{again}");
+    let out = server.moat(&["storage", "gc", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("moat storage gc --dry-run"));
+}

@@ -73,6 +73,7 @@ const TABLE: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/registrymanagement/v1.0/registries/rbacreg/discovery", "A401 N403 R200 G200 U200 D403 C200 O200 X200"),
     ("GET", "/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values", "A401 N403 R200 G403 U403 D403 C200 O200 X403"),
+    ("POST", "/subscriptions/{s}/providers/Moat.Storage/garbageCollection", "A401 N403 R403 G403 U403 D403 C200 O200 X403"),
     ("GET", "/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions", "A401 N403 R200 G403 U403 D403 C200 O200 X403"),
     (
         "GET",

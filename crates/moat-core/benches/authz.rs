@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         blob_dir: dir.path().join("blobs"),
         blob_url: None,
         audit_reads: Default::default(),
+        gc_grace: std::time::Duration::from_secs(3600),
     };
     let (sub, moat) = rt.block_on(async {
         let store = Store::open(&url).await.unwrap();

@@ -528,11 +528,43 @@ impl Moat {
         Ok(removed)
     }
 
+    /// `POST …/providers/Moat.Storage/garbageCollection`: a garbage collection now, or with
+    /// `dry_run` a count of what one would remove, for an operator (subscription-level
+    /// `Moat.Storage/garbageCollection/action`: Owner, Contributor).
+    pub async fn garbage_collection(
+        &self,
+        caller: &Caller,
+        subscription_id: &str,
+        dry_run: bool,
+    ) -> Result<moat_types::arm::GarbageCollection> {
+        self.check_subscription(subscription_id)?;
+        self.authorize(caller, moat_policy::actions::STORAGE_GC, &moat_types::ids::ResourceId::subscription(&self.subscription_id)).await?;
+        if !self.blobs.collects_garbage() {
+            return Err(Error::conflict(
+                "GarbageCollectionNotSupported",
+                format!("The byte store {} is an object store; moat collects garbage on the local disk only.", self.blobs.describe()),
+            ));
+        }
+        if let Some(why) = &self.gc_refused {
+            return Err(Error::conflict("GarbageCollectionOff", format!("Garbage collection is off: {why}.")));
+        }
+        let grace = self.config.gc_grace;
+        let swept = self.collect_garbage(grace, dry_run).await?.unwrap_or_default();
+        Ok(moat_types::arm::GarbageCollection {
+            dry_run,
+            grace_seconds: grace.as_secs(),
+            files: swept.files,
+            removed: swept.removed,
+            removed_bytes: swept.removed_bytes,
+            kept: swept.kept,
+        })
+    }
+
     /// Garbage collection: removes stored files that no committed row refers to (blobs and
     /// their parts, staged blocks, image blobs and manifests) and that nothing has stored or
     /// used for `grace`. `None` when the store is an object store, which this does not collect.
     /// Memory grows with the number of distinct stored files (32 bytes each), not their size.
-    pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<Option<moat_blob::Swept>> {
+    pub async fn collect_garbage(&self, grace: std::time::Duration, dry_run: bool) -> Result<Option<moat_blob::Swept>> {
         if !self.blobs.collects_garbage() {
             return Ok(None);
         }
@@ -561,9 +593,10 @@ impl Moat {
             // A part list that cannot be read may name anything: collect nothing.
             return Err(Error::Internal(format!("a blob's part list does not parse ({e}); no garbage collected")));
         }
-        let swept = self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced)).await.map_err(blob_error)?;
+        let swept = self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced), dry_run).await.map_err(blob_error)?;
         if let Some(s) = &swept
             && (s.removed > 0 || s.kept > 0)
+            && !dry_run
         {
             tracing::info!(
                 files = s.files,

@@ -52,6 +52,9 @@ pub struct CoreConfig {
     pub blob_url: Option<String>,
     /// Whether the answer to an allowed read waits for its activity log entry.
     pub audit_reads: audit::AuditReads,
+    /// How long a stored file nothing refers to must have gone unstored before garbage
+    /// collection removes it.
+    pub gc_grace: std::time::Duration,
 }
 
 /// Credentials of the bootstrap administrator (a service principal).

@@ -43,6 +43,8 @@ pub mod actions {
     pub const SP_READ: &str = "Microsoft.Directory/servicePrincipals/read";
     pub const SP_WRITE: &str = "Microsoft.Directory/servicePrincipals/write";
     pub const ACTIVITY_LOG_READ: &str = "Microsoft.Insights/eventtypes/values/read";
+    /// moat's own: collecting the byte store's garbage now (it also runs on a schedule).
+    pub const STORAGE_GC: &str = "Moat.Storage/garbageCollection/action";
     pub const VNET_READ: &str = "Microsoft.Network/virtualNetworks/read";
     pub const VNET_WRITE: &str = "Microsoft.Network/virtualNetworks/write";
     pub const VNET_DELETE: &str = "Microsoft.Network/virtualNetworks/delete";

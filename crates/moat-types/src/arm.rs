@@ -352,6 +352,22 @@ pub struct OperationStatus {
     pub error: Option<ErrorDetail>,
 }
 
+/// What a garbage collection of the byte store did, or with `dryRun` would do (moat's own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GarbageCollection {
+    pub dry_run: bool,
+    /// Stored files nothing refers to go once nothing has stored them for this long.
+    pub grace_seconds: u64,
+    /// Stored files looked at.
+    pub files: u64,
+    /// Files removed (with `dryRun`: that would be), and their bytes.
+    pub removed: u64,
+    pub removed_bytes: u64,
+    /// Files a write freshened while they were being judged, so kept.
+    pub kept: u64,
+}
+
 /// The ARM error envelope: `{"error": {code, message, target, details}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
