@@ -571,6 +571,7 @@ impl Moat {
         if let Some(why) = &self.gc_refused {
             return Err(Error::Internal(format!("garbage collection is off: {why}")));
         }
+        let _one_at_a_time = self.gc_running.lock().await;
         // The cutoff before the snapshot of references: a write that freshened its file before
         // the cutoff and committed its row after the snapshot took longer than `grace`.
         let cutoff = std::time::SystemTime::now() - grace;

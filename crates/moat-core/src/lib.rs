@@ -204,6 +204,9 @@ pub struct Moat {
     staging: staging::Staging,
     /// Why garbage collection must not run on this byte store, if it must not.
     gc_refused: Option<String>,
+    /// Held by the garbage collection running, so that two (scheduled and on demand) never
+    /// judge the same files at once.
+    gc_running: tokio::sync::Mutex<()>,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
     /// Where each private endpoint's listener is (or why it could not open), as the
@@ -359,6 +362,7 @@ impl Moat {
             prehash: Default::default(),
             staging: Default::default(),
             gc_refused,
+            gc_running: Default::default(),
             net: tokio::sync::watch::Sender::new(Default::default()),
             listener_urls: Default::default(),
             seen_changes: Default::default(),
