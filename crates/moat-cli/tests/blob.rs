@@ -412,7 +412,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Garbage collection, through the binary, collecting every second with a second's grace: a
+/// Garbage collection, through the binary, collecting every second with 3 s of grace: a
 /// stored file goes once nothing refers to it (a deleted blob's, a deleted multi-block blob's
 /// parts, a deleted model version's files), and stays while anything does (another blob with
 /// equal bytes, a committed blob's parts, a model version).

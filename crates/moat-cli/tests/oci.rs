@@ -681,7 +681,7 @@ async fn idle_upload_sessions_expire() {
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
-/// Garbage collection of image bytes, collecting every second with a second's grace: a layer
+/// Garbage collection of image bytes, collecting every second with 3 s of grace: a layer
 /// two repositories share stays while either has it; a deleted manifest's and deleted blobs'
 /// bytes go once nothing refers to them, and the image can be pushed again afterwards.
 #[tokio::test(flavor = "multi_thread")]
