@@ -111,6 +111,8 @@ pub(crate) fn sweep(root: &Path, cutoff: SystemTime, referenced: &HashSet<Digest
                 continue;
             }
             let held = trash.join(&name);
+            #[cfg(test)]
+            BEFORE_SET_ASIDE.with(|h| h.borrow().as_ref().map(|f| f(&entry.path())));
             match std::fs::rename(entry.path(), &held) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -140,6 +142,13 @@ pub(crate) fn sweep(root: &Path, cutoff: SystemTime, referenced: &HashSet<Digest
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Called (in tests) between a file's listing and its move into `gc/`: where a racing
+    /// writer's freshening would land.
+    static BEFORE_SET_ASIDE: std::cell::RefCell<Option<fn(&Path)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Puts a file from `gc/` back under its name, unless a writer stored its own copy there
@@ -239,6 +248,26 @@ mod tests {
         std::fs::write(dir.path().join("gc").join("not-a-digest"), b"x").unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
         assert!(store.get(&a).await.unwrap().is_some(), "put back under its name");
+        assert_eq!(std::fs::read_dir(dir.path().join("gc")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_freshened_after_it_was_listed_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let a = store.put(&b"listed old, freshened before it moved"[..], None, u64::MAX).await.unwrap().digest;
+        age(&store, &a, Duration::from_secs(7200));
+        let cutoff = SystemTime::now() - Duration::from_secs(3600);
+        // A writer that found these bytes freshens them after the collector listed them old.
+        BEFORE_SET_ASIDE.with(|h| {
+            *h.borrow_mut() = Some(|p: &Path| {
+                assert!(freshen(p).unwrap());
+            })
+        });
+        let swept = sweep(dir.path(), cutoff, &HashSet::new(), false).unwrap();
+        BEFORE_SET_ASIDE.with(|h| *h.borrow_mut() = None);
+        assert_eq!(swept, Swept { files: 1, removed: 0, removed_bytes: 0, kept: 1 }, "judged again once set aside, and kept");
+        assert!(store.get(&a).await.unwrap().is_some(), "back under its name");
         assert_eq!(std::fs::read_dir(dir.path().join("gc")).unwrap().count(), 0);
     }
 
