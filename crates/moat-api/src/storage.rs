@@ -1,22 +1,15 @@
 //! The byte store's garbage collection, on demand (moat's own; it also runs on a schedule).
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use moat_core::Caller;
 use moat_types::arm::{ErrorResponse, GarbageCollection};
-use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ArmError;
 use crate::extract::CommonQuery;
-
-#[derive(Debug, Deserialize)]
-pub struct GcQuery {
-    #[serde(rename = "dryRun")]
-    dry_run: Option<String>,
-}
 
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/providers/Moat.Storage/garbageCollection", tag = "storage",
     params(("subscriptionId" = String, Path), ("api-version" = Option<String>, Query),
@@ -27,10 +20,16 @@ pub async fn garbage_collection(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(sub): Path<String>,
-    Query(g): Query<GcQuery>,
+    uri: Uri,
     _q: CommonQuery,
 ) -> Result<Response, ArmError> {
-    let dry_run = match g.dry_run.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    // Named case-insensitively, as ARM's query parameters are: a `dryrun=true` must not run a
+    // real collection. The last one wins.
+    let asked = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("dryRun"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .last();
+    let dry_run = match asked.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {

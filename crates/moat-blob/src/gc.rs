@@ -210,10 +210,10 @@ mod tests {
         age(&store, &a, Duration::from_secs(7200));
         age(&store, &b, Duration::from_secs(7200));
         let cutoff = SystemTime::now() - Duration::from_secs(3600);
-        let dry = store.collect_garbage(cutoff, Arc::new([b].into_iter().collect()), true).await.unwrap().unwrap();
+        let dry = store.collect_garbage(cutoff, Arc::new([b].into_iter().collect()), true, ()).await.unwrap().unwrap();
         assert_eq!(dry, Swept { files: 3, removed: 1, removed_bytes: 26, kept: 0 }, "a dry run counts what would go");
         assert!(store.get(&a).await.unwrap().is_some(), "and removes nothing");
-        let swept = store.collect_garbage(cutoff, Arc::new([b].into_iter().collect()), false).await.unwrap().unwrap();
+        let swept = store.collect_garbage(cutoff, Arc::new([b].into_iter().collect()), false, ()).await.unwrap().unwrap();
         assert_eq!(swept, Swept { files: 3, removed: 1, removed_bytes: 26, kept: 0 });
         assert!(store.get(&a).await.unwrap().is_none(), "the old, unreferenced file is gone");
         assert!(store.get(&b).await.unwrap().is_some() && store.get(&c).await.unwrap().is_some());
@@ -229,12 +229,12 @@ mod tests {
         let again = store.put(&b"the same bytes, twice"[..], None, u64::MAX).await.unwrap();
         assert!(!again.created, "equal bytes are stored once");
         let cutoff = SystemTime::now() - Duration::from_secs(3600);
-        let swept = store.collect_garbage(cutoff, Arc::new(HashSet::new()), false).await.unwrap().unwrap();
+        let swept = store.collect_garbage(cutoff, Arc::new(HashSet::new()), false, ()).await.unwrap().unwrap();
         assert_eq!(swept.removed, 0, "a write that found the bytes made them new: its row may not be committed yet");
         assert!(store.get(&a).await.unwrap().is_some());
         // Without the second write they would have gone.
         age(&store, &a, Duration::from_secs(7200));
-        let swept = store.collect_garbage(cutoff, Arc::new(HashSet::new()), false).await.unwrap().unwrap();
+        let swept = store.collect_garbage(cutoff, Arc::new(HashSet::new()), false, ()).await.unwrap().unwrap();
         assert_eq!(swept.removed, 1);
     }
 

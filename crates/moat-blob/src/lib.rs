@@ -689,12 +689,22 @@ impl BlobStore {
         cutoff: std::time::SystemTime,
         referenced: std::sync::Arc<std::collections::HashSet<Digest>>,
         dry_run: bool,
+        hold: impl Send + 'static,
     ) -> Result<Option<Swept>, BlobError> {
         if self.remote.is_some() {
             return Ok(None);
         }
         let root = self.root.clone();
-        Ok(Some(blocking(move || gc::sweep(&root, cutoff, &referenced, dry_run)).await?))
+        // `hold` (the caller's guard) lives as long as the sweep, even if the caller stops
+        // waiting for it.
+        Ok(Some(
+            blocking(move || {
+                let swept = gc::sweep(&root, cutoff, &referenced, dry_run);
+                drop(hold);
+                swept
+            })
+            .await?,
+        ))
     }
 
     /// Removes a blob; false if it was not there.

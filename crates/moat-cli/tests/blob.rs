@@ -627,6 +627,14 @@ async fn storage_gc_collects_on_demand_and_dry_runs() {
     assert_eq!((dry["dryRun"].as_bool(), dry["removed"].as_u64(), dry["graceSeconds"].as_u64()), (Some(true), Some(1), Some(2)), "{dry}");
     assert_eq!(dry["removedBytes"].as_u64(), Some(body.len() as u64));
     assert!(stored.is_file(), "a dry run removes nothing");
+    // The parameter's name is case-insensitive, as ARM's are: a mistyped case is still a dry run.
+    let sub = server.profile().subscription;
+    let api = format!("/subscriptions/{sub}/providers/Moat.Storage/garbageCollection");
+    let r = http.call("POST", &format!("{api}?DRYRUN=True"), None, &[]).await;
+    assert_eq!((r.status, r.body["dryRun"].as_bool(), r.body["removed"].as_u64()), (200, Some(true), Some(1)), "{}", r.text);
+    let r = http.call("POST", &format!("{api}?dryRun=maybe"), None, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "InvalidQueryParameterValue"), "{}", r.text);
+    assert!(stored.is_file());
     let done = server.moat_json(&["storage", "gc"]);
     assert_eq!((done["dryRun"].as_bool(), done["removed"].as_u64()), (Some(false), Some(1)), "{done}");
     assert!(!stored.exists(), "the collection removed it");

@@ -994,6 +994,8 @@ impl Moat {
         };
         let stamp = now_rfc3339();
         let mut tx = self.store.write().await?;
+        // Under the lock: the registry (and its account) may have been deleted meanwhile.
+        crate::blobs::still_there(&mut tx, &account).await?;
         tx.insert_resource(&document(&reg.child("pendingUploads", &container), &pending, new_etag(), &stamp, &stamp)?).await?;
         tx.ensure_container(&account, &container, &stamp).await?;
         tx.commit().await?;

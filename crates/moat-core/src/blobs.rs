@@ -108,7 +108,7 @@ fn staged_in(places: impl IntoIterator<Item = String>) -> Vec<String> {
 
 /// Refuses a write whose storage account was deleted (with its registry) since the request's
 /// SAS was checked: its rows would outlive the account, and their bytes never be collected.
-async fn still_there(tx: &mut moat_store::WriteTx, account: &str) -> Result<()> {
+pub(crate) async fn still_there(tx: &mut moat_store::WriteTx, account: &str) -> Result<()> {
     if tx.name_owner(NAMES_STORAGE, account).await?.is_none() {
         return Err(Error::not_found("ResourceNotFound", format!("The storage account '{account}' does not exist.")));
     }
@@ -549,7 +549,18 @@ impl Moat {
             return Err(Error::conflict("GarbageCollectionOff", format!("Garbage collection is off: {why}.")));
         }
         let grace = self.config.gc_grace;
-        let swept = self.collect_garbage(grace, dry_run).await?.unwrap_or_default();
+        let Ok(hold) = self.gc_running.clone().try_lock_owned() else {
+            return Err(Error::conflict("GarbageCollectionRunning", "A garbage collection is running; try again when it has ended."));
+        };
+        let swept = self.collect_garbage_holding(grace, dry_run, hold).await?.unwrap_or_default();
+        tracing::info!(
+            caller = %caller.object_id,
+            dry_run,
+            files = swept.files,
+            removed = swept.removed,
+            removed_bytes = swept.removed_bytes,
+            "garbage collection on demand"
+        );
         Ok(moat_types::arm::GarbageCollection {
             dry_run,
             grace_seconds: grace.as_secs(),
@@ -571,7 +582,18 @@ impl Moat {
         if let Some(why) = &self.gc_refused {
             return Err(Error::Internal(format!("garbage collection is off: {why}")));
         }
-        let _one_at_a_time = self.gc_running.lock().await;
+        let one_at_a_time = self.gc_running.clone().lock_owned().await;
+        self.collect_garbage_holding(grace, dry_run, one_at_a_time).await
+    }
+
+    /// A collection while `hold` keeps others out; the guard goes with the sweep, so that a
+    /// caller that stops waiting (a dropped request) does not let another start meanwhile.
+    async fn collect_garbage_holding(
+        &self,
+        grace: std::time::Duration,
+        dry_run: bool,
+        hold: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<Option<moat_blob::Swept>> {
         // The cutoff before the snapshot of references: a write that freshened its file before
         // the cutoff and committed its row after the snapshot took longer than `grace`.
         let cutoff = std::time::SystemTime::now() - grace;
@@ -594,7 +616,7 @@ impl Moat {
             // A part list that cannot be read may name anything: collect nothing.
             return Err(Error::Internal(format!("a blob's part list does not parse ({e}); no garbage collected")));
         }
-        let swept = self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced), dry_run).await.map_err(blob_error)?;
+        let swept = self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced), dry_run, hold).await.map_err(blob_error)?;
         if let Some(s) = &swept
             && (s.removed > 0 || s.kept > 0)
             && !dry_run

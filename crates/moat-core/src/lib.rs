@@ -206,7 +206,7 @@ pub struct Moat {
     gc_refused: Option<String>,
     /// Held by the garbage collection running, so that two (scheduled and on demand) never
     /// judge the same files at once.
-    gc_running: tokio::sync::Mutex<()>,
+    gc_running: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The network view admission reads; replaced whole after every network change.
     net: tokio::sync::watch::Sender<std::sync::Arc<network::NetView>>,
     /// Where each private endpoint's listener is (or why it could not open), as the

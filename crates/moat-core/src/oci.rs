@@ -547,6 +547,11 @@ impl Moat {
         self.blobs.upload_start(&id).await.map_err(blob_error)?;
         let now = now_rfc3339();
         let mut tx = self.store.write().await?;
+        if let Err(e) = acr_still_there(&mut tx, repo).await {
+            drop(tx);
+            let _ = self.blobs.upload_discard(&id).await;
+            return Err(e);
+        }
         tx.oci_insert_upload(&OciUploadRow {
             id: id.clone(),
             acr: repo.acr.clone(),
