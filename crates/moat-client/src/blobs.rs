@@ -8,7 +8,7 @@
 //! by the blocks in flight whatever the file size.
 
 use std::collections::HashSet;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -330,7 +330,7 @@ async fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -
 }
 
 /// Writes all of `pieces`, several at a time (one writev for many small pieces).
-fn write_pieces(f: &mut std::fs::File, pieces: &[bytes::Bytes]) -> std::io::Result<()> {
+pub(crate) fn write_pieces(f: &mut std::fs::File, pieces: &[bytes::Bytes]) -> std::io::Result<()> {
     let pieces: Vec<&bytes::Bytes> = pieces.iter().filter(|p| !p.is_empty()).collect();
     for group in pieces.chunks(64) {
         let mut slices: Vec<std::io::IoSlice> = group.iter().map(|p| std::io::IoSlice::new(p)).collect();
@@ -371,9 +371,8 @@ pub async fn download_file(
         _ => (Sha256::new(), 0),
     };
     progress(offset);
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&part).map_err(io)?;
-    file.set_len(offset).map_err(io)?;
-    file.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+    // Written around the page cache where the file system allows (see direct.rs).
+    let file = crate::direct::DownloadWriter::open(&part, offset).map_err(io)?;
     let ranges: Vec<(u64, u64)> = (offset..size).step_by(BLOCK_SIZE).map(|s| (s, (s + BLOCK_SIZE as u64).min(size) - 1)).collect();
     let mut chunks =
         futures_util::stream::iter(ranges).map(|(s, e)| fetch_range(http.clone(), url.to_string(), s, e)).buffered(CONCURRENCY);
@@ -397,7 +396,7 @@ pub async fn download_file(
         let mut f = file;
         let failed = |e: std::io::Error| ClientError::Local(format!("cannot write {dest_name}: {e}"));
         // Written data is flushed to disk in the background every 64 MiB, so the final fsync
-        // has little left to do.
+        // has little left to do (what went through the page cache, and the file's size).
         let flusher_file = f.try_clone().map_err(failed)?;
         let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let flusher = std::thread::spawn(move || {
@@ -408,7 +407,7 @@ pub async fn download_file(
         let mut since_flush = 0usize;
         let mut outcome = Ok(());
         while let Some(pieces) = rx.blocking_recv() {
-            if let Err(e) = write_pieces(&mut f, &pieces) {
+            if let Err(e) = f.push(&pieces) {
                 outcome = Err(failed(e));
                 break;
             }
@@ -423,7 +422,7 @@ pub async fn download_file(
         drop(flush_tx);
         let _ = flusher.join();
         outcome?;
-        f.sync_all().map_err(failed)
+        f.finish().map_err(failed)
     });
     let mut moved = 0;
     let mut fetch_error = None;

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod blobs;
+mod direct;
 pub mod routes;
 
 use std::path::Path;
