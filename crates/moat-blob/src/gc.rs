@@ -90,7 +90,7 @@ pub(crate) fn sweep(root: &Path, cutoff: SystemTime, referenced: &HashSet<Digest
         for entry in std::fs::read_dir(shard.path())? {
             let entry = entry?;
             let name = entry.file_name();
-            let Some(digest) = name.to_str().and_then(|n| Digest::parse(&format!("sha256:{n}")).ok()) else {
+            let Some(digest) = digest_named(&name) else {
                 continue;
             };
             out.files += 1;
@@ -151,6 +151,11 @@ thread_local! {
     static BEFORE_SET_ASIDE: std::cell::RefCell<Option<fn(&Path)>> = const { std::cell::RefCell::new(None) };
 }
 
+/// The digest a stored file's name (its hex) is, if it is one.
+fn digest_named(name: &std::ffi::OsStr) -> Option<Digest> {
+    Digest::parse(&format!("sha256:{}", name.to_str()?)).ok()
+}
+
 /// Puts a file from `gc/` back under its name, unless a writer stored its own copy there
 /// meanwhile (the same bytes), and forgets the one in `gc/`.
 fn put_back(held: &Path, name: &Path) -> std::io::Result<()> {
@@ -174,13 +179,14 @@ pub(crate) fn restore(root: &Path) -> std::io::Result<u64> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(hex) = name.to_str().filter(|n| Digest::parse(&format!("sha256:{n}")).is_ok()) else {
+        let Some(digest) = digest_named(&name) else {
             std::fs::remove_file(entry.path())?;
             continue;
         };
+        let hex = digest.hex();
         let shard = root.join("sha256").join(&hex[..2]);
         std::fs::create_dir_all(&shard)?;
-        put_back(&entry.path(), &shard.join(hex))?;
+        put_back(&entry.path(), &shard.join(&hex))?;
         std::fs::File::open(&shard)?.sync_all()?;
         restored += 1;
     }

@@ -876,13 +876,10 @@ impl Moat {
     }
 
     /// Upload locations handed out by `startPendingUpload` and never committed, with nothing
-    /// written to them for `ttl`: emptied and sealed (a write SAS still valid for one cannot
-    /// fill it again), and forgotten, so that their bytes can be garbage collected. Returns
-    /// how many.
-    pub async fn expire_pending_uploads(&self, ttl: std::time::Duration) -> Result<usize> {
-        let cutoff = (time::OffsetDateTime::now_utc() - ttl)
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+    /// written to them since `cutoff` (RFC 3339, the upload TTL ago): emptied and sealed (a
+    /// write SAS still valid for one cannot fill it again), and forgotten, so that their bytes
+    /// can be garbage collected. Returns how many.
+    pub(crate) async fn expire_pending_uploads(&self, cutoff: &str) -> Result<usize> {
         let kind = "microsoft.machinelearningservices/registries/pendinguploads";
         let mut after: Option<String> = None;
         let mut expired = 0;
@@ -900,7 +897,7 @@ impl Moat {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id_key());
-            for row in page.iter().filter(|r| r.created_at < cutoff) {
+            for row in page.iter().filter(|r| r.created_at.as_str() < cutoff) {
                 let Ok(p) = decode::<PendingDoc>(row) else { continue };
                 if self.store.container_sealed(&p.account, &p.container).await? == Some(true) {
                     // Committed: the record is needed no more (a sealed container answers for
@@ -913,7 +910,7 @@ impl Moat {
                 let mut tx = self.store.write().await?;
                 // Checked again under the lock: a commit or a write may have come meanwhile.
                 if tx.container_sealed(&p.account, &p.container).await? == Some(true)
-                    || tx.container_last_write(&p.account, &p.container).await?.is_some_and(|t| t >= cutoff)
+                    || tx.container_last_write(&p.account, &p.container).await?.is_some_and(|t| t.as_str() >= cutoff)
                 {
                     continue;
                 }

@@ -219,7 +219,7 @@ impl Moat {
         t: &BlobTarget<'_>,
         digest: Digest,
         size: u64,
-        parts: Option<String>,
+        parts: Option<Vec<(String, u64)>>,
         content_type: Option<String>,
     ) -> Result<BlobRow> {
         let blob = t.blob.unwrap_or_default();
@@ -241,7 +241,7 @@ impl Moat {
             content_type,
             created_at,
             updated_at: now,
-            parts,
+            parts: parts.as_ref().map(serde_json::to_string).transpose()?,
         };
         tx.put_blob(&row).await?;
         // The blob's staged blocks are dropped with it (as Azure discards them), and so are
@@ -250,8 +250,7 @@ impl Moat {
         // A blob made of stored blocks refers to their files through their rows until now: if
         // any of those rows went meanwhile (the blocks expired, or another commit or a delete
         // took them), its file may be garbage collected, so nothing is committed.
-        if let Some(json) = &row.parts {
-            let parts: Vec<(String, u64)> = serde_json::from_str(json)?;
+        if let Some(parts) = &parts {
             let held: std::collections::HashSet<&str> = cleared.iter().map(String::as_str).collect();
             if let Some((gone, _)) = parts.iter().find(|(d, _)| !held.contains(d.as_str())) {
                 return Err(Error::invalid(
@@ -397,8 +396,7 @@ impl Moat {
             let row = if places.iter().all(|p| matches!(p, BlockAt::Stored(_))) {
                 let (digest, size) = hash(ahead).await?;
                 let sized: Vec<(String, u64)> = places.iter().zip(&sizes).map(|(p, n)| (p.to_string(), *n)).collect();
-                let parts_json = serde_json::to_string(&sized)?;
-                self.commit_blob(t, digest, size, Some(parts_json), content_type).await?
+                self.commit_blob(t, digest, size, Some(sized), content_type).await?
             } else if let Some(file) = self.linkable(&places, &sizes).await? {
                 let (digest, size) = hash(ahead).await?;
                 self.blobs.install_staged(&file, &digest, size).await.map_err(blob_error)?;
@@ -572,10 +570,11 @@ impl Moat {
     }
 
     /// Garbage collection: removes stored files that no committed row refers to (blobs and
-    /// their parts, staged blocks, image blobs and manifests) and that nothing has stored or
-    /// used for `grace`. `None` when the store is an object store, which this does not collect.
-    /// Memory grows with the number of distinct stored files (32 bytes each), not their size.
-    pub async fn collect_garbage(&self, grace: std::time::Duration, dry_run: bool) -> Result<Option<moat_blob::Swept>> {
+    /// their parts, staged blocks, image blobs and manifests) and that nothing has stored for
+    /// `grace`, after any collection running. `None` when the store is an object store, which
+    /// this does not collect. Memory grows with the number of distinct stored files (about 50
+    /// bytes each), not their size.
+    pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<Option<moat_blob::Swept>> {
         if !self.blobs.collects_garbage() {
             return Ok(None);
         }
@@ -583,7 +582,7 @@ impl Moat {
             return Err(Error::Internal(format!("garbage collection is off: {why}")));
         }
         let one_at_a_time = self.gc_running.clone().lock_owned().await;
-        self.collect_garbage_holding(grace, dry_run, one_at_a_time).await
+        self.collect_garbage_holding(grace, false, one_at_a_time).await
     }
 
     /// A collection while `hold` keeps others out; the guard goes with the sweep, so that a

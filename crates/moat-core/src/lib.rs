@@ -141,9 +141,8 @@ async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<
         }
     };
     tx.commit().await?;
-    let recorded = blobs.owner().await.map_err(|e| Error::Internal(format!("byte store: {e}")))?;
     let io = |e: moat_blob::BlobError| Error::Internal(format!("byte store: {e}"));
-    match recorded {
+    match blobs.owner().await.map_err(io)? {
         None => {
             // A byte store from before the pairing has files and no ID: it is this database's
             // only if this database refers to some of them.

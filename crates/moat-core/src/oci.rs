@@ -813,7 +813,7 @@ impl Moat {
         // by a failed removal) go once nothing has written them for an hour; the staging state
         // of blobs whose blocks expired goes with them.
         self.staging.forget_idle(ttl);
-        if let Err(e) = self.expire_pending_uploads(ttl).await {
+        if let Err(e) = self.expire_pending_uploads(&cutoff).await {
             tracing::warn!(error = %e, "expiring upload locations never committed failed; the next round retries");
         }
         let files = self.sweep_staging(std::time::Duration::from_secs(3600)).await?;
