@@ -18,6 +18,7 @@ pub use gc::Swept;
 use reader::Segment;
 pub use reader::{BlobReader, ChunkStream};
 use remote::Remote;
+pub use sink::Kept;
 use sink::Sink;
 
 use moat_types::Digest;
@@ -310,7 +311,8 @@ impl BlobStore {
 
     /// Writes `reader` (at most `limit` bytes) at `offset` of staging file `file` (letters,
     /// digits and `-`; created when new), without hashing it, and makes it durable; returns the
-    /// bytes written. A block whose place in its blob is known goes where it will stay, so the
+    /// bytes written and, when the budget of [`Kept`] allows, the bytes themselves, in memory,
+    /// for the caller to hash (the file is written around the page cache). A block whose place in its blob is known goes where it will stay, so the
     /// blob's sha256 is the only hash its bytes need and a commit moves no byte
     /// ([`BlobStore::install_staged`]). The caller keeps writes to one file from overlapping:
     /// nothing is written outside `offset..offset + limit`, and `hold` is dropped once nothing
@@ -322,7 +324,7 @@ impl BlobStore {
         mut reader: R,
         limit: u64,
         hold: Box<dyn Send>,
-    ) -> Result<u64, BlobError> {
+    ) -> Result<(u64, Option<Kept>), BlobError> {
         Self::check_staging_name(file)?;
         if self.remote.is_some() {
             return Err(BlobError::Config("blocks are staged in place on the local disk only".into()));
@@ -330,22 +332,24 @@ impl BlobStore {
         let (path, dir) = (self.staging_path(file), self.root.join("staging"));
         let turn = self.turn(file);
         let held = turn.clone();
-        let mut f = blocking(move || {
+        let (f, direct) = blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
             // Opened in turn: a writer that finds the file finds its name durable already.
             let _turn = held.lock().unwrap_or_else(|e| e.into_inner());
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            let f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(f) => {
                     std::fs::File::open(&dir)?.sync_all()?;
-                    Ok(f)
+                    f
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new().write(true).open(&path),
-                Err(e) => Err(e),
-            }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new().write(true).open(&path)?,
+                Err(e) => return Err(e),
+            };
+            // For the aligned writes; a file system that refuses O_DIRECT gets them all buffered.
+            let direct = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path).ok();
+            Ok((f, direct))
         })
         .await?;
-        use std::io::Seek;
-        f.seek(std::io::SeekFrom::Start(offset))?;
-        let mut sink = Sink::start_shared(f, turn, hold);
+        let mut sink = Sink::start_shared(f, direct, offset, turn, hold);
         let mut size = 0u64;
         // Never more than `limit` reaches the sink: the range ends there.
         let mut limited = (&mut reader).take(limit);
@@ -360,8 +364,9 @@ impl BlobStore {
             return Err(BlobError::TooLarge { limit });
         }
         let sunk = sink.finish().await?;
-        blocking(move || sunk.file.sync_data()).await?;
-        Ok(size)
+        let file = sunk.file;
+        blocking(move || file.sync_data()).await?;
+        Ok((size, sunk.kept))
     }
 
     /// The turn of staging file `file`'s writers, shared while any of them lives.
@@ -960,8 +965,8 @@ mod parts_tests {
     async fn staged_blocks_are_written_in_place_and_linked_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
-        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5, Box::new(())).await.unwrap(), 5);
-        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5, Box::new(())).await.unwrap(), 5);
+        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5, Box::new(())).await.unwrap().0, 5);
+        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5, Box::new(())).await.unwrap().0, 5);
         assert!(matches!(store.stage_at("f2", 0, &b"too long"[..], 3, Box::new(())).await, Err(BlobError::TooLarge { limit: 3 })));
         assert!(matches!(store.stage_at("../f1", 0, &b"x"[..], 1, Box::new(())).await, Err(BlobError::Config(_))));
         assert_eq!(store.staged_len("f1").await.unwrap(), Some(10));
@@ -1025,6 +1030,26 @@ mod parts_tests {
         let fin = std::fs::metadata(dir.path().join("staging/f")).unwrap().len();
         assert!(fin >= 1024 * 1024, "the full buffers handed over were written ({fin} bytes)");
         assert_eq!(at_release, fin, "nothing was written after the range was let go");
+    }
+
+    /// Large blocks go around the page cache where aligned (their last, short buffer and a
+    /// block at an odd offset through it) and read back the same, and their bytes are kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_blocks_read_back_the_same_whatever_their_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let mib = 1024 * 1024;
+        let data: Vec<u8> = (0..11 * mib + 4099).map(|n| (n * 13 + n / 4096) as u8).collect();
+        // Arrival out of order: an odd-sized block that ends the blob, then one that starts at
+        // an unaligned offset, then the aligned head.
+        let cuts = [(0, 3 * mib), (3 * mib, 3 * mib + 1), (3 * mib + 1, data.len())];
+        for (start, end) in [cuts[2], cuts[1], cuts[0]] {
+            let (n, kept) = store.stage_at("f", start as u64, &data[start..end], (end - start) as u64, Box::new(())).await.unwrap();
+            assert_eq!(n, (end - start) as u64);
+            let kept = kept.expect("kept");
+            assert_eq!(kept.chunks().collect::<Vec<_>>().concat(), &data[start..end]);
+        }
+        assert!(std::fs::read(dir.path().join("staging/f")).unwrap() == data, "the staging file holds the blob");
     }
 
     #[tokio::test]

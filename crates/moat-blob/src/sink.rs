@@ -10,6 +10,8 @@
 //! fits in one buffer starts no thread.
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use sha2::{Digest as _, Sha256, Sha512};
@@ -24,6 +26,14 @@ const DEPTH: usize = 2;
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Spare buffers kept for the next writes (16 MiB at most, idle).
 const POOL_MAX: usize = 16;
+/// Bytes that staged blocks keep in memory at once, all writes together (see [`Kept`]): the
+/// CLI's four 4 MiB blocks in flight, and room for some more. A block past it is read back
+/// from its file to be hashed.
+const KEEP_MAX: usize = 24 * BUFFER;
+/// Direct I/O alignment of offsets, lengths and memory (4096 suits every device).
+const ALIGN: usize = 4096;
+
+static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
@@ -61,11 +71,67 @@ impl Drop for Pooled {
     }
 }
 
+/// A staged block's bytes, still in memory after they were written to their staging file, so
+/// that the running hash of its blob (moat-core's prehash.rs) reads them here rather than
+/// reading the file back. Staged blocks are written around the page cache (see
+/// [`Sink::start_shared`]), so a read back would come from the disk, and even from the page
+/// cache it copied every byte once more. All kept blocks together hold at most [`KEEP_MAX`]
+/// bytes (a block that would pass it is not kept); dropping one gives its buffers back.
+#[derive(Default)]
+pub struct Kept {
+    bufs: Vec<Vec<u8>>,
+}
+
+impl Kept {
+    /// Keeps `buf` if the budget allows; gives it back otherwise.
+    fn keep(&mut self, buf: Vec<u8>) -> bool {
+        let reserved = KEPT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| (k + BUFFER <= KEEP_MAX).then_some(k + BUFFER));
+        if reserved.is_err() {
+            give_back(buf);
+            return false;
+        }
+        self.bufs.push(buf);
+        true
+    }
+
+    /// The bytes kept.
+    pub fn len(&self) -> u64 {
+        self.bufs.iter().map(|b| b.len() as u64).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs.iter().map(|b| b.as_slice())
+    }
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kept({} bytes)", self.len())
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let n = self.bufs.len();
+        for buf in self.bufs.drain(..) {
+            give_back(buf);
+        }
+        KEPT.fetch_sub(n * BUFFER, Ordering::AcqRel);
+    }
+}
+
 /// What the worker returns: the file and the hashes, past everything it was given.
 pub(crate) struct Sunk {
     pub file: std::fs::File,
     pub sha256: Option<Sha256>,
     pub sha512: Option<Sha512>,
+    /// A shared sink's bytes, when all of them could be kept.
+    pub kept: Option<Kept>,
 }
 
 pub(crate) struct Sink {
@@ -89,18 +155,24 @@ impl Sink {
         Self::spawn(file, Hashes { sha256, sha512 }, flush, None, Box::new(()))
     }
 
-    /// Starts a worker writing, unhashed, to `file` (at its current position), a file other
-    /// sinks write too: each write holds `turn`. The kernel serialises buffered writes to one
+    /// Starts a worker writing, unhashed, from `at` in `file`, a file other sinks write too, and
+    /// keeping the bytes written ([`Sunk::kept`]). Buffers that are aligned for direct I/O (all
+    /// but a block's last, when the block starts at an aligned offset) go through `direct`, the
+    /// same file opened with `O_DIRECT`: a staged block is hashed from memory and its blob is
+    /// not read until a client asks, so copying it into the page cache was work for nothing,
+    /// and on this project's VM the costliest part of an upload (docs/BENCHMARKS.md). The rest
+    /// goes through the page cache, holding `turn`: the kernel serialises buffered writes to one
     /// file anyway (ext4 takes the inode's lock), but a waiting writer there spins on a core
     /// (6.5 % of the server's CPU with four 8 MiB blocks in flight); waiting here, it sleeps.
     /// `hold` is dropped when the worker ends, after its last write: a buffer handed over is
     /// written even if the sink is dropped (a failed or cancelled request), so whoever reserved
     /// the range must not free it before.
-    pub fn start_shared(file: std::fs::File, turn: Arc<Mutex<()>>, hold: Box<dyn Send>) -> Sink {
-        Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(turn), hold)
+    pub fn start_shared(file: std::fs::File, direct: Option<std::fs::File>, at: u64, turn: Arc<Mutex<()>>, hold: Box<dyn Send>) -> Sink {
+        let place = Place { turn, direct_ok: AtomicBool::new(direct.is_some()), direct, at: AtomicU64::new(at) };
+        Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(place), hold)
     }
 
-    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, turn: Option<Arc<Mutex<()>>>, hold: Box<dyn Send>) -> Sink {
+    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, turn: Option<Place>, hold: Box<dyn Send>) -> Sink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
         let worker = tokio::task::spawn_blocking(move || {
             let sunk = run(file, hashes, flush, turn, rx);
@@ -175,10 +247,10 @@ fn run(
     file: std::fs::File,
     mut hashes: Hashes,
     flush: bool,
-    turn: Option<Arc<Mutex<()>>>,
+    turn: Option<Place>,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<Sunk> {
-    std::thread::scope(|scope| {
+    let kept = std::thread::scope(|scope| {
         let mut first: Option<Vec<u8>> = None;
         let mut writer = None;
         while let Some(buf) = rx.blocking_recv() {
@@ -192,7 +264,7 @@ fn run(
                     }
                     Some(held) => {
                         let (to_writer, from_hasher) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
-                        let (file, turn) = (&file, turn.as_deref());
+                        let (file, turn) = (&file, turn.as_ref());
                         let handle = scope.spawn(move || write_all(file, flush, turn, from_hasher));
                         // A failed send means the writer stopped: its result says why.
                         let _ = to_writer.send(held);
@@ -209,19 +281,24 @@ fn run(
                 drop(to_writer);
                 handle.join().map_err(|_| std::io::Error::other("the writer panicked"))?
             }
-            None => first.map_or(Ok(()), |buf| {
-                let written = write_turn(&file, turn.as_deref(), &buf);
-                give_back(buf);
-                written
-            }),
+            None => {
+                let mut kept = turn.is_some().then(Kept::default);
+                if let Some(buf) = first {
+                    write_turn(&file, turn.as_ref(), &buf)?;
+                    keep_or_give_back(&mut kept, buf);
+                }
+                Ok(kept)
+            }
         }
     })?;
-    Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512 })
+    Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512, kept })
 }
 
-/// The writer: appends each buffer to `file` and gives it back to the pool; with `flush`, a helper thread
-/// flushes to disk every [`SYNC_EVERY`] bytes (skipped while one flush is still running).
-fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Mutex<()>>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
+/// The writer: appends each buffer to `file` and gives it back to the pool (a shared sink keeps
+/// them, while the budget allows); with `flush`, a helper thread flushes to disk every
+/// [`SYNC_EVERY`] bytes (skipped while one flush is still running).
+fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<Option<Kept>> {
+    let mut kept = turn.is_some().then(Kept::default);
     std::thread::scope(|scope| {
         let mut flusher = None;
         let mut since_sync = 0u64;
@@ -232,7 +309,7 @@ fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Mutex<()>>, rx: mp
                 break;
             }
             since_sync += buf.len() as u64;
-            give_back(buf);
+            keep_or_give_back(&mut kept, buf);
             if flush && since_sync >= SYNC_EVERY {
                 since_sync = 0;
                 let (sync_tx, _) = flusher.get_or_insert_with(|| {
@@ -255,13 +332,56 @@ fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Mutex<()>>, rx: mp
             outcome = outcome.and(flushed);
         }
         outcome
-    })
+    })?;
+    Ok(kept)
 }
 
-/// Writes `buf` at the file's position, holding `turn` (if any) meanwhile.
-fn write_turn(mut file: &std::fs::File, turn: Option<&Mutex<()>>, buf: &[u8]) -> std::io::Result<()> {
-    let _turn = turn.map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
-    file.write_all(buf)
+/// Adds a written buffer to `kept`, or gives it back to the pool. Over the budget, nothing of
+/// the block is kept (its hash reads the file instead).
+fn keep_or_give_back(kept: &mut Option<Kept>, buf: Vec<u8>) {
+    let still = match kept.as_mut() {
+        Some(k) => k.keep(buf),
+        None => {
+            give_back(buf);
+            true
+        }
+    };
+    if !still {
+        *kept = None;
+    }
+}
+
+/// Where a shared sink writes: from `at`, in a file that other sinks write too.
+struct Place {
+    turn: Arc<Mutex<()>>,
+    /// The file opened with `O_DIRECT`, if the file system allowed it.
+    direct: Option<std::fs::File>,
+    /// Off once a direct write was refused: the rest goes through the page cache.
+    direct_ok: AtomicBool,
+    /// Where the next buffer goes.
+    at: AtomicU64,
+}
+
+/// Writes `buf`: a plain sink's at the file's position; a shared sink's at its place, directly
+/// when aligned, through the page cache holding the turn otherwise.
+fn write_turn(mut file: &std::fs::File, place: Option<&Place>, buf: &[u8]) -> std::io::Result<()> {
+    let Some(p) = place else { return file.write_all(buf) };
+    let at = p.at.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    if let Some(direct) = p.direct.as_ref().filter(|_| p.direct_ok.load(Ordering::Relaxed))
+        && (buf.as_ptr() as usize).is_multiple_of(ALIGN)
+        && buf.len().is_multiple_of(ALIGN)
+        && at.is_multiple_of(ALIGN as u64)
+    {
+        match direct.write_all_at(buf, at) {
+            Ok(()) => return Ok(()),
+            // Refused (a file system without direct I/O for this file, or stricter alignment):
+            // written again, whole, through the page cache, and so is the rest.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => p.direct_ok.store(false, Ordering::Relaxed),
+            Err(e) => return Err(e),
+        }
+    }
+    let _turn = p.turn.lock().unwrap_or_else(|e| e.into_inner());
+    file.write_all_at(buf, at)
 }
 
 #[cfg(test)]

@@ -457,7 +457,7 @@ fn the_cli_resumes_uploads_and_downloads_after_being_killed() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("r.yml"), "name: resumereg\nlocation: eastus\n").unwrap();
     server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
-    // 192 MiB in 24 blocks, each different.
+    // 192 MiB in 48 blocks, each different.
     let src = tmp.path().join("model");
     std::fs::create_dir_all(&src).unwrap();
     let total: u64 = 192 * 1024 * 1024;

@@ -18,8 +18,12 @@ use sha2::{Digest, Sha256};
 
 use crate::ClientError;
 
-/// Block size for uploads and range size for downloads; smaller files go in one Put Blob.
+/// Range size for downloads.
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
+/// Block size for uploads; smaller files go in one Put Blob. moat keeps each block's bytes in
+/// memory until it has hashed them (a budget of 32 MiB a node, docs/ASSETS.md): four blocks of
+/// 4 MiB in flight stay well inside it, and inside the server's memory target.
+pub const UPLOAD_BLOCK: usize = 4 * 1024 * 1024;
 /// Blocks (or ranges) in flight at once.
 pub const CONCURRENCY: usize = 4;
 /// The response header in which moat reports the sha256 it computed for a stored blob.
@@ -111,7 +115,8 @@ pub async fn sha256_file(path: &Path) -> Result<String, ClientError> {
 fn fingerprint(path: &Path, meta: &std::fs::Metadata) -> String {
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let h = Sha256::digest(format!("{}\n{}\n{mtime}", abs.display(), meta.len()).as_bytes());
+    // The block size too: a block of an upload cut otherwise is another block.
+    let h = Sha256::digest(format!("{}\n{}\n{mtime}\n{UPLOAD_BLOCK}", abs.display(), meta.len()).as_bytes());
     hex(&h[..6])
 }
 
@@ -176,7 +181,7 @@ const POOLED_BLOCKS: usize = CONCURRENCY + 4;
 
 impl BlockPool {
     fn take(&self) -> PooledBlock {
-        let mut buf = self.0.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE));
+        let mut buf = self.0.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| Vec::with_capacity(UPLOAD_BLOCK));
         buf.clear();
         PooledBlock { buf, pool: self.clone() }
     }
@@ -197,7 +202,7 @@ impl AsRef<[u8]> for PooledBlock {
 impl Drop for PooledBlock {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        if buf.capacity() == BLOCK_SIZE
+        if buf.capacity() == UPLOAD_BLOCK
             && let Ok(mut p) = self.pool.0.lock()
             && p.len() < POOLED_BLOCKS
         {
@@ -215,7 +220,7 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
         progress(size);
         return Ok(Transfer { size, moved: 0, sha256 });
     }
-    if size as usize <= BLOCK_SIZE {
+    if size as usize <= UPLOAD_BLOCK {
         let buf = tokio::fs::read(path).await.map_err(io)?;
         let local = hex(&Sha256::digest(&buf));
         let resp = http.put(url).header("x-ms-blob-type", "BlockBlob").body(buf).send().await.map_err(|e| transport(url, e))?;
@@ -235,10 +240,10 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
         let mut f = std::fs::File::open(&source).map_err(io)?;
         let mut hasher = Sha256::new();
         for index in 0u64.. {
-            // read_to_end fills spare capacity without zeroing it first (8 MiB a block), and
+            // read_to_end fills spare capacity without zeroing it first (4 MiB a block), and
             // with `take` it never grows the buffer.
             let mut block = pool.take();
-            (&mut f).take(BLOCK_SIZE as u64).read_to_end(&mut block.buf).map_err(io)?;
+            (&mut f).take(UPLOAD_BLOCK as u64).read_to_end(&mut block.buf).map_err(io)?;
             let filled = block.buf.len();
             if filled == 0 {
                 break;
@@ -246,7 +251,7 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
             hasher.update(&block.buf);
             let id = block_id(&fp, index);
             let data = if staged.contains(&id) { None } else { Some(block) };
-            let offset = index * BLOCK_SIZE as u64;
+            let offset = index * UPLOAD_BLOCK as u64;
             if tx.blocking_send(Block { id, offset, len: filled as u64, data }).is_err() {
                 // The sender side stopped: an upload failed and its error is reported there.
                 break;
@@ -512,7 +517,7 @@ mod tests {
         drop(held.remove(0));
         let again = pool.take();
         assert_eq!(again.buf.as_ptr(), first, "the freed buffer is reused");
-        assert!(again.buf.is_empty() && again.buf.capacity() == BLOCK_SIZE);
+        assert!(again.buf.is_empty() && again.buf.capacity() == UPLOAD_BLOCK);
         drop(held);
         assert_eq!(pool.0.lock().unwrap().len(), POOLED_BLOCKS, "the pool keeps at most POOLED_BLOCKS");
     }

@@ -308,16 +308,20 @@ impl Moat {
                 let n = length.unwrap_or_default();
                 // The writer thread holds the reservation too, until its last write.
                 match self.blobs.stage_at(&tk.file, tk.offset, body, n, Box::new(tk.clone())).await {
-                    Ok(w) if w == n => Ok((BlockAt::Staged { file: tk.file.clone(), offset: tk.offset, token: tk.token.clone() }, w)),
-                    Ok(w) => Err(BlobError::Source(std::io::Error::other(format!("the body ended after {w} of the {n} bytes announced")))),
+                    Ok((w, kept)) if w == n => {
+                        Ok((BlockAt::Staged { file: tk.file.clone(), offset: tk.offset, token: tk.token.clone() }, w, kept))
+                    }
+                    Ok((w, _)) => {
+                        Err(BlobError::Source(std::io::Error::other(format!("the body ended after {w} of the {n} bytes announced"))))
+                    }
                     Err(e) => Err(e),
                 }
             }
-            None => self.blobs.put(body, None, MAX_PUT_BYTES).await.map(|s| (BlockAt::Stored(s.digest), s.size)),
+            None => self.blobs.put(body, None, MAX_PUT_BYTES).await.map(|s| (BlockAt::Stored(s.digest), s.size, None)),
         };
         // On any return from here, dropping `ticket` ends the request's hold on the range: it is
         // kept if the block was recorded, freed otherwise (once the writer has let go too).
-        let (at, size) = written.map_err(blob_error)?;
+        let (at, size, kept) = written.map_err(blob_error)?;
         let row = BlockRow {
             account: t.account.into(),
             container: t.container.into(),
@@ -342,7 +346,7 @@ impl Moat {
         .await
         .map_err(|e| Error::Internal(format!("recording a block: {e}")))??;
         if let Some(offset) = offset {
-            self.prehash.staged(blob, offset, (block_id.to_string(), at, size), &self.blobs);
+            self.prehash.staged(blob, offset, (block_id.to_string(), at, size), kept, &self.blobs);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use sha2::Sha256;
 
 use crate::staging::BlockAt;
+use moat_blob::Kept;
 
 /// Uploads followed at once; beyond this, the least recently touched is dropped (its commit
 /// then hashes everything, as without this module).
@@ -39,6 +40,11 @@ const MAX_FOLLOWED: usize = crate::blobs::MAX_BLOCKS;
 const MIN_BLOCK: u64 = 256 * 1024;
 /// An upload with no Put Block for this long is dropped when room is needed.
 const IDLE: Duration = Duration::from_secs(3600);
+/// The bytes kept for an upload's waiting blocks are let go once it had no Put Block for this
+/// long (a client that stopped, leaving blocks after a gap), so that they do not hold the
+/// node's budget of kept bytes (moat_blob::Kept); if the upload goes on, those blocks are read
+/// back from their place.
+const KEEP_IDLE: Duration = Duration::from_secs(30);
 
 type Key = (String, String, String);
 
@@ -48,8 +54,9 @@ type Staged = (String, BlockAt, u64);
 /// The blocks of one blob being uploaded, as this node saw them.
 #[derive(Default)]
 struct Chain {
-    /// Staged blocks not hashed yet, by the offset their client gave.
-    waiting: BTreeMap<u64, Staged>,
+    /// Staged blocks not hashed yet, by the offset their client gave, with their bytes when
+    /// the Put Block kept them in memory.
+    waiting: BTreeMap<u64, (Staged, Option<Kept>)>,
     /// The blocks the running hash covers, in order.
     hashed: Vec<(String, BlockAt)>,
     hasher: Sha256,
@@ -62,6 +69,17 @@ struct Chain {
     /// The commit took the chain: the task stops after its current block.
     closed: bool,
     touched: Option<Instant>,
+    /// Some waiting block has its bytes kept.
+    keeps: bool,
+}
+
+impl Chain {
+    /// Lets go of the bytes kept for waiting blocks.
+    fn drop_kept(&mut self) {
+        if std::mem::take(&mut self.keeps) {
+            self.waiting.values_mut().for_each(|(_, kept)| *kept = None);
+        }
+    }
 }
 
 /// What the running hash covers when a commit takes it.
@@ -88,8 +106,17 @@ fn key(account: &str, container: &str, blob: &str) -> Key {
 
 impl Prehash {
     /// A Put Block stored block `id` (at `at`, `len` bytes) at `offset` in the blob, as its
-    /// client says: the hash goes on as far as the blocks are contiguous.
-    pub fn staged(&self, (account, container, blob): (&str, &str, &str), offset: u64, block: Staged, blobs: &moat_blob::BlobStore) {
+    /// client says: the hash goes on as far as the blocks are contiguous. `kept` is the
+    /// block's bytes, when its Put Block kept them: they are hashed from memory, and the
+    /// block's place is read only when they are not there.
+    pub fn staged(
+        &self,
+        (account, container, blob): (&str, &str, &str),
+        offset: u64,
+        block: Staged,
+        kept: Option<Kept>,
+        blobs: &moat_blob::BlobStore,
+    ) {
         let now = Instant::now();
         let chained = {
             let mut chains = self.chains.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,6 +127,12 @@ impl Prehash {
                     && let Some(oldest) = chains.iter().min_by_key(|(_, c)| touched(c)).map(|(k, _)| k.clone())
                 {
                     chains.remove(&oldest);
+                }
+            }
+            for c in chains.values() {
+                let mut c = c.chain.lock().unwrap_or_else(|e| e.into_inner());
+                if c.keeps && c.touched.is_some_and(|t| now.duration_since(t) >= KEEP_IDLE) {
+                    c.drop_kept();
                 }
             }
             chains
@@ -119,7 +152,8 @@ impl Prehash {
             {
                 return;
             }
-            c.waiting.insert(offset, block);
+            c.keeps |= kept.is_some();
+            c.waiting.insert(offset, (block, kept));
             let run = !c.busy && !c.broken && !c.closed && c.waiting.contains_key(&c.size);
             c.busy |= run;
             run
@@ -184,11 +218,21 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
             c.busy = next.is_some();
             next.map(|block| (block, std::mem::take(&mut c.hasher)))
         };
-        let Some(((id, at, len), hasher)) = next else {
+        let Some((((id, at, len), kept), hasher)) = next else {
             chained.idle.notify_waiters();
             return;
         };
-        let hashed = blobs.hash_pieces(&[(at.piece(), len)], hasher).await;
+        let hashed = match kept.filter(|k| k.len() == len) {
+            // 8 MiB take ~4 ms to hash: off the async workers.
+            Some(kept) => tokio::task::spawn_blocking(move || {
+                let mut h = hasher;
+                kept.chunks().for_each(|c| sha2::Digest::update(&mut h, c));
+                (h, kept.len())
+            })
+            .await
+            .map_err(|e| moat_blob::BlobError::Io(std::io::Error::other(e))),
+            None => blobs.hash_pieces(&[(at.piece(), len)], hasher).await,
+        };
         let mut c = chained.chain.lock().unwrap_or_else(|e| e.into_inner());
         match hashed {
             Ok((h, n)) if n == len => {
@@ -204,10 +248,12 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
             Ok((_, n)) => {
                 tracing::warn!(block = %at, staged = len, read = n, "a staged block reads back at another size; the commit will hash the blob whole");
                 c.broken = true;
+                c.drop_kept();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "hashing a staged block ahead of its commit failed; the commit will hash the blob whole");
                 c.broken = true;
+                c.drop_kept();
             }
         }
     }
@@ -239,8 +285,16 @@ mod tests {
 
     /// Writes `bytes` at `offset` of staging file `file`, as a Put Block with a place does.
     async fn stage(blobs: &moat_blob::BlobStore, file: &str, offset: u64, bytes: &[u8]) -> BlockAt {
-        assert_eq!(blobs.stage_at(file, offset, bytes, u64::MAX, Box::new(())).await.unwrap(), bytes.len() as u64);
-        BlockAt::Staged { file: file.into(), offset, token: format!("t{offset}") }
+        stage_kept(blobs, file, offset, bytes).await.0
+    }
+
+    /// [`stage`], with the bytes the write kept in memory.
+    async fn stage_kept(blobs: &moat_blob::BlobStore, file: &str, offset: u64, bytes: &[u8]) -> (BlockAt, Kept) {
+        let (n, kept) = blobs.stage_at(file, offset, bytes, u64::MAX, Box::new(())).await.unwrap();
+        assert_eq!(n, bytes.len() as u64);
+        let kept = kept.expect("the bytes are kept");
+        assert_eq!(kept.chunks().collect::<Vec<_>>().concat(), bytes);
+        (BlockAt::Staged { file: file.into(), offset, token: format!("t{offset}") }, kept)
     }
 
     const B: (&str, &str, &str) = ("a", "c", "b");
@@ -255,7 +309,7 @@ mod tests {
         // Arrival: 3, 1, 0, 4 — block 2 is missing, so 3 and 4 wait.
         for i in [3usize, 1, 0, 4] {
             let d = put(&blobs, &data[i]).await;
-            p.staged(B, offsets[i], (format!("id{i}"), d, data[i].len() as u64), &blobs);
+            p.staged(B, offsets[i], (format!("id{i}"), d, data[i].len() as u64), None, &blobs);
         }
         p.caught_up("a", "c", "b").await;
         let ids = |pre: &Prefix| pre.blocks.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
@@ -265,15 +319,69 @@ mod tests {
         assert_eq!(prefix.hasher.finalize().as_slice(), sha2::Sha256::digest([&data[0][..], &data[1][..]].concat()).as_slice());
         assert_eq!(p.len(), 0, "the commit took the chain");
 
-        // The same, with the gap filled, the blocks written in place: everything is hashed ahead.
+        // The same, with the gap filled, the blocks written in place: everything is hashed ahead,
+        // from the bytes kept in memory or, for blocks without them, read from their place.
         for i in [3usize, 1, 0, 4, 2] {
-            let d = stage(&blobs, "f1", offsets[i], &data[i]).await;
-            p.staged(B, offsets[i], (format!("id{i}"), d, data[i].len() as u64), &blobs);
+            let (d, kept) = stage_kept(&blobs, "f1", offsets[i], &data[i]).await;
+            p.staged(B, offsets[i], (format!("id{i}"), d, data[i].len() as u64), (i % 2 == 0).then_some(kept), &blobs);
         }
         p.caught_up("a", "c", "b").await;
         let prefix = p.take("a", "c", "b").await.unwrap();
         assert_eq!(ids(&prefix), ["id0", "id1", "id2", "id3", "id4"]);
         assert_eq!(prefix.hasher.finalize().as_slice(), sha2::Sha256::digest(data.concat()).as_slice());
+    }
+
+    /// A block whose bytes were kept is hashed from them, not read back (its place is not
+    /// read at all: bytes changed there behind moat's back do not count); kept bytes of
+    /// another length are not used.
+    #[tokio::test]
+    async fn kept_bytes_are_hashed_instead_of_the_staged_place() {
+        let (dir, blobs) = store().await;
+        let p = Prehash::default();
+        let n = MIN_BLOCK as usize;
+        let (a, b) = (vec![b'a'; n], vec![b'b'; n]);
+        let (at_a, kept_a) = stage_kept(&blobs, "f", 0, &a).await;
+        let (at_b, _) = stage_kept(&blobs, "f", n as u64, &b).await;
+        let (_, short) = stage_kept(&blobs, "g", 0, &b[..10]).await;
+        let path = dir.path().join("staging").join("f");
+        let mut on_disk = std::fs::read(&path).unwrap();
+        on_disk[0] = b'X';
+        on_disk[n] = b'Y';
+        std::fs::write(&path, &on_disk).unwrap();
+        p.staged(B, 0, ("a".into(), at_a, n as u64), Some(kept_a), &blobs);
+        p.staged(B, n as u64, ("b".into(), at_b, n as u64), Some(short), &blobs);
+        p.caught_up("a", "c", "b").await;
+        let prefix = p.take("a", "c", "b").await.unwrap();
+        let expected = [&a[..], &on_disk[n..]].concat();
+        assert_eq!(prefix.hasher.finalize().as_slice(), sha2::Sha256::digest(&expected).as_slice());
+    }
+
+    /// The bytes kept for blocks waiting after a gap are let go once their upload is idle, on
+    /// the next Put Block of any upload; an active upload's stay.
+    #[tokio::test]
+    async fn kept_bytes_of_an_idle_upload_are_let_go() {
+        let (_dir, blobs) = store().await;
+        let p = Prehash::default();
+        let n = MIN_BLOCK as usize;
+        let data = vec![b'x'; n];
+        // Both uploads wait for their block 0.
+        for (blob, file) in [("idle", "f1"), ("busy", "f2")] {
+            let (at, kept) = stage_kept(&blobs, file, n as u64, &data).await;
+            p.staged(("a", "c", blob), n as u64, ("id1".into(), at, n as u64), Some(kept), &blobs);
+        }
+        let kept_of = |blob: &str| {
+            let chains = p.chains.lock().unwrap();
+            let c = chains[&key("a", "c", blob)].chain.lock().unwrap();
+            c.waiting.values().filter(|(_, k)| k.is_some()).count()
+        };
+        assert_eq!((kept_of("idle"), kept_of("busy")), (1, 1));
+        {
+            let chains = p.chains.lock().unwrap();
+            chains[&key("a", "c", "idle")].chain.lock().unwrap().touched = Some(Instant::now() - KEEP_IDLE);
+        }
+        let (at, kept) = stage_kept(&blobs, "f2", 2 * n as u64, &data).await;
+        p.staged(("a", "c", "busy"), 2 * n as u64, ("id2".into(), at, n as u64), Some(kept), &blobs);
+        assert_eq!((kept_of("idle"), kept_of("busy")), (0, 2));
     }
 
     /// The running hash is used only for the list's exact first blocks, by ID and place.
@@ -284,9 +392,9 @@ mod tests {
         let n = MIN_BLOCK as usize;
         let (a, b) = (put(&blobs, &vec![b'a'; n]).await, put(&blobs, &vec![b'b'; n]).await);
         let c = stage(&blobs, "f", 2 * n as u64, &vec![b'c'; n]).await;
-        p.staged(B, 0, ("x".into(), a.clone(), n as u64), &blobs);
-        p.staged(B, n as u64, ("y".into(), b.clone(), n as u64), &blobs);
-        p.staged(B, 2 * n as u64, ("w".into(), c.clone(), n as u64), &blobs);
+        p.staged(B, 0, ("x".into(), a.clone(), n as u64), None, &blobs);
+        p.staged(B, n as u64, ("y".into(), b.clone(), n as u64), None, &blobs);
+        p.staged(B, 2 * n as u64, ("w".into(), c.clone(), n as u64), None, &blobs);
         p.caught_up("a", "c", "b").await;
         let prefix = p.take("a", "c", "b").await.unwrap();
         let covers = |v: &[(&str, &BlockAt)]| {
@@ -313,16 +421,16 @@ mod tests {
     async fn a_block_that_does_not_read_back_as_staged_gives_up_the_chain() {
         let (_dir, blobs) = store().await;
         let p = Prehash::default();
-        p.staged(B, 0, ("id".into(), BlockAt::Stored(Digest::from_bytes([7; 32])), MIN_BLOCK), &blobs);
+        p.staged(B, 0, ("id".into(), BlockAt::Stored(Digest::from_bytes([7; 32])), MIN_BLOCK), None, &blobs);
         p.caught_up("a", "c", "b").await;
         assert!(p.take("a", "c", "b").await.is_none());
         let d = put(&blobs, &vec![1; MIN_BLOCK as usize]).await;
-        p.staged(B, 0, ("id".into(), d, MIN_BLOCK + 1), &blobs);
+        p.staged(B, 0, ("id".into(), d, MIN_BLOCK + 1), None, &blobs);
         p.caught_up("a", "c", "b").await;
         assert!(p.take("a", "c", "b").await.is_none());
         // Small blocks are left to the commit.
         let d = put(&blobs, b"small").await;
-        p.staged(B, 0, ("id".into(), d, 5), &blobs);
+        p.staged(B, 0, ("id".into(), d, 5), None, &blobs);
         p.caught_up("a", "c", "b").await;
         assert!(p.take("a", "c", "b").await.is_none());
     }
@@ -333,7 +441,7 @@ mod tests {
         let p = Prehash::default();
         // Offsets that never start at 0: nothing is hashed, every upload just waits.
         for i in 0..MAX_CHAINS + 10 {
-            p.staged(("a", "c", &format!("b{i}")), 8, ("id".into(), BlockAt::Stored(Digest::from_bytes([1; 32])), MIN_BLOCK), &blobs);
+            p.staged(("a", "c", &format!("b{i}")), 8, ("id".into(), BlockAt::Stored(Digest::from_bytes([1; 32])), MIN_BLOCK), None, &blobs);
         }
         assert!(p.len() <= MAX_CHAINS, "{} uploads followed", p.len());
     }
