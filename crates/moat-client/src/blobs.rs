@@ -171,7 +171,7 @@ struct Block {
 }
 
 /// Block buffers an upload fills and sends. A block's buffer comes back here when its request
-/// has sent it, to be filled again: a fresh 8 MiB allocation for every block would have the
+/// has sent it, to be filled again: a fresh 4 MiB allocation for every block would have the
 /// kernel fault in and zero 1 GiB of memory per GiB sent.
 #[derive(Clone, Default)]
 struct BlockPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
