@@ -311,8 +311,9 @@ impl BlobStore {
 
     /// Writes `reader` (at most `limit` bytes) at `offset` of staging file `file` (letters,
     /// digits and `-`; created when new), without hashing it, and makes it durable; returns the
-    /// bytes written and, when the budget of [`Kept`] allows, the bytes themselves, in memory,
-    /// for the caller to hash (the file is written around the page cache). A block whose place in its blob is known goes where it will stay, so the
+    /// bytes written and, with `keep` and when the budget of [`Kept`] has room for `limit`
+    /// bytes, the bytes themselves, in memory, for the caller to hash: such a block is written
+    /// around the page cache where it can be. A block whose place in its blob is known goes where it will stay, so the
     /// blob's sha256 is the only hash its bytes need and a commit moves no byte
     /// ([`BlobStore::install_staged`]). The caller keeps writes to one file from overlapping:
     /// nothing is written outside `offset..offset + limit`, and `hold` is dropped once nothing
@@ -324,6 +325,7 @@ impl BlobStore {
         mut reader: R,
         limit: u64,
         hold: Box<dyn Send>,
+        keep: bool,
     ) -> Result<(u64, Option<Kept>), BlobError> {
         Self::check_staging_name(file)?;
         if self.remote.is_some() {
@@ -332,6 +334,8 @@ impl BlobStore {
         let (path, dir) = (self.staging_path(file), self.root.join("staging"));
         let turn = self.turn(file);
         let held = turn.clone();
+        let kept = if keep { Kept::reserve(limit) } else { None };
+        let kept_too = kept.is_some();
         let (f, direct) = blocking(move || {
             use std::os::unix::fs::OpenOptionsExt;
             // Opened in turn: a writer that finds the file finds its name durable already.
@@ -344,12 +348,13 @@ impl BlobStore {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new().write(true).open(&path)?,
                 Err(e) => return Err(e),
             };
-            // For the aligned writes; a file system that refuses O_DIRECT gets them all buffered.
-            let direct = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path).ok();
+            // For the aligned writes of a kept block; a file system that refuses O_DIRECT gets
+            // them all through the page cache.
+            let direct = kept_too.then(|| std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path).ok()).flatten();
             Ok((f, direct))
         })
         .await?;
-        let mut sink = Sink::start_shared(f, direct, offset, turn, hold);
+        let mut sink = Sink::start_shared(f, direct, offset, kept, turn, hold);
         let mut size = 0u64;
         // Never more than `limit` reaches the sink: the range ends there.
         let mut limited = (&mut reader).take(limit);
@@ -965,10 +970,10 @@ mod parts_tests {
     async fn staged_blocks_are_written_in_place_and_linked_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
-        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5, Box::new(())).await.unwrap().0, 5);
-        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5, Box::new(())).await.unwrap().0, 5);
-        assert!(matches!(store.stage_at("f2", 0, &b"too long"[..], 3, Box::new(())).await, Err(BlobError::TooLarge { limit: 3 })));
-        assert!(matches!(store.stage_at("../f1", 0, &b"x"[..], 1, Box::new(())).await, Err(BlobError::Config(_))));
+        assert_eq!(store.stage_at("f1", 5, &b"world"[..], 5, Box::new(()), false).await.unwrap().0, 5);
+        assert_eq!(store.stage_at("f1", 0, &b"hello"[..], 5, Box::new(()), false).await.unwrap().0, 5);
+        assert!(matches!(store.stage_at("f2", 0, &b"too long"[..], 3, Box::new(()), false).await, Err(BlobError::TooLarge { limit: 3 })));
+        assert!(matches!(store.stage_at("../f1", 0, &b"x"[..], 1, Box::new(()), false).await, Err(BlobError::Config(_))));
         assert_eq!(store.staged_len("f1").await.unwrap(), Some(10));
         assert_eq!(store.staged_len("nothing").await.unwrap(), None);
 
@@ -1019,7 +1024,7 @@ mod parts_tests {
         let hold = Hold(dir.path().join("staging/f"), seen.clone());
         let data = vec![7u8; 5 * 1024 * 1024 / 2];
         let body = tokio::io::AsyncReadExt::chain(&data[..], Failing);
-        let r = store.stage_at("f", 0, body, data.len() as u64 + 1, Box::new(hold)).await;
+        let r = store.stage_at("f", 0, body, data.len() as u64 + 1, Box::new(hold), false).await;
         assert!(matches!(r, Err(BlobError::Source(_))), "{r:?}");
         let at_release = loop {
             if let Some(n) = *seen.lock().unwrap() {
@@ -1032,24 +1037,71 @@ mod parts_tests {
         assert_eq!(at_release, fin, "nothing was written after the range was let go");
     }
 
-    /// Large blocks go around the page cache where aligned (their last, short buffer and a
-    /// block at an odd offset through it) and read back the same, and their bytes are kept.
+    /// Whether this directory's file system takes `O_DIRECT` writes.
+    fn takes_direct_io(dir: &Path) -> bool {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let probe = dir.join("direct-probe");
+        let f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).custom_flags(libc::O_DIRECT).open(&probe);
+        let buf = vec![0u8; 2 * sink::BUFFER];
+        let start = buf.as_ptr().align_offset(4096);
+        let ok = f.and_then(|f| f.write_all_at(&buf[start..start + 65536], 0)).is_ok();
+        let _ = std::fs::remove_file(probe);
+        ok
+    }
+
+    /// Kept blocks go around the page cache where their range is aligned (a short last buffer,
+    /// and a block at an odd offset, through it) and read back the same; their bytes are kept,
+    /// and their room in the budget is given back when they are dropped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn staged_blocks_read_back_the_same_whatever_their_alignment() {
+        let _only = sink::KEEP_TEST.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
+        let (kept_before, direct_before) = (sink::kept_now(), sink::direct_writes());
         let mib = 1024 * 1024;
         let data: Vec<u8> = (0..11 * mib + 4099).map(|n| (n * 13 + n / 4096) as u8).collect();
-        // Arrival out of order: an odd-sized block that ends the blob, then one that starts at
-        // an unaligned offset, then the aligned head.
+        // Arrival out of order: a block at an unaligned offset that ends the blob with a short
+        // buffer, then an aligned one-byte block, then the aligned head.
         let cuts = [(0, 3 * mib), (3 * mib, 3 * mib + 1), (3 * mib + 1, data.len())];
+        let mut kepts = Vec::new();
         for (start, end) in [cuts[2], cuts[1], cuts[0]] {
-            let (n, kept) = store.stage_at("f", start as u64, &data[start..end], (end - start) as u64, Box::new(())).await.unwrap();
-            assert_eq!(n, (end - start) as u64);
+            let len = (end - start) as u64;
+            let (n, kept) = store.stage_at("f", start as u64, &data[start..end], len, Box::new(()), true).await.unwrap();
+            assert_eq!(n, len);
             let kept = kept.expect("kept");
             assert_eq!(kept.chunks().collect::<Vec<_>>().concat(), &data[start..end]);
+            kepts.push(kept);
         }
         assert!(std::fs::read(dir.path().join("staging/f")).unwrap() == data, "the staging file holds the blob");
+        assert_eq!(sink::kept_now() - kept_before, (9 + 1 + 3) * sink::BUFFER, "room for each block's buffers");
+        if takes_direct_io(dir.path()) {
+            // The head's three 1 MiB buffers; nothing of the other two blocks.
+            assert_eq!(sink::direct_writes() - direct_before, 3, "the aligned buffers went around the page cache");
+        } else {
+            eprintln!("skipped the direct-write count: this file system refuses O_DIRECT");
+        }
+        drop(kepts);
+        assert_eq!(sink::kept_now(), kept_before, "dropped blocks give their room back");
+    }
+
+    /// A block that finds no room in the budget is neither kept nor written around the page
+    /// cache (its hash will read it from there); with room again, blocks are kept again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_block_without_room_to_be_kept_goes_through_the_page_cache() {
+        let _only = sink::KEEP_TEST.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let data = vec![5u8; 2 * sink::BUFFER];
+        let len = data.len() as u64;
+        let hog = sink::Kept::reserve(sink::KEEP_MAX as u64 - sink::kept_now() as u64).expect("the whole budget");
+        let direct_before = sink::direct_writes();
+        let (n, kept) = store.stage_at("f", 0, &data[..], len, Box::new(()), true).await.unwrap();
+        assert_eq!((n, kept.is_none()), (len, true), "no room: not kept");
+        assert_eq!(sink::direct_writes(), direct_before, "not kept: not written around the page cache");
+        drop(hog);
+        let (_, kept) = store.stage_at("f", len, &data[..], len, Box::new(()), true).await.unwrap();
+        assert_eq!(kept.expect("room again").len(), len);
+        assert!(std::fs::read(dir.path().join("staging/f")).unwrap() == [&data[..], &data[..]].concat());
     }
 
     #[tokio::test]

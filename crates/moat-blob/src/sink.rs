@@ -29,11 +29,33 @@ const POOL_MAX: usize = 16;
 /// Bytes that staged blocks keep in memory at once, all writes together (see [`Kept`]): the
 /// CLI's four 4 MiB blocks in flight, and room for some more. A block past it is read back
 /// from its file to be hashed.
-const KEEP_MAX: usize = 24 * BUFFER;
-/// Direct I/O alignment of offsets, lengths and memory (4096 suits every device).
+pub(crate) const KEEP_MAX: usize = 24 * BUFFER;
+/// Direct I/O alignment of memory (4096 suits every device).
 const ALIGN: usize = 4096;
+/// Alignment of the file ranges written directly: whole pages of any size up to 64 KiB (arm64
+/// and ppc64 kernels may use 64 KiB pages), so that no page holds both bytes written directly
+/// and bytes another block writes through the page cache.
+const FILE_ALIGN: u64 = 64 * 1024;
 
 static KEPT: AtomicUsize = AtomicUsize::new(0);
+/// Buffers written directly, all sinks together (for tests).
+static DIRECT_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Buffers written with `O_DIRECT` so far (for tests).
+#[cfg(test)]
+pub(crate) fn direct_writes() -> u64 {
+    DIRECT_WRITES.load(Ordering::SeqCst)
+}
+
+/// Bytes kept now, all blocks together (for tests).
+#[cfg(test)]
+pub(crate) fn kept_now() -> usize {
+    KEPT.load(Ordering::SeqCst)
+}
+
+/// Held by the tests that keep bytes or count direct writes, which share the process's budget.
+#[cfg(test)]
+pub(crate) static KEEP_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
@@ -76,17 +98,29 @@ impl Drop for Pooled {
 /// reading the file back. Staged blocks are written around the page cache (see
 /// [`Sink::start_shared`]), so a read back would come from the disk, and even from the page
 /// cache it copied every byte once more. All kept blocks together hold at most [`KEEP_MAX`]
-/// bytes (a block that would pass it is not kept); dropping one gives its buffers back.
-#[derive(Default)]
+/// bytes, reserved for the whole block before its first byte is written ([`Kept::reserve`]):
+/// a block without room is written through the page cache instead, so that its hash reads it
+/// from there. Dropping one gives its buffers and its room back.
 pub struct Kept {
     bufs: Vec<Vec<u8>>,
+    /// Buffers reserved in [`KEPT`].
+    reserved: usize,
 }
 
 impl Kept {
-    /// Keeps `buf` if the budget allows; gives it back otherwise.
+    /// Room for the buffers of a block of `len` bytes, if the budget has it.
+    pub(crate) fn reserve(len: u64) -> Option<Kept> {
+        if len == 0 || len > KEEP_MAX as u64 {
+            return None;
+        }
+        let n = len.div_ceil(BUFFER as u64) as usize;
+        KEPT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| (k + n * BUFFER <= KEEP_MAX).then_some(k + n * BUFFER)).ok()?;
+        Some(Kept { bufs: Vec::with_capacity(n), reserved: n })
+    }
+
+    /// Keeps `buf`, within the room reserved; gives it back otherwise.
     fn keep(&mut self, buf: Vec<u8>) -> bool {
-        let reserved = KEPT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| (k + BUFFER <= KEEP_MAX).then_some(k + BUFFER));
-        if reserved.is_err() {
+        if self.bufs.len() >= self.reserved {
             give_back(buf);
             return false;
         }
@@ -117,11 +151,10 @@ impl std::fmt::Debug for Kept {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        let n = self.bufs.len();
         for buf in self.bufs.drain(..) {
             give_back(buf);
         }
-        KEPT.fetch_sub(n * BUFFER, Ordering::AcqRel);
+        KEPT.fetch_sub(self.reserved * BUFFER, Ordering::AcqRel);
     }
 }
 
@@ -155,20 +188,36 @@ impl Sink {
         Self::spawn(file, Hashes { sha256, sha512 }, flush, None, Box::new(()))
     }
 
-    /// Starts a worker writing, unhashed, from `at` in `file`, a file other sinks write too, and
-    /// keeping the bytes written ([`Sunk::kept`]). Buffers that are aligned for direct I/O (all
-    /// but a block's last, when the block starts at an aligned offset) go through `direct`, the
-    /// same file opened with `O_DIRECT`: a staged block is hashed from memory and its blob is
-    /// not read until a client asks, so copying it into the page cache was work for nothing,
-    /// and on this project's VM the costliest part of an upload (docs/BENCHMARKS.md). The rest
+    /// Starts a worker writing, unhashed, from `at` in `file`, a file other sinks write too,
+    /// keeping the bytes written in `kept` ([`Sunk::kept`]; room reserved for the whole block).
+    /// Buffers whose range of the file is aligned to [`FILE_ALIGN`] (all of a block that starts
+    /// at such an offset, but a short last one) go through `direct`, the same file opened with
+    /// `O_DIRECT`: a kept block is hashed from memory and its blob is not read until a client
+    /// asks, so copying it into the page cache was work for nothing, and on this project's VM
+    /// the costliest part of an upload (docs/BENCHMARKS.md). Pass `direct` only with `kept`: a
+    /// block written around the cache and not kept would be read back from the disk. The rest
     /// goes through the page cache, holding `turn`: the kernel serialises buffered writes to one
     /// file anyway (ext4 takes the inode's lock), but a waiting writer there spins on a core
     /// (6.5 % of the server's CPU with four 8 MiB blocks in flight); waiting here, it sleeps.
     /// `hold` is dropped when the worker ends, after its last write: a buffer handed over is
     /// written even if the sink is dropped (a failed or cancelled request), so whoever reserved
     /// the range must not free it before.
-    pub fn start_shared(file: std::fs::File, direct: Option<std::fs::File>, at: u64, turn: Arc<Mutex<()>>, hold: Box<dyn Send>) -> Sink {
-        let place = Place { turn, direct_ok: AtomicBool::new(direct.is_some()), direct, at: AtomicU64::new(at) };
+    pub fn start_shared(
+        file: std::fs::File,
+        direct: Option<std::fs::File>,
+        at: u64,
+        kept: Option<Kept>,
+        turn: Arc<Mutex<()>>,
+        hold: Box<dyn Send>,
+    ) -> Sink {
+        let place = Place {
+            turn,
+            direct_ok: AtomicBool::new(direct.is_some()),
+            direct,
+            at: AtomicU64::new(at),
+            kept: Mutex::new(kept),
+            scratch: Mutex::new(Vec::new()),
+        };
         Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(place), hold)
     }
 
@@ -250,7 +299,7 @@ fn run(
     turn: Option<Place>,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<Sunk> {
-    let kept = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let mut first: Option<Vec<u8>> = None;
         let mut writer = None;
         while let Some(buf) = rx.blocking_recv() {
@@ -281,24 +330,21 @@ fn run(
                 drop(to_writer);
                 handle.join().map_err(|_| std::io::Error::other("the writer panicked"))?
             }
-            None => {
-                let mut kept = turn.is_some().then(Kept::default);
-                if let Some(buf) = first {
-                    write_turn(&file, turn.as_ref(), &buf)?;
-                    keep_or_give_back(&mut kept, buf);
-                }
-                Ok(kept)
-            }
+            None => first.map_or(Ok(()), |buf| {
+                let written = write_turn(&file, turn.as_ref(), &buf);
+                keep_or_give_back(turn.as_ref(), buf);
+                written
+            }),
         }
     })?;
+    let kept = turn.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
     Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512, kept })
 }
 
 /// The writer: appends each buffer to `file` and gives it back to the pool (a shared sink keeps
 /// them, while the budget allows); with `flush`, a helper thread flushes to disk every
 /// [`SYNC_EVERY`] bytes (skipped while one flush is still running).
-fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<Option<Kept>> {
-    let mut kept = turn.is_some().then(Kept::default);
+fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
     std::thread::scope(|scope| {
         let mut flusher = None;
         let mut since_sync = 0u64;
@@ -309,7 +355,7 @@ fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::
                 break;
             }
             since_sync += buf.len() as u64;
-            keep_or_give_back(&mut kept, buf);
+            keep_or_give_back(turn, buf);
             if flush && since_sync >= SYNC_EVERY {
                 since_sync = 0;
                 let (sync_tx, _) = flusher.get_or_insert_with(|| {
@@ -332,22 +378,21 @@ fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::
             outcome = outcome.and(flushed);
         }
         outcome
-    })?;
-    Ok(kept)
+    })
 }
 
-/// Adds a written buffer to `kept`, or gives it back to the pool. Over the budget, nothing of
-/// the block is kept (its hash reads the file instead).
-fn keep_or_give_back(kept: &mut Option<Kept>, buf: Vec<u8>) {
-    let still = match kept.as_mut() {
-        Some(k) => k.keep(buf),
-        None => {
-            give_back(buf);
-            true
+/// Adds a written buffer to its place's kept bytes, or gives it back to the pool. Past the room
+/// reserved (more bytes than the block announced cannot reach a sink), nothing is kept.
+fn keep_or_give_back(place: Option<&Place>, buf: Vec<u8>) {
+    let Some(p) = place else { return give_back(buf) };
+    let mut kept = p.kept.lock().unwrap_or_else(|e| e.into_inner());
+    match kept.as_mut() {
+        Some(k) => {
+            if !k.keep(buf) {
+                *kept = None;
+            }
         }
-    };
-    if !still {
-        *kept = None;
+        None => give_back(buf),
     }
 }
 
@@ -360,6 +405,11 @@ struct Place {
     direct_ok: AtomicBool,
     /// Where the next buffer goes.
     at: AtomicU64,
+    /// The bytes written so far, when the block is kept.
+    kept: Mutex<Option<Kept>>,
+    /// An aligned copy of a buffer whose memory is not aligned for direct I/O (moat's allocator
+    /// aligns 1 MiB buffers; another may not).
+    scratch: Mutex<Vec<u8>>,
 }
 
 /// Writes `buf`: a plain sink's at the file's position; a shared sink's at its place, directly
@@ -368,12 +418,25 @@ fn write_turn(mut file: &std::fs::File, place: Option<&Place>, buf: &[u8]) -> st
     let Some(p) = place else { return file.write_all(buf) };
     let at = p.at.fetch_add(buf.len() as u64, Ordering::Relaxed);
     if let Some(direct) = p.direct.as_ref().filter(|_| p.direct_ok.load(Ordering::Relaxed))
-        && (buf.as_ptr() as usize).is_multiple_of(ALIGN)
-        && buf.len().is_multiple_of(ALIGN)
-        && at.is_multiple_of(ALIGN as u64)
+        && (buf.len() as u64).is_multiple_of(FILE_ALIGN)
+        && at.is_multiple_of(FILE_ALIGN)
     {
-        match direct.write_all_at(buf, at) {
-            Ok(()) => return Ok(()),
+        let mut scratch = p.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let aligned: &[u8] = if (buf.as_ptr() as usize).is_multiple_of(ALIGN) {
+            buf
+        } else {
+            if scratch.len() < buf.len() + ALIGN {
+                *scratch = vec![0u8; buf.len() + ALIGN];
+            }
+            let start = scratch.as_ptr().align_offset(ALIGN);
+            scratch[start..start + buf.len()].copy_from_slice(buf);
+            &scratch[start..start + buf.len()]
+        };
+        match direct.write_all_at(aligned, at) {
+            Ok(()) => {
+                DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             // Refused (a file system without direct I/O for this file, or stricter alignment):
             // written again, whole, through the page cache, and so is the rest.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => p.direct_ok.store(false, Ordering::Relaxed),

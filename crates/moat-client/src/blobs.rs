@@ -21,9 +21,20 @@ use crate::ClientError;
 /// Range size for downloads.
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
 /// Block size for uploads; smaller files go in one Put Blob. moat keeps each block's bytes in
-/// memory until it has hashed them (a budget of 32 MiB a node, docs/ASSETS.md): four blocks of
-/// 4 MiB in flight stay well inside it, and inside the server's memory target.
+/// memory until it has hashed them (a budget of 24 MiB a node, docs/ASSETS.md): four blocks of
+/// 4 MiB in flight fit, inside the server's memory target. Files of more than
+/// [`MAX_BLOCKS`] × 4 MiB (~195 GiB) go in larger blocks ([`block_size`]).
 pub const UPLOAD_BLOCK: usize = 4 * 1024 * 1024;
+/// Blocks a blob may be made of (Azure's limit, and moat's).
+pub const MAX_BLOCKS: u64 = 50_000;
+
+/// The block size an upload of `size` bytes uses: [`UPLOAD_BLOCK`], or, for a file that would
+/// need more than [`MAX_BLOCKS`] of those, the least whole number of MiB that fits it in as
+/// many.
+pub fn block_size(size: u64) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    (UPLOAD_BLOCK as u64).max(size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB) as usize
+}
 /// Blocks (or ranges) in flight at once.
 pub const CONCURRENCY: usize = 4;
 /// The response header in which moat reports the sha256 it computed for a stored blob.
@@ -116,7 +127,7 @@ fn fingerprint(path: &Path, meta: &std::fs::Metadata) -> String {
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     // The block size too: a block of an upload cut otherwise is another block.
-    let h = Sha256::digest(format!("{}\n{}\n{mtime}\n{UPLOAD_BLOCK}", abs.display(), meta.len()).as_bytes());
+    let h = Sha256::digest(format!("{}\n{}\n{mtime}\n{}", abs.display(), meta.len(), block_size(meta.len())).as_bytes());
     hex(&h[..6])
 }
 
@@ -173,15 +184,23 @@ struct Block {
 /// Block buffers an upload fills and sends. A block's buffer comes back here when its request
 /// has sent it, to be filled again: a fresh 4 MiB allocation for every block would have the
 /// kernel fault in and zero 1 GiB of memory per GiB sent.
-#[derive(Clone, Default)]
-struct BlockPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+#[derive(Clone)]
+struct BlockPool {
+    buffers: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// The block size: every buffer's capacity.
+    size: usize,
+}
 
 /// More than the blocks that can be in flight, queued and being read at once.
 const POOLED_BLOCKS: usize = CONCURRENCY + 4;
 
 impl BlockPool {
+    fn new(size: usize) -> BlockPool {
+        BlockPool { buffers: Default::default(), size }
+    }
+
     fn take(&self) -> PooledBlock {
-        let mut buf = self.0.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| Vec::with_capacity(UPLOAD_BLOCK));
+        let mut buf = self.buffers.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| Vec::with_capacity(self.size));
         buf.clear();
         PooledBlock { buf, pool: self.clone() }
     }
@@ -202,8 +221,8 @@ impl AsRef<[u8]> for PooledBlock {
 impl Drop for PooledBlock {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        if buf.capacity() == UPLOAD_BLOCK
-            && let Ok(mut p) = self.pool.0.lock()
+        if buf.capacity() == self.pool.size
+            && let Ok(mut p) = self.pool.buffers.lock()
             && p.len() < POOLED_BLOCKS
         {
             p.push(buf);
@@ -234,7 +253,8 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
     // One thread reads and hashes the file in order; the blocks it hands over go out in parallel.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(2);
     let source = path.to_path_buf();
-    let pool = BlockPool::default();
+    let block_len = block_size(size);
+    let pool = BlockPool::new(block_len);
     let reader = tokio::task::spawn_blocking(move || -> Result<String, ClientError> {
         let io = |e: std::io::Error| ClientError::Local(format!("cannot read {}: {e}", source.display()));
         let mut f = std::fs::File::open(&source).map_err(io)?;
@@ -243,7 +263,7 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
             // read_to_end fills spare capacity without zeroing it first (4 MiB a block), and
             // with `take` it never grows the buffer.
             let mut block = pool.take();
-            (&mut f).take(UPLOAD_BLOCK as u64).read_to_end(&mut block.buf).map_err(io)?;
+            (&mut f).take(block_len as u64).read_to_end(&mut block.buf).map_err(io)?;
             let filled = block.buf.len();
             if filled == 0 {
                 break;
@@ -251,7 +271,7 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
             hasher.update(&block.buf);
             let id = block_id(&fp, index);
             let data = if staged.contains(&id) { None } else { Some(block) };
-            let offset = index * UPLOAD_BLOCK as u64;
+            let offset = index * block_len as u64;
             if tx.blocking_send(Block { id, offset, len: filled as u64, data }).is_err() {
                 // The sender side stopped: an upload failed and its error is reported there.
                 break;
@@ -508,9 +528,24 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
     }
 
+    /// Files of up to 50,000 blocks of 4 MiB go in those; larger ones in the least whole MiB
+    /// that fits them in 50,000 blocks.
+    #[test]
+    fn blocks_grow_only_past_the_block_limit() {
+        let mib = 1024 * 1024u64;
+        assert_eq!(block_size(0), UPLOAD_BLOCK);
+        assert_eq!(block_size(MAX_BLOCKS * 4 * mib), UPLOAD_BLOCK);
+        assert_eq!(block_size(MAX_BLOCKS * 4 * mib + 1), 5 * mib as usize);
+        for size in [MAX_BLOCKS * 4 * mib + 1, 1 << 40, 5 << 40] {
+            let b = block_size(size) as u64;
+            assert!(size.div_ceil(b) <= MAX_BLOCKS && b.is_multiple_of(mib), "{size}: {b}");
+            assert!(size.div_ceil(b - mib) > MAX_BLOCKS, "{size}: {b} is not the least");
+        }
+    }
+
     #[test]
     fn block_buffers_come_back_to_the_pool_empty() {
-        let pool = BlockPool::default();
+        let pool = BlockPool::new(UPLOAD_BLOCK);
         let mut held: Vec<PooledBlock> = (0..POOLED_BLOCKS + 3).map(|_| pool.take()).collect();
         held[0].buf.extend_from_slice(b"old bytes");
         let first = held[0].buf.as_ptr();
@@ -519,6 +554,6 @@ mod tests {
         assert_eq!(again.buf.as_ptr(), first, "the freed buffer is reused");
         assert!(again.buf.is_empty() && again.buf.capacity() == UPLOAD_BLOCK);
         drop(held);
-        assert_eq!(pool.0.lock().unwrap().len(), POOLED_BLOCKS, "the pool keeps at most POOLED_BLOCKS");
+        assert_eq!(pool.buffers.lock().unwrap().len(), POOLED_BLOCKS, "the pool keeps at most POOLED_BLOCKS");
     }
 }

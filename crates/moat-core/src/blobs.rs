@@ -307,7 +307,10 @@ impl Moat {
             Some(tk) => {
                 let n = length.unwrap_or_default();
                 // The writer thread holds the reservation too, until its last write.
-                match self.blobs.stage_at(&tk.file, tk.offset, body, n, Box::new(tk.clone())).await {
+                // Kept in memory (and written around the page cache) when the running hash will
+                // reach the block soon (see prehash.rs).
+                let keep = offset.is_some_and(|o| self.prehash.wants(blob, o, n));
+                match self.blobs.stage_at(&tk.file, tk.offset, body, n, Box::new(tk.clone()), keep).await {
                     Ok((w, kept)) if w == n => {
                         Ok((BlockAt::Staged { file: tk.file.clone(), offset: tk.offset, token: tk.token.clone() }, w, kept))
                     }

@@ -4,8 +4,9 @@
 //! Hashing it at commit costs ~0.5 s per GiB after the last block, while the client waits (so
 //! ~25 s for a 50 GiB model). A client that knows where each block goes can say so: moat's CLI
 //! sends `x-moat-block-offset` (the block's byte offset in the blob) with every Put Block, and
-//! this node then hashes the blocks in offset order as they arrive: a background task reads
-//! each stored block and continues a running hash, as far as the blocks are contiguous.
+//! this node then hashes the blocks in offset order as they arrive: a background task continues
+//! a running hash over each block, as far as the blocks are contiguous, from the bytes its Put
+//! Block kept in memory (see [`Prehash::wants`]) or else read from where the block is stored.
 //!
 //! The hint is only a hint, so it is checked: the commit uses the running hash only when the
 //! blocks it covers, by ID *and* digest, are exactly the first blocks of the committed list,
@@ -34,17 +35,21 @@ const MAX_WAITING: usize = 4096;
 /// Blocks followed per upload: a block list holds at most this many (Azure's limit).
 const MAX_FOLLOWED: usize = crate::blobs::MAX_BLOCKS;
 /// Smaller blocks are not followed (the commit hashes them): a parallel uploader's blocks are
-/// MiBs (the CLI's 8, the SDK's 4), and with this floor, the memory the chains can hold
+/// MiBs (the CLI's 4, the SDK's 4 or 8), and with this floor, the memory the chains can hold
 /// (~100 bytes a block) is bounded by what was uploaded (at most 64 × 50,000 blocks of at
 /// least 256 KiB before the caps above apply).
 const MIN_BLOCK: u64 = 256 * 1024;
 /// An upload with no Put Block for this long is dropped when room is needed.
 const IDLE: Duration = Duration::from_secs(3600);
-/// The bytes kept for an upload's waiting blocks are let go once it had no Put Block for this
-/// long (a client that stopped, leaving blocks after a gap), so that they do not hold the
-/// node's budget of kept bytes (moat_blob::Kept); if the upload goes on, those blocks are read
-/// back from their place.
+/// The bytes kept for an upload's waiting blocks are let go once its running hash has not moved
+/// for this long (a client that stopped, or a block that never comes), so that they do not
+/// hold the node's budget of kept bytes (moat_blob::Kept); those blocks are then read back
+/// from their place.
 const KEEP_IDLE: Duration = Duration::from_secs(30);
+/// Blocks are kept only this close after the running hash: one further ahead (an upload resumed
+/// after a restart, whose hash waits for a block that was staged before it) would hold its
+/// room until its turn, which may never come.
+const KEEP_WINDOW: u64 = 32 * 1024 * 1024;
 
 type Key = (String, String, String);
 
@@ -69,11 +74,18 @@ struct Chain {
     /// The commit took the chain: the task stops after its current block.
     closed: bool,
     touched: Option<Instant>,
+    /// When the running hash last moved (or the chain began).
+    advanced: Option<Instant>,
     /// Some waiting block has its bytes kept.
     keeps: bool,
 }
 
 impl Chain {
+    /// Whether a block at `offset` is worth keeping for this chain's hash.
+    fn keeps_at(&self, offset: u64) -> bool {
+        !self.broken && !self.closed && offset >= self.size && offset - self.size < KEEP_WINDOW
+    }
+
     /// Lets go of the bytes kept for waiting blocks.
     fn drop_kept(&mut self) {
         if std::mem::take(&mut self.keeps) {
@@ -105,6 +117,29 @@ fn key(account: &str, container: &str, blob: &str) -> Key {
 }
 
 impl Prehash {
+    /// Whether a Put Block of `len` bytes at `offset` of the blob should keep its bytes for the
+    /// running hash: its block will be hashed soon (it is within [`KEEP_WINDOW`] of where the
+    /// hash is, and the upload is followed). Lets go of the bytes kept for uploads whose hash
+    /// has not moved for [`KEEP_IDLE`] first, so that their room is there for this one.
+    pub fn wants(&self, (account, container, blob): (&str, &str, &str), offset: u64, len: u64) -> bool {
+        let now = Instant::now();
+        let chains = self.chains.lock().unwrap_or_else(|e| e.into_inner());
+        for c in chains.values() {
+            let mut c = c.chain.lock().unwrap_or_else(|e| e.into_inner());
+            if c.keeps && c.advanced.is_some_and(|t| now.duration_since(t) >= KEEP_IDLE) {
+                c.drop_kept();
+            }
+        }
+        if len < MIN_BLOCK {
+            return false;
+        }
+        match chains.get(&key(account, container, blob)) {
+            // A new upload's hash starts at 0.
+            None => offset < KEEP_WINDOW,
+            Some(c) => c.chain.lock().unwrap_or_else(|e| e.into_inner()).keeps_at(offset),
+        }
+    }
+
     /// A Put Block stored block `id` (at `at`, `len` bytes) at `offset` in the blob, as its
     /// client says: the hash goes on as far as the blocks are contiguous. `kept` is the
     /// block's bytes, when its Put Block kept them: they are hashed from memory, and the
@@ -129,12 +164,7 @@ impl Prehash {
                     chains.remove(&oldest);
                 }
             }
-            for c in chains.values() {
-                let mut c = c.chain.lock().unwrap_or_else(|e| e.into_inner());
-                if c.keeps && c.touched.is_some_and(|t| now.duration_since(t) >= KEEP_IDLE) {
-                    c.drop_kept();
-                }
-            }
+
             chains
                 .entry(key(account, container, blob))
                 .or_insert_with(|| Arc::new(Chained { chain: Mutex::new(Chain::default()), idle: tokio::sync::Notify::new() }))
@@ -152,6 +182,9 @@ impl Prehash {
             {
                 return;
             }
+            c.advanced.get_or_insert(now);
+            // Only where wants() would have said so now (the chain may have broken meanwhile).
+            let kept = kept.filter(|_| c.keeps_at(offset));
             c.keeps |= kept.is_some();
             c.waiting.insert(offset, (block, kept));
             let run = !c.busy && !c.broken && !c.closed && c.waiting.contains_key(&c.size);
@@ -238,6 +271,7 @@ async fn hash_ahead(chained: Arc<Chained>, blobs: moat_blob::BlobStore) {
             Ok((h, n)) if n == len => {
                 c.hasher = h;
                 c.size += n;
+                c.advanced = Some(Instant::now());
                 c.hashed.push((id, at));
                 // Blocks the hash has passed (offsets inside this one) can never be used.
                 let passed: Vec<u64> = c.waiting.range(..c.size).map(|(o, _)| *o).collect();
@@ -290,7 +324,7 @@ mod tests {
 
     /// [`stage`], with the bytes the write kept in memory.
     async fn stage_kept(blobs: &moat_blob::BlobStore, file: &str, offset: u64, bytes: &[u8]) -> (BlockAt, Kept) {
-        let (n, kept) = blobs.stage_at(file, offset, bytes, u64::MAX, Box::new(())).await.unwrap();
+        let (n, kept) = blobs.stage_at(file, offset, bytes, bytes.len() as u64, Box::new(()), true).await.unwrap();
         assert_eq!(n, bytes.len() as u64);
         let kept = kept.expect("the bytes are kept");
         assert_eq!(kept.chunks().collect::<Vec<_>>().concat(), bytes);
@@ -356,8 +390,8 @@ mod tests {
         assert_eq!(prefix.hasher.finalize().as_slice(), sha2::Sha256::digest(&expected).as_slice());
     }
 
-    /// The bytes kept for blocks waiting after a gap are let go once their upload is idle, on
-    /// the next Put Block of any upload; an active upload's stay.
+    /// The bytes kept for blocks waiting after a gap are let go once their upload's hash has not
+    /// moved for a while, before the next Put Block of any upload; an active upload's stay.
     #[tokio::test]
     async fn kept_bytes_of_an_idle_upload_are_let_go() {
         let (_dir, blobs) = store().await;
@@ -377,11 +411,40 @@ mod tests {
         assert_eq!((kept_of("idle"), kept_of("busy")), (1, 1));
         {
             let chains = p.chains.lock().unwrap();
-            chains[&key("a", "c", "idle")].chain.lock().unwrap().touched = Some(Instant::now() - KEEP_IDLE);
+            let Some(long_ago) = Instant::now().checked_sub(KEEP_IDLE) else { return };
+            chains[&key("a", "c", "idle")].chain.lock().unwrap().advanced = Some(long_ago);
         }
+        assert!(p.wants(("a", "c", "busy"), 2 * n as u64, n as u64));
         let (at, kept) = stage_kept(&blobs, "f2", 2 * n as u64, &data).await;
         p.staged(("a", "c", "busy"), 2 * n as u64, ("id2".into(), at, n as u64), Some(kept), &blobs);
         assert_eq!((kept_of("idle"), kept_of("busy")), (0, 2));
+    }
+
+    /// Blocks are kept only close after where the hash is, while the upload is followed.
+    #[tokio::test]
+    async fn only_blocks_hashed_soon_are_kept() {
+        let (_dir, blobs) = store().await;
+        let p = Prehash::default();
+        let n = MIN_BLOCK;
+        // A new upload: near its start only (one resumed after a restart starts far on).
+        assert!(p.wants(B, 0, n) && p.wants(B, KEEP_WINDOW - 1, n));
+        assert!(!p.wants(B, KEEP_WINDOW, n), "too far ahead");
+        assert!(!p.wants(B, 0, n - 1), "too small to be followed");
+        let (at, kept) = stage_kept(&blobs, "f", n, &vec![1u8; n as usize]).await;
+        p.staged(B, n, ("id1".into(), at, n), Some(kept), &blobs);
+        assert!(p.wants(B, 0, n) && p.wants(B, 2 * n, n));
+        assert!(!p.wants(B, KEEP_WINDOW + 1, n));
+        // A block kept where it is not wanted is not held: far ahead, or on a broken chain.
+        let (at, kept) = stage_kept(&blobs, "f", KEEP_WINDOW, &vec![2u8; n as usize]).await;
+        p.staged(B, KEEP_WINDOW, ("far".into(), at, n), Some(kept), &blobs);
+        let held = |p: &Prehash| {
+            let chains = p.chains.lock().unwrap();
+            let c = chains[&key("a", "c", "b")].chain.lock().unwrap();
+            c.waiting.values().filter(|(_, k)| k.is_some()).count()
+        };
+        assert_eq!(held(&p), 1, "only the near block is held");
+        p.chains.lock().unwrap()[&key("a", "c", "b")].chain.lock().unwrap().broken = true;
+        assert!(!p.wants(B, 0, n), "a broken chain keeps nothing");
     }
 
     /// The running hash is used only for the list's exact first blocks, by ID and place.
