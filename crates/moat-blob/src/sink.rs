@@ -27,8 +27,8 @@ const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Spare buffers kept for the next writes (16 MiB at most, idle).
 const POOL_MAX: usize = 16;
 /// Bytes that staged blocks keep in memory at once, all writes together (see [`Kept`]): the
-/// CLI's four 4 MiB blocks in flight, and room for some more. A block past it is read back
-/// from its file to be hashed.
+/// CLI's four 4 MiB blocks in flight, and room for some more. A block without room is written
+/// through the page cache and read back from there to be hashed.
 pub(crate) const KEEP_MAX: usize = 24 * BUFFER;
 /// Direct I/O alignment of memory (4096 suits every device).
 const ALIGN: usize = 4096;
@@ -341,8 +341,8 @@ fn run(
     Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512, kept })
 }
 
-/// The writer: appends each buffer to `file` and gives it back to the pool (a shared sink keeps
-/// them, while the budget allows); with `flush`, a helper thread flushes to disk every
+/// The writer: appends each buffer to `file` and gives it back to the pool (a kept block's stay
+/// with it, see [`Kept`]); with `flush`, a helper thread flushes to disk every
 /// [`SYNC_EVERY`] bytes (skipped while one flush is still running).
 fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
     std::thread::scope(|scope| {
