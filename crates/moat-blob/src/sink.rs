@@ -221,10 +221,10 @@ impl Sink {
         Self::spawn(file, Hashes { sha256: None, sha512: None }, true, Some(place), hold)
     }
 
-    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, turn: Option<Place>, hold: Box<dyn Send>) -> Sink {
+    fn spawn(file: std::fs::File, hashes: Hashes, flush: bool, place: Option<Place>, hold: Box<dyn Send>) -> Sink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
         let worker = tokio::task::spawn_blocking(move || {
-            let sunk = run(file, hashes, flush, turn, rx);
+            let sunk = run(file, hashes, flush, place, rx);
             drop(hold);
             sunk
         });
@@ -296,7 +296,7 @@ fn run(
     file: std::fs::File,
     mut hashes: Hashes,
     flush: bool,
-    turn: Option<Place>,
+    place: Option<Place>,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<Sunk> {
     std::thread::scope(|scope| {
@@ -313,8 +313,8 @@ fn run(
                     }
                     Some(held) => {
                         let (to_writer, from_hasher) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
-                        let (file, turn) = (&file, turn.as_ref());
-                        let handle = scope.spawn(move || write_all(file, flush, turn, from_hasher));
+                        let (file, place) = (&file, place.as_ref());
+                        let handle = scope.spawn(move || write_all(file, flush, place, from_hasher));
                         // A failed send means the writer stopped: its result says why.
                         let _ = to_writer.send(held);
                         writer.insert((to_writer, handle))
@@ -331,31 +331,31 @@ fn run(
                 handle.join().map_err(|_| std::io::Error::other("the writer panicked"))?
             }
             None => first.map_or(Ok(()), |buf| {
-                let written = write_turn(&file, turn.as_ref(), &buf);
-                keep_or_give_back(turn.as_ref(), buf);
+                let written = write_turn(&file, place.as_ref(), &buf);
+                keep_or_give_back(place.as_ref(), buf);
                 written
             }),
         }
     })?;
-    let kept = turn.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
+    let kept = place.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
     Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512, kept })
 }
 
 /// The writer: appends each buffer to `file` and gives it back to the pool (a kept block's stay
 /// with it, see [`Kept`]); with `flush`, a helper thread flushes to disk every
 /// [`SYNC_EVERY`] bytes (skipped while one flush is still running).
-fn write_all(file: &std::fs::File, flush: bool, turn: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
+fn write_all(file: &std::fs::File, flush: bool, place: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
     std::thread::scope(|scope| {
         let mut flusher = None;
         let mut since_sync = 0u64;
         let mut outcome = Ok(());
         for buf in rx {
-            if let Err(e) = write_turn(file, turn, &buf) {
+            if let Err(e) = write_turn(file, place, &buf) {
                 outcome = Err(e);
                 break;
             }
             since_sync += buf.len() as u64;
-            keep_or_give_back(turn, buf);
+            keep_or_give_back(place, buf);
             if flush && since_sync >= SYNC_EVERY {
                 since_sync = 0;
                 let (sync_tx, _) = flusher.get_or_insert_with(|| {

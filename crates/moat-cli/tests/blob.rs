@@ -163,6 +163,18 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
     assert_eq!(r.status, 400, "{}", r.text);
 }
 
+/// Where the local store under data directory `data` keeps the bytes whose sha256 is `sha`
+/// (hex), as docs/OPERATIONS.md lays it out.
+fn stored_file(data: &std::path::Path, sha: &str) -> std::path::PathBuf {
+    data.join("blobs/sha256").join(&sha[..2]).join(sha)
+}
+
+/// The sha256 of `bytes`, in hex.
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
 }
@@ -234,7 +246,7 @@ async fn block_blobs_hash_right_whatever_order_their_blocks_arrive_in() {
     // Blocks written in place became one stored file (linked, or written out whole when the
     // list did not match their places); none of the staging files is left.
     for sha in [&again, &concurrent] {
-        let stored = server.dir.join("blobs/sha256").join(&sha[..2]).join(sha);
+        let stored = stored_file(&server.dir, sha);
         assert!(stored.is_file(), "{} is stored whole", stored.display());
     }
     assert_eq!(walk(&server.dir.join("blobs/staging")), 0, "committed blobs leave no staging file");
@@ -262,7 +274,7 @@ async fn blocks_written_in_place_are_linked_and_survive_a_crash() {
     let (b, account) = Blocks::new(&server, &http, "crashreg").await;
     let staging = dir.join("blobs/staging");
     let inodes = || -> Vec<u64> { std::fs::read_dir(&staging).unwrap().map(|e| e.unwrap().metadata().unwrap().ino()).collect() };
-    let stored_inode = |sha: &str| std::fs::metadata(dir.join("blobs/sha256").join(&sha[..2]).join(sha)).unwrap().ino();
+    let stored_inode = |sha: &str| std::fs::metadata(stored_file(&dir, sha)).unwrap().ino();
 
     for i in 0..3 {
         b.stage("direct", i, 0, Some(Blocks::offset(i))).await;
@@ -332,7 +344,7 @@ async fn a_commit_during_a_write_into_the_same_staging_file_links_nothing() {
     sock.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 201"), "the late block is staged: {reply}");
     // Had the commit linked the file being written, the late bytes would be in the stored blob.
-    let stored = std::fs::read(server.dir.join("blobs/sha256").join(&first[..2]).join(&first)).unwrap();
+    let stored = std::fs::read(stored_file(&server.dir, &first)).unwrap();
     assert_eq!(stored.len(), Blocks::len(0) + Blocks::len(1), "the stored blob is the two blocks, nothing more");
     let r = b.anon.raw("GET", &format!("{}/racing?comp=blocklist&blocklisttype=uncommitted&{}", b.base, b.token), None, None, &[]).await;
     assert!(r.text.contains(&Blocks::id(2)), "{}", r.text);
@@ -391,13 +403,12 @@ impl Blocks {
 
     /// Commits `list` and checks the recorded sha256 and the bytes read back; returns the sha256.
     async fn commit(&self, blob: &str, list: &[usize], salts: &[u8]) -> String {
-        use sha2::Digest;
         let xml: String = list.iter().map(|i| format!("<Latest>{}</Latest>", Self::id(*i))).collect();
         let url = format!("{}/{blob}?comp=blocklist&{}", self.base, self.token);
         let r = self.anon.raw("PUT", &url, Some(format!("<BlockList>{xml}</BlockList>").into_bytes()), Some("application/xml"), &[]).await;
         assert_eq!(r.status, 201, "committing {blob}: {}", r.text);
         let expected: Vec<u8> = list.iter().zip(salts).flat_map(|(i, s)| Self::data(*i, *s)).collect();
-        let sha: String = sha2::Sha256::digest(&expected).iter().map(|b| format!("{b:02x}")).collect();
+        let sha = hex_sha256(&expected);
         assert_eq!(r.header("x-moat-content-sha256").as_deref(), Some(sha.as_str()), "{blob}: the recorded sha256");
         let got = self.anon.client.get(format!("{}/{blob}?{}", self.base, self.token)).send().await.unwrap();
         assert_eq!(got.status(), 200);
@@ -418,15 +429,11 @@ fn urlencode(s: &str) -> String {
 /// equal bytes, a committed blob's parts, a model version).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collection_removes_stored_files_nothing_refers_to() {
-    use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "3")]);
     let http = server.http();
     let (b, _) = Blocks::new(&server, &http, "gcreg").await;
-    let stored = |bytes: &[u8]| {
-        let sha: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        server.dir.join("blobs/sha256").join(&sha[..2]).join(sha)
-    };
+    let stored = |bytes: &[u8]| stored_file(&server.dir, &hex_sha256(bytes));
     let call = |method: &'static str, name: &str, body: Option<&[u8]>| {
         let url = format!("{}/{name}?{}", b.base, b.token);
         let body = body.map(|b| b.to_vec());
@@ -503,7 +510,7 @@ async fn garbage_collection_stays_off_on_another_databases_bytes() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let sha = r.header("x-moat-content-sha256").unwrap();
-    let stored = tmp.path().join("first/blobs/sha256").join(&sha[..2]).join(&sha);
+    let stored = stored_file(&tmp.path().join("first"), &sha);
     assert!(stored.is_file());
     first.stop();
 
@@ -541,7 +548,6 @@ async fn garbage_collection_stays_off_on_another_databases_bytes() {
 /// committed one, stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_locations_never_committed_expire() {
-    use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
     let envs = [("MOAT_UPLOAD_TTL_SECS", "5"), ("MOAT_GC_INTERVAL_SECS", "1"), ("MOAT_GC_GRACE_SECS", "3")];
     let server = Server::start_in(&tmp.path().join("data"), &envs);
@@ -565,10 +571,7 @@ async fn upload_locations_never_committed_expire() {
         let (body, anon) = (body.to_vec(), &anon);
         async move { anon.raw("PUT", &url, Some(body), Some("application/octet-stream"), &[("x-ms-blob-type", "BlockBlob")]).await.status }
     };
-    let stored = |bytes: &[u8]| {
-        let sha: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        server.dir.join("blobs/sha256").join(&sha[..2]).join(sha)
-    };
+    let stored = |bytes: &[u8]| stored_file(&server.dir, &hex_sha256(bytes));
 
     let (abandoned, abandoned_sas) = start("1").await;
     assert_eq!(put(&abandoned_sas, "w.bin", b"bytes nobody committed").await, 201);
@@ -609,7 +612,6 @@ async fn upload_locations_never_committed_expire() {
 /// counts what would go and removes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_gc_collects_on_demand_and_dry_runs() {
-    use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_in(&tmp.path().join("data"), &[("MOAT_GC_INTERVAL_SECS", "0"), ("MOAT_GC_GRACE_SECS", "2")]);
     let http = server.http();
@@ -618,8 +620,7 @@ async fn storage_gc_collects_on_demand_and_dry_runs() {
     let url = format!("{}/x?{}", b.base, b.token);
     assert_eq!(b.anon.raw("PUT", &url, Some(body.clone()), Some("text/plain"), &[("x-ms-blob-type", "BlockBlob")]).await.status, 201);
     assert_eq!(b.anon.raw("DELETE", &url, None, None, &[]).await.status, 202);
-    let sha: String = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
-    let stored = server.dir.join("blobs/sha256").join(&sha[..2]).join(&sha);
+    let stored = stored_file(&server.dir, &hex_sha256(&body));
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert!(stored.is_file(), "no collection is scheduled");
 

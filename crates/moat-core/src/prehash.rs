@@ -337,6 +337,13 @@ mod tests {
 
     const B: (&str, &str, &str) = ("a", "c", "b");
 
+    /// Waiting blocks of blob `blob` (account "a", container "c") that hold their bytes.
+    fn kept_waiting(p: &Prehash, blob: &str) -> usize {
+        let chains = p.chains.lock().unwrap();
+        let c = chains[&key("a", "c", blob)].chain.lock().unwrap();
+        c.waiting.values().filter(|(_, k)| k.is_some()).count()
+    }
+
     /// Blocks arriving out of order hash in offset order; a gap stops the hash until filled.
     #[tokio::test]
     async fn hashes_in_offset_order_as_far_as_blocks_are_contiguous() {
@@ -407,12 +414,7 @@ mod tests {
             let (at, kept) = stage_kept(&blobs, file, n as u64, &data).await;
             p.staged(("a", "c", blob), n as u64, ("id1".into(), at, n as u64), Some(kept), &blobs);
         }
-        let kept_of = |blob: &str| {
-            let chains = p.chains.lock().unwrap();
-            let c = chains[&key("a", "c", blob)].chain.lock().unwrap();
-            c.waiting.values().filter(|(_, k)| k.is_some()).count()
-        };
-        assert_eq!((kept_of("idle"), kept_of("busy")), (1, 1));
+        assert_eq!((kept_waiting(&p, "idle"), kept_waiting(&p, "busy")), (1, 1));
         {
             let chains = p.chains.lock().unwrap();
             let Some(long_ago) = Instant::now().checked_sub(KEEP_IDLE) else { return };
@@ -421,7 +423,7 @@ mod tests {
         assert!(p.wants(("a", "c", "busy"), 2 * n as u64, n as u64));
         let (at, kept) = stage_kept(&blobs, "f2", 2 * n as u64, &data).await;
         p.staged(("a", "c", "busy"), 2 * n as u64, ("id2".into(), at, n as u64), Some(kept), &blobs);
-        assert_eq!((kept_of("idle"), kept_of("busy")), (0, 2));
+        assert_eq!((kept_waiting(&p, "idle"), kept_waiting(&p, "busy")), (0, 2));
     }
 
     /// Blocks are kept only close after where the hash is, while the upload is followed.
@@ -441,12 +443,7 @@ mod tests {
         // A block kept where it is not wanted is not held: far ahead, or on a broken chain.
         let (at, kept) = stage_kept(&blobs, "f", KEEP_WINDOW, &vec![2u8; n as usize]).await;
         p.staged(B, KEEP_WINDOW, ("far".into(), at, n), Some(kept), &blobs);
-        let held = |p: &Prehash| {
-            let chains = p.chains.lock().unwrap();
-            let c = chains[&key("a", "c", "b")].chain.lock().unwrap();
-            c.waiting.values().filter(|(_, k)| k.is_some()).count()
-        };
-        assert_eq!(held(&p), 1, "only the near block is held");
+        assert_eq!(kept_waiting(&p, "b"), 1, "only the near block is held");
         p.chains.lock().unwrap()[&key("a", "c", "b")].chain.lock().unwrap().broken = true;
         assert!(!p.wants(B, 0, n), "a broken chain keeps nothing");
     }
