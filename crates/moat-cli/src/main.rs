@@ -789,6 +789,9 @@ async fn run_asset(c: &Client, kind: assets::Kind, cmd: AssetCommand, out: Outpu
 fn main() -> ExitCode {
     moat_alloc::tune();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        moat_alloc::serving();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -36,6 +36,23 @@ async fn storage_account(server: &Server, http: &Http, name: &str) -> (String, S
     (sa_id, account)
 }
 
+/// The server's memory moves in 4 KiB pages, not 2 MiB ones: with transparent huge pages, each
+/// 1 MiB transfer buffer kept a whole huge page resident (docs/BENCHMARKS.md, session 12).
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        eprintln!("SKIP: MIMALLOC_ALLOW_THP is set in the environment, which leaves huge pages to mimalloc");
+        return;
+    }
+    let server = Server::start();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        eprintln!("SKIP: this kernel's /proc/PID/status has no THP_enabled line (Linux before 5.0)");
+        return;
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "`moat serve` runs with transparent huge pages off: {line}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
     let server = Server::start();

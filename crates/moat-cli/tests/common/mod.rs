@@ -167,6 +167,11 @@ impl Server {
     }
 
     /// Kills the server with SIGKILL: no chance to clean up, as in a crash or power loss.
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap()
+    }
+
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
         let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
