@@ -291,7 +291,8 @@ impl Hashes {
 }
 
 /// The hasher: hashes each buffer and passes it to the writer thread, which it starts with the
-/// second buffer (a single buffer is written here, with no thread).
+/// second buffer (a single buffer is written here, with no thread). With nothing to hash, it
+/// is the writer.
 fn run(
     file: std::fs::File,
     mut hashes: Hashes,
@@ -299,6 +300,15 @@ fn run(
     place: Option<Place>,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<Sunk> {
+    if hashes.sha256.is_none() && hashes.sha512.is_none() {
+        // Nothing to hash (a block staged in place: its blob is hashed as a whole elsewhere):
+        // this thread writes, and starts no other. A writer thread per block was a thread
+        // created and ended per Put Block (256 per GiB of 4 MiB blocks), each with its own
+        // allocator heap, to pass buffers along.
+        write_all(&file, flush, place.as_ref(), std::iter::from_fn(|| rx.blocking_recv()))?;
+        let kept = place.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
+        return Ok(Sunk { file, sha256: None, sha512: None, kept });
+    }
     std::thread::scope(|scope| {
         let mut first: Option<Vec<u8>> = None;
         let mut writer = None;
@@ -314,7 +324,7 @@ fn run(
                     Some(held) => {
                         let (to_writer, from_hasher) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
                         let (file, place) = (&file, place.as_ref());
-                        let handle = scope.spawn(move || write_all(file, flush, place, from_hasher));
+                        let handle = scope.spawn(move || write_all(file, flush, place, from_hasher.into_iter()));
                         // A failed send means the writer stopped: its result says why.
                         let _ = to_writer.send(held);
                         writer.insert((to_writer, handle))
@@ -344,12 +354,12 @@ fn run(
 /// The writer: appends each buffer to `file` and gives it back to the pool (a kept block's stay
 /// with it, see [`Kept`]); with `flush`, a helper thread flushes to disk every
 /// [`SYNC_EVERY`] bytes (skipped while one flush is still running).
-fn write_all(file: &std::fs::File, flush: bool, place: Option<&Place>, rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
+fn write_all(file: &std::fs::File, flush: bool, place: Option<&Place>, bufs: impl Iterator<Item = Vec<u8>>) -> std::io::Result<()> {
     std::thread::scope(|scope| {
         let mut flusher = None;
         let mut since_sync = 0u64;
         let mut outcome = Ok(());
-        for buf in rx {
+        for buf in bufs {
             if let Err(e) = write_turn(file, place, &buf) {
                 outcome = Err(e);
                 break;
