@@ -12,7 +12,8 @@ ListServiceSas) and through Azurite (the Azure storage emulator from npm, on-dis
   - through moat's CLI, with a second file of the same size (other bytes, so that none of its
     blocks is stored already): `moat model create` (startPendingUpload, parallel blocks, commit,
     the server's sha256 checked against the CLI's) and `moat model download` (parallel ranges,
-    sha256-verified, fsynced), each end to end;
+    sha256-verified, fsynced), each end to end, and the same download once more, which finds
+    the blob in the server's page cache (the first read it from the disk);
 
 and moat's peak RSS growth. Each timed transfer starts after `sync`; in the 'recycled' memory
 condition a scratch file twice the size is written and deleted first (see `--help` and
@@ -169,6 +170,13 @@ def moat_run(moat_bin, path, cli_path, size, digest, tmpdir, ready):
             [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
              "--download-path", out], **quiet))
         shutil.rmtree(out, ignore_errors=True)
+        # The same download again: the first one read the blob from the disk (the CLI's upload
+        # wrote it around the page cache), this one finds it cached, as later downloads of a
+        # blob in use do.
+        res["cli_again_down"] = timed(ready, size, lambda: subprocess.check_call(
+            [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
+             "--download-path", out], **quiet))
+        shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(model, ignore_errors=True)
         res["rss"] = (rss_kib(proc.pid, "VmHWM:") - base_rss) / 1024
         return res
@@ -211,7 +219,8 @@ def azurite_run(path, size, digest, tmpdir, ready):
 
 ROWS = [("sdk", "azure-storage-blob SDK (8 MiB blocks, 4 in parallel)"),
         ("curl", "curl: one Put Blob / one Get Blob to /dev/null"),
-        ("cli", "moat CLI (`moat model create` / `download`, end to end, sha256-verified, fsynced)")]
+        ("cli", "moat CLI (`moat model create` / `download`, end to end, sha256-verified, fsynced)"),
+        ("cli_again", "moat CLI, the same download again (the blob now in the server's page cache)")]
 
 
 def main():
@@ -259,14 +268,16 @@ def main():
         print("|---|---|---|---|---|")
         for key, label in ROWS:
             up, down = f"{key}_up", f"{key}_down"
-            print(f"| {label} | {m[up]:.0f} | {f'{z[up]:.0f}' if up in z else '–'} | {m[down]:.0f} | "
+            print(f"| {label} | {f'{m[up]:.0f}' if up in m else '–'} | {f'{z[up]:.0f}' if up in z else '–'} | {m[down]:.0f} | "
                   f"{f'{z[down]:.0f}' if down in z else '–'} |")
         best_up = max(m["sdk_up"], m["cli_up"])
         best_down = max(m["sdk_down"], m["cli_down"])
+        again = m["cli_again_down"]
         verdicts.append(f"{c}: upload {best_up:.0f} (target {UPLOAD_TARGET}: {'met' if best_up >= UPLOAD_TARGET else 'NOT met'}), "
-                        f"download {best_down:.0f} (target {DOWNLOAD_TARGET}: {'met' if best_down >= DOWNLOAD_TARGET else 'NOT met'})")
+                        f"download {best_down:.0f} (target {DOWNLOAD_TARGET}: {'met' if best_down >= DOWNLOAD_TARGET else 'NOT met'}); "
+                        f"download of a cached blob {again:.0f} ({'met' if again >= DOWNLOAD_TARGET else 'NOT met'})")
     peak = max(r["rss"] for c in conds for r in results[c, "moat"])
-    print(f"\nmoat peak RSS growth during a run ({6 * a.size_mib} MiB moved through the server): {peak:.0f} MiB (largest of the runs).")
+    print(f"\nmoat peak RSS growth during a run ({7 * a.size_mib} MiB moved through the server): {peak:.0f} MiB (largest of the runs).")
     print("\nTargets, best moat client (SDK or CLI) per direction: " + "; ".join(verdicts) + ".")
 
 

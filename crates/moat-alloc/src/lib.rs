@@ -1,6 +1,7 @@
 //! moat's allocator: mimalloc, which serves the request path's many small, short-lived
 //! allocations at a fraction of glibc's cost (a GET: 15.6 against 23.6 µs of CPU, measured in
-//! docs/BENCHMARKS.md), with one setting changed.
+//! docs/BENCHMARKS.md), with one setting changed, and a server's process without transparent
+//! huge pages ([`serving`]).
 //!
 //! mimalloc keeps freed memory for a second (`purge_delay` 1000 ms) before it gives it back to
 //! the system. Moving large files allocates and frees a stream of 1 MiB buffers on many
