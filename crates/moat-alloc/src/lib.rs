@@ -36,8 +36,9 @@ pub fn tune() {
 /// huge pages. mimalloc asks for them (`allow_thp`), and with them a server's memory grows and
 /// shrinks in 2 MiB steps: the 1 MiB buffers that files move through, allocated and freed on
 /// many threads, each kept a whole huge page resident. Without them, the server's peak RSS
-/// growth during a 1 GiB CLI upload fell from 57-69 MiB to 38-40 MiB, and the memory it starts
-/// with from 34 to 22 MiB, at no measured cost to upload or download speed (docs/BENCHMARKS.md).
+/// growth during a 1 GiB CLI upload fell from 57-69 MiB to 38-42 MiB, and the memory it starts
+/// with from 34 to 22-27 MiB. The price, if any, is within this host's noise: upload medians
+/// 2-3 % lower in A/Bs of nine rounds, download the same (docs/BENCHMARKS.md, session 12).
 /// Short-lived commands keep them: a client faults its memory in once, and fewer, larger
 /// faults are cheaper there. `MIMALLOC_ALLOW_THP` in the environment leaves the choice to
 /// mimalloc. Returns whether huge pages are now off for the process.

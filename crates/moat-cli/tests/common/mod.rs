@@ -166,12 +166,12 @@ impl Server {
         Http { base: self.url.clone(), token: Some(self.token()), client }
     }
 
-    /// Kills the server with SIGKILL: no chance to clean up, as in a crash or power loss.
     /// The server's process ID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap()
     }
 
+    /// Kills the server with SIGKILL: no chance to clean up, as in a crash or power loss.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
         let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
