@@ -290,9 +290,8 @@ impl Hashes {
     }
 }
 
-/// The hasher: hashes each buffer and passes it to the writer thread, which it starts with the
-/// second buffer (a single buffer is written here, with no thread). With nothing to hash, it
-/// is the writer.
+/// The worker: writes every buffer, hashing it first where there are hashes to continue, and
+/// returns the file, the hashes and the bytes kept.
 fn run(
     file: std::fs::File,
     mut hashes: Hashes,
@@ -306,9 +305,22 @@ fn run(
         // created and ended per Put Block (256 per GiB of 4 MiB blocks), each with its own
         // allocator heap, to pass buffers along.
         write_all(&file, flush, place.as_ref(), std::iter::from_fn(|| rx.blocking_recv()))?;
-        let kept = place.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
-        return Ok(Sunk { file, sha256: None, sha512: None, kept });
+    } else {
+        hash_and_hand_over(&file, &mut hashes, flush, place.as_ref(), rx)?;
     }
+    let kept = place.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
+    Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512, kept })
+}
+
+/// The hasher: hashes each buffer and passes it to the writer thread, which it starts with the
+/// second buffer (a single buffer is written here, with no thread).
+fn hash_and_hand_over(
+    file: &std::fs::File,
+    hashes: &mut Hashes,
+    flush: bool,
+    place: Option<&Place>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
     std::thread::scope(|scope| {
         let mut first: Option<Vec<u8>> = None;
         let mut writer = None;
@@ -323,7 +335,6 @@ fn run(
                     }
                     Some(held) => {
                         let (to_writer, from_hasher) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
-                        let (file, place) = (&file, place.as_ref());
                         let handle = scope.spawn(move || write_all(file, flush, place, from_hasher.into_iter()));
                         // A failed send means the writer stopped: its result says why.
                         let _ = to_writer.send(held);
@@ -341,14 +352,12 @@ fn run(
                 handle.join().map_err(|_| std::io::Error::other("the writer panicked"))?
             }
             None => first.map_or(Ok(()), |buf| {
-                let written = write_turn(&file, place.as_ref(), &buf);
-                keep_or_give_back(place.as_ref(), buf);
+                let written = write_turn(file, place, &buf);
+                keep_or_give_back(place, buf);
                 written
             }),
         }
-    })?;
-    let kept = place.and_then(|p| p.kept.into_inner().unwrap_or_else(|e| e.into_inner()));
-    Ok(Sunk { file, sha256: hashes.sha256, sha512: hashes.sha512, kept })
+    })
 }
 
 /// The writer: appends each buffer to `file` and gives it back to the pool (a kept block's stay

@@ -26,14 +26,14 @@ pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
 /// [`MAX_BLOCKS`] × 4 MiB (~195 GiB) go in larger blocks ([`block_size`]).
 pub const UPLOAD_BLOCK: usize = 4 * 1024 * 1024;
 /// Blocks a blob may be made of (Azure's limit, and moat's).
-pub const MAX_BLOCKS: u64 = 50_000;
+pub use moat_types::assets::MAX_BLOCKS;
 
 /// The block size an upload of `size` bytes uses: [`UPLOAD_BLOCK`], or, for a file that would
 /// need more than [`MAX_BLOCKS`] of those, the least whole number of MiB that fits it in as
 /// many.
 pub fn block_size(size: u64) -> usize {
     const MIB: u64 = 1024 * 1024;
-    (UPLOAD_BLOCK as u64).max(size.div_ceil(MAX_BLOCKS).div_ceil(MIB) * MIB) as usize
+    (UPLOAD_BLOCK as u64).max(size.div_ceil(MAX_BLOCKS as u64).div_ceil(MIB) * MIB) as usize
 }
 /// Blocks (or ranges) in flight at once.
 pub const CONCURRENCY: usize = 4;
@@ -533,13 +533,14 @@ mod tests {
     #[test]
     fn blocks_grow_only_past_the_block_limit() {
         let mib = 1024 * 1024u64;
+        let max_blocks = MAX_BLOCKS as u64;
         assert_eq!(block_size(0), UPLOAD_BLOCK);
-        assert_eq!(block_size(MAX_BLOCKS * 4 * mib), UPLOAD_BLOCK);
-        assert_eq!(block_size(MAX_BLOCKS * 4 * mib + 1), 5 * mib as usize);
-        for size in [MAX_BLOCKS * 4 * mib + 1, 1 << 40, 5 << 40] {
+        assert_eq!(block_size(max_blocks * 4 * mib), UPLOAD_BLOCK);
+        assert_eq!(block_size(max_blocks * 4 * mib + 1), 5 * mib as usize);
+        for size in [max_blocks * 4 * mib + 1, 1 << 40, 5 << 40] {
             let b = block_size(size) as u64;
-            assert!(size.div_ceil(b) <= MAX_BLOCKS && b.is_multiple_of(mib), "{size}: {b}");
-            assert!(size.div_ceil(b - mib) > MAX_BLOCKS, "{size}: {b} is not the least");
+            assert!(size.div_ceil(b) <= max_blocks && b.is_multiple_of(mib), "{size}: {b}");
+            assert!(size.div_ceil(b - mib) > max_blocks, "{size}: {b} is not the least");
         }
     }
 

@@ -22,7 +22,7 @@ use sha2::Digest as _;
 /// Largest single Put Blob or Put Block body (Azure allows 5000 MiB per block).
 pub const MAX_PUT_BYTES: u64 = 5000 * 1024 * 1024;
 /// Most blocks in one block list (Azure's limit).
-pub const MAX_BLOCKS: usize = 50_000;
+pub use moat_types::assets::MAX_BLOCKS;
 /// Longest lifetime of a SAS moat signs.
 pub const MAX_SAS_SECS: i64 = 7 * 86400;
 

@@ -164,7 +164,6 @@ impl Prehash {
                     chains.remove(&oldest);
                 }
             }
-
             chains
                 .entry(key(account, container, blob))
                 .or_insert_with(|| Arc::new(Chained { chain: Mutex::new(Chain::default()), idle: tokio::sync::Notify::new() }))

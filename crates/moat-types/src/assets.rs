@@ -9,6 +9,10 @@ use utoipa::ToSchema;
 
 use crate::arm::{SystemData, Tags};
 
+/// Most blocks a block blob is made of (Azure's limit): what the blob plane accepts in one
+/// block list, and what the CLI cuts a file into at most.
+pub const MAX_BLOCKS: usize = 50_000;
+
 /// The asset types, as their path segments spell them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AssetType {
