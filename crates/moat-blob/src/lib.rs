@@ -50,6 +50,22 @@ pub enum BlobError {
     Config(String),
 }
 
+/// Told by an object store backend of each content it is about to look for before it puts it
+/// (moat-core claims it in the database, so that a garbage collection running meanwhile does not
+/// delete bytes a writer has just found there). An error fails the write.
+pub trait Claimer: Send + Sync {
+    fn claim<'a>(&'a self, d: &'a Digest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BlobError>> + Send + 'a>>;
+}
+
+/// A stored content, as an object store lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub digest: Digest,
+    pub size: u64,
+    /// When the store last wrote it.
+    pub modified: std::time::SystemTime,
+}
+
 /// What a completed write stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stored {
@@ -242,17 +258,44 @@ impl BlobStore {
         self.remote.is_none()
     }
 
-    /// Whether garbage collection runs on this store ([`BlobStore::collect_garbage`]): on the
-    /// local disk.
+    /// Whether garbage collection runs on this store: on the local disk
+    /// ([`BlobStore::collect_garbage`]), and on an object store once writers claim what they
+    /// store ([`BlobStore::set_claimer`]; the caller collects, from [`BlobStore::stored`]).
     pub fn collects_garbage(&self) -> bool {
-        self.remote.is_none()
+        self.remote.as_ref().is_none_or(|r| r.claimer.is_some())
     }
 
-    /// The identity of the metadata this local store was last used with (`store-id`, written
-    /// by [`BlobStore::set_owner`]); `None` when none was recorded, or for an object store.
+    /// Whether the bytes are in an object store.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Has an object store's writers claim each content before they look for it in the store
+    /// (nothing for the local store, whose writers freshen files instead).
+    pub fn set_claimer(&mut self, claimer: std::sync::Arc<dyn Claimer>) {
+        if let Some(r) = &mut self.remote {
+            r.claimer = Some(claimer);
+        }
+    }
+
+    /// An object store's stored contents, with their sizes and times (an error for the local
+    /// store, which collects its own garbage).
+    pub fn stored(&self) -> futures_util::stream::BoxStream<'static, Result<StoredObject, BlobError>> {
+        match &self.remote {
+            Some(r) => r.stored(),
+            None => {
+                use futures_util::StreamExt as _;
+                futures_util::stream::once(async { Err(BlobError::Config("the local store is listed by its own collection".into())) })
+                    .boxed()
+            }
+        }
+    }
+
+    /// The identity of the metadata this store was last used with (`store-id`, a file or an
+    /// object, written by [`BlobStore::set_owner`]); `None` when none was recorded.
     pub async fn owner(&self) -> Result<Option<String>, BlobError> {
-        if self.remote.is_some() {
-            return Ok(None);
+        if let Some(r) = &self.remote {
+            return r.owner().await;
         }
         match tokio::fs::read_to_string(self.root.join("store-id")).await {
             Ok(s) => Ok(Some(s.trim().to_string())),
@@ -261,15 +304,18 @@ impl BlobStore {
         }
     }
 
-    /// Whether the local store holds a stored file for `d`.
+    /// Whether the store holds `d`.
     pub async fn holds(&self, d: &Digest) -> Result<bool, BlobError> {
-        Ok(self.remote.is_none() && tokio::fs::try_exists(self.path_of(d)).await?)
+        if let Some(r) = &self.remote {
+            return r.exists(d).await;
+        }
+        Ok(tokio::fs::try_exists(self.path_of(d)).await?)
     }
 
-    /// Whether the local store holds any stored file at all.
+    /// Whether the store holds any content at all.
     pub async fn holds_any(&self) -> Result<bool, BlobError> {
-        if self.remote.is_some() {
-            return Ok(false);
+        if let Some(r) = &self.remote {
+            return r.holds_any().await;
         }
         let root = self.root.join("sha256");
         Ok(blocking(move || {
@@ -284,10 +330,10 @@ impl BlobStore {
         .await?)
     }
 
-    /// Records which metadata this local store holds the bytes of (see [`BlobStore::owner`]).
+    /// Records which metadata this store holds the bytes of (see [`BlobStore::owner`]).
     pub async fn set_owner(&self, id: &str) -> Result<(), BlobError> {
-        if self.remote.is_some() {
-            return Ok(());
+        if let Some(r) = &self.remote {
+            return r.set_owner(id).await;
         }
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         tokio::fs::write(&tmp, format!("{id}\n")).await?;

@@ -67,6 +67,8 @@ pub(crate) struct Remote {
     store: Arc<dyn ObjectStore>,
     /// The URL as configured (it carries no credentials: those come from the environment).
     pub url: String,
+    /// Told of each content before the store is asked whether it holds it (see [`Claimer`]).
+    pub claimer: Option<Arc<dyn crate::Claimer>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -122,7 +124,7 @@ impl Remote {
         let prefix = prefix.trim_matches('/');
         let store: Arc<dyn ObjectStore> =
             if prefix.is_empty() { store } else { Arc::new(object_store::prefix::PrefixStore::new(store, prefix)) };
-        Ok(Remote { store, url: url.to_string() })
+        Ok(Remote { store, url: url.to_string(), claimer: None })
     }
 
     /// Checks that the container answers (a listing of one page), so a wrong URL or credential
@@ -155,6 +157,9 @@ impl Remote {
     /// Uploads `reader` as the content `d` (which the caller has verified), unless equal bytes
     /// are there already; true if it was uploaded.
     pub async fn install<R: AsyncRead + Unpin>(&self, d: &Digest, reader: R) -> Result<bool, BlobError> {
+        if let Some(c) = &self.claimer {
+            c.claim(d).await?;
+        }
         if self.exists(d).await? {
             return Ok(false);
         }
@@ -275,6 +280,38 @@ impl Remote {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The stored contents (`sha256/`): each digest with its size and when the store last
+    /// wrote it. Objects there under other names (not moat's) are left out.
+    pub fn stored(&self) -> futures_util::stream::BoxStream<'static, Result<crate::StoredObject, BlobError>> {
+        self.store
+            .list(Some(&Key::from("sha256")))
+            .map_err(BlobError::from)
+            .try_filter_map(|m| async move {
+                let digest = m.location.filename().and_then(|n| Digest::parse(&format!("sha256:{n}")).ok());
+                Ok(digest.map(|digest| crate::StoredObject { digest, size: m.size, modified: m.last_modified.into() }))
+            })
+            .boxed()
+    }
+
+    /// Whether any content is stored.
+    pub async fn holds_any(&self) -> Result<bool, BlobError> {
+        Ok(self.stored().try_next().await?.is_some())
+    }
+
+    /// The `store-id` object (see `BlobStore::owner`), if there is one.
+    pub async fn owner(&self) -> Result<Option<String>, BlobError> {
+        match self.store.get(&Key::from("store-id")).await {
+            Ok(r) => Ok(Some(String::from_utf8_lossy(&r.bytes().await?).trim().to_string())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_owner(&self, id: &str) -> Result<(), BlobError> {
+        self.store.put(&Key::from("store-id"), PutPayload::from(format!("{id}\n"))).await?;
+        Ok(())
     }
 
     /// Upload session `id`'s chunk objects, by offset. A chunk's name is its offset, then `-`

@@ -4,7 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use moat_blob::{BlobError, BlobStore};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::TryStreamExt;
+use moat_blob::{BlobError, BlobStore, Claimer, StoredObject};
 use moat_types::Digest;
 use moat_types::oci::{Algorithm, OciDigest};
 use sha2::{Digest as _, Sha256};
@@ -41,6 +48,25 @@ async fn read_all(mut r: moat_blob::BlobReader) -> Vec<u8> {
 
 fn tmp_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("tmp")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A claimer that records what it is told, and refuses when asked to.
+#[derive(Default)]
+struct Claims {
+    seen: Mutex<Vec<Digest>>,
+    refuse: AtomicBool,
+}
+
+impl Claimer for Claims {
+    fn claim<'a>(&'a self, d: &'a Digest) -> Pin<Box<dyn Future<Output = Result<(), BlobError>> + Send + 'a>> {
+        Box::pin(async move {
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(BlobError::Store("claim refused".into()));
+            }
+            self.seen.lock().unwrap().push(*d);
+            Ok(())
+        })
+    }
 }
 
 /// What every backend must do. `open` opens the same store afresh (a restart, or another node).
@@ -178,6 +204,42 @@ async fn contract(name: &str, url: Option<String>, options: Vec<(String, String)
         assert!(other.upload_append("s5", 3, failing, 1 << 30).await.is_err(), "{name}");
         let s5 = other.upload_finish("s5", 7, &OciDigest::of(Algorithm::Sha256, b"abcdefg")).await.unwrap();
         assert_eq!(s5.size, 7, "{name}");
+    }
+
+    // Pairing and presence, on every backend: the owner recorded, what is held.
+    assert_eq!(store.owner().await.unwrap(), None, "{name}: no owner yet");
+    store.set_owner("database-1").await.unwrap();
+    assert_eq!(other.owner().await.unwrap().as_deref(), Some("database-1"), "{name}: seen by another opening");
+    assert!(store.holds(&d).await.unwrap() && store.holds_any().await.unwrap(), "{name}");
+    assert!(!store.holds(&missing).await.unwrap(), "{name}");
+
+    if store.is_remote() {
+        // What a collection judges: every content, with its size, written just now.
+        assert!(!store.collects_garbage(), "{name}: not collected until writers claim what they store");
+        let listed: Vec<StoredObject> = store.stored().try_collect().await.unwrap();
+        let one = listed.iter().find(|o| o.digest == d).unwrap_or_else(|| panic!("{name}: {listed:?}"));
+        assert_eq!(one.size, small.len() as u64, "{name}");
+        let skew = one.modified.duration_since(SystemTime::now()).or_else(|e| Ok::<_, ()>(e.duration())).unwrap();
+        assert!(skew < Duration::from_secs(120), "{name}: written {skew:?} from now");
+        assert!(listed.iter().any(|o| o.digest == big_d && o.size == big.len() as u64), "{name}");
+        assert!(listed.iter().all(|o| o.digest != missing), "{name}");
+        // A claimer hears of each content before the store is asked for it, found or new, and
+        // its refusal fails the write before anything is stored.
+        let claims = Arc::new(Claims::default());
+        let mut claimed = open().await.unwrap();
+        claimed.set_claimer(claims.clone());
+        assert!(claimed.collects_garbage(), "{name}");
+        assert!(!claimed.put(&small[..], None, u64::MAX).await.unwrap().created);
+        let fresh = data(1000, 9);
+        assert!(claimed.put(&fresh[..], None, u64::MAX).await.unwrap().created);
+        assert_eq!(*claims.seen.lock().unwrap(), vec![d, digest_of(&fresh)], "{name}");
+        claims.refuse.store(true, Ordering::SeqCst);
+        let refused = data(1000, 10);
+        assert!(matches!(claimed.put(&refused[..], None, u64::MAX).await, Err(BlobError::Store(_))), "{name}");
+        assert!(!store.holds(&digest_of(&refused)).await.unwrap(), "{name}: nothing stored without the claim");
+    } else {
+        assert!(store.collects_garbage(), "{name}");
+        assert!(store.stored().try_next().await.is_err(), "{name}: the local store collects on its own");
     }
 
     // Deletes.

@@ -64,6 +64,55 @@ pub fn valid_blob_name(b: &str) -> bool {
         && b.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
+/// How long a collector's mark on content it is deleting from an object store stands. Past it,
+/// the collector is taken to have stopped (its delete, bounded by the object store client's
+/// retries, three minutes at most, is long over), and writers and collectors go on.
+const MARK_ABANDONED_MS: i64 = 10 * 60 * 1000;
+/// A writer's wait between claims of content a collector is deleting.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Claims each content in the database before an object store is asked for it (see
+/// [`Moat::collect_remote_garbage`]).
+pub(crate) struct DbClaimer {
+    pub store: moat_store::Store,
+}
+
+impl moat_blob::Claimer for DbClaimer {
+    fn claim<'a>(
+        &'a self,
+        d: &'a Digest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), BlobError>> + Send + 'a>> {
+        Box::pin(async move {
+            let key = d.to_string();
+            let started = std::time::Instant::now();
+            loop {
+                let now = unix_ms(std::time::SystemTime::now());
+                let claimed = async {
+                    let mut tx = self.store.write().await?;
+                    let claimed = tx.claim_content(&key, now, now - MARK_ABANDONED_MS).await?;
+                    tx.commit().await?;
+                    Ok::<_, moat_store::StoreError>(claimed)
+                }
+                .await
+                .map_err(|e| BlobError::Store(format!("claiming {key} in the database: {e}")))?;
+                if claimed {
+                    return Ok(());
+                }
+                // A collector is deleting it; past MARK_ABANDONED the claim takes its place, so
+                // this ends. Anything longer is a database that went wrong.
+                if started.elapsed().as_millis() as i64 > 2 * MARK_ABANDONED_MS {
+                    return Err(BlobError::Store(format!("{key} stayed marked for deletion by a garbage collection for too long")));
+                }
+                tokio::time::sleep(CLAIM_RETRY).await;
+            }
+        })
+    }
+}
+
 fn blob_error(e: BlobError) -> Error {
     match e {
         BlobError::TooLarge { limit } => Error::invalid("RequestBodyTooLarge", "body", format!("The body is larger than {limit} bytes.")),
@@ -544,12 +593,6 @@ impl Moat {
     ) -> Result<moat_types::arm::GarbageCollection> {
         self.check_subscription(subscription_id)?;
         self.authorize(caller, moat_policy::actions::STORAGE_GC, &moat_types::ids::ResourceId::subscription(&self.subscription_id)).await?;
-        if !self.blobs.collects_garbage() {
-            return Err(Error::conflict(
-                "GarbageCollectionNotSupported",
-                format!("The byte store {} is an object store; moat collects garbage on the local disk only.", self.blobs.describe()),
-            ));
-        }
         if let Some(why) = &self.gc_refused {
             return Err(Error::conflict("GarbageCollectionOff", format!("Garbage collection is off: {why}.")));
         }
@@ -576,15 +619,11 @@ impl Moat {
         })
     }
 
-    /// Garbage collection: removes stored files that no committed row refers to (blobs and
-    /// their parts, staged blocks, image blobs and manifests) and that nothing has stored for
-    /// `grace`, after any collection running. `None` when the store is an object store, which
-    /// this does not collect. Memory grows with the number of distinct stored files (about 50
-    /// bytes each), not their size.
+    /// Garbage collection: removes stored files (or objects) that no committed row refers to
+    /// (blobs and their parts, staged blocks, image blobs and manifests) and that nothing has
+    /// stored for `grace`, after any collection running. Memory grows with the number of
+    /// distinct stored contents (about 50 bytes each), not their size.
     pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<Option<moat_blob::Swept>> {
-        if !self.blobs.collects_garbage() {
-            return Ok(None);
-        }
         if let Some(why) = &self.gc_refused {
             return Err(Error::Internal(format!("garbage collection is off: {why}")));
         }
@@ -622,7 +661,12 @@ impl Moat {
             // A part list that cannot be read may name anything: collect nothing.
             return Err(Error::Internal(format!("a blob's part list does not parse ({e}); no garbage collected")));
         }
-        let swept = self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced), dry_run, hold).await.map_err(blob_error)?;
+        let swept = if self.blobs.is_remote() {
+            let _one_at_a_time = hold;
+            Some(self.collect_remote_garbage(cutoff, &referenced, dry_run).await?)
+        } else {
+            self.blobs.collect_garbage(cutoff, std::sync::Arc::new(referenced), dry_run, hold).await.map_err(blob_error)?
+        };
         if let Some(s) = &swept
             && (s.removed > 0 || s.kept > 0)
             && !dry_run
@@ -634,6 +678,74 @@ impl Moat {
                 kept = s.kept,
                 "garbage collected unreferenced stored files"
             );
+        }
+        Ok(swept)
+    }
+
+    /// An object store's collection (the local store's is in moat-blob's gc.rs). An object
+    /// cannot be freshened or set aside as a file can, so the database keeps writers and
+    /// collectors apart instead, content by content (`content_claims`):
+    ///
+    /// - a writer claims a content (in its own committed transaction) before it asks the store
+    ///   whether it holds it ([`DbClaimer`]); while a collector's mark is on it, the claim waits
+    ///   until the collector has deleted it, and the writer then puts its own copy;
+    /// - the collector deletes an object only if the snapshot of references taken after
+    ///   `cutoff` does not name it, the store last wrote it before `cutoff`, and no writer has
+    ///   claimed it since `cutoff`: that last check and its mark are one statement, so a writer
+    ///   claims either before it (and the object is kept) or after (and waits).
+    ///
+    /// A writer that claimed longer than the grace period ago and has still not committed its
+    /// row (one that found the bytes stored, which takes milliseconds) is the one case not
+    /// covered, as for the local store. Several nodes may collect at once: each object is
+    /// marked by one of them at a time.
+    async fn collect_remote_garbage(
+        &self,
+        cutoff: std::time::SystemTime,
+        referenced: &std::collections::HashSet<Digest>,
+        dry_run: bool,
+    ) -> Result<moat_blob::Swept> {
+        use futures_util::TryStreamExt as _;
+        let cutoff_ms = unix_ms(cutoff);
+        let mut swept = moat_blob::Swept::default();
+        let mut stored = self.blobs.stored();
+        while let Some(o) = stored.try_next().await.map_err(blob_error)? {
+            swept.files += 1;
+            if referenced.contains(&o.digest) || o.modified >= cutoff {
+                continue;
+            }
+            let key = o.digest.to_string();
+            if dry_run {
+                if self.store.claimed_since(&key, cutoff_ms).await? {
+                    swept.kept += 1;
+                } else {
+                    swept.removed += 1;
+                    swept.removed_bytes += o.size;
+                }
+                continue;
+            }
+            let stamp = unix_ms(std::time::SystemTime::now());
+            let mut tx = self.store.write().await?;
+            let marked = tx.mark_deleting(&key, stamp, cutoff_ms, stamp - MARK_ABANDONED_MS).await?;
+            tx.commit().await?;
+            if !marked {
+                // Claimed since the cutoff: a writer found it, or is about to.
+                swept.kept += 1;
+                continue;
+            }
+            let deleted = self.blobs.delete(&o.digest).await;
+            // Unmarked whatever happened: a writer waiting for it puts its own copy.
+            let mut tx = self.store.write().await?;
+            tx.unmark_deleting(&key, stamp).await?;
+            tx.commit().await?;
+            if deleted.map_err(blob_error)? {
+                swept.removed += 1;
+                swept.removed_bytes += o.size;
+            }
+        }
+        if !dry_run {
+            let mut tx = self.store.write().await?;
+            tx.prune_claims(cutoff_ms).await?;
+            tx.commit().await?;
         }
         Ok(swept)
     }

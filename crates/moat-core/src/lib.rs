@@ -338,9 +338,10 @@ impl Moat {
         let authz = load_authz(&store, &subscription_id).await?;
         let audit = audit::AuditLog::start(store.clone(), config.audit_reads);
         let external = oidc::ExternalIssuers::new(vec![], None);
-        let blobs = moat_blob::BlobStore::open_with(&config.blob_dir, config.blob_url.as_deref(), &[]).await.map_err(|e| {
+        let mut blobs = moat_blob::BlobStore::open_with(&config.blob_dir, config.blob_url.as_deref(), &[]).await.map_err(|e| {
             Error::Internal(format!("byte store {}: {e}", config.blob_url.as_deref().unwrap_or(&config.blob_dir.display().to_string())))
         })?;
+        blobs.set_claimer(Arc::new(blobs::DbClaimer { store: store.clone() }));
         let gc_refused = pair_byte_store(&store, &blobs).await?;
         if let Some(why) = &gc_refused {
             tracing::warn!("garbage collection is off: {why}");

@@ -685,6 +685,17 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `digest` was claimed ([`WriteTx::claim_content`]) at or after `since` (ms since
+    /// the epoch).
+    pub async fn claimed_since(&self, digest: &str, since: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM content_claims WHERE digest = $1 AND claimed_at >= $2 AND deleting_since IS NULL")
+            .bind(digest)
+            .bind(since)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Where the staged blocks written in place are (their `digest` column, `staged:...`).
     pub async fn staged_block_places(&self) -> Result<Vec<String>> {
         let rows: Vec<(String,)> =
@@ -967,6 +978,64 @@ impl WriteTx {
     pub async fn release_names(&mut self, owner_key: &str) -> Result<()> {
         sqlx::query("DELETE FROM global_names WHERE owner_key = $1").bind(owner_key).execute(&mut *self.tx).await?;
         Ok(())
+    }
+
+    /// Claims `digest` for a writer about to look for it, or put it, in an object store, at `at`
+    /// (ms since the epoch): a collection that started before no longer deletes it. False while
+    /// a collector is deleting it (marked by [`WriteTx::mark_deleting`] at or after
+    /// `abandoned`): the writer must wait, then put its own copy. A mark older than that was
+    /// left by a collector that stopped, and the claim replaces it.
+    pub async fn claim_content(&mut self, digest: &str, at: i64, abandoned: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO content_claims (digest, claimed_at, deleting_since) VALUES ($1, $2, NULL)
+             ON CONFLICT (digest) DO UPDATE SET claimed_at = excluded.claimed_at, deleting_since = NULL
+             WHERE content_claims.deleting_since IS NULL OR content_claims.deleting_since < $3",
+        )
+        .bind(digest)
+        .bind(at)
+        .bind(abandoned)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks `digest` as being deleted by a collector, from `stamp` (ms since the epoch), unless
+    /// a writer claimed it at or after `cutoff`, or another collector's mark from `abandoned` on
+    /// is there. True if it is marked: the collector may delete it, then
+    /// [`WriteTx::unmark_deleting`].
+    pub async fn mark_deleting(&mut self, digest: &str, stamp: i64, cutoff: i64, abandoned: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO content_claims (digest, claimed_at, deleting_since) VALUES ($1, 0, $2)
+             ON CONFLICT (digest) DO UPDATE SET deleting_since = excluded.deleting_since
+             WHERE content_claims.claimed_at < $3
+             AND (content_claims.deleting_since IS NULL OR content_claims.deleting_since < $4)",
+        )
+        .bind(digest)
+        .bind(stamp)
+        .bind(cutoff)
+        .bind(abandoned)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a collector's mark on `digest` (its `stamp`): deleted, or failed to be.
+    pub async fn unmark_deleting(&mut self, digest: &str, stamp: i64) -> Result<()> {
+        sqlx::query("DELETE FROM content_claims WHERE digest = $1 AND deleting_since = $2")
+            .bind(digest)
+            .bind(stamp)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the claims made before `before` (not the marks); returns how many.
+    pub async fn prune_claims(&mut self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM content_claims WHERE claimed_at < $1 AND deleting_since IS NULL")
+            .bind(before)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn put_meta(&mut self, key: &str, value: &str) -> Result<()> {

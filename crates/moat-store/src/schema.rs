@@ -275,6 +275,17 @@ const STEPS: &[(i64, &[&str])] = &[
             "DROP TABLE activity_log",
         ],
     ),
+    (
+        10,
+        &[
+            // Garbage collection of an object store (see moat-core's blobs.rs): a writer claims
+            // the content it is about to look for, or put, in the store, and a collector marks
+            // what it is deleting, so that neither acts on the other's content meanwhile. Times
+            // are milliseconds since the epoch; `deleting_since` is set while a collector
+            // deletes the content.
+            "CREATE TABLE content_claims (digest TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL, deleting_since BIGINT)",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store, upto: i64) -> Result<()> {

@@ -364,6 +364,60 @@ async fn contract(store: Store) {
         t.await.unwrap();
     }
     assert_eq!(store.get_meta("counter").await.unwrap().as_deref(), Some("16"));
+
+    // Content claims and collectors' marks (object store garbage collection).
+    let tx_do = |f: fn(&mut moat_store::WriteTx) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.write().await.unwrap();
+            let got = f(&mut tx).await;
+            tx.commit().await.unwrap();
+            got
+        }
+    };
+    assert!(tx_do(|tx| Box::pin(async { tx.claim_content("sha256:aa", 1_000, 0).await.unwrap() })).await);
+    assert!(tx_do(|tx| Box::pin(async { tx.claim_content("sha256:aa", 3_000, 0).await.unwrap() })).await, "a later claim renews it");
+    assert!(store.claimed_since("sha256:aa", 3_000).await.unwrap());
+    assert!(!store.claimed_since("sha256:aa", 3_001).await.unwrap());
+    assert!(!store.claimed_since("sha256:cc", 0).await.unwrap(), "never claimed");
+    // A collector whose cutoff is after the claim may mark it; one before may not.
+    assert!(!tx_do(|tx| Box::pin(async { tx.mark_deleting("sha256:aa", 5_000, 3_000, 0).await.unwrap() })).await, "claimed at its cutoff");
+    assert!(tx_do(|tx| Box::pin(async { tx.mark_deleting("sha256:aa", 5_000, 3_001, 0).await.unwrap() })).await);
+    assert!(!store.claimed_since("sha256:aa", 0).await.unwrap(), "marked content is not claimed");
+    // While it is marked, a writer's claim fails, and so does another collector's mark; a
+    // mark older than `abandoned` gives way to both.
+    assert!(!tx_do(|tx| Box::pin(async { tx.claim_content("sha256:aa", 6_000, 4_000).await.unwrap() })).await, "being deleted");
+    assert!(!tx_do(|tx| Box::pin(async { tx.mark_deleting("sha256:aa", 6_000, 9_000, 4_000).await.unwrap() })).await);
+    assert!(
+        tx_do(|tx| Box::pin(async { tx.mark_deleting("sha256:aa", 6_000, 9_000, 5_001).await.unwrap() })).await,
+        "abandoned mark taken over"
+    );
+    assert!(tx_do(|tx| Box::pin(async { tx.claim_content("sha256:aa", 7_000, 6_001).await.unwrap() })).await, "abandoned mark given up");
+    assert!(store.claimed_since("sha256:aa", 7_000).await.unwrap());
+    // Content never claimed can be marked; the mark ends with its stamp only.
+    assert!(tx_do(|tx| Box::pin(async { tx.mark_deleting("sha256:bb", 8_000, 1, 0).await.unwrap() })).await);
+    tx_do(|tx| {
+        Box::pin(async {
+            tx.unmark_deleting("sha256:bb", 7_999).await.unwrap();
+            true
+        })
+    })
+    .await;
+    assert!(!tx_do(|tx| Box::pin(async { tx.claim_content("sha256:bb", 9_000, 0).await.unwrap() })).await, "another stamp: still marked");
+    tx_do(|tx| {
+        Box::pin(async {
+            tx.unmark_deleting("sha256:bb", 8_000).await.unwrap();
+            true
+        })
+    })
+    .await;
+    assert!(tx_do(|tx| Box::pin(async { tx.claim_content("sha256:bb", 9_000, 0).await.unwrap() })).await, "unmarked");
+    // Pruning forgets claims before a time, not marks.
+    assert!(tx_do(|tx| Box::pin(async { tx.claim_content("sha256:dd", 500, 0).await.unwrap() })).await);
+    assert!(tx_do(|tx| Box::pin(async { tx.mark_deleting("sha256:ee", 600, 1, 0).await.unwrap() })).await);
+    assert!(tx_do(|tx| Box::pin(async { tx.prune_claims(8_000).await.unwrap() == 2 })).await, "dd's and aa's claims (ee is a mark)");
+    assert!(store.claimed_since("sha256:bb", 9_000).await.unwrap());
+    assert!(!tx_do(|tx| Box::pin(async { tx.claim_content("sha256:ee", 9_500, 0).await.unwrap() })).await, "ee is still marked");
 }
 
 /// A database that an older moat (schema 8) left with activity entries in one wide table is
