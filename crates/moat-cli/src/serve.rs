@@ -186,7 +186,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), String> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = collector.collect_garbage(grace).await {
+                if let Err(e) = collector.scheduled_garbage_collection(grace, every).await {
                     tracing::error!(error = %e, "garbage collection failed");
                 }
             }

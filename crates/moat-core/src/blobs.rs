@@ -631,6 +631,35 @@ impl Moat {
         self.collect_garbage_holding(grace, false, one_at_a_time).await
     }
 
+    /// A collection on the schedule (every `every`). The nodes sharing an object store share its
+    /// schedule: the first node whose timer fires in a period takes it in the database, and the
+    /// others skip theirs (each would list the whole store), so one collection runs per
+    /// period while any node is up. A local store is its own node's to collect. `None` when
+    /// another node took the period.
+    pub async fn scheduled_garbage_collection(
+        &self,
+        grace: std::time::Duration,
+        every: std::time::Duration,
+    ) -> Result<Option<moat_blob::Swept>> {
+        if self.blobs.is_remote() {
+            let now = unix_ms(std::time::SystemTime::now());
+            let mut tx = self.store.write().await?;
+            let last = tx.get_meta("gc_scheduled_at").await?.and_then(|v| v.parse::<i64>().ok());
+            // Nine tenths of a period: timers that drift a little still take their turn.
+            if last.is_some_and(|last| now - last < every.as_millis() as i64 * 9 / 10) {
+                tracing::debug!("scheduled garbage collection: another node ran this period's");
+                return Ok(None);
+            }
+            tx.put_meta("gc_scheduled_at", &now.to_string()).await?;
+            tx.commit().await?;
+        }
+        let swept = self.collect_garbage(grace).await?;
+        if let Some(s) = &swept {
+            tracing::info!(files = s.files, removed = s.removed, kept = s.kept, "scheduled garbage collection ran");
+        }
+        Ok(swept)
+    }
+
     /// A collection while `hold` keeps others out; the guard goes with the sweep, so that a
     /// caller that stops waiting (a dropped request) does not let another start meanwhile.
     async fn collect_garbage_holding(
