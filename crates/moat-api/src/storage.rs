@@ -15,7 +15,7 @@ use crate::extract::CommonQuery;
     params(("subscriptionId" = String, Path), ("api-version" = Option<String>, Query),
         ("dryRun" = Option<bool>, Query, description = "true: count what a collection would remove, and remove nothing")),
     responses((status = 200, body = GarbageCollection), (status = 403, body = ErrorResponse),
-        (status = 409, body = ErrorResponse, description = "an object store, or a byte store paired with another database")))]
+        (status = 409, body = ErrorResponse, description = "a byte store paired with another database, or a collection already running")))]
 pub async fn garbage_collection(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,

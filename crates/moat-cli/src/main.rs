@@ -539,9 +539,11 @@ enum StorageCommand {
     /// A registry's storage accounts.
     #[command(subcommand)]
     Account(StorageAccountCommand),
-    /// Collect the byte store's garbage now: remove stored files that nothing refers to any
-    /// more and that nothing stored for the server's gc_grace_secs (it also runs every
-    /// gc_interval_secs). Needs Owner or Contributor on the subscription.
+    /// Collect the byte store's garbage now: remove stored files (or objects, on an object
+    /// store) that nothing refers to any more and that nothing stored for the server's
+    /// gc_grace_secs (it also runs every gc_interval_secs). Waits until the collection is over
+    /// (up to 12 hours; the server finishes it even if this command stops waiting). Needs
+    /// Owner or Contributor on the subscription.
     #[command(after_help = "Examples:
   moat storage gc --dry-run
   moat storage gc --output table")]
@@ -740,7 +742,8 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
                 "/subscriptions/{}/providers/Moat.Storage/garbageCollection?dryRun={dry_run}&api-version=2025-09-01",
                 c.profile().subscription_id
             );
-            let v = c.send(moat_client::Method::POST, &path, None, &[]).await?.body;
+            // A collection answers when it is over: listing a large object store takes minutes.
+            let v = c.send_waiting(moat_client::Method::POST, &path, None, std::time::Duration::from_secs(12 * 3600)).await?.body;
             output::print(
                 out,
                 &v,

@@ -285,7 +285,7 @@ impl Client {
         let mut items = Vec::new();
         let mut next = Some(self.url(path));
         while let Some(url) = next {
-            let page = self.send_to(Method::GET, &url, None, &[]).await?.body;
+            let page = self.send_to(Method::GET, &url, None, &[], None).await?.body;
             items.extend(page["value"].as_array().cloned().unwrap_or_default());
             next = page["nextLink"].as_str().map(str::to_string);
         }
@@ -371,19 +371,36 @@ impl Client {
             },
             false => self.url(path),
         };
-        self.send_to(method, &url, body, headers).await
+        self.send_to(method, &url, body, headers, None).await
     }
 
-    /// Sends a request to `url` as given (no private endpoint routing).
+    /// [`Client::send`] for a request the server may take long to answer (a garbage collection
+    /// of a large store): waits up to `wait` instead of the usual two minutes.
+    pub async fn send_waiting(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        wait: Duration,
+    ) -> Result<ApiResponse, ClientError> {
+        self.send_to(method, &self.url(path), body, &[], Some(wait)).await
+    }
+
+    /// Sends a request to `url` as given (no private endpoint routing), waiting up to `wait` for
+    /// the answer (the client's default without).
     async fn send_to(
         &self,
         method: Method,
         url: &str,
         body: Option<&serde_json::Value>,
         headers: &[(&str, &str)],
+        wait: Option<Duration>,
     ) -> Result<ApiResponse, ClientError> {
         let token = self.bearer().await?;
         let mut req = self.http.request(method, url).bearer_auth(token);
+        if let Some(w) = wait {
+            req = req.timeout(w);
+        }
         if !url.contains("api-version=") {
             req = req.query(&[("api-version", "2025-09-01")]);
         }
