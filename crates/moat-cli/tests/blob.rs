@@ -548,7 +548,7 @@ async fn garbage_collection_stays_off_on_another_databases_bytes() {
     let third = Server::start_in(&tmp.path().join("third"), &envs);
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     assert!(stored.is_file() && !id_file.exists());
-    assert!(third.log().contains("holds files but no store-id"), "{}", third.log());
+    assert!(third.log().contains("holds content but no store-id"), "{}", third.log());
     third.stop();
 
     // Its own database again: adopted, and collections resume (the blob is still referenced,
@@ -740,4 +740,27 @@ async fn storage_gc_collects_an_object_store_and_keeps_what_writers_claimed() {
     assert_eq!((got.status, got.text.as_bytes()), (200, dropped.as_slice()));
     let young = server.moat_json(&["storage", "gc"]);
     assert_eq!((young["files"].as_u64(), young["removed"].as_u64()), (Some(2), Some(0)), "{young}");
+
+    // Another database on the same objects (a second installation pointed at this prefix) finds
+    // them paired with this one and collects nothing: every object would look unreferenced.
+    let stranger = Server::start_in(
+        &tmp.path().join("stranger"),
+        &[
+            ("MOAT_GC_INTERVAL_SECS", "0"),
+            ("MOAT_GC_GRACE_SECS", "1"),
+            ("MOAT_BLOB_URL", &blob_url),
+            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+            ("AZURE_STORAGE_ENDPOINT", &endpoint),
+            ("AZURE_ALLOW_HTTP", "true"),
+        ],
+    );
+    let log = stranger.log();
+    assert!(log.contains("garbage collection is off") && log.contains("another database"), "{log}");
+    let refused = stranger.moat(&["storage", "gc"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("GarbageCollectionOff"), "{}", String::from_utf8_lossy(&refused.stderr));
+    stranger.stop();
+    let after = server.moat_json(&["storage", "gc", "--dry-run"]);
+    assert_eq!(after["files"].as_u64(), Some(2), "both objects are still there: {after}");
 }

@@ -122,8 +122,8 @@ impl Preconditions {
 }
 
 /// The moat domain service: shared by every request.
-/// Pairs the local byte store with this database: each records the same ID (`blob_store_id`
-/// in the database, `store-id` in the byte store), written on first use. A byte store that
+/// Pairs the byte store with this database: each records the same ID (`blob_store_id` in the
+/// database, `store-id` in the byte store, a file or an object), written on first use. A byte store that
 /// records another database's ID — moat started on a new or another database with an old data
 /// directory's bytes — keeps its garbage collection off: every file there would look
 /// unreferenced. Returns why, when it is off.
@@ -165,9 +165,13 @@ async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<
                     }
                 }
                 if !ours_too {
+                    let how = if blobs.is_remote() {
+                        format!("put an object named store-id holding {ours} at its prefix")
+                    } else {
+                        format!("echo {ours} > {}/store-id", blobs.describe())
+                    };
                     return Ok(Some(format!(
-                        "the byte store {} holds files but no store-id, and this database refers to none of them, so nothing in it is removed; if it is meant to serve this database, write this database's ID into it (echo {ours} > {}/store-id) and restart",
-                        blobs.describe(),
+                        "the byte store {} holds content but no store-id, and this database refers to none of it, so nothing in it is removed; if it is meant to serve this database, write this database's ID into it ({how}) and restart",
                         blobs.describe()
                     )));
                 }
@@ -177,7 +181,7 @@ async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<
         }
         Some(theirs) if theirs == ours => Ok(None),
         Some(theirs) => Ok(Some(format!(
-            "the byte store {} holds the bytes of another database (store-id {theirs}, this database's is {ours}), so nothing in it is removed; if it is meant to serve this database now, delete its store-id file and restart",
+            "the byte store {} holds the bytes of another database (store-id {theirs}, this database's is {ours}), so nothing in it is removed; if it is meant to serve this database now, delete its store-id and restart",
             blobs.describe()
         ))),
     }
