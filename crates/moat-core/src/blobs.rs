@@ -131,11 +131,14 @@ fn blob_error(e: BlobError) -> Error {
 async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
     let mut tx = store.write().await?;
     // Checked again under the lock: a commit may have sealed the container meanwhile.
-    if tx.container_sealed(&row.account, &row.container).await? == Some(true) {
+    let state = tx.container_sealed(&row.account, &row.container).await?;
+    if state == Some(true) {
         return Err(sealed(&row.container));
     }
     still_there(&mut tx, &row.account).await?;
-    tx.ensure_container(&row.account, &row.container, &now_rfc3339()).await?;
+    if state.is_none() {
+        tx.ensure_container(&row.account, &row.container, &now_rfc3339()).await?;
+    }
     tx.put_block(row).await?;
     tx.commit().await?;
     Ok(())
@@ -274,11 +277,14 @@ impl Moat {
         let blob = t.blob.unwrap_or_default();
         let now = now_rfc3339();
         let mut tx = self.store.write().await?;
-        if tx.container_sealed(t.account, t.container).await? == Some(true) {
+        let state = tx.container_sealed(t.account, t.container).await?;
+        if state == Some(true) {
             return Err(sealed(t.container));
         }
         still_there(&mut tx, t.account).await?;
-        tx.ensure_container(t.account, t.container, &now).await?;
+        if state.is_none() {
+            tx.ensure_container(t.account, t.container, &now).await?;
+        }
         let created_at = self.store.blob(t.account, t.container, blob).await?.map(|b| b.created_at).unwrap_or_else(|| now.clone());
         let row = BlobRow {
             account: t.account.into(),
