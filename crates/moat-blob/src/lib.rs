@@ -1130,6 +1130,36 @@ mod parts_tests {
         assert_eq!(sink::kept_now(), kept_before, "dropped blocks give their room back");
     }
 
+    /// A file system that opens files with `O_DIRECT` but refuses the writes (`EINVAL`) gets the
+    /// refused buffer again through the page cache, and the rest of the block too: the staging
+    /// file and the kept bytes hold the block whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_direct_write_is_written_again_through_the_page_cache() {
+        let _only = sink::KEEP_TEST.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        if !takes_direct_io(dir.path()) {
+            eprintln!("SKIP: this file system refuses O_DIRECT opens, so no direct write is tried");
+            return;
+        }
+        let store = BlobStore::open(dir.path()).await.unwrap();
+        let data: Vec<u8> = (0..3 * sink::BUFFER + 100).map(|n| (n * 7 + n / 65_536) as u8).collect();
+        let len = data.len() as u64;
+        let direct_before = sink::direct_writes();
+        sink::REFUSE_DIRECT.store(true, std::sync::atomic::Ordering::SeqCst);
+        let staged = store.stage_at("f", 0, &data[..], len, Box::new(()), true).await;
+        sink::REFUSE_DIRECT.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (n, kept) = staged.unwrap();
+        assert_eq!(n, len);
+        assert_eq!(sink::direct_writes(), direct_before, "every direct write was refused");
+        assert!(std::fs::read(dir.path().join("staging/f")).unwrap() == data, "the staging file holds the block whole");
+        assert!(kept.expect("kept").chunks().collect::<Vec<_>>().concat() == data);
+        // Direct writes were refused for that block only: the next one goes around the cache.
+        let (_, kept) =
+            store.stage_at("f", 4 * sink::BUFFER as u64, &data[..sink::BUFFER], sink::BUFFER as u64, Box::new(()), true).await.unwrap();
+        assert_eq!(sink::direct_writes(), direct_before + 1);
+        assert_eq!(kept.expect("kept").len(), sink::BUFFER as u64);
+    }
+
     /// A block that finds no room in the budget is neither kept nor written around the page
     /// cache (its hash will read it from there); with room again, blocks are kept again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

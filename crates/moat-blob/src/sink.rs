@@ -53,6 +53,21 @@ pub(crate) fn kept_now() -> usize {
     KEPT.load(Ordering::SeqCst)
 }
 
+/// Set by a test to have direct writes refused as a file system without `O_DIRECT` refuses
+/// them (`EINVAL`), which none of the file systems tests run on does.
+#[cfg(test)]
+pub(crate) static REFUSE_DIRECT: AtomicBool = AtomicBool::new(false);
+
+#[cfg(test)]
+fn direct_refused() -> bool {
+    REFUSE_DIRECT.load(Ordering::SeqCst)
+}
+
+#[cfg(not(test))]
+fn direct_refused() -> bool {
+    false
+}
+
 /// Held by the tests that keep bytes or count direct writes, which share the process's budget.
 #[cfg(test)]
 pub(crate) static KEEP_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -451,7 +466,9 @@ fn write_turn(mut file: &std::fs::File, place: Option<&Place>, buf: &[u8]) -> st
             scratch[start..start + buf.len()].copy_from_slice(buf);
             &scratch[start..start + buf.len()]
         };
-        match direct.write_all_at(aligned, at) {
+        let written =
+            if direct_refused() { Err(std::io::Error::from_raw_os_error(libc::EINVAL)) } else { direct.write_all_at(aligned, at) };
+        match written {
             Ok(()) => {
                 DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
