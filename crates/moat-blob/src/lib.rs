@@ -763,6 +763,16 @@ impl BlobStore {
         ))
     }
 
+    /// [`BlobStore::delete`] of content just listed by [`BlobStore::stored`]: on an object store,
+    /// without asking first whether it is there, so false only where the store says so (Azure;
+    /// S3 answers a delete of nothing with success).
+    pub async fn delete_listed(&self, d: &Digest) -> Result<bool, BlobError> {
+        match &self.remote {
+            Some(r) => r.delete_listed(d).await,
+            None => self.delete(d).await,
+        }
+    }
+
     /// Removes a blob; false if it was not there.
     pub async fn delete(&self, d: &Digest) -> Result<bool, BlobError> {
         if let Some(r) = &self.remote {

@@ -269,6 +269,16 @@ impl Remote {
         self.concat(crate::parts_from(parts, start).map(|(d, offset, _)| (Self::key(&d), offset)).collect())
     }
 
+    /// Deletes `d`, just listed, without asking first whether it is there (a round trip less):
+    /// true unless the store answers that it was not (Azure does; S3 answers success either way).
+    pub async fn delete_listed(&self, d: &Digest) -> Result<bool, BlobError> {
+        match self.store.delete(&Self::key(d)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn delete(&self, d: &Digest) -> Result<bool, BlobError> {
         let key = Self::key(d);
         // S3 answers a delete of nothing with success: ask first, to report it.

@@ -789,15 +789,18 @@ impl Moat {
             tx.commit().await?;
             let blobs = &self.blobs;
             let digests: Vec<Digest> = marked.iter().map(|o| o.digest).collect();
-            let deleted: Vec<_> =
-                futures_util::stream::iter(digests).map(|d| async move { blobs.delete(&d).await }).buffered(GC_CONCURRENCY).collect().await;
+            let deleted: Vec<_> = futures_util::stream::iter(digests)
+                .map(|d| async move { blobs.delete_listed(&d).await })
+                .buffered(GC_CONCURRENCY)
+                .collect()
+                .await;
             let mut tx = self.store.write().await?;
             for o in &marked {
                 tx.unmark_deleting(&o.digest.to_string(), stamp).await?;
             }
             tx.commit().await?;
             for (o, d) in marked.iter().zip(deleted) {
-                // False: not there any more (another collector's); nothing removed by this one.
+                // False: not there any more (another collector's, told apart on Azure only).
                 if d.map_err(blob_error)? {
                     swept.removed += 1;
                     swept.removed_bytes += o.size;
