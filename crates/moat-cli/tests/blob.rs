@@ -677,18 +677,16 @@ async fn storage_gc_collects_an_object_store_and_keeps_what_writers_claimed() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let blob_url = format!("azure://moat-test/{}", uuid::Uuid::new_v4());
-    let server = Server::start_in(
-        &tmp.path().join("data"),
-        &[
-            ("MOAT_GC_INTERVAL_SECS", "0"),
-            ("MOAT_GC_GRACE_SECS", "2"),
-            ("MOAT_BLOB_URL", &blob_url),
-            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
-            ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
-            ("AZURE_STORAGE_ENDPOINT", &endpoint),
-            ("AZURE_ALLOW_HTTP", "true"),
-        ],
-    );
+    let env = [
+        ("MOAT_GC_INTERVAL_SECS", "0"),
+        ("MOAT_GC_GRACE_SECS", "2"),
+        ("MOAT_BLOB_URL", &blob_url),
+        ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+        ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+        ("AZURE_STORAGE_ENDPOINT", &endpoint),
+        ("AZURE_ALLOW_HTTP", "true"),
+    ];
+    let server = Server::start_in(&tmp.path().join("data"), &env);
     let http = server.http();
     let (b, _) = Blocks::new(&server, &http, "remotegc").await;
     let put = |name: &str, body: &[u8]| {
@@ -743,18 +741,7 @@ async fn storage_gc_collects_an_object_store_and_keeps_what_writers_claimed() {
 
     // Another database on the same objects (a second installation pointed at this prefix) finds
     // them paired with this one and collects nothing: every object would look unreferenced.
-    let stranger = Server::start_in(
-        &tmp.path().join("stranger"),
-        &[
-            ("MOAT_GC_INTERVAL_SECS", "0"),
-            ("MOAT_GC_GRACE_SECS", "1"),
-            ("MOAT_BLOB_URL", &blob_url),
-            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
-            ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
-            ("AZURE_STORAGE_ENDPOINT", &endpoint),
-            ("AZURE_ALLOW_HTTP", "true"),
-        ],
-    );
+    let stranger = Server::start_in(&tmp.path().join("stranger"), &env);
     let log = stranger.log();
     assert!(log.contains("garbage collection is off") && log.contains("another database"), "{log}");
     let refused = stranger.moat(&["storage", "gc"]);

@@ -374,8 +374,9 @@ impl Client {
         self.send_to(method, &url, body, headers, None).await
     }
 
-    /// [`Client::send`] for a request the server may take long to answer (a garbage collection
-    /// of a large store): waits up to `wait` instead of the usual two minutes.
+    /// [`Client::send`] of a management-plane request that the server may take long to answer
+    /// (a garbage collection of a large store): waits up to `wait` instead of the usual two
+    /// minutes.
     pub async fn send_waiting(
         &self,
         method: Method,

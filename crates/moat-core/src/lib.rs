@@ -121,12 +121,12 @@ impl Preconditions {
     }
 }
 
-/// The moat domain service: shared by every request.
 /// Pairs the byte store with this database: each records the same ID (`blob_store_id` in the
-/// database, `store-id` in the byte store, a file or an object), written on first use. A byte store that
-/// records another database's ID — moat started on a new or another database with an old data
-/// directory's bytes — keeps its garbage collection off: every file there would look
-/// unreferenced. Returns why, when it is off.
+/// database, `store-id` in the byte store, a file or an object), written on first use. A byte
+/// store that records another database's ID — moat started on a new or another database with
+/// an old data directory's bytes, or a second installation pointed at the same objects — keeps
+/// its garbage collection off: everything there would look unreferenced. Returns why, when it
+/// is off.
 async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<Option<String>> {
     if !blobs.collects_garbage() {
         return Ok(None);
@@ -187,6 +187,7 @@ async fn pair_byte_store(store: &Store, blobs: &moat_blob::BlobStore) -> Result<
     }
 }
 
+/// The moat domain service: shared by every request.
 pub struct Moat {
     store: Store,
     issuer: TokenIssuer,

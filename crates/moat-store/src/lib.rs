@@ -981,7 +981,7 @@ impl WriteTx {
     }
 
     /// Claims `digest` for a writer about to look for it, or put it, in an object store, at `at`
-    /// (ms since the epoch): a collection that started before no longer deletes it. False while
+    /// (ms since the epoch): no collection whose cutoff is at or before `at` deletes it. False while
     /// a collector is deleting it (marked by [`WriteTx::mark_deleting`] at or after
     /// `abandoned`): the writer must wait, then put its own copy. A mark older than that was
     /// left by a collector that stopped, and the claim replaces it.
