@@ -65,8 +65,9 @@ pub fn valid_blob_name(b: &str) -> bool {
 }
 
 /// How long a collector's mark on content it is deleting from an object store stands. Past it,
-/// the collector is taken to have stopped (its delete, bounded by the object store client's
-/// retries, three minutes at most, is long over), and writers and collectors go on.
+/// the collector is taken to have stopped, and writers and collectors go on: a collector starts
+/// no delete past half of it, and one started before is over by then (the object store client
+/// gives up within three and a half minutes).
 const MARK_ABANDONED_MS: i64 = 10 * 60 * 1000;
 /// Objects an object store's collection marks in one transaction, and deletes at once: a
 /// delete is a round trip or two to the store (~3 ms on Azurite), a transaction a round trip and
@@ -787,10 +788,21 @@ impl Moat {
                 }
             }
             tx.commit().await?;
+            // No delete starts once the marks are half as old as MARK_ABANDONED, past which
+            // writers take them for a stopped collector's and store their own copies: one
+            // started before ends (the object store client gives up within three and a half
+            // minutes) before any writer may pass the mark. A store that slow leaves the rest
+            // for the next collection.
+            let last_start = stamp + MARK_ABANDONED_MS / 2;
             let blobs = &self.blobs;
             let digests: Vec<Digest> = marked.iter().map(|o| o.digest).collect();
             let deleted: Vec<_> = futures_util::stream::iter(digests)
-                .map(|d| async move { blobs.delete_listed(&d).await })
+                .map(|d| async move {
+                    if unix_ms(std::time::SystemTime::now()) > last_start {
+                        return Ok(None);
+                    }
+                    blobs.delete_listed(&d).await.map(Some)
+                })
                 .buffered(GC_CONCURRENCY)
                 .collect()
                 .await;
@@ -800,11 +812,21 @@ impl Moat {
             }
             tx.commit().await?;
             for (o, d) in marked.iter().zip(deleted) {
-                // False: not there any more (another collector's, told apart on Azure only).
-                if d.map_err(blob_error)? {
-                    swept.removed += 1;
-                    swept.removed_bytes += o.size;
+                match d.map_err(blob_error)? {
+                    Some(true) => {
+                        swept.removed += 1;
+                        swept.removed_bytes += o.size;
+                    }
+                    // Not there any more (another collector's, told apart on Azure only).
+                    Some(false) => {}
+                    None => swept.kept += 1,
                 }
+            }
+            if unix_ms(std::time::SystemTime::now()) > last_start {
+                tracing::warn!(
+                    "the object store's deletes are too slow for a garbage collection to go on safely; the rest waits for the next one"
+                );
+                break;
             }
         }
         if !dry_run {
