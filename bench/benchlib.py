@@ -1,9 +1,12 @@
 """Helpers the benchmark scripts share: free loopback ports, waiting for a listener, a
-process's memory, a tool's version line."""
+process's memory, a tool's version line, a registry with a container SAS on a running moat."""
+import datetime
+import json
 import os
 import socket
 import subprocess
 import time
+import urllib.request
 
 
 def free_port():
@@ -80,3 +83,26 @@ def print_header(script, tools):
     cmd = f"python3 bench/{script} " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     print(f"Date: {datetime.date.today().isoformat()}. Command: `{cmd.strip()}`.")
     print(f"Machine: {os.cpu_count()} vCPU. {tools}.")
+
+
+def registry_with_sas(moat_bin, data_dir, scratch_dir, registry, container):
+    """On the moat serving from `data_dir` (its profile there): creates registry `registry` and
+    signs a two-hour read/add/create/write/delete/list SAS for `container` of its storage account.
+    Returns the server's endpoint, the CLI's environment, the account's name and the SAS."""
+    profile = json.load(open(os.path.join(data_dir, "profile.json")))
+    env = {**os.environ, "MOAT_PROFILE": os.path.join(data_dir, "profile.json")}
+    reg_yml = os.path.join(scratch_dir, "r.yml")
+    with open(reg_yml, "w") as f:
+        f.write(f"name: {registry}\nlocation: eastus\n")
+    reg = json.loads(subprocess.check_output([moat_bin, "registry", "create", "--file", reg_yml], env=env))
+    sa_id = reg["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
+    account = sa_id.rsplit("/", 1)[1]
+    token = json.loads(subprocess.check_output([moat_bin, "account", "get-access-token"], env=env))["accessToken"]
+    expiry = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    req = urllib.request.Request(
+        f"{profile['endpoint']}{sa_id}/ListServiceSas?api-version=2025-09-01",
+        data=json.dumps({"canonicalizedResource": f"/blob/{account}/{container}", "signedResource": "c",
+                         "signedPermission": "racwdl", "signedExpiry": expiry}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, method="POST")
+    sas = json.load(urllib.request.urlopen(req))["serviceSasToken"]
+    return profile["endpoint"], env, account, sas

@@ -29,7 +29,6 @@ Needs: `cargo build --release`, `pip install azure-storage-blob==12.31.1`, curl,
 import argparse
 import datetime
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -42,7 +41,7 @@ import urllib.request
 
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, print_header, rss_kib, settle, version, wait_port
+from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, print_header, registry_with_sas, rss_kib, settle, version, wait_port
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -134,26 +133,12 @@ def moat_run(moat_bin, path, cli_path, size, digest, tmpdir, ready):
     try:
         wait_port(port)
         time.sleep(0.3)
-        profile = json.load(open(os.path.join(data, "profile.json")))
-        env = {**os.environ, "MOAT_PROFILE": os.path.join(data, "profile.json")}
-        reg_yml = os.path.join(tmpdir, "r.yml")
-        open(reg_yml, "w").write("name: benchreg\nlocation: eastus\n")
-        reg = json.loads(subprocess.check_output([moat_bin, "registry", "create", "--file", reg_yml], env=env))
-        sa_id = reg["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
-        account = sa_id.rsplit("/", 1)[1]
-        token = json.loads(subprocess.check_output([moat_bin, "account", "get-access-token"], env=env))["accessToken"]
-        expiry = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        req = urllib.request.Request(
-            f"{profile['endpoint']}{sa_id}/ListServiceSas?api-version=2025-09-01",
-            data=json.dumps({"canonicalizedResource": f"/blob/{account}/bench", "signedResource": "c",
-                             "signedPermission": "racwdl", "signedExpiry": expiry}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, method="POST")
-        sas = json.load(urllib.request.urlopen(req))["serviceSasToken"]
+        endpoint, env, account, sas = registry_with_sas(moat_bin, data, tmpdir, "benchreg", "bench")
         base_rss = rss_kib(proc.pid, "VmRSS:")
-        url = f"{profile['endpoint']}/{account}/bench/big.bin?{sas}"
+        url = f"{endpoint}/{account}/bench/big.bin?{sas}"
         res = sdk_transfers(BlobClient.from_blob_url(url, max_block_size=BLOCK, max_single_put_size=BLOCK,
                                                      max_chunk_get_size=BLOCK), path, size, digest, tmpdir, ready)
-        res.update(curl_transfers(f"{profile['endpoint']}/{account}/bench/curl.bin?{sas}", path, size, digest, ready))
+        res.update(curl_transfers(f"{endpoint}/{account}/bench/curl.bin?{sas}", path, size, digest, ready))
         # A file of its own through the CLI: `moat model create` (startPendingUpload, blocks, commit)
         # and `moat model download` (ranges, sha256-verified), each timed end to end.
         model = os.path.join(tmpdir, "model")

@@ -13,7 +13,6 @@ usage: bench/gc_object_store.sh [--unreferenced N] [--referenced M] [--moat targ
 """
 import argparse
 import concurrent.futures
-import datetime
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, print_header, wait_port  # noqa: E402
+from benchlib import free_port, print_header, registry_with_sas, wait_port  # noqa: E402
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -36,8 +35,8 @@ def main():
     p.add_argument("--referenced", type=int, default=1000)
     p.add_argument("--moat", default="target/release/moat")
     a = p.parse_args()
-    endpoint = os.environ.get("MOAT_TEST_AZURITE")
-    if not endpoint:
+    azurite = os.environ.get("MOAT_TEST_AZURITE")
+    if not azurite:
         sys.exit("MOAT_TEST_AZURITE is not set: run bench/gc_object_store.sh, which starts Azurite")
     moat = os.path.abspath(a.moat)
     print_header("gc_object_store.py", "Azurite 3.35.0 (scripts/object-stores-for-tests.sh)")
@@ -46,28 +45,14 @@ def main():
     port = free_port()
     env_server = {**os.environ, "MOAT_LOG": "warn", "MOAT_GC_INTERVAL_SECS": "0", "MOAT_GC_GRACE_SECS": "1",
                   "MOAT_BLOB_URL": f"azure://moat-test/{uuid.uuid4()}", "AZURE_STORAGE_ACCOUNT_NAME": "devstoreaccount1",
-                  "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY, "AZURE_STORAGE_ENDPOINT": endpoint, "AZURE_ALLOW_HTTP": "true"}
+                  "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY, "AZURE_STORAGE_ENDPOINT": azurite, "AZURE_ALLOW_HTTP": "true"}
     srv = subprocess.Popen([moat, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_server)
     try:
         wait_port(port)
         time.sleep(0.3)
-        profile = json.load(open(os.path.join(data, "profile.json")))
-        env = {**os.environ, "MOAT_PROFILE": os.path.join(data, "profile.json")}
-        reg_yml = os.path.join(tmp, "r.yml")
-        open(reg_yml, "w").write("name: gcreg\nlocation: eastus\n")
-        reg = json.loads(subprocess.check_output([moat, "registry", "create", "--file", reg_yml], env=env))
-        sa_id = reg["properties"]["regionDetails"][0]["storageAccountDetails"][0]["systemCreatedStorageAccount"]["armResourceId"]["resourceId"]
-        account = sa_id.rsplit("/", 1)[1]
-        token = json.loads(subprocess.check_output([moat, "account", "get-access-token"], env=env))["accessToken"]
-        expiry = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        req = urllib.request.Request(
-            f"{profile['endpoint']}{sa_id}/ListServiceSas?api-version=2025-09-01",
-            data=json.dumps({"canonicalizedResource": f"/blob/{account}/gcbench", "signedResource": "c",
-                             "signedPermission": "racwdl", "signedExpiry": expiry}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, method="POST")
-        sas = json.load(urllib.request.urlopen(req))["serviceSasToken"]
-        base = f"{profile['endpoint']}/{account}/gcbench"
+        endpoint, env, account, sas = registry_with_sas(moat, data, tmp, "gcreg", "gcbench")
+        base = f"{endpoint}/{account}/gcbench"
 
         def store(i):
             url = f"{base}/b{i}?{sas}"

@@ -280,16 +280,11 @@ impl Remote {
     }
 
     pub async fn delete(&self, d: &Digest) -> Result<bool, BlobError> {
-        let key = Self::key(d);
         // S3 answers a delete of nothing with success: ask first, to report it.
         if !self.exists(d).await? {
             return Ok(false);
         }
-        match self.store.delete(&key).await {
-            Ok(()) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.delete_listed(d).await
     }
 
     /// The stored contents (`sha256/`): each digest with its size and when the store last
