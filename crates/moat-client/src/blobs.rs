@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::ClientError;
@@ -335,23 +334,53 @@ fn partial_path(dest: &Path) -> PathBuf {
 /// client's read buffers, kept as they are rather than copied into one (8 MiB) buffer.
 type Pieces = Arc<[bytes::Bytes]>;
 
-async fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -> Result<Pieces, ClientError> {
-    let resp = http.get(&url).header("x-ms-range", format!("bytes={start}-{end}")).send().await.map_err(|e| transport(&url, e))?;
-    let mut resp = check(resp).await?;
-    let (mut pieces, mut got) = (Vec::new(), 0u64);
-    while let Some(piece) = resp.chunk().await.map_err(|e| transport(&url, e))? {
-        // An HTTP/2 stream may end with an empty frame: nothing to keep.
-        if !piece.is_empty() {
-            got += piece.len() as u64;
-            pieces.push(piece);
+/// Bytes passed on to the hashing and writing threads at a time, once the range they belong to
+/// is the next in order.
+const BATCH: usize = 1024 * 1024;
+
+/// A range being fetched: its pieces as they come off the connection, then its end (the channel
+/// closes) or an error.
+struct Fetch {
+    pieces: tokio::sync::mpsc::UnboundedReceiver<Result<bytes::Bytes, ClientError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts fetching bytes `start..=end`. The pieces wait in the channel until they are taken (at
+/// most the range's size).
+fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -> Fetch {
+    let (tx, pieces) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let fetched = async {
+            let resp = http.get(&url).header("x-ms-range", format!("bytes={start}-{end}")).send().await.map_err(|e| transport(&url, e))?;
+            let mut resp = check(resp).await?;
+            let mut got = 0u64;
+            while let Some(piece) = resp.chunk().await.map_err(|e| transport(&url, e))? {
+                // An HTTP/2 stream may end with an empty frame: nothing to pass on.
+                if !piece.is_empty() {
+                    got += piece.len() as u64;
+                    if tx.send(Ok(piece)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if got != end - start + 1 {
+                return Err(ClientError::Integrity(format!(
+                    "the server sent {got} bytes for the range {start}-{end}; the connection may have dropped"
+                )));
+            }
+            Ok(())
+        };
+        if let Err(e) = fetched.await {
+            let _ = tx.send(Err(e));
         }
-    }
-    if got != end - start + 1 {
-        return Err(ClientError::Integrity(format!(
-            "the server sent {got} bytes for the range {start}-{end}; the connection may have dropped"
-        )));
-    }
-    Ok(pieces.into())
+    });
+    Fetch { pieces, task }
 }
 
 /// Writes all of `pieces`, several at a time (one writev for many small pieces).
@@ -398,16 +427,18 @@ pub async fn download_file(
     progress(offset);
     // Written around the page cache where the file system allows (see direct.rs).
     let file = crate::direct::DownloadWriter::open(&part, offset).map_err(io)?;
-    let ranges: Vec<(u64, u64)> = (offset..size).step_by(BLOCK_SIZE).map(|s| (s, (s + BLOCK_SIZE as u64).min(size) - 1)).collect();
-    let mut chunks =
-        futures_util::stream::iter(ranges).map(|(s, e)| fetch_range(http.clone(), url.to_string(), s, e)).buffered(CONCURRENCY);
-    // Hashing and writing run on two threads of their own, both fed every range in order, so
-    // that the ranges keep arriving meanwhile (awaiting each write here would stall the fetches
-    // in flight) and hashing (~0.5 s per GiB) does not wait for the page cache copy or the
-    // reverse. Progress counts bytes written to the partial file, not bytes received: what it
-    // shows is what a run interrupted then would keep (received ranges wait in memory).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pieces>(CONCURRENCY);
-    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Pieces>(CONCURRENCY);
+    let mut ranges = (offset..size).step_by(BLOCK_SIZE).map(|s| (s, (s + BLOCK_SIZE as u64).min(size) - 1));
+    // Hashing and writing run on two threads of their own, both fed the bytes in order, so that
+    // the ranges keep arriving meanwhile (awaiting each write here would stall the fetches in
+    // flight) and hashing (~0.5 s per GiB) does not wait for the page cache copy or the
+    // reverse. The next range in order is passed on as it arrives, 1 MiB at a time, not once
+    // it is whole: hashing, the slowest step, then never waits for a range's last bytes while
+    // its first ones are there. Progress counts bytes written to the partial file, not bytes
+    // received: what it shows is what a run interrupted then would keep (received ranges wait
+    // in memory).
+    let depth = CONCURRENCY * BLOCK_SIZE / BATCH;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pieces>(depth);
+    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Pieces>(depth);
     let hashing = tokio::task::spawn_blocking(move || {
         let mut h = hasher;
         while let Some(pieces) = hash_rx.blocking_recv() {
@@ -451,28 +482,58 @@ pub async fn download_file(
     });
     let mut moved = 0;
     let mut fetch_error = None;
-    while let Some(chunk) = chunks.next().await {
-        let pieces = match chunk {
-            Ok(p) => p,
-            Err(e) => {
-                fetch_error = Some(e);
-                break;
+    let mut fetches = std::collections::VecDeque::with_capacity(CONCURRENCY);
+    let start = |(s, e): (u64, u64)| fetch_range(http.clone(), url.to_string(), s, e);
+    fetches.extend(ranges.by_ref().take(CONCURRENCY).map(start));
+    // Passes `batch` on; false if the writer stopped (its error is reported below).
+    let pass = |batch: Vec<bytes::Bytes>| {
+        let (hash_tx, tx) = (&hash_tx, &tx);
+        async move {
+            let pieces: Pieces = batch.into();
+            hash_tx.send(pieces.clone()).await.is_ok() && tx.send(pieces).await.is_ok()
+        }
+    };
+    'ranges: while let Some(mut next) = fetches.pop_front() {
+        fetches.extend(ranges.next().map(start));
+        let (mut batch, mut batched) = (Vec::new(), 0);
+        loop {
+            match next.pieces.recv().await {
+                Some(Ok(piece)) => {
+                    batched += piece.len();
+                    moved += piece.len() as u64;
+                    batch.push(piece);
+                    if batched >= BATCH {
+                        batched = 0;
+                        if !pass(std::mem::take(&mut batch)).await {
+                            break 'ranges;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    fetch_error = Some(e);
+                    break 'ranges;
+                }
+                None => break,
             }
-        };
-        let n: u64 = pieces.iter().map(|p| p.len() as u64).sum();
-        if hash_tx.send(pieces.clone()).await.is_err() || tx.send(pieces).await.is_err() {
-            // The writer stopped; its error is reported below.
+        }
+        if !batch.is_empty() && !pass(batch).await {
             break;
         }
-        moved += n;
     }
+    drop(fetches);
     drop((tx, hash_tx));
     let written = writer.await.map_err(joined)?;
     let hasher = hashing.await.map_err(joined)?;
-    if let Some(e) = fetch_error {
-        return Err(e);
-    }
     written?;
+    if let Some(e) = fetch_error {
+        // What was written is a correct prefix, which the next run carries on from.
+        let kept = format!("the bytes received so far are kept in {}: run the command again to carry on from there", part.display());
+        return Err(match e {
+            ClientError::Transport { endpoint, cause } => ClientError::Transport { endpoint, cause: format!("{cause}; {kept}") },
+            ClientError::Integrity(m) => ClientError::Integrity(format!("{m}; {kept}")),
+            other => other,
+        });
+    }
     let got = hex(&hasher.finalize());
     if got != expected_sha256 {
         let _ = tokio::fs::remove_file(&part).await;
