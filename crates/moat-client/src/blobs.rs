@@ -177,8 +177,12 @@ struct Block {
     offset: u64,
     len: u64,
     /// None when the server already holds this block.
-    data: Option<PooledBlock>,
+    data: Option<bytes::Bytes>,
 }
+
+/// Blocks read but not hashed yet that an upload lets wait before reading slows down to the
+/// hashing thread's pace.
+const HASH_BEHIND: usize = 8;
 
 /// Block buffers an upload fills and sends. A block's buffer comes back here when its request
 /// has sent it, to be filled again: a fresh 4 MiB allocation for every block would have the
@@ -190,8 +194,9 @@ struct BlockPool {
     size: usize,
 }
 
-/// More than the blocks that can be in flight, queued and being read at once.
-const POOLED_BLOCKS: usize = CONCURRENCY + 4;
+/// More than the blocks that can be in flight, queued, waiting to be hashed and being read at
+/// once.
+const POOLED_BLOCKS: usize = CONCURRENCY + HASH_BEHIND + 4;
 
 impl BlockPool {
     fn new(size: usize) -> BlockPool {
@@ -249,15 +254,27 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
 
     let fp = fingerprint(path, &meta);
     let staged = staged_blocks(http, url).await?;
-    // One thread reads and hashes the file in order; the blocks it hands over go out in parallel.
+    // One thread reads the file in order; the blocks it hands over go out in parallel, and to a
+    // thread that hashes them in order. The hash need not keep up with the sending: the server
+    // hashes the blob as blocks arrive too, and with both hashes behind at the end, client and
+    // server finish theirs at once on two cores (the server's answer to Put Block List waits
+    // for its own), where a client that hashed before sending left one core idle while the
+    // server caught up.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(2);
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(HASH_BEHIND);
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        while let Ok(block) = hash_rx.recv() {
+            hasher.update(&block);
+        }
+        hex(&hasher.finalize())
+    });
     let source = path.to_path_buf();
     let block_len = block_size(size);
     let pool = BlockPool::new(block_len);
-    let reader = tokio::task::spawn_blocking(move || -> Result<String, ClientError> {
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), ClientError> {
         let io = |e: std::io::Error| ClientError::Local(format!("cannot read {}: {e}", source.display()));
         let mut f = std::fs::File::open(&source).map_err(io)?;
-        let mut hasher = Sha256::new();
         for index in 0u64.. {
             // read_to_end fills spare capacity without zeroing it first (4 MiB a block), and
             // with `take` it never grows the buffer.
@@ -267,7 +284,10 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
             if filled == 0 {
                 break;
             }
-            hasher.update(&block.buf);
+            let block = bytes::Bytes::from_owner(block);
+            if hash_tx.send(block.clone()).is_err() {
+                break;
+            }
             let id = block_id(&fp, index);
             let data = if staged.contains(&id) { None } else { Some(block) };
             let offset = index * block_len as u64;
@@ -276,7 +296,7 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
                 break;
             }
         }
-        Ok(hex(&hasher.finalize()))
+        Ok(())
     });
     let mut ids = Vec::new();
     let mut moved = 0;
@@ -301,7 +321,7 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
             let resp = http
                 .put(&block_url)
                 .header("x-moat-block-offset", block.offset)
-                .body(bytes::Bytes::from_owner(data))
+                .body(data)
                 .send()
                 .await
                 .map_err(|e| transport(&block_url, e))?;
@@ -313,13 +333,15 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
     while let Some(done) = in_flight.join_next().await {
         moved += done.map_err(joined)??;
     }
-    let local = reader.await.map_err(joined)??;
+    reader.await.map_err(joined)??;
     let xml: String = std::iter::once("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>".to_string())
         .chain(ids.iter().map(|i| format!("<Latest>{i}</Latest>")))
         .chain(std::iter::once("</BlockList>".to_string()))
         .collect();
     let list_url = format!("{url}&comp=blocklist");
-    let resp = http.put(&list_url).body(xml).send().await.map_err(|e| transport(&list_url, e))?;
+    let (resp, local) = tokio::join!(http.put(&list_url).body(xml).send(), hashing);
+    let local = local.map_err(joined)?;
+    let resp = resp.map_err(|e| transport(&list_url, e))?;
     verify_upload(&check(resp).await?, path, &local)?;
     Ok(Transfer { size, moved, sha256: local })
 }
