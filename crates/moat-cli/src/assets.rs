@@ -208,7 +208,15 @@ fn local_files(root: &Path) -> Result<Vec<(PathBuf, String)>, CliError> {
 /// Returns the blob URI to commit.
 async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, String)]) -> Result<String, CliError> {
     let endpoint = c.profile().endpoint.clone();
-    let total: u64 = files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let items: Vec<moat_client::blobs::UploadItem> = files
+        .iter()
+        .map(|(p, rel)| moat_client::blobs::UploadItem {
+            local: p.clone(),
+            path: rel.clone(),
+            size: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        })
+        .collect();
+    let total: u64 = items.iter().map(|f| f.size).sum();
     let mut resumed = PendingUpload::load(&endpoint, vpath, local);
     loop {
         let from_record = resumed.is_some();
@@ -239,20 +247,10 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
         };
         let sas_uri = c.blob_url(&rec.sas_uri).await?;
         let (meter, progress) = Meter::new("upload", total);
-        let mut sent = 0;
-        let mut outcome = Ok(());
-        for (p, rel) in files {
-            match moat_client::blobs::upload_file(c.http(), &moat_client::blobs::blob_url(&sas_uri, rel), p, progress.clone()).await {
-                Ok(t) => sent += t.moved,
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
+        let outcome = moat_client::blobs::upload_files(c.http(), &sas_uri, &items, progress).await;
         meter.finish();
         match outcome {
-            Ok(()) => {
+            Ok(sent) => {
                 eprintln!(
                     "uploaded {} file(s), {total} bytes ({sent} sent, {} already on the server), sha256 verified",
                     files.len(),
@@ -431,17 +429,23 @@ pub async fn download(c: &Client, kind: Kind, t: &Target, dest: &Path) -> CmdRes
         .map_err(|e| usage(format!("the version's file list is not readable: {e}")))?;
     let root = dest.join(&t.name);
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let (meter, progress) = Meter::new("download", total);
-    let mut fetched = 0;
-    for f in &files {
-        if f.path.split('/').any(|s| s == ".." || s == "." || s.is_empty()) || f.path.starts_with('/') {
-            return Err(usage(format!("refusing the unsafe path '{}'", f.path)));
-        }
-        let url = moat_client::blobs::blob_url(&container_url, &format!("{prefix}{}", f.path));
-        let got = moat_client::blobs::download_file(c.http(), &url, &root.join(&f.path), f.size, &f.sha256, progress.clone()).await;
-        fetched += got?.moved;
+    // Every path is checked before anything is written.
+    if let Some(f) = files.iter().find(|f| f.path.split('/').any(|s| s == ".." || s == "." || s.is_empty()) || f.path.starts_with('/')) {
+        return Err(usage(format!("refusing the unsafe path '{}'", f.path)));
     }
+    let items: Vec<moat_client::blobs::DownloadItem> = files
+        .iter()
+        .map(|f| moat_client::blobs::DownloadItem {
+            url: moat_client::blobs::blob_url(&container_url, &format!("{prefix}{}", f.path)),
+            dest: root.join(&f.path),
+            size: f.size,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    let (meter, progress) = Meter::new("download", total);
+    let fetched = moat_client::blobs::download_files(c.http(), &items, progress).await;
     meter.finish();
+    let fetched = fetched?;
     eprintln!(
         "downloaded {} file(s), {total} bytes ({fetched} fetched, {} already here), to {}; sha256 verified",
         files.len(),

@@ -567,3 +567,109 @@ fn a_download_cut_off_by_the_server_resumes_from_its_partial_file() {
     assert_eq!(std::fs::read(dest.join("big/weights.bin")).unwrap(), want);
     assert!(!dest.join("big/weights.bin.moat-part").exists());
 }
+
+#[test]
+fn a_folder_of_many_files_goes_up_and_down_whole_and_is_mended_file_by_file() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("r.yml"), "name: manyreg\nlocation: eastus\n").unwrap();
+    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
+    // 300 small files in nested folders (moved several at a time), one empty, and files past the
+    // small-file size, past one download range and past one upload block (moved one at a time).
+    let src = tmp.path().join("data");
+    let mut files: Vec<(String, Vec<u8>)> = (0..300u32)
+        .map(|i| {
+            let len = (i as usize * 7919) % 40_000;
+            (format!("shard{}/part-{i:04}.bin", i % 7), (0..len).map(|n| (n as u32 ^ i.wrapping_mul(2_654_435_761)) as u8).collect())
+        })
+        .collect();
+    files.push(("empty.txt".into(), Vec::new()));
+    for (name, mib) in [("medium.bin", 2usize), ("large.bin", 9)] {
+        files.push((name.into(), (0..mib * 1024 * 1024 + 5).map(|n| (n * 13 / 7) as u8).collect()));
+    }
+    for (path, bytes) in &files {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let yml = tmp.path().join("data.yml");
+    std::fs::write(&yml, "name: shards\nversion: 1\ntype: uri_folder\npath: ./data\n").unwrap();
+    let out = server.moat(&["data", "create", "--file", yml.to_str().unwrap(), "--registry-name", "manyreg"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(counts(&err, " sent, "), (total, 0), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = v["properties"]["files"].as_array().unwrap();
+    assert_eq!(listed.len(), files.len(), "every file is in the version");
+    for (path, bytes) in &files {
+        let f = listed.iter().find(|f| f["path"] == path.as_str()).unwrap_or_else(|| panic!("{path} is not in the version"));
+        assert_eq!(f["sha256"].as_str().unwrap(), format!("{:x}", Sha256::digest(bytes)), "{path}");
+    }
+
+    let dest = tmp.path().join("out");
+    let download =
+        ["data", "download", "--name", "shards", "--version", "1", "--registry-name", "manyreg", "--download-path", dest.to_str().unwrap()];
+    let out = server.moat(&download);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(counts(&err, " fetched, "), (total, 0), "{err}");
+    for (path, bytes) in &files {
+        assert!(std::fs::read(dest.join("shards").join(path)).unwrap() == *bytes, "{path} came down whole");
+    }
+
+    // Two files gone, one cut short, one changed: the next run fetches those four, whole.
+    let root = dest.join("shards");
+    std::fs::remove_file(root.join("shard3/part-0010.bin")).unwrap();
+    std::fs::remove_file(root.join("large.bin")).unwrap();
+    std::fs::write(root.join("shard1/part-0001.bin"), b"short").unwrap();
+    let changed = root.join("medium.bin");
+    let mut bytes = std::fs::read(&changed).unwrap();
+    bytes[12_345] ^= 0xff;
+    std::fs::write(&changed, bytes).unwrap();
+    let mended = ["shard3/part-0010.bin", "large.bin", "shard1/part-0001.bin", "medium.bin"];
+    let want: u64 = files.iter().filter(|(p, _)| mended.contains(&p.as_str())).map(|(_, b)| b.len() as u64).sum();
+    let out = server.moat(&download);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(counts(&err, " fetched, "), (want, total - want), "{err}");
+    for (path, bytes) in &files {
+        assert!(std::fs::read(root.join(path)).unwrap() == *bytes, "{path} is whole again");
+    }
+
+    // Bytes that changed on the server's disk are refused, whatever the path they come down by.
+    let flip = |path: &str, at: u64| {
+        use std::os::unix::fs::FileExt;
+        let bytes = &files.iter().find(|(p, _)| p == path).unwrap().1;
+        let hex = format!("{:x}", Sha256::digest(bytes));
+        let stored = server.dir.join("blobs/sha256").join(&hex[..2]).join(&hex);
+        let f = std::fs::OpenOptions::new().write(true).open(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display()));
+        f.write_all_at(&[!bytes[at as usize]], at).unwrap();
+    };
+    for (path, at) in [("large.bin", 5 * 1024 * 1024), ("shard2/part-0002.bin", 100)] {
+        flip(path, at);
+        let fresh = tmp.path().join(format!("fresh-{}", path.len()));
+        let args = [
+            "data",
+            "download",
+            "--name",
+            "shards",
+            "--version",
+            "1",
+            "--registry-name",
+            "manyreg",
+            "--download-path",
+            fresh.to_str().unwrap(),
+        ];
+        let out = server.moat(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path}: altered bytes were accepted: {err}");
+        assert!(err.contains(path) && err.contains("but the registry recorded"), "{path}: {err}");
+        let got = fresh.join("shards").join(path);
+        assert!(!got.exists(), "{path}: no file with the altered bytes is left");
+        assert!(
+            !got.with_file_name(format!("{}.moat-part", got.file_name().unwrap().to_str().unwrap())).exists(),
+            "{path}: nor a partial one"
+        );
+    }
+}
