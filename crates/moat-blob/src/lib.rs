@@ -97,6 +97,8 @@ pub struct BlobStore {
     running: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Sha256)>>>,
     /// Whose turn it is to write to each staging file being written (see `Sink::start_shared`).
     turns: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<std::sync::Mutex<()>>>>>,
+    /// Whether writers' temporary files are unnamed (see [`unnamed_works`]).
+    unnamed: bool,
 }
 
 impl BlobStore {
@@ -150,7 +152,19 @@ impl BlobStore {
         }
         // The directories' own names must be durable before anything in them is acknowledged.
         sync_dir(&root).await?;
-        Ok(BlobStore { root, remote, running: Default::default(), turns: Default::default() })
+        let probed = tmp.clone();
+        let unnamed = blocking(move || Ok(unnamed_works(&probed))).await?;
+        if !unnamed {
+            tracing::info!("temporary blob files are named: this file system (or a missing /proc) does not allow unnamed ones");
+        }
+        Ok(BlobStore { root, remote, running: Default::default(), turns: Default::default(), unnamed })
+    }
+
+    /// The store with named temporary files, as on a file system without unnamed ones (for tests).
+    #[cfg(test)]
+    pub(crate) fn named_temporaries(mut self) -> Self {
+        self.unnamed = false;
+        self
     }
 
     /// Where the bytes live, for logs: a directory or the object store URL.
@@ -183,8 +197,14 @@ impl BlobStore {
     /// Like [`BlobStore::writer`], also computing the digest `algorithm` asks for (the
     /// store is keyed by sha256 whatever the client's algorithm).
     pub async fn writer_for(&self, algorithm: Algorithm, limit: u64) -> Result<BlobWriter, BlobError> {
-        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
+        let (tmp, file) = if self.unnamed {
+            let dir = self.root.join("tmp");
+            (None, blocking(move || open_unnamed(&dir)).await?)
+        } else {
+            let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+            let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?.into_std().await;
+            (Some(tmp), file)
+        };
         let sha512 = (algorithm == Algorithm::Sha512).then(Sha512::new);
         // A spool for an object store need not reach the disk.
         let sink = Sink::start(file, Some(Sha256::new()), sha512, self.remote.is_none());
@@ -596,6 +616,33 @@ impl BlobStore {
         Ok(true)
     }
 
+    /// Like [`BlobStore::install`], for an unnamed file (see [`unnamed_works`]): given its name
+    /// in the store by a link, unless equal bytes are there already; closed either way, a big
+    /// one in the background (see [`dispose`]).
+    async fn install_unnamed(&self, file: std::fs::File, digest: &Digest) -> Result<bool, BlobError> {
+        let final_path = self.path_of(digest);
+        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let found = final_path.clone();
+        if blocking(move || gc::freshen(&found)).await? {
+            dispose(file);
+            sync_dir(&dir).await?;
+            return Ok(false);
+        }
+        shard_of(&final_path).await?;
+        let tmp_dir = self.root.join("tmp");
+        let (created, file) = blocking(move || {
+            file.sync_all()?;
+            // Fresh before it is in the store's sight (see gc.rs).
+            file.set_modified(std::time::SystemTime::now())?;
+            let created = link_unnamed(&file, &final_path, &tmp_dir)?;
+            Ok((created, file))
+        })
+        .await?;
+        dispose(file);
+        sync_dir(&dir).await?;
+        Ok(created)
+    }
+
     /// Starts a resumable upload session `id` (letters, digits and `-`): an empty file that
     /// survives restarts until it is finished or discarded.
     pub async fn upload_start(&self, id: &str) -> Result<(), BlobError> {
@@ -813,7 +860,8 @@ fn parts_from<P>(parts: Vec<(P, u64)>, start: u64) -> impl Iterator<Item = (P, u
 /// A write in progress. Dropped without [`BlobWriter::finish`], it leaves nothing behind.
 pub struct BlobWriter {
     store: BlobStore,
-    tmp: PathBuf,
+    /// The temporary file's name, when it has one (see [`unnamed_works`]).
+    tmp: Option<PathBuf>,
     /// Hashes (sha256, and sha512 when the client names its content so) and writes.
     sink: Option<Sink>,
     size: u64,
@@ -868,12 +916,23 @@ impl BlobWriter {
             }
         }
         // Not created, or uploaded: the temporary file goes when the writer drops.
-        let created = match &self.store.remote {
-            Some(r) => {
+        let created = match (&self.store.remote, &self.tmp) {
+            (Some(r), Some(tmp)) => {
                 drop(sunk.file);
-                r.install(&digest, tokio::fs::File::open(&self.tmp).await?).await?
+                r.install(&digest, tokio::fs::File::open(tmp).await?).await?
             }
-            None => self.store.install(&self.tmp, &digest, Some(sunk.file)).await?,
+            (Some(r), None) => {
+                use std::io::Seek;
+                // Read from its start by a descriptor of its own; this one closes it afterwards.
+                let mut spool = sunk.file;
+                spool.seek(std::io::SeekFrom::Start(0))?;
+                let reading = spool.try_clone()?;
+                let created = r.install(&digest, tokio::fs::File::from_std(reading)).await;
+                dispose(spool);
+                created?
+            }
+            (None, Some(tmp)) => self.store.install(tmp, &digest, Some(sunk.file)).await?,
+            (None, None) => self.store.install_unnamed(sunk.file, &digest).await?,
         };
         Ok(Stored { digest, size, created })
     }
@@ -883,7 +942,9 @@ impl Drop for BlobWriter {
     fn drop(&mut self) {
         // Renamed away on success; otherwise the partial file goes (or the whole one, when
         // equal bytes were stored already).
-        remove_tmp(std::mem::take(&mut self.tmp));
+        if let Some(tmp) = self.tmp.take() {
+            remove_tmp(tmp);
+        }
     }
 }
 
@@ -951,6 +1012,62 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Se
     tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
 }
 
+/// Whether `tmp` takes unnamed files (`O_TMPFILE`) that can be given a name later (`linkat`
+/// through `/proc/self/fd`): a writer's bytes then never have a name in `tmp/` to create and
+/// remove (16 writers at once spun on that directory's lock), go into the store by a link rather
+/// than a rename across directories, and vanish by themselves if the process stops. Tried once,
+/// when the store opens; without, temporary files are named.
+fn unnamed_works(tmp: &Path) -> bool {
+    let Ok(file) = open_unnamed(tmp) else { return false };
+    let probe = tmp.join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
+    let linked = link_at(&file, &probe).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    linked
+}
+
+/// An unnamed file in `dir`, open for reading and writing.
+fn open_unnamed(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(dir)
+}
+
+/// Gives open `file` the name `dest` (which must not exist).
+fn link_at(file: &std::fs::File, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let cwd = rustix::fs::CWD;
+    let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(cwd, by_fd.as_str(), cwd, dest, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(std::io::Error::from)
+}
+
+/// Links unnamed `file` into the store as `dest`; false if equal bytes were there and could be
+/// freshened in place. Stored bytes being collected are replaced: linked under a temporary
+/// name in `tmp_dir`, renamed over them.
+fn link_unnamed(file: &std::fs::File, dest: &Path, tmp_dir: &Path) -> std::io::Result<bool> {
+    match link_at(file, dest) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if gc::freshen(dest)? {
+                return Ok(false);
+            }
+            let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
+            link_at(file, &tmp)?;
+            std::fs::rename(&tmp, dest)?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Closes `file`: a big unnamed one (its last descriptor frees its blocks, see
+/// [`REMOVED_IN_BACKGROUND`]) on a blocking thread, without waiting.
+fn dispose(file: std::fs::File) {
+    let big = file.metadata().is_ok_and(|m| m.len() >= REMOVED_IN_BACKGROUND);
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if big => drop(rt.spawn_blocking(move || drop(file))),
+        _ => drop(file),
+    }
+}
+
 /// Files at least this big are removed in the background: freeing a file's blocks takes time
 /// that grows with its size, ~0.2 s per GiB on ext4 mounted with `discard` (which trims them
 /// there and then), and nobody waits for it.
@@ -1007,9 +1124,26 @@ mod tests {
     async fn stores_once_verifies_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).await.unwrap();
+        assert!(store.unnamed, "this file system takes unnamed temporary files");
+        stores_once_verifies_and_leaves_no_temp_files_in(store, dir.path()).await;
+        // And where temporary files must be named.
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).await.unwrap().named_temporaries();
+        stores_once_verifies_and_leaves_no_temp_files_in(store, dir.path()).await;
+    }
+
+    async fn stores_once_verifies_and_leaves_no_temp_files_in(store: BlobStore, root: &Path) {
+        let mut names_in_tmp = 0;
         // Larger than one buffer, so the streaming loop runs several times.
         let data: Vec<u8> = (0..(BUFFER * 3 + 17)).map(|i| (i * 31 % 251) as u8).collect();
         let d = digest_of(&data);
+        // Watched while the write is under way: a named temporary file shows in tmp/.
+        let mut w = store.writer(u64::MAX).await.unwrap();
+        w.read_from(&mut &data[..BUFFER]).await.unwrap();
+        names_in_tmp += count_files(&root.join("tmp"));
+        drop(w);
+        assert_eq!(count_files(&root.join("tmp")), 0, "a dropped write leaves nothing");
+        assert_eq!(names_in_tmp, usize::from(!store.unnamed), "a temporary file has a name only where it must");
         let first = store.put(&data[..], Some(&d), u64::MAX).await.unwrap();
         assert_eq!(first, Stored { digest: d, size: data.len() as u64, created: true });
         let second = store.put(&data[..], None, u64::MAX).await.unwrap();
@@ -1032,7 +1166,7 @@ mod tests {
         assert!(store.get(&digest_of(b"payload")).await.unwrap().is_none());
         // Over the limit stores nothing.
         assert!(matches!(store.put(&b"0123456789"[..], None, 5).await, Err(BlobError::TooLarge { limit: 5 })));
-        assert_eq!(count_files(&dir.path().join("tmp")), 0);
+        assert_eq!(count_files(&root.join("tmp")), 0);
 
         assert!(store.delete(&d).await.unwrap());
         assert!(!store.delete(&d).await.unwrap());
