@@ -621,25 +621,31 @@ impl BlobStore {
     /// one in the background (see [`dispose`]).
     async fn install_unnamed(&self, file: std::fs::File, digest: &Digest) -> Result<bool, BlobError> {
         let final_path = self.path_of(digest);
-        let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let found = final_path.clone();
-        if blocking(move || gc::freshen(&found)).await? {
-            dispose(file);
-            sync_dir(&dir).await?;
-            return Ok(false);
-        }
-        shard_of(&final_path).await?;
         let tmp_dir = self.root.join("tmp");
+        // All of it on one blocking thread: a small blob's write is mostly these steps, and
+        // each hop to a blocking thread and back is two context switches.
         let (created, file) = blocking(move || {
-            file.sync_all()?;
-            // Fresh before it is in the store's sight (see gc.rs).
-            file.set_modified(std::time::SystemTime::now())?;
-            let created = link_unnamed(&file, &final_path, &tmp_dir)?;
+            let dir = final_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let created = if gc::freshen(&final_path)? {
+                false
+            } else {
+                if !dir.try_exists()? {
+                    std::fs::create_dir_all(&dir)?;
+                    if let Some(parent) = dir.parent() {
+                        std::fs::File::open(parent)?.sync_all()?;
+                    }
+                }
+                file.sync_all()?;
+                // Fresh before it is in the store's sight (see gc.rs).
+                file.set_modified(std::time::SystemTime::now())?;
+                link_unnamed(&file, &final_path, &tmp_dir)?
+            };
+            // Another writer may have linked it without having synced the directory yet.
+            std::fs::File::open(&dir)?.sync_all()?;
             Ok((created, file))
         })
         .await?;
         dispose(file);
-        sync_dir(&dir).await?;
         Ok(created)
     }
 
