@@ -1031,10 +1031,11 @@ fn unnamed_works(tmp: &Path) -> bool {
     linked
 }
 
-/// An unnamed file in `dir`, open for reading and writing.
+/// An unnamed file in `dir`, open for reading and writing, with the mode a named one would get
+/// (0666 less the umask).
 fn open_unnamed(dir: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(dir)
+    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).open(dir)
 }
 
 /// Gives open `file` the name `dest` (which must not exist).
@@ -1152,6 +1153,10 @@ mod tests {
         assert_eq!(names_in_tmp, usize::from(!store.unnamed), "a temporary file has a name only where it must");
         let first = store.put(&data[..], Some(&d), u64::MAX).await.unwrap();
         assert_eq!(first, Stored { digest: d, size: data.len() as u64, created: true });
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::write(root.join("reference"), b"").unwrap();
+        assert_eq!(mode(&store.path_of(&d)), mode(&root.join("reference")), "a stored file has a new file's usual mode");
         let second = store.put(&data[..], None, u64::MAX).await.unwrap();
         assert!(!second.created, "equal bytes are stored once");
         let (mut f, size) = store.get(&d).await.unwrap().unwrap();
