@@ -65,9 +65,11 @@ pub fn blob_url(sas_url: &str, path: &str) -> String {
     format!("{}/{}?{sas}", base.trim_end_matches('/'), encode_path(path))
 }
 
+/// A transport error on a SAS URL, named without its query: reqwest's own message names the
+/// URL whole, signature included, and messages end up in terminals and CI logs.
 fn transport(url: &str, e: reqwest::Error) -> ClientError {
     let base = url.split('?').next().unwrap_or(url).to_string();
-    ClientError::Transport { endpoint: base, cause: e.to_string() }
+    ClientError::Transport { endpoint: base, cause: e.without_url().to_string() }
 }
 
 fn joined(e: tokio::task::JoinError) -> ClientError {
@@ -708,6 +710,17 @@ pub async fn list_blobs(http: &reqwest::Client, container_sas_url: &str, prefix:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request to a loopback port nobody listens on.
+    #[tokio::test]
+    async fn a_transport_error_names_the_blob_but_not_its_signature() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/acct/c/f.bin?sv=2025-01-05&sig=SECRETSIG");
+        let e = crate::http_client(&url, None).unwrap().get(&url).send().await.unwrap_err();
+        assert!(e.to_string().contains("SECRETSIG"), "reqwest's own message names the URL whole: {e}");
+        let said = transport(&url, e).to_string();
+        assert!(said.contains(&format!("127.0.0.1:{port}/acct/c/f.bin")) && !said.contains("SECRETSIG"), "{said}");
+    }
 
     #[test]
     fn pieces_are_written_whole_and_in_order() {
