@@ -291,8 +291,7 @@ impl Moat {
         if state.is_none() {
             tx.ensure_container(t.account, t.container, &now).await?;
         }
-        let created_at = self.store.blob(t.account, t.container, blob).await?.map(|b| b.created_at).unwrap_or_else(|| now.clone());
-        let row = BlobRow {
+        let mut row = BlobRow {
             account: t.account.into(),
             container: t.container.into(),
             name: blob.into(),
@@ -300,11 +299,12 @@ impl Moat {
             size: size as i64,
             etag: new_blob_etag(),
             content_type,
-            created_at,
+            created_at: now.clone(),
             updated_at: now,
             parts: parts.as_ref().map(serde_json::to_string).transpose()?,
         };
-        tx.put_blob(&row).await?;
+        // A blob written over keeps its creation time.
+        row.created_at = tx.put_blob(&row).await?;
         // The blob's staged blocks are dropped with it (as Azure discards them), and so are
         // their staging files.
         let cleared = tx.clear_blocks(t.account, t.container, blob).await?;

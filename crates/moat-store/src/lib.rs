@@ -1337,27 +1337,28 @@ impl WriteTx {
     }
 
     /// Creates or replaces a blob.
-    pub async fn put_blob(&mut self, b: &BlobRow) -> Result<()> {
-        sqlx::query("DELETE FROM blobs WHERE account = $1 AND container = $2 AND name = $3")
-            .bind(&b.account)
-            .bind(&b.container)
-            .bind(&b.name)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query(&format!("INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-            .bind(&b.account)
-            .bind(&b.container)
-            .bind(&b.name)
-            .bind(&b.digest)
-            .bind(b.size)
-            .bind(&b.etag)
-            .bind(&b.content_type)
-            .bind(&b.created_at)
-            .bind(&b.updated_at)
-            .bind(&b.parts)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    /// Writes blob `b`, or replaces the blob of its name keeping that one's `created_at`; returns
+    /// the `created_at` the row has now. One statement.
+    pub async fn put_blob(&mut self, b: &BlobRow) -> Result<String> {
+        let (created_at,): (String,) = sqlx::query_as(&format!(
+            "INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (account, container, name) DO UPDATE SET digest = excluded.digest, size = excluded.size,
+             etag = excluded.etag, content_type = excluded.content_type, updated_at = excluded.updated_at, parts = excluded.parts
+             RETURNING created_at"
+        ))
+        .bind(&b.account)
+        .bind(&b.container)
+        .bind(&b.name)
+        .bind(&b.digest)
+        .bind(b.size)
+        .bind(&b.etag)
+        .bind(&b.content_type)
+        .bind(&b.created_at)
+        .bind(&b.updated_at)
+        .bind(&b.parts)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(created_at)
     }
 
     pub async fn delete_blob(&mut self, account: &str, container: &str, name: &str) -> Result<bool> {

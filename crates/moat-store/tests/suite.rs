@@ -188,6 +188,26 @@ async fn contract(store: Store) {
     assert_eq!(tx.list_all_blobs("acct", "c1", "modèle/").await.unwrap().len(), 2);
     drop(tx);
 
+    // A blob written over takes the new content and keeps its creation time.
+    let mut tx = store.write().await.unwrap();
+    let over = moat_store::BlobRow {
+        account: "acct".into(),
+        container: "c1".into(),
+        name: "model/c.bin".into(),
+        // The same content (later checks count references), another size, tag and type.
+        digest: "sha256:00".into(),
+        size: 2,
+        etag: "e2".into(),
+        content_type: Some("text/plain".into()),
+        created_at: "later".into(),
+        updated_at: "later".into(),
+        parts: None,
+    };
+    assert_eq!(tx.put_blob(&over).await.unwrap(), "t", "the first write's creation time");
+    tx.commit().await.unwrap();
+    let got = store.blob("acct", "c1", "model/c.bin").await.unwrap().unwrap();
+    assert_eq!(got, moat_store::BlobRow { created_at: "t".into(), ..over });
+
     // Clearing a blob's staged blocks says where their bytes were, and only theirs.
     let mut tx = store.write().await.unwrap();
     for (name, id, digest) in [("b", "id1", "staged:f1:0:t1"), ("b", "id2", "sha256:01"), ("other", "id1", "staged:f2:0:t2")] {
