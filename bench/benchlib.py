@@ -1,12 +1,44 @@
 """Helpers the benchmark scripts share: free loopback ports, waiting for a listener, a
-process's memory, a tool's version line, a registry with a container SAS on a running moat."""
+process's memory, a tool's version line, a registry with a container SAS on a running moat,
+Azurite on loopback."""
+import contextlib
 import datetime
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
 import urllib.request
+
+# Azurite's well-known development account key (public, in its documentation).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@contextlib.contextmanager
+def azurite(scratch_dir):
+    """Azurite 3.35.0's blob service (installed into bench/.azurite with npm when missing) on a
+    free 127.0.0.1 port, persisting under `scratch_dir`; yields (endpoint, connection string).
+    Stopped, and its files removed, on exit."""
+    binary = os.path.join(HERE, ".azurite", "node_modules", ".bin", "azurite-blob")
+    if not os.path.exists(binary):
+        subprocess.check_call(["npm", "install", "--prefix", os.path.join(HERE, ".azurite"), "--no-audit", "--no-fund",
+                               "azurite@3.35.0"], stdout=subprocess.DEVNULL)
+    port = free_port()
+    loc = os.path.join(scratch_dir, "azurite")
+    proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", loc,
+                             "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
+        yield endpoint, (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+                         f"BlobEndpoint={endpoint};")
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(loc, ignore_errors=True)
 
 
 def free_port():

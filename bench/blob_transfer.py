@@ -41,9 +41,9 @@ import urllib.request
 
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from benchlib import MEMORY_CONDITIONS, MEMORY_HELP, free_port, print_header, registry_with_sas, rss_kib, settle, version, wait_port
+from benchlib import (AZURITE_KEY, MEMORY_CONDITIONS, MEMORY_HELP, azurite, free_port, print_header, registry_with_sas,
+                      rss_kib, settle, version, wait_port)
 
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 HERE = os.path.dirname(os.path.abspath(__file__))
 BLOCK = 8 * 1024 * 1024
 UPLOAD_TARGET, DOWNLOAD_TARGET = 800, 1500
@@ -173,20 +173,7 @@ def moat_run(moat_bin, path, cli_path, size, digest, tmpdir, ready):
 
 
 def azurite_run(path, size, digest, tmpdir, ready):
-    binary = os.path.join(HERE, ".azurite", "node_modules", ".bin", "azurite-blob")
-    if not os.path.exists(binary):
-        subprocess.check_call(["npm", "install", "--prefix", os.path.join(HERE, ".azurite"), "--no-audit", "--no-fund",
-                               "azurite@3.35.0"], stdout=subprocess.DEVNULL)
-    port = free_port()
-    loc = os.path.join(tmpdir, "azurite")
-    proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", loc,
-                             "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
-        conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-                f"BlobEndpoint={endpoint};")
+    with azurite(tmpdir) as (endpoint, conn):
         svc = BlobServiceClient.from_connection_string(conn, max_block_size=BLOCK, max_single_put_size=BLOCK,
                                                        max_chunk_get_size=BLOCK)
         svc.create_container("bench")
@@ -196,10 +183,6 @@ def azurite_run(path, size, digest, tmpdir, ready):
                                      expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2))
         res.update(curl_transfers(f"{endpoint}/bench/curl.bin?{sas}", path, size, digest, ready))
         return res
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(loc, ignore_errors=True)
 
 
 ROWS = [("sdk", "azure-storage-blob SDK (8 MiB blocks, 4 in parallel)"),

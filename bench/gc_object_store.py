@@ -24,9 +24,8 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, print_header, registry_with_sas, wait_port  # noqa: E402
+from benchlib import AZURITE_KEY, free_port, print_header, registry_with_sas, wait_port  # noqa: E402
 
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def main():

@@ -30,10 +30,8 @@ import time
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from benchlib import free_port, print_header, registry_with_sas, settle, wait_port
+from benchlib import azurite, free_port, print_header, registry_with_sas, settle, wait_port
 
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-HERE = os.path.dirname(os.path.abspath(__file__))
 THREADS = 16
 
 
@@ -115,25 +113,9 @@ def moat_run(moat_bin, src, names, tmpdir, ready):
 
 
 def azurite_run(src, names, tmpdir, ready):
-    binary = os.path.join(HERE, ".azurite", "node_modules", ".bin", "azurite-blob")
-    if not os.path.exists(binary):
-        subprocess.check_call(["npm", "install", "--prefix", os.path.join(HERE, ".azurite"), "--no-audit", "--no-fund",
-                               "azurite@3.35.0"], stdout=subprocess.DEVNULL)
-    port = free_port()
-    loc = os.path.join(tmpdir, "azurite")
-    proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", loc,
-                             "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    with azurite(tmpdir) as (_, conn):
         container = BlobServiceClient.from_connection_string(conn).create_container("bench")
         return dict(zip(("sdk_up", "sdk_down"), sdk_folder(container, src, names, os.path.join(tmpdir, "sdk-out"), ready)))
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(loc, ignore_errors=True)
 
 
 def main():
