@@ -619,15 +619,19 @@ async fn download_small(
     Ok(Transfer { size, moved: size, sha256: got })
 }
 
-/// Files up to this size move several at a time ([`FILES_AT_ONCE`]); bigger ones one at a
-/// time, each in blocks or ranges in parallel. A folder of many small files would otherwise take
-/// a few round trips per file, one file after the other (a millisecond or two each).
-pub const SMALL_FILE: u64 = 1024 * 1024;
+/// Files up to this size (one download range) move several at a time: at most
+/// [`FILES_AT_ONCE`], and at most [`BYTES_AT_ONCE`] of them together; bigger ones one at a time,
+/// each in blocks or ranges in parallel. A folder of many small files would otherwise take a
+/// few round trips per file, one file after the other (a millisecond or two each here, more
+/// over a real network).
+pub const SMALL_FILE: u64 = BLOCK_SIZE as u64;
 /// Small files moved at once.
 pub const FILES_AT_ONCE: usize = 16;
+/// Bytes of small files moved at once (each counts as at least 1 MiB): what they hold in memory.
+pub const BYTES_AT_ONCE: u64 = 16 * 1024 * 1024;
 
 /// Runs `each` over the files of `sizes` (by index), those of at most [`SMALL_FILE`] bytes
-/// [`FILES_AT_ONCE`] at a time, then the others one at a time; adds up what they return, and
+/// several at a time (see there), then the others one at a time; adds up what they return, and
 /// stops at the first error (transfers under way are dropped).
 async fn small_ones_at_once<F, Fut>(sizes: impl Iterator<Item = u64>, each: F) -> Result<u64, ClientError>
 where
@@ -635,11 +639,20 @@ where
     Fut: std::future::Future<Output = Result<u64, ClientError>>,
 {
     use futures_util::StreamExt;
+    const MIB: u64 = 1024 * 1024;
     let sizes: Vec<u64> = sizes.collect();
     let small = (0..sizes.len()).filter(|&i| sizes[i] <= SMALL_FILE);
     let big = (0..sizes.len()).filter(|&i| sizes[i] > SMALL_FILE);
     let mut moved = 0;
-    let mut at_once = futures_util::stream::iter(small).map(&each).buffer_unordered(FILES_AT_ONCE);
+    // One permit per MiB of the budget.
+    let budget = tokio::sync::Semaphore::new((BYTES_AT_ONCE / MIB) as usize);
+    let (budget, each, sizes) = (&budget, &each, &sizes);
+    let within_budget = |i: usize| async move {
+        let mib = sizes[i].div_ceil(MIB).clamp(1, BYTES_AT_ONCE / MIB) as u32;
+        let _held = budget.acquire_many(mib).await.map_err(|e| ClientError::Local(format!("transfer budget: {e}")))?;
+        each(i).await
+    };
+    let mut at_once = futures_util::stream::iter(small).map(within_budget).buffer_unordered(FILES_AT_ONCE);
     while let Some(done) = at_once.next().await {
         moved += done?;
     }
