@@ -629,19 +629,14 @@ impl BlobStore {
             let created = if gc::freshen(&final_path)? {
                 false
             } else {
-                if !dir.try_exists()? {
-                    std::fs::create_dir_all(&dir)?;
-                    if let Some(parent) = dir.parent() {
-                        std::fs::File::open(parent)?.sync_all()?;
-                    }
-                }
+                make_shard(&final_path)?;
                 file.sync_all()?;
                 // Fresh before it is in the store's sight (see gc.rs).
                 file.set_modified(std::time::SystemTime::now())?;
                 link_unnamed(&file, &final_path, &tmp_dir)?
             };
             // Another writer may have linked it without having synced the directory yet.
-            std::fs::File::open(&dir)?.sync_all()?;
+            sync_dir_now(&dir)?;
             Ok((created, file))
         })
         .await?;
@@ -1069,10 +1064,7 @@ fn link_unnamed(file: &std::fs::File, dest: &Path, tmp_dir: &Path) -> std::io::R
 /// [`REMOVED_IN_BACKGROUND`]) on a blocking thread, without waiting.
 fn dispose(file: std::fs::File) {
     let big = file.metadata().is_ok_and(|m| m.len() >= REMOVED_IN_BACKGROUND);
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) if big => drop(rt.spawn_blocking(move || drop(file))),
-        _ => drop(file),
-    }
+    now_or_in_background(big, move || drop(file));
 }
 
 /// Files at least this big are removed in the background: freeing a file's blocks takes time
@@ -1084,27 +1076,38 @@ const REMOVED_IN_BACKGROUND: u64 = 64 * 1024 * 1024;
 /// without waiting for it. Never fails: a file left behind goes at the next start.
 fn remove_tmp(path: PathBuf) {
     let big = std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() >= REMOVED_IN_BACKGROUND);
-    let unlink = move || {
+    now_or_in_background(big, move || {
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(file = %path.display(), error = %e, "removing a temporary blob file failed; it goes at the next start");
         }
-    };
+    });
+}
+
+/// Runs `f` on a blocking thread without waiting for it when `big` (and in a runtime); now
+/// otherwise.
+fn now_or_in_background(big: bool, f: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
-        Ok(rt) if big => drop(rt.spawn_blocking(unlink)),
-        _ => unlink(),
+        Ok(rt) if big => drop(rt.spawn_blocking(f)),
+        _ => f(),
     }
 }
 
 /// The shard directory stored blob `path` goes in, created (and made durable in its parent)
 /// when new.
 async fn shard_of(path: &Path) -> std::io::Result<PathBuf> {
+    let path = path.to_path_buf();
+    blocking(move || make_shard(&path)).await
+}
+
+/// [`shard_of`], on the calling thread.
+fn make_shard(path: &Path) -> std::io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    if !tokio::fs::try_exists(&dir).await? {
-        tokio::fs::create_dir_all(&dir).await?;
+    if !dir.try_exists()? {
+        std::fs::create_dir_all(&dir)?;
         if let Some(parent) = dir.parent() {
-            sync_dir(parent).await?;
+            sync_dir_now(parent)?;
         }
     }
     Ok(dir)
@@ -1112,7 +1115,12 @@ async fn shard_of(path: &Path) -> std::io::Result<PathBuf> {
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)?
+    blocking(move || sync_dir_now(&dir)).await
+}
+
+/// Makes `dir`'s entries durable, on the calling thread.
+fn sync_dir_now(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
