@@ -17,6 +17,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @contextlib.contextmanager
+def moat_serving(moat_bin, data_dir, env=None):
+    """`moat serve` over plain HTTP on a free 127.0.0.1 port with data in `data_dir` (its profile
+    there, see `registry_with_sas`), `MOAT_LOG=warn` and `env` on top of this environment; yields
+    the process once it listens. Stopped, and `data_dir` removed, on exit."""
+    port = free_port()
+    proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "MOAT_LOG": "warn", **(env or {})})
+    try:
+        wait_port(port)
+        time.sleep(0.3)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def azurite(scratch_dir):
     """Azurite 3.35.0's blob service (installed into bench/.azurite with npm when missing) on a
     free 127.0.0.1 port, persisting under `scratch_dir`; yields (endpoint, connection string).

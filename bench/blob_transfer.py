@@ -41,8 +41,8 @@ import urllib.request
 
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from benchlib import (AZURITE_KEY, MEMORY_CONDITIONS, MEMORY_HELP, azurite, free_port, print_header, registry_with_sas,
-                      rss_kib, settle, version, wait_port)
+from benchlib import (AZURITE_KEY, MEMORY_CONDITIONS, MEMORY_HELP, azurite, moat_serving, print_header, registry_with_sas,
+                      rss_kib, settle, version)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BLOCK = 8 * 1024 * 1024
@@ -126,50 +126,43 @@ def curl_transfers(url, path, size, digest, ready):
 
 
 def moat_run(moat_bin, path, cli_path, size, digest, tmpdir, ready):
-    data = os.path.join(tmpdir, "moat-data")
-    port = free_port()
-    proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "MOAT_LOG": "warn"})
-    try:
-        wait_port(port)
-        time.sleep(0.3)
-        endpoint, env, account, sas = registry_with_sas(moat_bin, data, tmpdir, "benchreg", "bench")
-        base_rss = rss_kib(proc.pid, "VmRSS:")
-        url = f"{endpoint}/{account}/bench/big.bin?{sas}"
-        res = sdk_transfers(BlobClient.from_blob_url(url, max_block_size=BLOCK, max_single_put_size=BLOCK,
-                                                     max_chunk_get_size=BLOCK), path, size, digest, tmpdir, ready)
-        res.update(curl_transfers(f"{endpoint}/{account}/bench/curl.bin?{sas}", path, size, digest, ready))
-        # A file of its own through the CLI: `moat model create` (startPendingUpload, blocks, commit)
-        # and `moat model download` (ranges, sha256-verified), each timed end to end.
-        model = os.path.join(tmpdir, "model")
-        os.makedirs(model, exist_ok=True)
-        os.link(cli_path, os.path.join(model, "weights.bin"))
-        yml = os.path.join(tmpdir, "model.yml")
-        open(yml, "w").write("name: big\nversion: 1\npath: ./model\n")
-        cli_env = {**env, "MOAT_STATE_DIR": os.path.join(tmpdir, "state")}
-        quiet = {"env": cli_env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        res["cli_up"] = timed(ready, size, lambda: subprocess.check_call(
-            [moat_bin, "model", "create", "--file", yml, "--registry-name", "benchreg"], **quiet))
-        out = os.path.join(tmpdir, "cli-out")
-        res["cli_down"] = timed(ready, size, lambda: subprocess.check_call(
-            [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
-             "--download-path", out], **quiet))
-        shutil.rmtree(out, ignore_errors=True)
-        # The same download again: the first one read the blob from the disk (the CLI's upload
-        # wrote it around the page cache), this one finds it cached, as later downloads of a
-        # blob in use do.
-        res["cli_again_down"] = timed(ready, size, lambda: subprocess.check_call(
-            [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
-             "--download-path", out], **quiet))
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.rmtree(model, ignore_errors=True)
-        res["rss"] = (rss_kib(proc.pid, "VmHWM:") - base_rss) / 1024
-        return res
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(os.path.join(tmpdir, "state"), ignore_errors=True)
+    data, state = os.path.join(tmpdir, "moat-data"), os.path.join(tmpdir, "state")
+    with moat_serving(moat_bin, data) as proc:
+        try:
+            endpoint, env, account, sas = registry_with_sas(moat_bin, data, tmpdir, "benchreg", "bench")
+            base_rss = rss_kib(proc.pid, "VmRSS:")
+            url = f"{endpoint}/{account}/bench/big.bin?{sas}"
+            res = sdk_transfers(BlobClient.from_blob_url(url, max_block_size=BLOCK, max_single_put_size=BLOCK,
+                                                         max_chunk_get_size=BLOCK), path, size, digest, tmpdir, ready)
+            res.update(curl_transfers(f"{endpoint}/{account}/bench/curl.bin?{sas}", path, size, digest, ready))
+            # A file of its own through the CLI: `moat model create` (startPendingUpload, blocks, commit)
+            # and `moat model download` (ranges, sha256-verified), each timed end to end.
+            model = os.path.join(tmpdir, "model")
+            os.makedirs(model, exist_ok=True)
+            os.link(cli_path, os.path.join(model, "weights.bin"))
+            yml = os.path.join(tmpdir, "model.yml")
+            open(yml, "w").write("name: big\nversion: 1\npath: ./model\n")
+            cli_env = {**env, "MOAT_STATE_DIR": state}
+            quiet = {"env": cli_env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            res["cli_up"] = timed(ready, size, lambda: subprocess.check_call(
+                [moat_bin, "model", "create", "--file", yml, "--registry-name", "benchreg"], **quiet))
+            out = os.path.join(tmpdir, "cli-out")
+            res["cli_down"] = timed(ready, size, lambda: subprocess.check_call(
+                [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
+                 "--download-path", out], **quiet))
+            shutil.rmtree(out, ignore_errors=True)
+            # The same download again: the first one read the blob from the disk (the CLI's upload
+            # wrote it around the page cache), this one finds it cached, as later downloads of a
+            # blob in use do.
+            res["cli_again_down"] = timed(ready, size, lambda: subprocess.check_call(
+                [moat_bin, "model", "download", "--name", "big", "--version", "1", "--registry-name", "benchreg",
+                 "--download-path", out], **quiet))
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(model, ignore_errors=True)
+            res["rss"] = (rss_kib(proc.pid, "VmHWM:") - base_rss) / 1024
+            return res
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def azurite_run(path, size, digest, tmpdir, ready):

@@ -24,7 +24,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import AZURITE_KEY, free_port, print_header, registry_with_sas, wait_port  # noqa: E402
+from benchlib import AZURITE_KEY, moat_serving, print_header, registry_with_sas  # noqa: E402
 
 
 
@@ -41,50 +41,44 @@ def main():
     print_header("gc_object_store.py", "Azurite 3.35.0 (scripts/object-stores-for-tests.sh)")
     tmp = tempfile.mkdtemp()
     data = os.path.join(tmp, "data")
-    port = free_port()
-    env_server = {**os.environ, "MOAT_LOG": "warn", "MOAT_GC_INTERVAL_SECS": "0", "MOAT_GC_GRACE_SECS": "1",
+    env_server = {"MOAT_GC_INTERVAL_SECS": "0", "MOAT_GC_GRACE_SECS": "1",
                   "MOAT_BLOB_URL": f"azure://moat-test/{uuid.uuid4()}", "AZURE_STORAGE_ACCOUNT_NAME": "devstoreaccount1",
                   "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY, "AZURE_STORAGE_ENDPOINT": azurite, "AZURE_ALLOW_HTTP": "true"}
-    srv = subprocess.Popen([moat, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_server)
     try:
-        wait_port(port)
-        time.sleep(0.3)
-        endpoint, env, account, sas = registry_with_sas(moat, data, tmp, "gcreg", "gcbench")
-        base = f"{endpoint}/{account}/gcbench"
+        with moat_serving(moat, data, env_server):
+            endpoint, env, account, sas = registry_with_sas(moat, data, tmp, "gcreg", "gcbench")
+            base = f"{endpoint}/{account}/gcbench"
 
-        def store(i):
-            url = f"{base}/b{i}?{sas}"
-            body = f"blob {i} {uuid.uuid4()}".encode()
-            urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT", headers={"x-ms-blob-type": "BlockBlob"})).read()
-            if i < a.unreferenced:
-                urllib.request.urlopen(urllib.request.Request(url, method="DELETE")).read()
+            def store(i):
+                url = f"{base}/b{i}?{sas}"
+                body = f"blob {i} {uuid.uuid4()}".encode()
+                urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT", headers={"x-ms-blob-type": "BlockBlob"})).read()
+                if i < a.unreferenced:
+                    urllib.request.urlopen(urllib.request.Request(url, method="DELETE")).read()
 
-        total = a.unreferenced + a.referenced
-        t0 = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(store, range(total)))
-        print(f"stored {total} objects, {a.unreferenced} of them then deleted, in {time.perf_counter() - t0:.1f} s")
-        time.sleep(1.5)
-        rows = []
-        for name, args in (("dry run", ["--dry-run"]), ("collection", [])):
+            total = a.unreferenced + a.referenced
             t0 = time.perf_counter()
-            out = json.loads(subprocess.check_output([moat, "storage", "gc", *args], env=env))
-            secs = time.perf_counter() - t0
-            if (out["files"], out["removed"]) != (total, a.unreferenced):
-                sys.exit(f"{name}: expected {total} objects looked at and {a.unreferenced} removed, got {out}")
-            rows.append((name, out["files"], out["removed"], secs))
-        after = json.loads(subprocess.check_output([moat, "storage", "gc", "--dry-run"], env=env))
-        if after["files"] != a.referenced:
-            sys.exit(f"after the collection the store holds {after['files']} objects, not {a.referenced}")
-        print()
-        print("| `moat storage gc` on Azurite | objects looked at | removed | seconds, end to end |")
-        print("|---|---|---|---|")
-        for name, files, removed, secs in rows:
-            print(f"| {name} | {files:,} | {removed:,} | {secs:.2f} |")
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                list(pool.map(store, range(total)))
+            print(f"stored {total} objects, {a.unreferenced} of them then deleted, in {time.perf_counter() - t0:.1f} s")
+            time.sleep(1.5)
+            rows = []
+            for name, args in (("dry run", ["--dry-run"]), ("collection", [])):
+                t0 = time.perf_counter()
+                out = json.loads(subprocess.check_output([moat, "storage", "gc", *args], env=env))
+                secs = time.perf_counter() - t0
+                if (out["files"], out["removed"]) != (total, a.unreferenced):
+                    sys.exit(f"{name}: expected {total} objects looked at and {a.unreferenced} removed, got {out}")
+                rows.append((name, out["files"], out["removed"], secs))
+            after = json.loads(subprocess.check_output([moat, "storage", "gc", "--dry-run"], env=env))
+            if after["files"] != a.referenced:
+                sys.exit(f"after the collection the store holds {after['files']} objects, not {a.referenced}")
+            print()
+            print("| `moat storage gc` on Azurite | objects looked at | removed | seconds, end to end |")
+            print("|---|---|---|---|")
+            for name, files, removed, secs in rows:
+                print(f"| {name} | {files:,} | {removed:,} | {secs:.2f} |")
     finally:
-        srv.terminate()
-        srv.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -30,7 +30,7 @@ import time
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from benchlib import azurite, free_port, print_header, registry_with_sas, settle, wait_port
+from benchlib import azurite, moat_serving, print_header, registry_with_sas, settle
 
 THREADS = 16
 
@@ -81,35 +81,28 @@ def sdk_folder(container: ContainerClient, src, names, out, ready):
 
 
 def moat_run(moat_bin, src, names, tmpdir, ready):
-    data = os.path.join(tmpdir, "moat-data")
-    port = free_port()
-    proc = subprocess.Popen([moat_bin, "serve", "--tls=false", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "MOAT_LOG": "warn"})
-    try:
-        wait_port(port)
-        time.sleep(0.3)
-        endpoint, env, account, sas = registry_with_sas(moat_bin, data, tmpdir, "benchreg", "bench")
-        container = ContainerClient.from_container_url(f"{endpoint}/{account}/bench?{sas}")
-        res = dict(zip(("sdk_up", "sdk_down"), sdk_folder(container, src, names, os.path.join(tmpdir, "sdk-out"), ready)))
-        yml = os.path.join(tmpdir, "folder.yml")
-        with open(yml, "w") as f:
-            f.write(f"name: folder\nversion: 1\ntype: uri_folder\npath: {src}\n")
-        cli_env = {**env, "MOAT_STATE_DIR": os.path.join(tmpdir, "state")}
-        quiet = {"env": cli_env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        res["cli_up"] = timed(ready, lambda: subprocess.check_call(
-            [moat_bin, "data", "create", "--file", yml, "--registry-name", "benchreg"], **quiet))
-        out = os.path.join(tmpdir, "cli-out")
-        res["cli_down"] = timed(ready, lambda: subprocess.check_call(
-            [moat_bin, "data", "download", "--name", "folder", "--version", "1", "--registry-name", "benchreg",
-             "--download-path", out], **quiet))
-        same_tree(src, os.path.join(out, "folder"), names)
-        shutil.rmtree(out)
-        return res
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(os.path.join(tmpdir, "state"), ignore_errors=True)
+    data, state = os.path.join(tmpdir, "moat-data"), os.path.join(tmpdir, "state")
+    with moat_serving(moat_bin, data):
+        try:
+            endpoint, env, account, sas = registry_with_sas(moat_bin, data, tmpdir, "benchreg", "bench")
+            container = ContainerClient.from_container_url(f"{endpoint}/{account}/bench?{sas}")
+            res = dict(zip(("sdk_up", "sdk_down"), sdk_folder(container, src, names, os.path.join(tmpdir, "sdk-out"), ready)))
+            yml = os.path.join(tmpdir, "folder.yml")
+            with open(yml, "w") as f:
+                f.write(f"name: folder\nversion: 1\ntype: uri_folder\npath: {src}\n")
+            cli_env = {**env, "MOAT_STATE_DIR": state}
+            quiet = {"env": cli_env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            res["cli_up"] = timed(ready, lambda: subprocess.check_call(
+                [moat_bin, "data", "create", "--file", yml, "--registry-name", "benchreg"], **quiet))
+            out = os.path.join(tmpdir, "cli-out")
+            res["cli_down"] = timed(ready, lambda: subprocess.check_call(
+                [moat_bin, "data", "download", "--name", "folder", "--version", "1", "--registry-name", "benchreg",
+                 "--download-path", out], **quiet))
+            same_tree(src, os.path.join(out, "folder"), names)
+            shutil.rmtree(out)
+            return res
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def azurite_run(src, names, tmpdir, ready):
