@@ -15,7 +15,11 @@ ListServiceSas) and through Azurite (the Azure storage emulator from npm, on-dis
     sha256-verified, fsynced), each end to end, and the same download once more, which finds
     the blob in the server's page cache (the first read it from the disk);
 
-and moat's peak RSS growth. Each timed transfer starts after `sync`; in the 'recycled' memory
+and moat's peak RSS growth. It also times the disk alone doing what a first CLI download asks of
+it when client and server share one machine: reading the file while it is not cached (4 threads,
+8 MiB ranges in 1 MiB reads, as the server serves the CLI's ranges) and at the same time writing
+as much with `O_DIRECT` and fsyncing it (as the CLI writes); that sets the first download's
+ceiling here. Each timed transfer starts after `sync`; in the 'recycled' memory
 condition a scratch file twice the size is written and deleted first (see `--help` and
 docs/BENCHMARKS.md). Rounds alternate which server goes first; with `--runs N` the tables
 show medians. Prints markdown tables for docs/BENCHMARKS.md.
@@ -29,6 +33,7 @@ Needs: `cargo build --release`, `pip install azure-storage-blob==12.31.1`, curl,
 import argparse
 import datetime
 import hashlib
+import mmap
 import os
 import random
 import shutil
@@ -36,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -125,6 +131,55 @@ def curl_transfers(url, path, size, digest, ready):
     return res
 
 
+def disk_ceiling(path, size, tmpdir, ready):
+    """MB/s per direction of the disk reading `path` (not cached: its pages are dropped first)
+    with 4 threads, 8 MiB ranges in 1 MiB reads, while one thread writes `size` bytes to a new
+    file with O_DIRECT in 8 MiB writes and fsyncs it; None where the file system refuses
+    O_DIRECT."""
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    out = os.path.join(tmpdir, "ceiling.bin")
+    try:
+        wfd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT)
+    except OSError:
+        return None
+    ranges, lock = list(range(0, size, BLOCK)), threading.Lock()
+
+    def reader():
+        rfd = os.open(path, os.O_RDONLY)
+        try:
+            while True:
+                with lock:
+                    if not ranges:
+                        return
+                    start = ranges.pop(0)
+                for o in range(start, min(start + BLOCK, size), 1024 * 1024):
+                    os.pread(rfd, 1024 * 1024, o)
+        finally:
+            os.close(rfd)
+
+    def writer():
+        buf = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT needs
+        buf.write(os.urandom(BLOCK))
+        for o in range(0, size - size % BLOCK, BLOCK):
+            os.pwritev(wfd, [buf], o)
+        os.fsync(wfd)
+
+    try:
+        ready()
+        threads = [threading.Thread(target=reader) for _ in range(4)] + [threading.Thread(target=writer)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return size / (time.perf_counter() - t) / 1e6
+    finally:
+        os.close(wfd)
+        os.unlink(out)
+
+
 def moat_run(moat_bin, path, cli_path, size, digest, tmpdir, ready):
     data, state = os.path.join(tmpdir, "moat-data"), os.path.join(tmpdir, "state")
     with moat_serving(moat_bin, data) as proc:
@@ -196,6 +251,7 @@ def main():
     size = a.size_mib * 1024 * 1024
     conds = MEMORY_CONDITIONS if a.memory == "both" else (a.memory,)
     results = {(c, s): [] for c in conds for s in ("moat", "azurite")}
+    ceiling = {c: [] for c in conds}
     tmpdir = tempfile.mkdtemp(prefix="moat-bench-")
     try:
         path = os.path.join(tmpdir, "input.bin")
@@ -214,6 +270,8 @@ def main():
                     results[c, s].append(runs[s](ready))
                     print(f"run {n + 1}/{a.runs} {c} {s}: " + ", ".join(
                         f"{k} {v:.0f}" for k, v in results[c, s][-1].items() if k != "rss") + " MB/s", file=sys.stderr)
+                ceiling[c].append(disk_ceiling(cli_path, size, tmpdir, ready))
+                print(f"run {n + 1}/{a.runs} {c}: the disk reading and writing at once {ceiling[c][-1] or 0:.0f} MB/s", file=sys.stderr)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -231,6 +289,11 @@ def main():
             up, down = f"{key}_up", f"{key}_down"
             print(f"| {label} | {f'{m[up]:.0f}' if up in m else '–'} | {f'{z[up]:.0f}' if up in z else '–'} | {m[down]:.0f} | "
                   f"{f'{z[down]:.0f}' if down in z else '–'} |")
+        disk = [v for v in ceiling[c] if v is not None]
+        if disk:
+            print(f"\nThe disk alone, reading {a.size_mib} MiB not cached while writing as much with O_DIRECT (what a first CLI "
+                  f"download asks of it with client and server on one machine), the first download's ceiling here: "
+                  f"{statistics.median(disk):.0f} MB/s per direction{' (median)' if len(disk) > 1 else ''}.")
         best_up = max(m["sdk_up"], m["cli_up"])
         best_down = max(m["sdk_down"], m["cli_down"])
         again = m["cli_again_down"]
