@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use moat_core::blobs::BlobTarget;
+use moat_core::blobs::{BlobConditions, BlobTarget, ReadCondition};
 use moat_core::{Error, Moat};
 use moat_store::BlobRow;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -146,7 +146,11 @@ fn xml_escape(s: &str) -> String {
 
 /// An error as Azure Blob writes it: XML body and `x-ms-error-code`.
 pub fn xml_error(e: Error, head: bool) -> Response {
-    let (status, code, _target, message) = describe(&e);
+    let (status, mut code, _target, message) = describe(&e);
+    if status == StatusCode::PRECONDITION_FAILED {
+        // Azure Blob's name for a conditional header that failed.
+        code = "ConditionNotMet".into();
+    }
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
         xml_escape(&code),
@@ -169,12 +173,32 @@ fn common_headers(h: &mut HeaderMap) {
     }
 }
 
+/// HTTP's date format (RFC 9110's IMF-fixdate), always in GMT.
+const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+
 fn http_date(rfc3339: &str) -> String {
-    let fmt = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
-        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&fmt).ok())
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&HTTP_DATE).ok())
         .unwrap_or_default()
+}
+
+/// The request's conditional headers; a date that is not an HTTP date is a 400.
+fn conditions(h: &HeaderMap) -> Result<BlobConditions, Error> {
+    let text = |n: &header::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let date = |n: header::HeaderName| match text(&n) {
+        None => Ok(None),
+        Some(v) => time::PrimitiveDateTime::parse(&v, &HTTP_DATE)
+            .map(|t| Some(t.assume_utc()))
+            .map_err(|_| bad("InvalidHeaderValue", format!("{n}: '{v}' is not an HTTP date (like 'Tue, 01 Dec 2026 08:00:00 GMT')."))),
+    };
+    Ok(BlobConditions {
+        if_match: text(&header::IF_MATCH),
+        if_none_match: text(&header::IF_NONE_MATCH),
+        if_modified_since: date(header::IF_MODIFIED_SINCE)?,
+        if_unmodified_since: date(header::IF_UNMODIFIED_SINCE)?,
+    })
 }
 
 fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
@@ -183,7 +207,6 @@ fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
         (header::ETAG.as_str(), b.etag.clone()),
         (header::LAST_MODIFIED.as_str(), http_date(&b.updated_at)),
         ("x-ms-creation-time", http_date(&b.created_at)),
-        ("x-ms-request-server-encrypted", "true".to_string()),
         // moat's extension: the sha256 it computed while storing, so a client can verify an
         // upload, or skip a file already uploaded, without reading the bytes back.
         ("x-moat-content-sha256", b.digest.trim_start_matches("sha256:").to_string()),
@@ -359,8 +382,17 @@ pub async fn handle(moat: &Moat, req: Request, client: &str, origin: &str) -> Re
 }
 
 async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin: &str) -> Result<Response, Error> {
-    let t = BlobTarget { account: &p.account, container: &p.container, blob: p.blob.as_deref(), query: &p.query, client, origin };
     let headers = req.headers().clone();
+    let conditions = conditions(&headers)?;
+    let t = BlobTarget {
+        account: &p.account,
+        container: &p.container,
+        blob: p.blob.as_deref(),
+        query: &p.query,
+        client,
+        origin,
+        conditions: &conditions,
+    };
     match &p.endpoint {
         BlobEndpoint::PutBlob => {
             match headers.get("x-ms-blob-type").and_then(|v| v.to_str().ok()) {
@@ -373,6 +405,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             let row = moat.put_blob(&t, reader, ct).await?;
             let mut resp = StatusCode::CREATED.into_response();
             blob_headers(resp.headers_mut(), &row);
+            resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
             Ok(resp)
         }
         BlobEndpoint::PutBlock { block_id } => {
@@ -404,6 +437,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             let row = moat.put_block_list(&t, &ids, ct).await?;
             let mut resp = StatusCode::CREATED.into_response();
             blob_headers(resp.headers_mut(), &row);
+            resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
             Ok(resp)
         }
         BlobEndpoint::GetBlockList { list_type } => {
@@ -427,6 +461,11 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
         }
         BlobEndpoint::GetBlob | BlobEndpoint::GetBlobProperties => {
             let (row, parts) = moat.get_blob(&t).await?;
+            if conditions.check_read(&row)? == ReadCondition::NotModified {
+                let mut resp = StatusCode::NOT_MODIFIED.into_response();
+                blob_headers(resp.headers_mut(), &row);
+                return Ok(resp);
+            }
             let size = row.size as u64;
             // Get Blob Properties describes the whole blob, whatever Range says.
             let range = if p.endpoint == BlobEndpoint::GetBlobProperties { None } else { parse_range(&headers)? };
@@ -454,6 +493,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             let mut resp = (status, body).into_response();
             let h = resp.headers_mut();
             blob_headers(h, &row);
+            h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             h.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
             if let Ok(v) = HeaderValue::from_str(row.content_type.as_deref().unwrap_or("application/octet-stream")) {

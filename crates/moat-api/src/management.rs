@@ -30,12 +30,25 @@ pub(crate) fn with_etag<T: Serialize>(status: StatusCode, v: Versioned<T>) -> Re
     resp
 }
 
+/// A page of a list, with a `nextLink` when more remain. The link repeats every parameter of
+/// the request (`listViewType`, `$filter`, `$top`, …) as it came, so that the next page is of
+/// the same list, with the new `$skipToken` in place of the old one.
 pub(crate) fn page<T: Serialize>(state: &AppState, uri: &Uri, q: &CommonQuery, listed: Listed<T>) -> Response {
     let next_link = listed.next_after.map(|after| {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after.as_bytes());
         let api = q.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
-        let top = q.top.map(|t| format!("&$top={t}")).unwrap_or_default();
-        format!("{}{}?api-version={api}&$skipToken={token}{top}", state.moat.config().public_url, uri.path())
+        let mut link = format!("{}{}?api-version={api}", state.moat.config().public_url, uri.path());
+        let kept = uri.query().unwrap_or_default().split('&').filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            let key = moat_types::uri::percent_decode(key, true).unwrap_or_default();
+            !pair.is_empty() && !key.eq_ignore_ascii_case("$skipToken") && !key.eq_ignore_ascii_case("api-version")
+        });
+        for pair in kept {
+            link.push('&');
+            link.push_str(pair);
+        }
+        link.push_str(&format!("&$skipToken={token}"));
+        link
     });
     axum::Json(Page { value: listed.items, next_link }).into_response()
 }

@@ -34,29 +34,29 @@ pub enum OciPath {
 }
 
 impl OciPath {
-    /// Parses the part of the path after `/v2/`.
+    /// Parses the part of the path after `/v2/`. The endpoint is named by the path's last
+    /// segments (a reference, digest or upload ID holds no `/`), so a repository whose name has
+    /// a segment such as `blobs` or `manifests` is read whole: `a/manifests/x/blobs/<digest>`
+    /// is a blob of repository `a/manifests/x`.
     pub fn parse(rest: &str) -> Option<OciPath> {
         let rest = rest.trim_end_matches('/');
-        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        if let Some(name) = rest.strip_suffix("/tags/list") {
-            return Some(OciPath::Tags { name: nonempty(name)? });
+        // The repository: everything before the last `n` segments, not empty.
+        let name_before = |n: usize| {
+            let cut = rest.rmatch_indices('/').nth(n - 1)?.0;
+            (cut > 0).then(|| rest[..cut].to_string())
+        };
+        let segs: Vec<&str> = rest.rsplit('/').take(3).collect();
+        let last = |i: usize| segs.get(i).copied();
+        let arg = segs.first().filter(|s| !s.is_empty()).map(|s| s.to_string());
+        match (last(2), last(1), last(0)) {
+            (_, Some("tags"), Some("list")) => Some(OciPath::Tags { name: name_before(2)? }),
+            (_, Some("blobs"), Some("uploads")) => Some(OciPath::Uploads { name: name_before(2)? }),
+            (Some("blobs"), Some("uploads"), _) => Some(OciPath::Upload { name: name_before(3)?, id: arg? }),
+            (_, Some("manifests"), _) => Some(OciPath::Manifest { name: name_before(2)?, reference: arg? }),
+            (_, Some("blobs"), _) => Some(OciPath::Blob { name: name_before(2)?, digest: arg? }),
+            (_, Some("referrers"), _) => Some(OciPath::Referrers { name: name_before(2)?, digest: arg? }),
+            _ => None,
         }
-        if let Some(name) = rest.strip_suffix("/blobs/uploads") {
-            return Some(OciPath::Uploads { name: nonempty(name)? });
-        }
-        if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/") {
-            return Some(OciPath::Upload { name: nonempty(name)?, id: nonempty(id)? });
-        }
-        if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
-            return Some(OciPath::Manifest { name: nonempty(name)?, reference: nonempty(reference)? });
-        }
-        if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
-            return Some(OciPath::Blob { name: nonempty(name)?, digest: nonempty(digest)? });
-        }
-        if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
-            return Some(OciPath::Referrers { name: nonempty(name)?, digest: nonempty(digest)? });
-        }
-        None
     }
 
     fn name(&self) -> &str {
@@ -342,7 +342,9 @@ async fn serve(moat: &Moat, req: Request) -> Reply {
             Method::PUT => put_manifest(moat, &repo, &reference, &req.headers, body).await,
             _ => {
                 moat.oci_delete_manifest(&repo, &reference).await?;
-                Ok(respond(StatusCode::ACCEPTED, &[], Body::empty()))
+                // A manifest deleted by digest names it; a tag names no content.
+                let named: &[(&str, String)] = if reference.contains(':') { &[("docker-content-digest", reference.clone())] } else { &[] };
+                Ok(respond(StatusCode::ACCEPTED, named, Body::empty()))
             }
         },
         OciPath::Blob { digest, .. } => match method {
@@ -368,9 +370,19 @@ async fn serve(moat: &Moat, req: Request) -> Reply {
                     )
                 })?;
                 let digest = digest.to_string();
-                let body = has_body(&req.headers).then(|| BodyReader::new(body));
-                let d = moat.oci_finish_upload(&repo, &id, &digest, body).await?;
-                Ok(created_blob(&repo, &d))
+                // A last chunk is checked as a PATCH's is: a Content-Range that does not start
+                // where the session ends is a 416, and the session stays for the right one.
+                let range = match has_body(&req.headers) {
+                    true => chunk_range(moat, &repo, &id, &req.headers).await?,
+                    false => None,
+                };
+                let mut reader = BodyReader::new(body);
+                let last = has_body(&req.headers).then_some(&mut reader);
+                let outcome = moat.oci_finish_upload(&repo, &id, &digest, last, range.map(|r| r.0)).await;
+                match outcome {
+                    Ok(d) => Ok(created_blob(&repo, &d)),
+                    Err(e) => Err(refused_chunk(moat, &repo, &id, e, &mut reader).await),
+                }
             }
             _ => {
                 moat.oci_cancel_upload(&repo, &id).await?;
@@ -554,24 +566,49 @@ fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
     Ok(Some((start, end)))
 }
 
-async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, body: Body) -> Reply {
-    let range = content_range(headers)?;
+/// A 416 for a chunk of upload `id`, with where the session stands (`Location`, `Range`), so
+/// that the client can resume from there.
+async fn range_refused(moat: &Moat, repo: &Repo, id: &str, message: String) -> OciError {
+    let refused = OciError::new(StatusCode::RANGE_NOT_SATISFIABLE, RANGE_CODE, message);
+    match moat.oci_upload(repo, id).await {
+        Ok(u) => refused
+            .with_header(header::LOCATION, &format!("/v2/{}/blobs/uploads/{id}", repo.shown))
+            .with_header(header::RANGE, &range_header(u.length as u64)),
+        Err(e) => e.into(),
+    }
+}
+
+/// A chunk's `Content-Range`, checked against its `Content-Length`: a malformed one, or one
+/// that covers another count of bytes, is a 416 that says where the session stands.
+async fn chunk_range(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
+    let range = match content_range(headers) {
+        Ok(r) => r,
+        Err(e) => return Err(range_refused(moat, repo, id, e.0.message).await),
+    };
     if let (Some((s, e)), Some(len)) = (range, header_str(headers, "content-length").and_then(|l| l.parse::<u64>().ok()))
         && e - s + 1 != len
     {
-        return Err(OciError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            RANGE_CODE,
-            format!("Content-Range {s}-{e} covers {} bytes but Content-Length is {len}", e - s + 1),
-        ));
+        let message = format!("Content-Range {s}-{e} covers {} bytes but Content-Length is {len}", e - s + 1);
+        return Err(range_refused(moat, repo, id, message).await);
     }
+    Ok(range)
+}
+
+/// The answer to a chunk the session refused: an out-of-order one is a 416 that says where the
+/// session stands. What the client is still sending is read first (a bounded amount), so that
+/// it gets to read the answer instead of a connection reset mid-upload.
+async fn refused_chunk(moat: &Moat, repo: &Repo, id: &str, e: Error, reader: &mut BodyReader) -> OciError {
+    let _ = tokio::io::copy(&mut reader.take(64 * 1024 * 1024), &mut tokio::io::sink()).await;
+    match e {
+        Error::Conflict { code, message } if code == RANGE_CODE => range_refused(moat, repo, id, message).await,
+        e => e.into(),
+    }
+}
+
+async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, body: Body) -> Reply {
+    let range = chunk_range(moat, repo, id, headers).await?;
     let mut reader = BodyReader::new(body);
     let outcome = moat.oci_patch_upload(repo, id, range.map(|r| r.0), &mut reader).await;
-    if outcome.is_err() {
-        // Read (a bounded amount of) what the client is still sending, so that it gets to read
-        // the answer instead of a connection reset mid-upload.
-        let _ = tokio::io::copy(&mut (&mut reader).take(64 * 1024 * 1024), &mut tokio::io::sink()).await;
-    }
     match outcome {
         Ok(length) => {
             if let Some((s, e)) = range
@@ -583,13 +620,7 @@ async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, b
             }
             Ok(upload_state(StatusCode::ACCEPTED, repo, id, length))
         }
-        Err(Error::Conflict { code, message }) if code == RANGE_CODE => {
-            let length = moat.oci_upload(repo, id).await?.length as u64;
-            Err(OciError::new(StatusCode::RANGE_NOT_SATISFIABLE, RANGE_CODE, message)
-                .with_header(header::LOCATION, &format!("/v2/{}/blobs/uploads/{id}", repo.shown))
-                .with_header(header::RANGE, &range_header(length)))
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(refused_chunk(moat, repo, id, e, &mut reader).await),
     }
 }
 
@@ -663,7 +694,18 @@ mod tests {
         assert_eq!(p("x/referrers/sha256:1"), Some(OciPath::Referrers { name: "x".into(), digest: "sha256:1".into() }));
         // A repository may itself contain a keyword; the last one decides.
         assert_eq!(p("m/manifests/x/manifests/v"), Some(OciPath::Manifest { name: "m/manifests/x".into(), reference: "v".into() }));
-        for bad in ["", "a", "manifests/v", "/manifests/v", "a/manifests/", "a/nothing/here"] {
+        // The last segments decide, whatever keywords the repository's name holds.
+        assert_eq!(p("acr/manifests/x/blobs/sha256:0"), Some(OciPath::Blob { name: "acr/manifests/x".into(), digest: "sha256:0".into() }));
+        assert_eq!(p("a/blobs/uploads/manifests/v"), Some(OciPath::Manifest { name: "a/blobs/uploads".into(), reference: "v".into() }));
+        assert_eq!(p("a/blobs/uploads/blobs/uploads/"), Some(OciPath::Uploads { name: "a/blobs/uploads".into() }));
+        assert_eq!(p("a/blobs/uploads/blobs/uploads/9"), Some(OciPath::Upload { name: "a/blobs/uploads".into(), id: "9".into() }));
+        assert_eq!(p("a/blobs/uploads/blobs/sha256:1"), Some(OciPath::Blob { name: "a/blobs/uploads".into(), digest: "sha256:1".into() }));
+        assert_eq!(p("a/blobs/x/referrers/sha256:1"), Some(OciPath::Referrers { name: "a/blobs/x".into(), digest: "sha256:1".into() }));
+        assert_eq!(p("t/tags/list/tags/list"), Some(OciPath::Tags { name: "t/tags/list".into() }));
+        assert_eq!(p("a/manifests/blobs/uploads"), Some(OciPath::Uploads { name: "a/manifests".into() }));
+        for bad in
+            ["", "a", "manifests/v", "/manifests/v", "a/manifests/", "a/nothing/here", "blobs/uploads", "blobs/uploads/1", "tags/list"]
+        {
             assert_eq!(p(bad), None, "{bad}");
         }
         assert_eq!(OciPath::Upload { name: "a".into(), id: "1".into() }.action(&Method::POST), None);

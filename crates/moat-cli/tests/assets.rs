@@ -277,6 +277,77 @@ async fn a_model_folder_round_trips_through_the_sdk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_lists_page_whole_in_every_view_while_versions_are_added() {
+    let server = Server::start();
+    let http = server.http();
+    let reg = server.registry_path("default", "pagereg");
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let put = |v: String, archived: bool| {
+        let http = &http;
+        let url = format!("{reg}/components/pager/versions/{v}");
+        async move {
+            let spec =
+                json!({"properties": {"isArchived": archived, "componentSpec": {"name": "pager", "type": "command", "command": "run"}}});
+            let r = http.call("PUT", &url, Some(&spec), &[]).await;
+            assert!(r.status == 200 || r.status == 201, "{url}: {}", r.text);
+        }
+    };
+    // Versions 1-7, the even ones archived.
+    for i in 1..=7 {
+        put(i.to_string(), false).await;
+        if i % 2 == 0 {
+            put(i.to_string(), true).await;
+        }
+    }
+    let views = [
+        ("", vec!["1", "3", "5", "7"]),
+        ("&listViewType=ArchivedOnly", vec!["2", "4", "6"]),
+        ("&listViewType=All", vec!["1", "2", "3", "4", "5", "6", "7"]),
+    ];
+    let mut late = 100;
+    for (view, want) in views {
+        // Two at a time, following nextLink; after the first page a version is added (active)
+        // and another archived, which must not disturb what the list walks through.
+        let mut next = Some(format!("{reg}/components/pager/versions?api-version=2025-09-01&$top=2{view}"));
+        let (mut got, mut pages) = (Vec::new(), 0);
+        while let Some(url) = next {
+            let r = http.get(&url).await;
+            assert_eq!(r.status, 200, "{url}: {}", r.text);
+            pages += 1;
+            got.extend(r.body["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()));
+            if pages == 1 {
+                late += 1;
+                put(late.to_string(), false).await;
+                late += 1;
+                put(late.to_string(), true).await;
+            }
+            next = r.body["nextLink"].as_str().map(str::to_string);
+            if let Some(n) = &next {
+                assert!(view.is_empty() || n.contains(&view[1..]), "the next page's link keeps the view {view}: {n}");
+            }
+        }
+        assert!(pages >= 2, "{view}: {pages} pages");
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "{view}: no version twice: {got:?}");
+        // Everything there before the walk is listed; what came during it may or may not be,
+        // but only in its own view.
+        let before: Vec<&String> = got.iter().filter(|n| n.parse::<u32>().unwrap() < 100).collect();
+        assert_eq!(before, want, "{view}: {got:?}");
+        for n in got.iter().filter(|n| n.parse::<u32>().unwrap() > 100) {
+            let archived = n.parse::<u32>().unwrap() % 2 == 0;
+            let fits = match view {
+                "" => !archived,
+                "&listViewType=ArchivedOnly" => archived,
+                _ => true,
+            };
+            assert!(fits, "{view}: version {n} listed out of its view");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_user_manages_assets_but_not_the_registry() {
     let server = Server::start();
     let admin = server.http();

@@ -2,11 +2,13 @@
 
 Arguments: ENDPOINT ACCOUNT CONTAINER SAS. Prints one line of JSON with what it checked.
 """
+import datetime
 import json
 import random
 import sys
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 
 endpoint, account, container, sas = sys.argv[1:5]
@@ -51,6 +53,46 @@ assert committed == [] and [(b.id, b.size) for b in uncommitted] == [("YmxvY2stM
 staged.commit_block_list(["YmxvY2stMDAy", "YmxvY2stMDAx"])
 assert staged.download_blob().readall() == b"b" * 20 + b"a" * 10
 assert staged.get_block_list("uncommitted")[1] == []
+
+# Conditional requests, as the SDK makes them.
+def refused(call, error, what, status=None):
+    try:
+        call()
+    except error as e:
+        assert status is None or e.status_code == status, f"{what}: {e.status_code}"
+        return
+    raise AssertionError(what)
+
+small_blob = BlobClient.from_blob_url(f"{base}/model/small.bin?{sas}")
+# An upload without overwrite=True (If-None-Match: *) leaves an existing blob alone: Put Blob...
+refused(lambda: small_blob.upload_blob(b"other bytes"), ResourceExistsError, "an upload without overwrite replaced a blob")
+assert small_blob.download_blob().readall() == small
+# ...and Put Block List.
+blocks = BlobClient.from_blob_url(f"{base}/model/weights/big.bin?{sas}", max_single_put_size=1024 * 1024, max_block_size=512 * 1024)
+refused(lambda: blocks.upload_blob(rng.randbytes(2 * 1024 * 1024), max_concurrency=2), ResourceExistsError,
+        "a block upload without overwrite replaced a blob")
+assert reader.download_blob().readall() == big
+etag = small_blob.get_blob_properties().etag
+# A read whose copy is current (If-None-Match: <etag>, or If-Modified-Since after the change) is
+# 304, which this SDK raises as a plain HttpResponseError, against Azure too.
+refused(lambda: small_blob.get_blob_properties(etag=etag, match_condition=MatchConditions.IfModified), HttpResponseError,
+        "If-None-Match with the current ETag did not answer 304", status=304)
+tomorrow = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+refused(lambda: small_blob.get_blob_properties(if_modified_since=tomorrow), HttpResponseError,
+        "If-Modified-Since after the last change did not answer 304", status=304)
+# A write conditional on the current ETag goes through; on the one it replaced, 412, and nothing changes.
+small_blob.upload_blob(b"new", overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+refused(lambda: small_blob.upload_blob(b"newer", overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified),
+        ResourceModifiedError, "a write conditional on a replaced ETag went through")
+refused(lambda: small_blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified), ResourceModifiedError,
+        "a read conditional on a replaced ETag was served")
+refused(lambda: small_blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified), ResourceModifiedError,
+        "a delete conditional on a replaced ETag went through")
+long_ago = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+refused(lambda: small_blob.upload_blob(b"x", overwrite=True, if_unmodified_since=long_ago), ResourceModifiedError,
+        "a write with If-Unmodified-Since before the last change went through")
+assert small_blob.download_blob().readall() == b"new"
+assert small_blob.download_blob(if_modified_since=long_ago).readall() == b"new"
 
 # Delete.
 gone = BlobClient.from_blob_url(f"{base}/model/empty?{sas}")

@@ -512,6 +512,54 @@ def _(ctx):
     loc = expect_chunk_accepted(patch(ctx, repo, header(r, "Location"), data[100:], 100), 299)
     finish(ctx, repo, loc, data)
 
+@check("upload-out-of-order-last-in-put-416", "push")
+def _(ctx):
+    # The last chunk may come with the closing PUT; its Content-Range is checked as a PATCH's is.
+    repo, data = ctx.repo("orderput"), os.urandom(300)
+    loc = expect_chunk_accepted(patch(ctx, repo, ctx.start_upload(repo), data[:100], 0), 99)
+    r = error(ctx.c.request("PUT", with_query(loc, digest=digest_of(data)), repo, body=data[200:],
+                            headers=dict(OCTET, **{"Content-Range": "200-299", "Content-Length": "100"})),
+              416, "BLOB_UPLOAD_INVALID")
+    header(r, "Range", "0-99")
+    header(r, "Location")
+    # Nothing was appended and the session goes on from where it was.
+    r = status(ctx.c.request("GET", loc, repo), 204)
+    header(r, "Range", "0-99")
+    finish(ctx, repo, header(r, "Location"), data, body=data[100:],
+           headers=dict(OCTET, **{"Content-Range": "100-299", "Content-Length": "200"}))
+
+@check("upload-bad-content-range-416", "push")
+def _(ctx):
+    repo, data = ctx.repo("badrange"), os.urandom(200)
+    loc = expect_chunk_accepted(patch(ctx, repo, ctx.start_upload(repo), data[:100], 0), 99)
+    for bad in ("100-", "bytes=a-b", "150-120"):
+        r = error(ctx.c.request("PATCH", loc, repo, body=data[100:],
+                                headers=dict(OCTET, **{"Content-Range": bad, "Content-Length": "100"})),
+                  416, "BLOB_UPLOAD_INVALID")
+        header(r, "Range", "0-99")
+        header(r, "Location")
+    # A Content-Range that covers another count of bytes than Content-Length.
+    r = error(ctx.c.request("PATCH", loc, repo, body=data[100:],
+                            headers=dict(OCTET, **{"Content-Range": "100-249", "Content-Length": "100"})),
+              416, "BLOB_UPLOAD_INVALID")
+    header(r, "Range", "0-99")
+    finish(ctx, repo, expect_chunk_accepted(patch(ctx, repo, loc, data[100:], 100), 199), data)
+
+@check("repository-names-with-keywords", "push", "pull")
+def _(ctx):
+    # A repository name may hold a segment named like an endpoint: the path's last segments,
+    # not its first keyword, say which endpoint a request is for.
+    for name in ("kw/manifests/x", "kw/blobs/y", "kw/blobs/uploads/z", "kw/tags/list/w", "kw/referrers/v"):
+        repo = ctx.repo(name)
+        img = ctx.push_image(repo, tag="t")
+        check_manifest_response(ctx.req("GET", repo, "manifests/t"), img)
+        g = status(ctx.req("GET", repo, f"blobs/{img.layer_digest}"), 200)
+        expect(g.body == img.layer, f"{g.what}: wrong bytes")
+        _, got = tags(ctx, repo, ctx.url(repo, "tags/list"))
+        expect(got == ["t"], f"tags of {repo}: {got}")
+        r = status(ctx.req("GET", repo, f"referrers/{img.digest}"), 200)
+        expect(r.json().get("manifests") == [], f"{r.what}: {r.body[:120]!r}")
+
 @check("upload-streamed", "push")
 def _(ctx):
     repo, data = ctx.repo("streamed"), os.urandom(5000)
@@ -592,6 +640,15 @@ def _(ctx):
     r = status(mount(ctx, dst, d, src), 202)
     header(r, "Location")
     status(ctx.req("HEAD", dst, f"blobs/{d}"), 404)
+
+@check("mount-malformed-digest", "push", "mount")
+def _(ctx):
+    # A mount the registry cannot do, whatever the reason, falls back to an upload session.
+    src, dst = ctx.repo("mountsrc4"), ctx.repo("mountdst4")
+    ctx.push_blob(src, os.urandom(10))
+    data = os.urandom(300)
+    r = status(mount(ctx, dst, "sha256:not-a-digest", src), 202)
+    finish(ctx, dst, header(r, "Location"), data, body=data, headers=OCTET)
 
 @check("mount-anonymous", "push", "mount")
 def _(ctx):
@@ -888,7 +945,7 @@ def _(ctx):
     repo = ctx.repo("delmanifest")
     img = ctx.push_image(repo, tag="a")
     ctx.push_manifest(repo, "b", img.body, OCI_MANIFEST)
-    status(ctx.req("DELETE", repo, f"manifests/{img.digest}"), 202)
+    content_digest(status(ctx.req("DELETE", repo, f"manifests/{img.digest}"), 202), img.digest)
     error(ctx.req("GET", repo, f"manifests/{img.digest}"), 404, "MANIFEST_UNKNOWN")
     error(ctx.req("GET", repo, "manifests/a"), 404, "MANIFEST_UNKNOWN")
     status(ctx.req("HEAD", repo, "manifests/b"), 404)

@@ -36,6 +36,94 @@ pub struct BlobTarget<'a> {
     pub query: &'a [(String, String)],
     pub client: &'a str,
     pub origin: &'a str,
+    /// The request's conditional headers.
+    pub conditions: &'a BlobConditions,
+}
+
+/// Azure Blob's conditional headers (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+/// `If-Unmodified-Since`). A write or delete is checked against the blob as it is when the
+/// change commits, under the database's write lock; a read, against the blob it serves.
+#[derive(Clone, Debug, Default)]
+pub struct BlobConditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<OffsetDateTime>,
+    pub if_unmodified_since: Option<OffsetDateTime>,
+}
+
+/// What a read's conditions decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadCondition {
+    Serve,
+    /// `304 Not Modified`: the client's copy is current.
+    NotModified,
+}
+
+impl BlobConditions {
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none() && self.if_modified_since.is_none() && self.if_unmodified_since.is_none()
+    }
+
+    /// Whether the ETag list `want` (`*`, or ETags with or without quotes, comma-separated)
+    /// names `etag`.
+    fn names(want: &str, etag: &str) -> bool {
+        want.split(',').map(|w| w.trim().trim_start_matches("W/").trim_matches('"')).any(|w| w == "*" || w == etag.trim_matches('"'))
+    }
+
+    /// The blob's last modification, to the second (HTTP dates have no finer resolution).
+    fn modified(b: &BlobRow) -> Option<OffsetDateTime> {
+        OffsetDateTime::parse(&b.updated_at, &Rfc3339).ok().and_then(|t| t.replace_nanosecond(0).ok())
+    }
+
+    fn not_met() -> Error {
+        Error::PreconditionFailed { message: "The condition specified using HTTP conditional header(s) is not met.".into() }
+    }
+
+    /// For a write or a delete of a blob that is `current` (`None`: there is none). `creates`:
+    /// the request writes the blob, where `If-None-Match: *` on an existing one is Azure's
+    /// `409 BlobAlreadyExists` (what the SDKs send for an upload that must not overwrite).
+    pub fn check_write(&self, current: Option<&BlobRow>, creates: bool) -> Result<()> {
+        if let Some(want) = &self.if_match
+            && !current.is_some_and(|b| Self::names(want, &b.etag))
+        {
+            return Err(Self::not_met());
+        }
+        if let (Some(want), Some(b)) = (&self.if_none_match, current)
+            && Self::names(want, &b.etag)
+        {
+            return Err(if creates && want.trim() == "*" {
+                Error::conflict("BlobAlreadyExists", "The specified blob already exists.")
+            } else {
+                Self::not_met()
+            });
+        }
+        if let Some(b) = current {
+            let modified = Self::modified(b);
+            if self.if_modified_since.is_some_and(|since| modified.is_some_and(|m| m <= since))
+                || self.if_unmodified_since.is_some_and(|since| modified.is_some_and(|m| m > since))
+            {
+                return Err(Self::not_met());
+            }
+        }
+        Ok(())
+    }
+
+    /// For a read of blob `b`: `If-Match` and `If-Unmodified-Since` that fail are `412`;
+    /// `If-None-Match` naming it, or `If-Modified-Since` it was not modified after, `304`.
+    pub fn check_read(&self, b: &BlobRow) -> Result<ReadCondition> {
+        let modified = Self::modified(b);
+        if self.if_match.as_deref().is_some_and(|want| !Self::names(want, &b.etag))
+            || self.if_unmodified_since.is_some_and(|since| modified.is_some_and(|m| m > since))
+        {
+            return Err(Self::not_met());
+        }
+        if self.if_none_match.as_deref().is_some_and(|want| Self::names(want, &b.etag))
+            || self.if_modified_since.is_some_and(|since| modified.is_some_and(|m| m <= since))
+        {
+            return Ok(ReadCondition::NotModified);
+        }
+        Ok(ReadCondition::Serve)
+    }
 }
 
 /// What a list returns.
@@ -262,6 +350,16 @@ impl Moat {
         Ok(())
     }
 
+    /// The request's conditions against the blob as it is now, before its body is read, so
+    /// that an upload bound to fail is refused at once (checked again when it commits).
+    async fn conditions_hold(&self, t: &BlobTarget<'_>) -> Result<()> {
+        if t.conditions.is_empty() {
+            return Ok(());
+        }
+        let current = self.store.blob(t.account, t.container, t.blob.unwrap_or_default()).await?;
+        t.conditions.check_write(current.as_ref(), true)
+    }
+
     async fn writable(&self, t: &BlobTarget<'_>) -> Result<()> {
         if self.store.container_sealed(t.account, t.container).await? == Some(true) {
             return Err(Error::conflict(
@@ -290,6 +388,10 @@ impl Moat {
         still_there(&mut tx, t.account).await?;
         if state.is_none() {
             tx.ensure_container(t.account, t.container, &now).await?;
+        }
+        if !t.conditions.is_empty() {
+            let current = tx.blob(t.account, t.container, blob).await?;
+            t.conditions.check_write(current.as_ref(), true)?;
         }
         let mut row = BlobRow {
             account: t.account.into(),
@@ -331,6 +433,7 @@ impl Moat {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Write).await?;
         self.writable(t).await?;
+        self.conditions_hold(t).await?;
         let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
         self.commit_blob(t, stored.digest, stored.size, None, content_type).await
     }
@@ -428,6 +531,7 @@ impl Moat {
             return Err(Error::invalid("InvalidBlockList", "body", format!("A block list holds at most {MAX_BLOCKS} blocks.")));
         }
         self.writable(t).await?;
+        self.conditions_hold(t).await?;
         let blob = (t.account, t.container, t.blob.unwrap_or_default());
         let staged: std::collections::HashMap<String, BlockRow> =
             self.store.blocks(blob.0, blob.1, blob.2).await?.into_iter().map(|b| (b.block_id.clone(), b)).collect();
@@ -885,6 +989,13 @@ impl Moat {
         // Checked again under the lock: a commit may have sealed the container meanwhile.
         if tx.container_sealed(t.account, t.container).await? == Some(true) {
             return Err(sealed(t.container));
+        }
+        if !t.conditions.is_empty() {
+            let current = tx.blob(t.account, t.container, blob).await?;
+            match current {
+                Some(b) => t.conditions.check_write(Some(&b), false)?,
+                None => return Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist."))),
+            }
         }
         let existed = tx.delete_blob(t.account, t.container, blob).await?;
         let cleared = tx.clear_blocks(t.account, t.container, blob).await?;

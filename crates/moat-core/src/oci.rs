@@ -106,6 +106,14 @@ pub struct ManifestOut {
 /// from `length`.
 pub const RANGE_CODE: &str = "BLOB_UPLOAD_INVALID";
 
+/// A chunk that does not start where its upload session ends (`length` bytes so far).
+fn out_of_order(start: u64, length: i64) -> Error {
+    Error::Conflict {
+        code: RANGE_CODE,
+        message: format!("the chunk starts at byte {start}, but the upload has {length} bytes; send the next chunk from there"),
+    }
+}
+
 /// Refuses a write whose container registry was deleted (with its registry) since the request
 /// was admitted: its rows would outlive the registry, and their bytes never be collected.
 async fn acr_still_there(tx: &mut moat_store::WriteTx, repo: &Repo) -> Result<()> {
@@ -587,10 +595,7 @@ impl Moat {
         if let Some(s) = start
             && s != u.length as u64
         {
-            return Err(Error::Conflict {
-                code: RANGE_CODE,
-                message: format!("the chunk starts at byte {s}, but the upload has {} bytes; send the next chunk from there", u.length),
-            });
+            return Err(out_of_order(s, u.length));
         }
         let length = self.blobs.upload_append(id, u.length as u64, body, MAX_BLOB_BYTES).await.map_err(blob_error)?;
         let mut tx = self.store.write().await?;
@@ -604,13 +609,28 @@ impl Moat {
         Ok(length)
     }
 
-    /// Completes an upload (with an optional last chunk), verifying `digest`. A mismatch ends
-    /// the session and stores nothing.
-    pub async fn oci_finish_upload<R: AsyncRead + Unpin>(&self, repo: &Repo, id: &str, digest: &str, last: Option<R>) -> Result<String> {
+    /// Completes an upload (with an optional last chunk, which starts at `start` if its
+    /// `Content-Range` says so), verifying `digest`. A last chunk that does not start where the
+    /// session ends is refused as [`Moat::oci_patch_upload`] refuses it, and the session stays;
+    /// a digest mismatch ends the session and stores nothing.
+    pub async fn oci_finish_upload<R: AsyncRead + Unpin>(
+        &self,
+        repo: &Repo,
+        id: &str,
+        digest: &str,
+        last: Option<R>,
+        start: Option<u64>,
+    ) -> Result<String> {
         let d = digest_of(digest)?;
         // One lock for the whole completion: no chunk can land between the last one and the end.
         let _guard = upload_lock(id).lock().await;
         let u = self.oci_upload(repo, id).await?;
+        if last.is_some()
+            && let Some(s) = start
+            && s != u.length as u64
+        {
+            return Err(out_of_order(s, u.length));
+        }
         if u.length == 0
             && let Some(body) = last
         {
@@ -655,9 +675,10 @@ impl Moat {
 
     /// Cross-repository mount: links `digest` from `from` (or, without it, from any repository
     /// of the same container registry) if the caller may pull there. False when there is
-    /// nothing to mount (the client then uploads).
+    /// nothing to mount (the client then uploads), also for a `mount` that is not a digest:
+    /// the spec has the registry fall back to an upload session whenever it cannot mount.
     pub async fn oci_mount(&self, who: &OciCaller, repo: &Repo, host: Option<&str>, digest: &str, from: Option<&str>) -> Result<bool> {
-        let d = digest_of(digest)?;
+        let Ok(d) = digest_of(digest) else { return Ok(false) };
         let source = match from {
             Some(f) => {
                 let Ok(src) = self.oci_resolve(host, f) else { return Ok(false) };

@@ -1323,6 +1323,17 @@ impl WriteTx {
         Ok(row.map(|r| r.try_get::<i64, _>("sealed")).transpose()?.map(|v| v != 0))
     }
 
+    /// A blob's row, read inside the transaction.
+    pub async fn blob(&mut self, account: &str, container: &str, name: &str) -> Result<Option<BlobRow>> {
+        let row = sqlx::query(&format!("SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND name = $3"))
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| blob_from_row(&r)).transpose()
+    }
+
     /// All blobs of a container under `prefix`, read inside the transaction.
     pub async fn list_all_blobs(&mut self, account: &str, container: &str, prefix: &str) -> Result<Vec<BlobRow>> {
         let rows = sqlx::query(&format!(
