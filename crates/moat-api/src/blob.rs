@@ -151,6 +151,8 @@ pub fn xml_error(e: Error, head: bool) -> Response {
         // Azure Blob's name for a conditional header that failed.
         code = "ConditionNotMet".into();
     }
+    // Azure's status for a body over the limit.
+    let status = if code == "RequestBodyTooLarge" { StatusCode::PAYLOAD_TOO_LARGE } else { status };
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
         xml_escape(&code),

@@ -36,6 +36,15 @@ impl Kind {
             Kind::Environment => "environments",
         }
     }
+    /// What the CLI calls one, in messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Model => "model",
+            Kind::Data => "data asset",
+            Kind::Component => "component",
+            Kind::Environment => "environment",
+        }
+    }
     fn has_files(self) -> bool {
         matches!(self, Kind::Model | Kind::Data)
     }
@@ -246,6 +255,27 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
             }
         };
         let sas_uri = c.blob_url(&rec.sas_uri).await?;
+        if from_record {
+            // The commit records every file in the location, and the upload SAS cannot delete:
+            // a location holding a file this folder no longer has (removed or renamed since the
+            // interrupted run) is left for a new one, or the version would have it.
+            let extra = match moat_client::blobs::list_blobs(c.http(), &sas_uri, "").await {
+                Ok(names) => {
+                    let wanted: std::collections::HashSet<&str> = items.iter().map(|i| i.path.as_str()).collect();
+                    names
+                        .into_iter()
+                        .find(|n| !wanted.contains(n.as_str()))
+                        .map(|n| format!("holds {n}, which {} no longer has", local.display()))
+                }
+                Err(moat_client::ClientError::Api { status: 403 | 404 | 409, code, .. }) => Some(format!("cannot be used ({code})")),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(why) = extra {
+                PendingUpload::forget(&endpoint, vpath, local);
+                eprintln!("the earlier upload location {why}; starting a new upload");
+                continue;
+            }
+        }
         let (meter, progress) = Meter::new("upload", total);
         let outcome = moat_client::blobs::upload_files(c.http(), &sas_uri, &items, progress).await;
         meter.finish();
@@ -266,6 +296,50 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The version at `vpath`, if it exists.
+async fn existing_version(c: &Client, vpath: &str) -> Result<Option<Value>, CliError> {
+    match c.get(vpath).await {
+        Ok(r) => Ok(Some(r.body)),
+        Err(moat_client::ClientError::Api { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks that version `existing` holds exactly `files` (paths, sizes and sha256); a 409-like
+/// refusal naming the first difference otherwise.
+async fn same_files(existing: &Value, files: &[(PathBuf, String)], t: &Target, kind: Kind) -> Result<(), CliError> {
+    let recorded: BTreeMap<&str, (u64, &str)> = existing["properties"]["files"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| Some((f["path"].as_str()?, (f["size"].as_u64()?, f["sha256"].as_str()?)))).collect())
+        .unwrap_or_default();
+    let refuse = |why: String| {
+        CliError::Client(moat_client::ClientError::Api {
+            status: 409,
+            code: "AssetAlreadyExists".into(),
+            message: format!(
+                "{} {} version {} exists with other files ({why}); a version's files never change: create a new version",
+                kind.noun(),
+                t.name,
+                t.version.as_deref().unwrap_or_default()
+            ),
+            target: None,
+        })
+    };
+    let mut local_paths = std::collections::BTreeSet::new();
+    for (p, rel) in files {
+        local_paths.insert(rel.as_str());
+        let Some((size, sha)) = recorded.get(rel.as_str()) else { return Err(refuse(format!("it has no {rel}"))) };
+        let here = std::fs::metadata(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?.len();
+        if here != *size || moat_client::blobs::sha256_file(p).await? != *sha {
+            return Err(refuse(format!("its {rel} differs")));
+        }
+    }
+    if let Some(extra) = recorded.keys().find(|k| !local_paths.contains(*k)) {
+        return Err(refuse(format!("it has {extra}, which the folder has not")));
+    }
+    Ok(())
 }
 
 pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: Option<&str>, out: Output) -> CmdResult {
@@ -315,6 +389,15 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
             let path = y.path.as_deref().ok_or_else(|| usage(format!("{}: path (the files to upload) is required", file.display())))?;
             let local = dir.join(path);
             let files = local_files(&local)?;
+            // Creating is idempotent: a version that exists with exactly these files is the
+            // answer, without uploading; with other files it is refused, since versions never
+            // change their files (Azure's SDK returns the existing version without looking).
+            if let Some(existing) = existing_version(c, &vpath).await? {
+                same_files(&existing, &files, &t, kind).await?;
+                eprintln!("{} {} version {version} exists with these files already; nothing was uploaded", kind.noun(), t.name);
+                output::print(out, &decorate(existing, &t, kind), VERSION_COLUMNS);
+                return Ok(());
+            }
             let blob_uri = upload_files(c, &vpath, &local, &files).await?;
             if kind == Kind::Model {
                 props["modelType"] = json!(model_type(y.asset_type.as_deref().unwrap_or("custom_model"))?);
@@ -389,6 +472,23 @@ pub async fn update(c: &Client, kind: Kind, t: &Target, set: &[String], out: Out
     }
     let v = c.send(Method::PUT, &path, Some(&json!({"properties": props})), &[]).await?.body;
     output::print(out, &decorate(v, t, kind), VERSION_COLUMNS);
+    Ok(())
+}
+
+/// Archives (or restores) a version; without a version, the asset itself (its container), as
+/// `az ml <type> archive --name` does: an archived asset leaves the asset list (`list
+/// --archived-only` shows it), and its versions keep their own state.
+pub async fn archive(c: &Client, kind: Kind, t: &Target, archived: bool, out: Output) -> CmdResult {
+    if t.version.is_some() {
+        return update(c, kind, t, &[format!("isArchived={archived}")], out).await;
+    }
+    let path = t.base(c, kind);
+    let current = c.get(&path).await?.body;
+    let p = &current["properties"];
+    let body =
+        json!({"properties": {"description": p["description"], "tags": p["tags"], "properties": p["properties"], "isArchived": archived}});
+    let v = c.send(Method::PUT, &path, Some(&body), &[]).await?.body;
+    output::print(out, &v, CONTAINER_COLUMNS);
     Ok(())
 }
 

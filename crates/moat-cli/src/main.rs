@@ -152,11 +152,16 @@ enum AssetCommand {
         #[arg(long)]
         archived_only: bool,
     },
-    /// Archive a version: it stays usable but is hidden from lists and from "latest".
-    #[command(after_help = "Example:\n  moat model archive --name sentiment --version 1 --registry-name demo-registry")]
+    /// Archive a version: it stays usable but is hidden from lists and from "latest". Without
+    /// --version, archive the asset itself: it is hidden from the asset list.
+    #[command(
+        after_help = "Examples:\n  moat model archive --name sentiment --version 1 --registry-name demo-registry\n  moat model archive --name sentiment --registry-name demo-registry"
+    )]
     Archive(AssetWhere),
-    /// Restore an archived version.
-    #[command(after_help = "Example:\n  moat model restore --name sentiment --version 1 --registry-name demo-registry")]
+    /// Restore an archived version, or without --version an archived asset.
+    #[command(
+        after_help = "Examples:\n  moat model restore --name sentiment --version 1 --registry-name demo-registry\n  moat model restore --name sentiment --registry-name demo-registry"
+    )]
     Restore(AssetWhere),
     /// Change a version's description, tags or stage (its content never changes).
     #[command(
@@ -781,8 +786,8 @@ async fn run_asset(c: &Client, kind: assets::Kind, cmd: AssetCommand, out: Outpu
             let t = assets::Target::new(c, kind, name.as_deref().unwrap_or(""), None, Some(&registry_name), resource_group.as_deref())?;
             assets::list(c, kind, &t, archived_only, out).await
         }
-        AssetCommand::Archive(w) => assets::update(c, kind, &target(&w)?, &["isArchived=true".to_string()], out).await,
-        AssetCommand::Restore(w) => assets::update(c, kind, &target(&w)?, &["isArchived=false".to_string()], out).await,
+        AssetCommand::Archive(w) => assets::archive(c, kind, &target(&w)?, true, out).await,
+        AssetCommand::Restore(w) => assets::archive(c, kind, &target(&w)?, false, out).await,
         AssetCommand::Update { at, set } => assets::update(c, kind, &target(&at)?, &set, out).await,
         AssetCommand::Delete(w) => assets::delete(c, kind, &target(&w)?).await,
         AssetCommand::Download { at, download_path } => assets::download(c, kind, &target(&at)?, &download_path).await,

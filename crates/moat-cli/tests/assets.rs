@@ -127,6 +127,8 @@ async fn a_model_folder_round_trips_through_the_sdk() {
     let changed =
         http.call("PUT", &format!("{reg}/models/sentiment/versions/1"), Some(&json!({"properties": {"modelUri": other_uri}})), &[]).await;
     assert_eq!((changed.status, changed.code().as_str()), (409, "AssetContentImmutable"), "{}", changed.text);
+    // Azure's wording, which clients match on.
+    assert!(changed.body["error"]["message"].as_str().unwrap().starts_with("Asset paths cannot be updated."), "{}", changed.text);
     // An upload location handed out for version 2 cannot commit version 3.
     python(&["upload", upload_sas.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap(), src.to_str().unwrap()]);
     let wrong =
@@ -257,6 +259,14 @@ async fn a_model_folder_round_trips_through_the_sdk() {
         ),
         (format!("{reg}/models/-bad/versions/1"), json!({"properties": {}}), 400, "InvalidAssetName", Some("name")),
         (format!("{reg}/models/sentiment/versions/a%2Fb"), json!({"properties": {}}), 400, "InvalidAssetVersion", Some("version")),
+        (format!("{reg}/models/{}/versions/1", "n".repeat(256)), json!({"properties": {}}), 400, "InvalidAssetName", Some("name")),
+        (
+            format!("{reg}/models/sentiment/versions/{}", "1".repeat(65)),
+            json!({"properties": {}}),
+            400,
+            "InvalidAssetVersion",
+            Some("version"),
+        ),
         (format!("{reg}/gizmos/x/versions/1"), json!({"properties": {}}), 404, "NoRegisteredProviderFound", None),
     ];
     for (path, body, status, code, target) in cases {
@@ -265,6 +275,12 @@ async fn a_model_folder_round_trips_through_the_sdk() {
         assert_eq!(r.body["error"]["target"].as_str(), target, "{path}");
     }
     assert_eq!(names(&http.get(&format!("{reg}/models/sentiment/versions?listViewType=All")).await.body), ["1", "2"]);
+    assert_eq!(names(&http.get(&format!("{reg}/models")).await.body), ["sentiment"], "refused names created nothing");
+    // The longest name and version are fine.
+    let (long_name, long_version) = ("n".repeat(255), "1".repeat(64));
+    let comp = json!({"properties": {"componentSpec": {"name": "long", "type": "command", "command": "run"}}});
+    let r = http.call("PUT", &format!("{reg}/components/{long_name}/versions/{long_version}"), Some(&comp), &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(http.get(&format!("{reg}/data/d1")).await.status, 404);
 
     // Deleting: versions, then the container; the registry's deletion takes its assets along.
@@ -427,6 +443,26 @@ fn the_cli_publishes_and_fetches_assets() {
     assert_eq!(m["assetId"], "azureml://registries/clireg/models/clf/versions/1");
     assert_eq!(m["properties"]["modelType"], "MLFlowModel");
     assert_eq!(m["properties"]["files"].as_array().unwrap().len(), files.len() + 1);
+    // Creating it again is idempotent: the same files give the version back, uploading nothing;
+    // other files are refused, and the version keeps its own.
+    let yml = tmp.path().join("model.yml");
+    let create = ["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "clireg"];
+    let again = server.moat(&create);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && err.contains("exists with these files already"), "{err}");
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap()["properties"]["files"], m["properties"]["files"]);
+    let mut changed = big.clone();
+    changed[5] ^= 1;
+    std::fs::write(tmp.path().join("model/weights/large.bin"), &changed).unwrap();
+    let refused = server.moat(&create);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("AssetAlreadyExists") && err.contains("weights/large.bin differs"), "{err}");
+    std::fs::write(tmp.path().join("model/extra.txt"), b"x").unwrap();
+    std::fs::write(tmp.path().join("model/weights/large.bin"), &big).unwrap();
+    let refused = server.moat(&create);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("it has no extra.txt"), "{err}");
+    std::fs::remove_file(tmp.path().join("model/extra.txt")).unwrap();
     // The asset ID works wherever a name and version do.
     let shown = server.moat_json(&["model", "show", "--name", "azureml://registries/clireg/models/clf/versions/1"]);
     assert_eq!(shown["properties"]["description"], "a classifier");
@@ -451,6 +487,18 @@ fn the_cli_publishes_and_fetches_assets() {
     assert_eq!(server.moat_json(&["model", "list", "--registry-name", "clireg", "--name", "clf"]), json!([]));
     assert_eq!(server.moat_json(&["model", "list", "--registry-name", "clireg", "--name", "clf", "--archived-only"])[0]["name"], "1");
     server.moat_json(&["model", "restore", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
+    // Without a version, archive and restore act on the asset, not on its latest version.
+    let names = |v: Value| v.as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    server.moat_json(&["model", "archive", "--name", "clf", "--registry-name", "clireg"]);
+    assert!(names(server.moat_json(&["model", "list", "--registry-name", "clireg"])).is_empty());
+    assert_eq!(names(server.moat_json(&["model", "list", "--registry-name", "clireg", "--archived-only"])), ["clf"]);
+    assert_eq!(
+        names(server.moat_json(&["model", "list", "--registry-name", "clireg", "--name", "clf"])),
+        ["1"],
+        "its versions keep their state"
+    );
+    server.moat_json(&["model", "restore", "--name", "clf", "--registry-name", "clireg"]);
+    assert_eq!(names(server.moat_json(&["model", "list", "--registry-name", "clireg"])), ["clf"]);
     // Download: every file, byte for byte, verified.
     let dest = tmp.path().join("out");
     let out = server.moat(&[
@@ -583,6 +631,47 @@ fn the_cli_resumes_uploads_and_downloads_after_being_killed() {
     // A third run finds everything in place and fetches nothing.
     let out = server.moat(&download);
     assert_eq!(counts(&String::from_utf8_lossy(&out.stderr), " fetched, ").0, 0);
+}
+
+#[test]
+fn a_resumed_upload_leaves_out_files_removed_since_it_was_interrupted() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("r.yml"), "name: stalereg\nlocation: eastus\n").unwrap();
+    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
+    let (src, _) = big_model(tmp.path());
+    let yml = tmp.path().join("model.yml");
+    std::fs::write(&yml, "name: big\nversion: 1\npath: ./model\n").unwrap();
+    let create = ["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "stalereg"];
+    // Small files go first: config.json is in the upload location when the run is killed.
+    assert!(interrupt(&server, &create, "upload", 20), "the upload finished before it could be interrupted");
+    std::fs::remove_file(src.join("config.json")).unwrap();
+    std::fs::write(src.join("notes.txt"), b"renamed from config.json").unwrap();
+
+    let out = server.moat(&create);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("holds config.json, which") && err.contains("starting a new upload"), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut paths: Vec<&str> = v["properties"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(paths, ["notes.txt", "weights.bin"], "the version holds what the folder holds now");
+    let dest = tmp.path().join("out");
+    let out = server.moat(&[
+        "model",
+        "download",
+        "--name",
+        "big",
+        "--version",
+        "1",
+        "--registry-name",
+        "stalereg",
+        "--download-path",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dest.join("big/config.json").exists());
+    assert_eq!(std::fs::read(dest.join("big/notes.txt")).unwrap(), b"renamed from config.json");
 }
 
 #[test]

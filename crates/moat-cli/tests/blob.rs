@@ -160,8 +160,26 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
     let r = anon.raw("GET", &format!("{base}/x?comp=blocklist&blocklisttype=latest&{token}"), None, None, &[]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidQueryParameterValue")), "{}", r.text);
     let r = anon.raw("GET", &format!("{base}/copy-a?{token}"), None, None, &[("x-ms-range", "bytes=100-200")]).await;
-    assert_eq!(r.status, 416);
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (416, Some("InvalidRange")), "{}", r.text);
     assert_eq!(r.header("content-range").as_deref(), Some("bytes */10"));
+    let huge = format!("<BlockList><Latest>bm9wZQ==</Latest>{}</BlockList>", " ".repeat(8 * 1024 * 1024));
+    let r = anon.raw("PUT", &format!("{base}/x?comp=blocklist&{token}"), Some(huge.into_bytes()), Some("application/xml"), &[]).await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (413, Some("RequestBodyTooLarge")), "{}", r.text);
+    // Conditions that fail change nothing; a date that is not an HTTP date is named.
+    let r = anon
+        .raw(
+            "PUT",
+            &format!("{base}/x?{token}"),
+            Some(b"new".to_vec()),
+            Some("application/octet-stream"),
+            &[("x-ms-blob-type", "BlockBlob"), ("if-match", "\"0xNOTTHEONE\"")],
+        )
+        .await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (412, Some("ConditionNotMet")), "{}", r.text);
+    assert_eq!(anon.raw("GET", &format!("{base}/x?{token}"), None, None, &[]).await.status, 404, "a failed If-Match created nothing");
+    let r = anon.raw("GET", &format!("{base}/copy-a?{token}"), None, None, &[("if-modified-since", "yesterday")]).await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidHeaderValue")), "{}", r.text);
+    assert!(r.text.contains("if-modified-since"), "{}", r.text);
 
     // The SAS decisions are in the activity log.
     let log = http

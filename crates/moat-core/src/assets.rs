@@ -624,7 +624,7 @@ impl Moat {
                 return Err(Error::conflict(
                     "AssetContentImmutable",
                     format!(
-                        "Version '{version}' of {} '{name}' exists with other content; asset paths and content cannot be updated. Create a new version.",
+                        "Asset paths cannot be updated. Version '{version}' of {} '{name}' exists with other content, and a version's content never changes: create a new version.",
                         t.segment()
                     ),
                 ));
