@@ -23,6 +23,7 @@ fn usage(m: impl Into<String>) -> CliError {
 pub enum Kind {
     Model,
     Data,
+    Code,
     Component,
     Environment,
 }
@@ -32,6 +33,7 @@ impl Kind {
         match self {
             Kind::Model => "models",
             Kind::Data => "data",
+            Kind::Code => "codes",
             Kind::Component => "components",
             Kind::Environment => "environments",
         }
@@ -41,12 +43,13 @@ impl Kind {
         match self {
             Kind::Model => "model",
             Kind::Data => "data asset",
+            Kind::Code => "code asset",
             Kind::Component => "component",
             Kind::Environment => "environment",
         }
     }
     fn has_files(self) -> bool {
-        matches!(self, Kind::Model | Kind::Data)
+        matches!(self, Kind::Model | Kind::Data | Kind::Code)
     }
 }
 
@@ -88,8 +91,12 @@ impl Target {
                 [r, t, n, "labels", "latest"] if *t == kind.segment() => {
                     Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: None })
                 }
+                // The asset itself (its container): --version, if given, picks a version.
+                [r, t, n] if *t == kind.segment() && !n.is_empty() => {
+                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: version.map(str::to_string) })
+                }
                 _ => Err(usage(format!(
-                    "'{name}' is not an asset ID of the form azureml://registries/<registry>/{}/<name>/versions/<version>",
+                    "'{name}' is not an asset ID of the form azureml://registries/<registry>/{0}/<name>[/versions/<version>]",
                     kind.segment()
                 ))),
             };
@@ -385,7 +392,7 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
         props["stage"] = json!(s);
     }
     match kind {
-        Kind::Model | Kind::Data => {
+        Kind::Model | Kind::Data | Kind::Code => {
             let path = y.path.as_deref().ok_or_else(|| usage(format!("{}: path (the files to upload) is required", file.display())))?;
             let local = dir.join(path);
             let files = local_files(&local)?;
@@ -408,9 +415,11 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
                 if let Some(j) = &y.job_name {
                     props["jobName"] = json!(j);
                 }
-            } else {
+            } else if kind == Kind::Data {
                 props["dataType"] = json!(y.asset_type.as_deref().unwrap_or("uri_folder"));
                 props["dataUri"] = json!(blob_uri);
+            } else {
+                props["codeUri"] = json!(blob_uri);
             }
         }
         Kind::Component => props["componentSpec"] = spec_json,

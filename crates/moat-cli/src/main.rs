@@ -80,6 +80,9 @@ enum Command {
     /// Manage data assets in a registry.
     #[command(subcommand)]
     Data(AssetCommand),
+    /// Manage code assets (source folders that components run) in a registry.
+    #[command(subcommand)]
+    Code(AssetCommand),
     /// Manage components in a registry.
     #[command(subcommand)]
     Component(AssetCommand),
@@ -106,7 +109,7 @@ enum Command {
 /// Where an asset is: `--name` (or an asset ID `azureml://registries/...`), `--version`, the registry.
 #[derive(clap::Args, Debug)]
 struct AssetWhere {
-    /// The asset's name, or its asset ID (azureml://registries/<r>/<type>/<name>/versions/<v>).
+    /// The asset's name, or its asset ID (azureml://registries/<r>/<type>/<name>[/versions/<v>]).
     #[arg(long, short = 'n')]
     name: String,
     /// The version (default: the latest).
@@ -671,6 +674,7 @@ async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Serve(_) | Command::Openapi | Command::Login(_) => Ok(()),
         Command::Model(cmd) => run_asset(&c, assets::Kind::Model, cmd, out).await,
         Command::Data(cmd) => run_asset(&c, assets::Kind::Data, cmd, out).await,
+        Command::Code(cmd) => run_asset(&c, assets::Kind::Code, cmd, out).await,
         Command::Component(cmd) => run_asset(&c, assets::Kind::Component, cmd, out).await,
         Command::Environment(cmd) => run_asset(&c, assets::Kind::Environment, cmd, out).await,
         Command::Monitor(MonitorCommand::ActivityLog(ActivityLogCommand::List { resource_id, principal, result, since, max_events })) => {

@@ -518,6 +518,31 @@ fn the_cli_publishes_and_fetches_assets() {
         assert_eq!(&std::fs::read(dest.join("clf").join(p)).unwrap(), b, "{p}");
     }
     assert_eq!(std::fs::read(dest.join("clf/weights/large.bin")).unwrap(), big);
+    // A code asset: a source folder, with the same verbs.
+    std::fs::create_dir_all(tmp.path().join("src/pkg")).unwrap();
+    std::fs::write(tmp.path().join("src/train.py"), b"print('train')\n").unwrap();
+    std::fs::write(tmp.path().join("src/pkg/util.py"), b"X = 1\n").unwrap();
+    std::fs::write(tmp.path().join("code.yml"), "name: trainer\nversion: 2\npath: ./src\ndescription: training code\n").unwrap();
+    let code = server.moat_json(&["code", "create", "--file", tmp.path().join("code.yml").to_str().unwrap(), "--registry-name", "clireg"]);
+    assert_eq!(code["assetId"], "azureml://registries/clireg/codes/trainer/versions/2");
+    assert!(code["properties"]["codeUri"].as_str().is_some_and(|u| !u.is_empty()), "{code}");
+    assert_eq!(code["properties"]["files"].as_array().unwrap().len(), 2);
+    let out = server.moat(&[
+        "code",
+        "download",
+        "--name",
+        "azureml://registries/clireg/codes/trainer/versions/2",
+        "--download-path",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dest.join("trainer/pkg/util.py")).unwrap(), b"X = 1\n");
+    assert_eq!(server.moat_json(&["code", "list", "--registry-name", "clireg"])[0]["name"], "trainer");
+    // The asset's own ID (no version) names it too: the latest version, or the one --version picks.
+    let latest = server.moat_json(&["code", "show", "--name", "azureml://registries/clireg/codes/trainer"]);
+    assert_eq!(latest["name"], "2");
+    let picked = server.moat_json(&["code", "show", "--name", "azureml://registries/clireg/codes/trainer", "--version", "2"]);
+    assert_eq!(picked["properties"]["description"], "training code");
     // Components and environments.
     std::fs::write(
         tmp.path().join("comp.yml"),
