@@ -696,6 +696,37 @@ def _(ctx):
     img = ctx.push_image(repo, docker=True)
     put_and_check(ctx, repo, "latest", img.body, DOCKER_MANIFEST)
 
+@check("manifest-foreign-layers", "push", "manifests")
+def _(ctx):
+    # A Windows image: its base layers are foreign (fetched from their urls), not pushed.
+    repo = ctx.repo("foreign")
+    img = ctx.push_image(repo, docker=True)
+    base = json.loads(img.body)
+    foreign = {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "size": 1234,
+               "digest": digest_of(os.urandom(16)), "urls": ["https://mcr.example/layers/base.tar.gz"]}
+    doc = dict(base, layers=[foreign] + base["layers"])
+    put_and_check(ctx, repo, "windows", jdump(doc), DOCKER_MANIFEST)
+    # Without urls, or of an ordinary layer type, the layer must be in the repository.
+    for layer in (dict(foreign, urls=[]), dict(foreign, mediaType=DOCKER_LAYER)):
+        error(ctx.put_manifest(repo, "nope", jdump(dict(base, layers=[layer] + base["layers"])), DOCKER_MANIFEST),
+              400, "MANIFEST_BLOB_UNKNOWN")
+    error(ctx.put_manifest(repo, "nope", jdump(dict(base, layers=[dict(foreign, urls=["file:///etc/passwd"])] + base["layers"])),
+                           DOCKER_MANIFEST), 400, "MANIFEST_INVALID")
+    error(ctx.req("GET", repo, "manifests/nope"), 404, "MANIFEST_UNKNOWN")
+
+@check("tags-case-insensitive-order", "tags")
+def _(ctx):
+    # The spec's lexical order is case-insensitive alphanumeric order, paging included.
+    repo = ctx.repo("tagcase")
+    img = ctx.push_image(repo)
+    for t in ("B", "a", "C", "b1", "A0"):
+        ctx.push_manifest(repo, t, img.body, OCI_MANIFEST)
+    _, got = tags(ctx, repo, ctx.url(repo, "tags/list"))
+    expect(got == ["a", "A0", "B", "b1", "C"], f"tags {got}")
+    r = status(ctx.req("GET", repo, "tags/list?n=2&last=A0"), 200)
+    expect(r.json().get("tags") == ["B", "b1"], f"{r.what}: {r.body[:120]!r}")
+    expect(link_next(r) is not None, f"{r.what}: no Link to the rest")
+
 @check("manifest-docker-list", "push", "manifests")
 def _(ctx):
     repo = ctx.repo("dockerlist")

@@ -410,7 +410,9 @@ impl Moat {
             }
             Reference::Tag(t) => (OciDigest::of(Algorithm::Sha256, body), Some(t)),
         };
-        for d in &info.blobs {
+        // Every blob must be in the repository, but for foreign and non-distributable layers
+        // with URLs, which clients fetch from there (Windows base layers).
+        for d in info.blobs.iter().filter(|d| !d.is_external()) {
             if self.store.oci_blob(&repo.acr, &repo.name, &d.digest.to_string()).await?.is_none() {
                 return Err(Error::invalid(
                     "MANIFEST_BLOB_UNKNOWN",

@@ -129,15 +129,20 @@ impl Store {
         Ok(row.map(|r| r.try_get("digest")).transpose()?)
     }
 
-    /// Tags of a repository in lexical order after `after`, at most `limit`.
+    /// Tags of a repository in the spec's lexical order (case-insensitive; tags equal but for
+    /// case in byte order) after `after`, at most `limit`.
     pub async fn oci_tags(&self, acr: &str, repo: &str, after: Option<&str>, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT tag FROM oci_tags WHERE acr = $1 AND repo = $2 AND tag > $3 ORDER BY tag LIMIT $4")
-            .bind(acr)
-            .bind(repo)
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT tag FROM oci_tags WHERE acr = $1 AND repo = $2 \
+             AND (lower(tag) > lower($3) OR (lower(tag) = lower($3) AND tag > $3)) \
+             ORDER BY lower(tag), tag LIMIT $4",
+        )
+        .bind(acr)
+        .bind(repo)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(|r| Ok(r.try_get("tag")?)).collect()
     }
 

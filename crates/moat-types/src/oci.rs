@@ -185,6 +185,25 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: OciDigest,
     pub size: u64,
+    /// `urls`: where a layer that is not pushed to registries can be fetched from.
+    pub urls: Vec<String>,
+}
+
+/// Layer types whose bytes a registry need not hold: Docker's foreign layers (Windows base
+/// layers) and OCI's non-distributable ones, fetched by clients from their `urls`.
+const EXTERNAL_LAYER_TYPES: &[&str] = &[
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+];
+
+impl Descriptor {
+    /// A foreign or non-distributable layer with `urls`: the registry does not need its bytes
+    /// (distribution does not ask for them either).
+    pub fn is_external(&self) -> bool {
+        !self.urls.is_empty() && EXTERNAL_LAYER_TYPES.contains(&self.media_type.as_str())
+    }
 }
 
 /// What moat keeps of a manifest it accepted.
@@ -220,7 +239,19 @@ fn descriptor(v: &Value, at: &str) -> Result<Descriptor, BadManifest> {
         .and_then(Value::as_str)
         .ok_or_else(|| BadManifest(format!("{at}: a descriptor needs a 'mediaType' string")))?
         .to_string();
-    Ok(Descriptor { media_type, digest, size })
+    let urls = match v.get("urls") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, u)| match u.as_str() {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => Ok(u.to_string()),
+                _ => Err(BadManifest(format!("{at}: urls[{i}] must be an http or https URL"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(BadManifest(format!("{at}: 'urls' must be an array of URLs"))),
+    };
+    Ok(Descriptor { media_type, digest, size, urls })
 }
 
 fn descriptors(body: &Value, field: &str) -> Result<Vec<Descriptor>, BadManifest> {
