@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use moat_core::blobs::{BlobConditions, BlobTarget, ReadCondition};
+use moat_core::blobs::{BlobConditions, BlobTarget, Md5Checked, ReadCondition};
 use moat_core::{Error, Moat};
 use moat_store::BlobRow;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -184,6 +184,30 @@ fn http_date(rfc3339: &str) -> String {
         .ok()
         .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&HTTP_DATE).ok())
         .unwrap_or_default()
+}
+
+/// The body's announced MD5 (`Content-MD5`, base64 of 16 bytes), if any.
+fn announced_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, Error> {
+    let Some(v) = h.get("content-md5") else { return Ok(None) };
+    use base64::Engine as _;
+    let raw = v.to_str().ok().and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok());
+    match raw.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
+        Some(md5) => Ok(Some(md5)),
+        None => Err(bad("InvalidMd5", "Content-MD5 is not the base64 of an MD5 (16 bytes).")),
+    }
+}
+
+/// The request body, checked against its `Content-MD5` when it has one.
+fn checked_body(headers: &HeaderMap, body: Body) -> Result<Md5Checked<BodyReader>, Error> {
+    let len = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    Ok(Md5Checked::new(BodyReader { stream: body.into_data_stream(), buf: Bytes::new() }, announced_md5(headers)?, len))
+}
+
+/// Echoes a verified `Content-MD5`, as Azure does.
+fn echo_md5(headers: &HeaderMap, resp: &mut Response) {
+    if let Some(v) = headers.get("content-md5") {
+        resp.headers_mut().insert("content-md5", v.clone());
+    }
 }
 
 /// The request's conditional headers; a date that is not an HTTP date is a 400.
@@ -403,10 +427,11 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                 None => return Err(bad("MissingRequiredHeader", "Put Blob needs the x-ms-blob-type header.")),
             }
             let ct = content_type(&headers, &["x-ms-blob-content-type", "content-type"]);
-            let reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
+            let reader = checked_body(&headers, req.into_body())?;
             let row = moat.put_blob(&t, reader, ct).await?;
             let mut resp = StatusCode::CREATED.into_response();
             blob_headers(resp.headers_mut(), &row);
+            echo_md5(&headers, &mut resp);
             resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
             Ok(resp)
         }
@@ -419,10 +444,11 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                 })?),
             };
             let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-            let reader = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
+            let reader = checked_body(&headers, req.into_body())?;
             moat.put_block(&t, block_id, offset, length, reader).await?;
             let mut resp = StatusCode::CREATED.into_response();
             common_headers(resp.headers_mut());
+            echo_md5(&headers, &mut resp);
             resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
             Ok(resp)
         }
@@ -487,13 +513,36 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                 Some((s, e)) => (s, e.unwrap_or(size - 1).min(size - 1), StatusCode::PARTIAL_CONTENT),
             };
             let len = if size == 0 { 0 } else { end - start + 1 };
+            // `x-ms-range-get-content-md5: true` (the SDKs' validate_content): the range's MD5,
+            // for ranges of up to 4 MiB, which are read whole first to compute it.
+            let range_md5 = p.endpoint == BlobEndpoint::GetBlob
+                && headers.get("x-ms-range-get-content-md5").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if range_md5 && (range.is_none() || len > 4 * 1024 * 1024) {
+                return Err(bad("InvalidHeaderValue", "x-ms-range-get-content-md5 needs a Range (x-ms-range) of at most 4 MiB."));
+            }
+            let mut md5 = None;
             let body = if p.endpoint == BlobEndpoint::GetBlobProperties || len == 0 {
                 Body::empty()
+            } else if range_md5 {
+                let mut bytes = Vec::with_capacity(len as usize);
+                moat.blob_reader(parts, start)
+                    .take(len)
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(|e| Error::Internal(format!("reading a blob's range: {e}")))?;
+                if bytes.len() as u64 != len {
+                    return Err(Error::Internal(format!("stored bytes are shorter than recorded: {} of {len}", bytes.len())));
+                }
+                md5 = Some(moat_core::blobs::content_md5(&bytes));
+                Body::from(bytes)
             } else {
                 limited_body(moat.blob_reader(parts, start), len)
             };
             let mut resp = (status, body).into_response();
             let h = resp.headers_mut();
+            if let Some(v) = md5.and_then(|m| HeaderValue::from_str(&m).ok()) {
+                h.insert("content-md5", v);
+            }
             blob_headers(h, &row);
             h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

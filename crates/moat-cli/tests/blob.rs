@@ -177,6 +177,57 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
         .await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (412, Some("ConditionNotMet")), "{}", r.text);
     assert_eq!(anon.raw("GET", &format!("{base}/x?{token}"), None, None, &[]).await.status, 404, "a failed If-Match created nothing");
+    // A body whose MD5 is not the announced one is refused, and nothing of it is kept: Put Blob,
+    // Put Block, and Put Block staged in place (moat's offset extension).
+    let md5_of_other = "kAFQmDzST7DWlj99KOF/cg=="; // MD5 of "abc"
+    let r = anon
+        .raw(
+            "PUT",
+            &format!("{base}/md5.bin?{token}"),
+            Some(b"abd".to_vec()),
+            Some("application/octet-stream"),
+            &[("x-ms-blob-type", "BlockBlob"), ("content-md5", md5_of_other)],
+        )
+        .await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("Md5Mismatch")), "{}", r.text);
+    assert_eq!(anon.raw("GET", &format!("{base}/md5.bin?{token}"), None, None, &[]).await.status, 404);
+    let r = anon
+        .raw(
+            "PUT",
+            &format!("{base}/md5.bin?{token}"),
+            Some(b"abc".to_vec()),
+            Some("application/octet-stream"),
+            &[("x-ms-blob-type", "BlockBlob"), ("content-md5", md5_of_other)],
+        )
+        .await;
+    assert_eq!((r.status, r.header("content-md5").as_deref()), (201, Some(md5_of_other)), "{}", r.text);
+    for offset in [None, Some("0")] {
+        let mut headers = vec![("content-md5", md5_of_other)];
+        headers.extend(offset.map(|o| ("x-moat-block-offset", o)));
+        let r = anon
+            .raw("PUT", &format!("{base}/md5-blocks.bin?comp=block&blockid=YmxrMQ%3D%3D&{token}"), Some(b"abd".to_vec()), None, &headers)
+            .await;
+        assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("Md5Mismatch")), "offset {offset:?}: {}", r.text);
+        let listed =
+            anon.raw("GET", &format!("{base}/md5-blocks.bin?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
+        assert!(!listed.text.contains("YmxrMQ"), "a refused block is not staged: {}", listed.text);
+    }
+    let r = anon
+        .raw(
+            "PUT",
+            &format!("{base}/md5.bin?{token}"),
+            Some(b"abc".to_vec()),
+            Some("application/octet-stream"),
+            &[("x-ms-blob-type", "BlockBlob"), ("content-md5", "not base64!")],
+        )
+        .await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidMd5")), "{}", r.text);
+    let r = anon.raw("GET", &format!("{base}/md5.bin?{token}"), None, None, &[("x-ms-range-get-content-md5", "true")]).await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidHeaderValue")), "a whole blob has no range MD5");
+    let r = anon
+        .raw("GET", &format!("{base}/md5.bin?{token}"), None, None, &[("x-ms-range-get-content-md5", "true"), ("x-ms-range", "bytes=0-2")])
+        .await;
+    assert_eq!((r.status, r.header("content-md5").as_deref(), r.text.as_str()), (206, Some(md5_of_other), "abc"));
     let r = anon.raw("GET", &format!("{base}/copy-a?{token}"), None, None, &[("if-modified-since", "yesterday")]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidHeaderValue")), "{}", r.text);
     assert!(r.text.contains("if-modified-since"), "{}", r.text);

@@ -94,6 +94,16 @@ refused(lambda: small_blob.upload_blob(b"x", overwrite=True, if_unmodified_since
 assert small_blob.download_blob().readall() == b"new"
 assert small_blob.download_blob(if_modified_since=long_ago).readall() == b"new"
 
+# validate_content=True: an MD5 on every request, checked by the server on the way up (Put Blob
+# and Put Block) and by the SDK on the way down (ranges of up to 4 MiB).
+validated = rng.randbytes(1_500_000)
+BlobClient.from_blob_url(f"{base}/model/validated.bin?{sas}", max_single_put_size=1024 * 1024, max_block_size=512 * 1024
+                         ).upload_blob(validated, validate_content=True, max_concurrency=2)
+BlobClient.from_blob_url(f"{base}/model/validated-small.bin?{sas}").upload_blob(b"small and checked", validate_content=True)
+checked = BlobClient.from_blob_url(f"{base}/model/validated.bin?{sas}", max_chunk_get_size=512 * 1024, max_single_get_size=512 * 1024)
+assert checked.download_blob(validate_content=True, max_concurrency=2).readall() == validated
+assert BlobClient.from_blob_url(f"{base}/model/validated-small.bin?{sas}").download_blob(validate_content=True).readall() == b"small and checked"
+
 # Delete.
 gone = BlobClient.from_blob_url(f"{base}/model/empty?{sas}")
 gone.delete_blob()

@@ -207,8 +207,84 @@ impl moat_blob::Claimer for DbClaimer {
     }
 }
 
+/// A request body that must hash to the MD5 its `Content-MD5` header announced (what Azure's
+/// SDKs send with `validate_content=True`). The check runs when the announced length has been
+/// read, or at the end of a body of unknown length, and a mismatch fails that read: the body
+/// never counts as complete, so nothing of it is stored or recorded.
+pub struct Md5Checked<R> {
+    inner: R,
+    md5: md5::Md5,
+    /// The announced MD5; without one, the body passes through unhashed.
+    want: Option<[u8; 16]>,
+    /// `Content-Length`, when the request has one.
+    len: Option<u64>,
+    seen: u64,
+    checked: bool,
+}
+
+/// The error a mismatched [`Md5Checked`] body fails with (inside an `io::Error`).
+#[derive(Debug)]
+pub struct ContentMd5Mismatch {
+    pub announced: String,
+    pub actual: String,
+}
+
+impl std::fmt::Display for ContentMd5Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the body's MD5 is {}, but Content-MD5 announced {}", self.actual, self.announced)
+    }
+}
+
+impl std::error::Error for ContentMd5Mismatch {}
+
+impl<R> Md5Checked<R> {
+    pub fn new(inner: R, want: Option<[u8; 16]>, len: Option<u64>) -> Self {
+        use md5::Digest as _;
+        Md5Checked { inner, md5: md5::Md5::new(), want, len, seen: 0, checked: false }
+    }
+}
+
+/// The base64 MD5 of `bytes`, as `Content-MD5` carries it.
+pub fn content_md5(bytes: &[u8]) -> String {
+    use md5::Digest as _;
+    STANDARD.encode(md5::Md5::digest(bytes))
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Md5Checked<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use md5::Digest as _;
+        let before = buf.filled().len();
+        let this = &mut *self;
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let Some(want) = this.want else { return std::task::Poll::Ready(Ok(())) };
+        let new = &buf.filled()[before..];
+        this.md5.update(new);
+        this.seen += new.len() as u64;
+        if !this.checked && (new.is_empty() || this.len == Some(this.seen)) {
+            this.checked = true;
+            let got: [u8; 16] = this.md5.finalize_reset().into();
+            if got != want {
+                let e = ContentMd5Mismatch { announced: STANDARD.encode(want), actual: STANDARD.encode(got) };
+                return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 fn blob_error(e: BlobError) -> Error {
     match e {
+        BlobError::Source(e) if e.get_ref().is_some_and(|i| i.is::<ContentMd5Mismatch>()) => Error::invalid(
+            "Md5Mismatch",
+            "Content-MD5",
+            format!(
+                "The MD5 value specified in the request did not match the MD5 value calculated by the server: {e}. Nothing was stored."
+            ),
+        ),
         BlobError::TooLarge { limit } => Error::invalid("RequestBodyTooLarge", "body", format!("The body is larger than {limit} bytes.")),
         BlobError::DigestMismatch { expected, actual } => {
             Error::invalid("Md5Mismatch", "body", format!("The content's digest is {actual}, not the announced {expected}."))
