@@ -745,6 +745,25 @@ def _(ctx):
     expect(len(body) == 4 * MIB, f"padding arithmetic: {len(body)}")
     put_and_check(ctx, repo, "big", body, OCI_MANIFEST)
 
+@check("manifest-over-limit-413", "push", "manifests", "errors")
+def _(ctx):
+    repo = ctx.repo("toobig")
+    img = ctx.push_image(repo)
+    doc = json.loads(img.body)
+    doc["annotations"] = {"org.example.pad": "x" * (5 * MIB)}
+    error(ctx.put_manifest(repo, "big", jdump(doc), OCI_MANIFEST), 413, "SIZE_INVALID")
+    error(ctx.req("GET", repo, "manifests/big"), 404, "MANIFEST_UNKNOWN")
+
+@check("upload-post-digest-mismatch", "push", "errors")
+def _(ctx):
+    repo, data = ctx.repo("postmismatch"), os.urandom(400)
+    ctx.push_blob(repo, os.urandom(10))
+    claimed = digest_of(os.urandom(400))
+    error(ctx.c.request("POST", with_query(ctx.url(repo, "blobs/uploads/"), digest=claimed), repo, headers=OCTET, body=data),
+          400, "DIGEST_INVALID")
+    status(ctx.req("HEAD", repo, f"blobs/{claimed}"), 404)
+    status(ctx.req("HEAD", repo, f"blobs/{digest_of(data)}"), 404)
+
 @check("manifest-put-by-digest", "push", "manifests")
 def _(ctx):
     repo = ctx.repo("bydigest")
@@ -842,6 +861,13 @@ def _(ctx):
     expect(got == ["delta", "epsilon"], f"n=2&last=beta gave {got}")
     r, got = tags(ctx, repo, ctx.url(repo, "tags/list?last=delta"))
     expect(got == ["epsilon", "gamma"] and link_next(r) is None, f"last=delta gave {got}, Link {r.h('Link')!r}")
+
+@check("tags-list-last-past-the-end", "tags")
+def _(ctx):
+    repo = tagged_repo(ctx, "tagsend")
+    r = status(ctx.req("GET", repo, "tags/list?n=5&last=zzzz"), 200)
+    expect(r.json().get("tags") == [], f"{r.what}: {r.body[:120]!r}")
+    expect(link_next(r) is None, f"{r.what}: a Link past the end")
 
 @check("tags-list-n-zero", "tags")
 def _(ctx):
@@ -1067,6 +1093,25 @@ def _(ctx):
         expect(header(resp, "Docker-Content-Digest") in ok, f"{resp.what}: Docker-Content-Digest {resp.h('Docker-Content-Digest')!r}")
     g = status(ctx.req("GET", repo, f"blobs/{d}"), 200)
     expect(g.body == data, f"{g.what}: wrong bytes")
+
+@check("sha512-chunked-post-and-mount", "sha512", "mount")
+def _(ctx):
+    # sha512 by every other way in: chunks (the bytes re-hashed at the end), one POST, a mount.
+    repo, data = ctx.repo("sha512more"), os.urandom(3000)
+    d = digest_of(data, "sha512")
+    loc = expect_chunk_accepted(patch(ctx, repo, ctx.start_upload(repo), data[:1000], 0), 999)
+    loc = expect_chunk_accepted(patch(ctx, repo, loc, data[1000:], 1000), 2999)
+    status(ctx.c.request("PUT", with_query(loc, digest=d), repo), 201)
+    expect(status(ctx.req("GET", repo, f"blobs/{d}"), 200).body == data, "chunked sha512 upload: wrong bytes")
+    other = os.urandom(500)
+    error(ctx.c.request("POST", with_query(ctx.url(repo, "blobs/uploads/"), digest=digest_of(os.urandom(500), "sha512")), repo,
+                        headers=OCTET, body=other), 400, "DIGEST_INVALID")
+    d2 = digest_of(other, "sha512")
+    status(ctx.c.request("POST", with_query(ctx.url(repo, "blobs/uploads/"), digest=d2), repo, headers=OCTET, body=other), 201)
+    dst = ctx.repo("sha512mountdst")
+    ctx.push_blob(dst, os.urandom(10))
+    status(mount(ctx, dst, d, repo), 201)
+    expect(status(ctx.req("GET", dst, f"blobs/{d}"), 200).body == data, "mounted sha512 blob: wrong bytes")
 
 @check("sha512-manifest-put-by-digest", "sha512")
 def _(ctx):
