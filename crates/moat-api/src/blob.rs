@@ -198,9 +198,24 @@ fn announced_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, Error> {
 }
 
 /// The request body, checked against its `Content-MD5` when it has one.
-fn checked_body(headers: &HeaderMap, body: Body) -> Result<Md5Checked<BodyReader>, Error> {
+fn checked_body<'a>(headers: &HeaderMap, body: &'a mut BodyReader) -> Result<Md5Checked<&'a mut BodyReader>, Error> {
     let len = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    Ok(Md5Checked::new(BodyReader { stream: body.into_data_stream(), buf: Bytes::new() }, announced_md5(headers)?, len))
+    Ok(Md5Checked::new(body, announced_md5(headers)?, len))
+}
+
+/// `outcome`, after reading (a bounded amount of) what the client is still sending when it is a
+/// refusal: a refusal before or while the body is read would otherwise reach an uploading
+/// client as a reset connection, which SDKs retry, instead of the answer.
+async fn drained<T>(outcome: Result<T, Error>, body: &mut BodyReader) -> Result<T, Error> {
+    if outcome.is_err() {
+        drain(body).await;
+    }
+    outcome
+}
+
+/// Reads (a bounded amount of) what the client is still sending after a refusal.
+pub(crate) async fn drain(body: &mut BodyReader) {
+    let _ = tokio::io::copy(&mut body.take(64 * 1024 * 1024), &mut tokio::io::sink()).await;
 }
 
 /// Echoes a verified `Content-MD5`, as Azure does.
@@ -211,17 +226,22 @@ fn echo_md5(headers: &HeaderMap, resp: &mut Response) {
 }
 
 /// The request's conditional headers; a date that is not an HTTP date is a 400.
+/// A header unreadable as text is refused, not taken as absent (a condition must never be
+/// dropped silently); dates in any of RFC 9110's three forms, anything else refused as Azure does.
 fn conditions(h: &HeaderMap) -> Result<BlobConditions, Error> {
-    let text = |n: &header::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let date = |n: header::HeaderName| match text(&n) {
+    let text = |n: &header::HeaderName| match h.get(n) {
         None => Ok(None),
-        Some(v) => time::PrimitiveDateTime::parse(&v, &HTTP_DATE)
-            .map(|t| Some(t.assume_utc()))
+        Some(v) => v.to_str().map(|v| Some(v.to_string())).map_err(|_| bad("InvalidHeaderValue", format!("{n} is not readable text."))),
+    };
+    let date = |n: header::HeaderName| match text(&n)? {
+        None => Ok(None),
+        Some(v) => httpdate::parse_http_date(&v)
+            .map(|t| Some(time::OffsetDateTime::from(t)))
             .map_err(|_| bad("InvalidHeaderValue", format!("{n}: '{v}' is not an HTTP date (like 'Tue, 01 Dec 2026 08:00:00 GMT')."))),
     };
     Ok(BlobConditions {
-        if_match: text(&header::IF_MATCH),
-        if_none_match: text(&header::IF_NONE_MATCH),
+        if_match: text(&header::IF_MATCH)?,
+        if_none_match: text(&header::IF_NONE_MATCH)?,
         if_modified_since: date(header::IF_MODIFIED_SINCE)?,
         if_unmodified_since: date(header::IF_UNMODIFIED_SINCE)?,
     })
@@ -421,14 +441,18 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
     };
     match &p.endpoint {
         BlobEndpoint::PutBlob => {
-            match headers.get("x-ms-blob-type").and_then(|v| v.to_str().ok()) {
-                Some("BlockBlob") => {}
-                Some(other) => return Err(bad("UnsupportedBlobType", format!("Only block blobs are served, not {other}."))),
-                None => return Err(bad("MissingRequiredHeader", "Put Blob needs the x-ms-blob-type header.")),
+            let mut body = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
+            let stored = async {
+                match headers.get("x-ms-blob-type").and_then(|v| v.to_str().ok()) {
+                    Some("BlockBlob") => {}
+                    Some(other) => return Err(bad("UnsupportedBlobType", format!("Only block blobs are served, not {other}."))),
+                    None => return Err(bad("MissingRequiredHeader", "Put Blob needs the x-ms-blob-type header.")),
+                }
+                let ct = content_type(&headers, &["x-ms-blob-content-type", "content-type"]);
+                moat.put_blob(&t, checked_body(&headers, &mut body)?, ct).await
             }
-            let ct = content_type(&headers, &["x-ms-blob-content-type", "content-type"]);
-            let reader = checked_body(&headers, req.into_body())?;
-            let row = moat.put_blob(&t, reader, ct).await?;
+            .await;
+            let row = drained(stored, &mut body).await?;
             let mut resp = StatusCode::CREATED.into_response();
             blob_headers(resp.headers_mut(), &row);
             echo_md5(&headers, &mut resp);
@@ -444,8 +468,9 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                 })?),
             };
             let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-            let reader = checked_body(&headers, req.into_body())?;
-            moat.put_block(&t, block_id, offset, length, reader).await?;
+            let mut body = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
+            let staged = async { moat.put_block(&t, block_id, offset, length, checked_body(&headers, &mut body)?).await }.await;
+            drained(staged, &mut body).await?;
             let mut resp = StatusCode::CREATED.into_response();
             common_headers(resp.headers_mut());
             echo_md5(&headers, &mut resp);

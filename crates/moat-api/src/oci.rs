@@ -17,7 +17,7 @@ use moat_types::uri::percent_decode;
 use tokio::io::AsyncReadExt;
 
 use crate::AppState;
-use crate::blob::{BodyReader, limited_body};
+use crate::blob::{BodyReader, drain, limited_body};
 use crate::listeners::TlsPeer;
 
 const API_VERSION: &str = "registry/2.0";
@@ -372,11 +372,17 @@ async fn serve(moat: &Moat, req: Request) -> Reply {
                 let digest = digest.to_string();
                 // A last chunk is checked as a PATCH's is: a Content-Range that does not start
                 // where the session ends is a 416, and the session stays for the right one.
+                let mut reader = BodyReader::new(body);
                 let range = match has_body(&req.headers) {
-                    true => chunk_range(moat, &repo, &id, &req.headers).await?,
+                    true => match chunk_range(moat, &repo, &id, &req.headers).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            drain(&mut reader).await;
+                            return Err(e);
+                        }
+                    },
                     false => None,
                 };
-                let mut reader = BodyReader::new(body);
                 let last = has_body(&req.headers).then_some(&mut reader);
                 let outcome = moat.oci_finish_upload(&repo, &id, &digest, last, range.map(|r| r.0)).await;
                 match outcome {
@@ -598,7 +604,7 @@ async fn chunk_range(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap) ->
 /// session stands. What the client is still sending is read first (a bounded amount), so that
 /// it gets to read the answer instead of a connection reset mid-upload.
 async fn refused_chunk(moat: &Moat, repo: &Repo, id: &str, e: Error, reader: &mut BodyReader) -> OciError {
-    let _ = tokio::io::copy(&mut reader.take(64 * 1024 * 1024), &mut tokio::io::sink()).await;
+    drain(reader).await;
     match e {
         Error::Conflict { code, message } if code == RANGE_CODE => range_refused(moat, repo, id, message).await,
         e => e.into(),
@@ -606,8 +612,14 @@ async fn refused_chunk(moat: &Moat, repo: &Repo, id: &str, e: Error, reader: &mu
 }
 
 async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, body: Body) -> Reply {
-    let range = chunk_range(moat, repo, id, headers).await?;
     let mut reader = BodyReader::new(body);
+    let range = match chunk_range(moat, repo, id, headers).await {
+        Ok(r) => r,
+        Err(e) => {
+            drain(&mut reader).await;
+            return Err(e);
+        }
+    };
     let outcome = moat.oci_patch_upload(repo, id, range.map(|r| r.0), &mut reader).await;
     match outcome {
         Ok(length) => {

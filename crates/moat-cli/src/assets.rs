@@ -69,6 +69,8 @@ pub struct Target {
     pub group: String,
     pub name: String,
     pub version: Option<String>,
+    /// Named by its `labels/latest` asset ID: the latest version, never the asset itself.
+    pub latest: bool,
 }
 
 impl Target {
@@ -86,14 +88,14 @@ impl Target {
             let parts: Vec<&str> = rest.split('/').collect();
             return match parts.as_slice() {
                 [r, t, n, "versions", v] if *t == kind.segment() => {
-                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: Some(v.to_string()) })
+                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: Some(v.to_string()), latest: false })
                 }
                 [r, t, n, "labels", "latest"] if *t == kind.segment() => {
-                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: None })
+                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: None, latest: true })
                 }
                 // The asset itself (its container): --version, if given, picks a version.
                 [r, t, n] if *t == kind.segment() && !n.is_empty() => {
-                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: version.map(str::to_string) })
+                    Ok(Target { registry: r.to_string(), group, name: n.to_string(), version: version.map(str::to_string), latest: false })
                 }
                 _ => Err(usage(format!(
                     "'{name}' is not an asset ID of the form azureml://registries/<registry>/{0}/<name>[/versions/<version>]",
@@ -102,7 +104,7 @@ impl Target {
             };
         }
         let registry = registry.ok_or_else(|| usage("give --registry-name (or an asset ID as --name)"))?.to_string();
-        Ok(Target { registry, group, name: name.to_string(), version: version.map(str::to_string) })
+        Ok(Target { registry, group, name: name.to_string(), version: version.map(str::to_string), latest: false })
     }
 
     fn base(&self, c: &Client, kind: Kind) -> String {
@@ -385,6 +387,7 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
         group: group.map(str::to_string).unwrap_or_else(|| c.profile().resource_group.clone()),
         name: y.name.clone(),
         version: Some(version.clone()),
+        latest: false,
     };
     let vpath = format!("{}/versions/{version}", t.base(c, kind));
     let mut props = json!({"description": y.description, "tags": y.tags, "properties": y.properties});
@@ -488,15 +491,17 @@ pub async fn update(c: &Client, kind: Kind, t: &Target, set: &[String], out: Out
 /// `az ml <type> archive --name` does: an archived asset leaves the asset list (`list
 /// --archived-only` shows it), and its versions keep their own state.
 pub async fn archive(c: &Client, kind: Kind, t: &Target, archived: bool, out: Output) -> CmdResult {
-    if t.version.is_some() {
+    if t.version.is_some() || t.latest {
         return update(c, kind, t, &[format!("isArchived={archived}")], out).await;
     }
     let path = t.base(c, kind);
-    let current = c.get(&path).await?.body;
-    let p = &current["properties"];
+    let current = c.get(&path).await?;
+    let p = &current.body["properties"];
     let body =
         json!({"properties": {"description": p["description"], "tags": p["tags"], "properties": p["properties"], "isArchived": archived}});
-    let v = c.send(Method::PUT, &path, Some(&body), &[]).await?.body;
+    // Only over what was read: a change made meanwhile (tags, description) is not written over.
+    let if_match: Vec<(&str, &str)> = current.etag.as_deref().map(|e| ("if-match", e)).into_iter().collect();
+    let v = c.send(Method::PUT, &path, Some(&body), &if_match).await?.body;
     output::print(out, &v, CONTAINER_COLUMNS);
     Ok(())
 }

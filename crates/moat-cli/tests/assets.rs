@@ -499,6 +499,11 @@ fn the_cli_publishes_and_fetches_assets() {
     );
     server.moat_json(&["model", "restore", "--name", "clf", "--registry-name", "clireg"]);
     assert_eq!(names(server.moat_json(&["model", "list", "--registry-name", "clireg"])), ["clf"]);
+    // The labels/latest asset ID names a version, not the asset.
+    server.moat_json(&["model", "archive", "--name", "azureml://registries/clireg/models/clf/labels/latest"]);
+    assert!(names(server.moat_json(&["model", "list", "--registry-name", "clireg", "--name", "clf"])).is_empty());
+    assert_eq!(names(server.moat_json(&["model", "list", "--registry-name", "clireg"])), ["clf"]);
+    server.moat_json(&["model", "restore", "--name", "clf", "--version", "1", "--registry-name", "clireg"]);
     // Download: every file, byte for byte, verified.
     let dest = tmp.path().join("out");
     let out = server.moat(&[

@@ -65,9 +65,24 @@ impl BlobConditions {
     }
 
     /// Whether the ETag list `want` (`*`, or ETags with or without quotes, comma-separated)
-    /// names `etag`.
-    fn names(want: &str, etag: &str) -> bool {
-        want.split(',').map(|w| w.trim().trim_start_matches("W/").trim_matches('"')).any(|w| w == "*" || w == etag.trim_matches('"'))
+    /// names `etag`. `If-Match` compares strongly (a weak `W/` tag never matches), `If-None-Match`
+    /// weakly (RFC 9110, 13.1).
+    fn names(want: &str, etag: &str, weak: bool) -> bool {
+        want.split(',').map(str::trim).any(|w| {
+            let w = if weak { w.trim_start_matches("W/") } else { w };
+            w == "*" || w.trim_matches('"') == etag.trim_matches('"') && !w.starts_with("W/")
+        })
+    }
+
+    /// `If-Modified-Since`, unless `If-None-Match` is there (which then decides alone, as
+    /// RFC 9110 has it: the date has whole seconds only) or the date is still to come.
+    fn modified_since(&self) -> Option<OffsetDateTime> {
+        self.if_modified_since.filter(|since| self.if_none_match.is_none() && *since <= OffsetDateTime::now_utc())
+    }
+
+    /// `If-Unmodified-Since`, unless `If-Match` is there.
+    fn unmodified_since(&self) -> Option<OffsetDateTime> {
+        self.if_unmodified_since.filter(|_| self.if_match.is_none())
     }
 
     /// The blob's last modification, to the second (HTTP dates have no finer resolution).
@@ -84,12 +99,12 @@ impl BlobConditions {
     /// `409 BlobAlreadyExists` (what the SDKs send for an upload that must not overwrite).
     pub fn check_write(&self, current: Option<&BlobRow>, creates: bool) -> Result<()> {
         if let Some(want) = &self.if_match
-            && !current.is_some_and(|b| Self::names(want, &b.etag))
+            && !current.is_some_and(|b| Self::names(want, &b.etag, false))
         {
             return Err(Self::not_met());
         }
         if let (Some(want), Some(b)) = (&self.if_none_match, current)
-            && Self::names(want, &b.etag)
+            && Self::names(want, &b.etag, true)
         {
             return Err(if creates && want.trim() == "*" {
                 Error::conflict("BlobAlreadyExists", "The specified blob already exists.")
@@ -99,8 +114,8 @@ impl BlobConditions {
         }
         if let Some(b) = current {
             let modified = Self::modified(b);
-            if self.if_modified_since.is_some_and(|since| modified.is_some_and(|m| m <= since))
-                || self.if_unmodified_since.is_some_and(|since| modified.is_some_and(|m| m > since))
+            if self.modified_since().is_some_and(|since| modified.is_some_and(|m| m <= since))
+                || self.unmodified_since().is_some_and(|since| modified.is_some_and(|m| m > since))
             {
                 return Err(Self::not_met());
             }
@@ -112,13 +127,13 @@ impl BlobConditions {
     /// `If-None-Match` naming it, or `If-Modified-Since` it was not modified after, `304`.
     pub fn check_read(&self, b: &BlobRow) -> Result<ReadCondition> {
         let modified = Self::modified(b);
-        if self.if_match.as_deref().is_some_and(|want| !Self::names(want, &b.etag))
-            || self.if_unmodified_since.is_some_and(|since| modified.is_some_and(|m| m > since))
+        if self.if_match.as_deref().is_some_and(|want| !Self::names(want, &b.etag, false))
+            || self.unmodified_since().is_some_and(|since| modified.is_some_and(|m| m > since))
         {
             return Err(Self::not_met());
         }
-        if self.if_none_match.as_deref().is_some_and(|want| Self::names(want, &b.etag))
-            || self.if_modified_since.is_some_and(|since| modified.is_some_and(|m| m <= since))
+        if self.if_none_match.as_deref().is_some_and(|want| Self::names(want, &b.etag, true))
+            || self.modified_since().is_some_and(|since| modified.is_some_and(|m| m <= since))
         {
             return Ok(ReadCondition::NotModified);
         }
@@ -258,13 +273,15 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Checked<R> {
     ) -> std::task::Poll<std::io::Result<()>> {
         use md5::Digest as _;
         let before = buf.filled().len();
+        // A read with no room says nothing about the body's end.
+        let room = buf.remaining() > 0;
         let this = &mut *self;
         std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let Some(want) = this.want else { return std::task::Poll::Ready(Ok(())) };
         let new = &buf.filled()[before..];
         this.md5.update(new);
         this.seen += new.len() as u64;
-        if !this.checked && (new.is_empty() || this.len == Some(this.seen)) {
+        if !this.checked && room && (new.is_empty() || this.len == Some(this.seen)) {
             this.checked = true;
             let got: [u8; 16] = this.md5.finalize_reset().into();
             if got != want {
@@ -1209,6 +1226,48 @@ impl Moat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_follow_rfc_9110() {
+        let row = |etag: &str, updated: &str| BlobRow {
+            account: "a".into(),
+            container: "c".into(),
+            name: "b".into(),
+            digest: String::new(),
+            size: 0,
+            etag: etag.into(),
+            content_type: None,
+            created_at: updated.into(),
+            updated_at: updated.into(),
+            parts: None,
+        };
+        let b = row("\"0xNEW\"", "2026-11-27T10:00:00.500Z");
+        let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        let c = |m: Option<&str>, n: Option<&str>, ms: Option<&str>, us: Option<&str>| BlobConditions {
+            if_match: m.map(str::to_string),
+            if_none_match: n.map(str::to_string),
+            if_modified_since: ms.map(at),
+            if_unmodified_since: us.map(at),
+        };
+        // Rewritten within the second the client's copy was: the ETag, not the date, decides.
+        let stale = c(None, Some("\"0xOLD\""), Some("2026-11-27T10:00:00Z"), None);
+        assert_eq!(stale.check_read(&b).unwrap(), ReadCondition::Serve);
+        assert_eq!(c(None, None, Some("2026-11-27T10:00:00Z"), None).check_read(&b).unwrap(), ReadCondition::NotModified);
+        // A date still to come is ignored.
+        assert_eq!(c(None, None, Some("2999-01-01T00:00:00Z"), None).check_read(&b).unwrap(), ReadCondition::Serve);
+        // If-Match compares strongly, If-None-Match weakly.
+        assert!(c(Some("W/\"0xNEW\""), None, None, None).check_read(&b).is_err());
+        assert!(c(Some("\"0xOTHER\", \"0xNEW\""), None, None, None).check_read(&b).is_ok());
+        assert_eq!(c(None, Some("W/\"0xNEW\""), None, None).check_read(&b).unwrap(), ReadCondition::NotModified);
+        // With If-Match there, If-Unmodified-Since is ignored.
+        assert!(c(Some("\"0xNEW\""), None, None, Some("2020-01-01T00:00:00Z")).check_write(Some(&b), true).is_ok());
+        assert!(c(None, None, None, Some("2020-01-01T00:00:00Z")).check_write(Some(&b), true).is_err());
+        // If-None-Match: * on an existing blob: 409 for a write, 412 for a delete.
+        assert!(matches!(c(None, Some("*"), None, None).check_write(Some(&b), true), Err(Error::Conflict { .. })));
+        assert!(matches!(c(None, Some("*"), None, None).check_write(Some(&b), false), Err(Error::PreconditionFailed { .. })));
+        assert!(c(None, Some("*"), None, None).check_write(None, true).is_ok());
+        assert!(c(Some("*"), None, None, None).check_write(None, true).is_err(), "If-Match needs a blob");
+    }
 
     #[test]
     fn names() {

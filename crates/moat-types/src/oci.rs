@@ -239,7 +239,10 @@ fn descriptor(v: &Value, at: &str) -> Result<Descriptor, BadManifest> {
         .and_then(Value::as_str)
         .ok_or_else(|| BadManifest(format!("{at}: a descriptor needs a 'mediaType' string")))?
         .to_string();
+    // Checked where moat relies on them (layers it does not hold); elsewhere they are data.
+    let external = EXTERNAL_LAYER_TYPES.contains(&media_type.as_str());
     let urls = match v.get("urls") {
+        Some(_) if !external => Vec::new(),
         None => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
