@@ -618,15 +618,22 @@ fn big_model(tmp: &Path) -> (std::path::PathBuf, u64) {
     (src, total + 14)
 }
 
+/// A registry named `registry` and, in `tmp`, the big model folder and a model.yml for it
+/// (`big`, version 1): (folder, bytes, model.yml).
+fn registry_and_big_model(server: &Server, tmp: &Path, registry: &str) -> (std::path::PathBuf, u64, std::path::PathBuf) {
+    std::fs::write(tmp.join("r.yml"), format!("name: {registry}\nlocation: eastus\n")).unwrap();
+    server.moat_json(&["registry", "create", "--file", tmp.join("r.yml").to_str().unwrap()]);
+    let (src, total) = big_model(tmp);
+    let yml = tmp.join("model.yml");
+    std::fs::write(&yml, "name: big\nversion: 1\npath: ./model\n").unwrap();
+    (src, total, yml)
+}
+
 #[test]
 fn the_cli_resumes_uploads_and_downloads_after_being_killed() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("r.yml"), "name: resumereg\nlocation: eastus\n").unwrap();
-    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
-    let (src, total) = big_model(tmp.path());
-    let yml = tmp.path().join("model.yml");
-    std::fs::write(&yml, "name: big\nversion: 1\npath: ./model\n").unwrap();
+    let (src, total, yml) = registry_and_big_model(&server, tmp.path(), "resumereg");
     let create = ["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "resumereg"];
 
     assert!(interrupt(&server, &create, "upload", 20), "the upload finished before it could be interrupted");
@@ -667,11 +674,7 @@ fn the_cli_resumes_uploads_and_downloads_after_being_killed() {
 fn a_resumed_upload_leaves_out_files_removed_since_it_was_interrupted() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("r.yml"), "name: stalereg\nlocation: eastus\n").unwrap();
-    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
-    let (src, _) = big_model(tmp.path());
-    let yml = tmp.path().join("model.yml");
-    std::fs::write(&yml, "name: big\nversion: 1\npath: ./model\n").unwrap();
+    let (src, _, yml) = registry_and_big_model(&server, tmp.path(), "stalereg");
     let create = ["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "stalereg"];
     // Small files go first: config.json is in the upload location when the run is killed.
     assert!(interrupt(&server, &create, "upload", 20), "the upload finished before it could be interrupted");
@@ -709,11 +712,7 @@ fn a_download_cut_off_by_the_server_resumes_from_its_partial_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let server = Server::start_in(&dir, &[]);
-    std::fs::write(tmp.path().join("r.yml"), "name: cutreg\nlocation: eastus\n").unwrap();
-    server.moat_json(&["registry", "create", "--file", tmp.path().join("r.yml").to_str().unwrap()]);
-    let (src, total) = big_model(tmp.path());
-    let yml = tmp.path().join("model.yml");
-    std::fs::write(&yml, "name: big\nversion: 1\npath: ./model\n").unwrap();
+    let (src, total, yml) = registry_and_big_model(&server, tmp.path(), "cutreg");
     let out = server.moat(&["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "cutreg"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let want = std::fs::read(src.join("weights.bin")).unwrap();

@@ -165,41 +165,23 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
     let huge = format!("<BlockList><Latest>bm9wZQ==</Latest>{}</BlockList>", " ".repeat(8 * 1024 * 1024));
     let r = anon.raw("PUT", &format!("{base}/x?comp=blocklist&{token}"), Some(huge.into_bytes()), Some("application/xml"), &[]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (413, Some("RequestBodyTooLarge")), "{}", r.text);
+    // A Put Blob of `body` to `name` with one more header.
+    let put_with = |name: &str, body: &[u8], extra: (&'static str, &'static str)| {
+        let (url, body) = (format!("{base}/{name}?{token}"), body.to_vec());
+        let a = Http { base: anon.base.clone(), token: None, client: anon.client.clone() };
+        async move { a.raw("PUT", &url, Some(body), Some("application/octet-stream"), &[("x-ms-blob-type", "BlockBlob"), extra]).await }
+    };
     // Conditions that fail change nothing; a date that is not an HTTP date is named.
-    let r = anon
-        .raw(
-            "PUT",
-            &format!("{base}/x?{token}"),
-            Some(b"new".to_vec()),
-            Some("application/octet-stream"),
-            &[("x-ms-blob-type", "BlockBlob"), ("if-match", "\"0xNOTTHEONE\"")],
-        )
-        .await;
+    let r = put_with("x", b"new", ("if-match", "\"0xNOTTHEONE\"")).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (412, Some("ConditionNotMet")), "{}", r.text);
     assert_eq!(anon.raw("GET", &format!("{base}/x?{token}"), None, None, &[]).await.status, 404, "a failed If-Match created nothing");
     // A body whose MD5 is not the announced one is refused, and nothing of it is kept: Put Blob,
     // Put Block, and Put Block staged in place (moat's offset extension).
     let md5_of_other = "kAFQmDzST7DWlj99KOF/cg=="; // MD5 of "abc"
-    let r = anon
-        .raw(
-            "PUT",
-            &format!("{base}/md5.bin?{token}"),
-            Some(b"abd".to_vec()),
-            Some("application/octet-stream"),
-            &[("x-ms-blob-type", "BlockBlob"), ("content-md5", md5_of_other)],
-        )
-        .await;
+    let r = put_with("md5.bin", b"abd", ("content-md5", md5_of_other)).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("Md5Mismatch")), "{}", r.text);
     assert_eq!(anon.raw("GET", &format!("{base}/md5.bin?{token}"), None, None, &[]).await.status, 404);
-    let r = anon
-        .raw(
-            "PUT",
-            &format!("{base}/md5.bin?{token}"),
-            Some(b"abc".to_vec()),
-            Some("application/octet-stream"),
-            &[("x-ms-blob-type", "BlockBlob"), ("content-md5", md5_of_other)],
-        )
-        .await;
+    let r = put_with("md5.bin", b"abc", ("content-md5", md5_of_other)).await;
     assert_eq!((r.status, r.header("content-md5").as_deref()), (201, Some(md5_of_other)), "{}", r.text);
     for offset in [None, Some("0")] {
         let mut headers = vec![("content-md5", md5_of_other)];
@@ -212,15 +194,7 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
             anon.raw("GET", &format!("{base}/md5-blocks.bin?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
         assert!(!listed.text.contains("YmxrMQ"), "a refused block is not staged: {}", listed.text);
     }
-    let r = anon
-        .raw(
-            "PUT",
-            &format!("{base}/md5.bin?{token}"),
-            Some(b"abc".to_vec()),
-            Some("application/octet-stream"),
-            &[("x-ms-blob-type", "BlockBlob"), ("content-md5", "not base64!")],
-        )
-        .await;
+    let r = put_with("md5.bin", b"abc", ("content-md5", "not base64!")).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidMd5")), "{}", r.text);
     let r = anon.raw("GET", &format!("{base}/md5.bin?{token}"), None, None, &[("x-ms-range-get-content-md5", "true")]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidHeaderValue")), "a whole blob has no range MD5");
