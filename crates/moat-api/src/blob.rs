@@ -175,14 +175,10 @@ fn common_headers(h: &mut HeaderMap) {
     }
 }
 
-/// HTTP's date format (RFC 9110's IMF-fixdate), always in GMT.
-const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
-
+/// An RFC 3339 time as an HTTP date (IMF-fixdate, GMT), through the same crate that reads them.
 fn http_date(rfc3339: &str) -> String {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&HTTP_DATE).ok())
+        .map(|t| httpdate::fmt_http_date(t.into()))
         .unwrap_or_default()
 }
 
@@ -225,9 +221,9 @@ fn echo_md5(headers: &HeaderMap, resp: &mut Response) {
     }
 }
 
-/// The request's conditional headers; a date that is not an HTTP date is a 400.
-/// A header unreadable as text is refused, not taken as absent (a condition must never be
-/// dropped silently); dates in any of RFC 9110's three forms, anything else refused as Azure does.
+/// The request's conditional headers. A header unreadable as text is refused, not taken as
+/// absent (a condition must never be dropped silently); dates are read in any of RFC 9110's
+/// three forms, and anything else is a 400, as Azure answers.
 fn conditions(h: &HeaderMap) -> Result<BlobConditions, Error> {
     let text = |n: &header::HeaderName| match h.get(n) {
         None => Ok(None),

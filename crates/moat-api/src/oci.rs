@@ -373,17 +373,12 @@ async fn serve(moat: &Moat, req: Request) -> Reply {
                 // A last chunk is checked as a PATCH's is: a Content-Range that does not start
                 // where the session ends is a 416, and the session stays for the right one.
                 let mut reader = BodyReader::new(body);
-                let range = match has_body(&req.headers) {
-                    true => match chunk_range(moat, &repo, &id, &req.headers).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            drain(&mut reader).await;
-                            return Err(e);
-                        }
-                    },
+                let with_chunk = has_body(&req.headers);
+                let range = match with_chunk {
+                    true => chunk_range(moat, &repo, &id, &req.headers, &mut reader).await?,
                     false => None,
                 };
-                let last = has_body(&req.headers).then_some(&mut reader);
+                let last = with_chunk.then_some(&mut reader);
                 let outcome = moat.oci_finish_upload(&repo, &id, &digest, last, range.map(|r| r.0)).await;
                 match outcome {
                     Ok(d) => Ok(created_blob(&repo, &d)),
@@ -585,19 +580,29 @@ async fn range_refused(moat: &Moat, repo: &Repo, id: &str, message: String) -> O
 }
 
 /// A chunk's `Content-Range`, checked against its `Content-Length`: a malformed one, or one
-/// that covers another count of bytes, is a 416 that says where the session stands.
-async fn chunk_range(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
-    let range = match content_range(headers) {
-        Ok(r) => r,
-        Err(e) => return Err(range_refused(moat, repo, id, e.0.message).await),
-    };
-    if let (Some((s, e)), Some(len)) = (range, header_str(headers, "content-length").and_then(|l| l.parse::<u64>().ok()))
-        && e - s + 1 != len
-    {
-        let message = format!("Content-Range {s}-{e} covers {} bytes but Content-Length is {len}", e - s + 1);
-        return Err(range_refused(moat, repo, id, message).await);
+/// that covers another count of bytes, is a 416 that says where the session stands, answered
+/// once what the client is still sending of `body` has been read (a bounded amount).
+async fn chunk_range(
+    moat: &Moat,
+    repo: &Repo,
+    id: &str,
+    headers: &HeaderMap,
+    body: &mut BodyReader,
+) -> Result<Option<(u64, u64)>, OciError> {
+    let len = header_str(headers, "content-length").and_then(|l| l.parse::<u64>().ok());
+    let checked = content_range(headers).map_err(|e| e.0.message).and_then(|range| match (range, len) {
+        (Some((s, e)), Some(len)) if e - s + 1 != len => {
+            Err(format!("Content-Range {s}-{e} covers {} bytes but Content-Length is {len}", e - s + 1))
+        }
+        _ => Ok(range),
+    });
+    match checked {
+        Ok(range) => Ok(range),
+        Err(message) => {
+            drain(body).await;
+            Err(range_refused(moat, repo, id, message).await)
+        }
     }
-    Ok(range)
 }
 
 /// The answer to a chunk the session refused: an out-of-order one is a 416 that says where the
@@ -613,13 +618,7 @@ async fn refused_chunk(moat: &Moat, repo: &Repo, id: &str, e: Error, reader: &mu
 
 async fn patch_upload(moat: &Moat, repo: &Repo, id: &str, headers: &HeaderMap, body: Body) -> Reply {
     let mut reader = BodyReader::new(body);
-    let range = match chunk_range(moat, repo, id, headers).await {
-        Ok(r) => r,
-        Err(e) => {
-            drain(&mut reader).await;
-            return Err(e);
-        }
-    };
+    let range = chunk_range(moat, repo, id, headers, &mut reader).await?;
     let outcome = moat.oci_patch_upload(repo, id, range.map(|r| r.0), &mut reader).await;
     match outcome {
         Ok(length) => {

@@ -264,6 +264,11 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
             }
         };
         let sas_uri = c.blob_url(&rec.sas_uri).await?;
+        // Leaves the earlier location for a new one, saying why.
+        let abandon = |why: String| {
+            PendingUpload::forget(&endpoint, vpath, local);
+            eprintln!("the earlier upload location {why}; starting a new upload");
+        };
         if from_record {
             // The commit records every file in the location, and the upload SAS cannot delete:
             // a location holding a file this folder no longer has (removed or renamed since the
@@ -280,8 +285,7 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
                 Err(e) => return Err(e.into()),
             };
             if let Some(why) = extra {
-                PendingUpload::forget(&endpoint, vpath, local);
-                eprintln!("the earlier upload location {why}; starting a new upload");
+                abandon(why);
                 continue;
             }
         }
@@ -299,8 +303,7 @@ async fn upload_files(c: &Client, vpath: &str, local: &Path, files: &[(PathBuf, 
             }
             // The earlier location is gone, sealed, or its SAS no longer works: start afresh, once.
             Err(moat_client::ClientError::Api { status: 403 | 404 | 409, code, .. }) if from_record => {
-                PendingUpload::forget(&endpoint, vpath, local);
-                eprintln!("the earlier upload location cannot be used ({code}); starting a new upload");
+                abandon(format!("cannot be used ({code})"));
             }
             Err(e) => return Err(e.into()),
         }

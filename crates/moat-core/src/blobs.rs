@@ -94,31 +94,35 @@ impl BlobConditions {
         Error::PreconditionFailed { message: "The condition specified using HTTP conditional header(s) is not met.".into() }
     }
 
+    /// Each condition's outcome against the blob that is `current` (`None`: there is none).
+    fn outcome(&self, current: Option<&BlobRow>) -> Outcome {
+        let modified = current.and_then(Self::modified);
+        Outcome {
+            match_fails: self.if_match.as_deref().is_some_and(|want| !current.is_some_and(|b| Self::names(want, &b.etag, false))),
+            none_match_names: self.if_none_match.as_deref().is_some_and(|want| current.is_some_and(|b| Self::names(want, &b.etag, true))),
+            not_modified_since: self.modified_since().is_some_and(|since| modified.is_some_and(|m| m <= since)),
+            modified_since_unmodified: self.unmodified_since().is_some_and(|since| modified.is_some_and(|m| m > since)),
+        }
+    }
+
     /// For a write or a delete of a blob that is `current` (`None`: there is none). `creates`:
     /// the request writes the blob, where `If-None-Match: *` on an existing one is Azure's
     /// `409 BlobAlreadyExists` (what the SDKs send for an upload that must not overwrite).
     pub fn check_write(&self, current: Option<&BlobRow>, creates: bool) -> Result<()> {
-        if let Some(want) = &self.if_match
-            && !current.is_some_and(|b| Self::names(want, &b.etag, false))
-        {
+        let o = self.outcome(current);
+        if o.match_fails {
             return Err(Self::not_met());
         }
-        if let (Some(want), Some(b)) = (&self.if_none_match, current)
-            && Self::names(want, &b.etag, true)
-        {
-            return Err(if creates && want.trim() == "*" {
+        if o.none_match_names {
+            let star = self.if_none_match.as_deref().is_some_and(|w| w.trim() == "*");
+            return Err(if creates && star {
                 Error::conflict("BlobAlreadyExists", "The specified blob already exists.")
             } else {
                 Self::not_met()
             });
         }
-        if let Some(b) = current {
-            let modified = Self::modified(b);
-            if self.modified_since().is_some_and(|since| modified.is_some_and(|m| m <= since))
-                || self.unmodified_since().is_some_and(|since| modified.is_some_and(|m| m > since))
-            {
-                return Err(Self::not_met());
-            }
+        if o.not_modified_since || o.modified_since_unmodified {
+            return Err(Self::not_met());
         }
         Ok(())
     }
@@ -126,19 +130,28 @@ impl BlobConditions {
     /// For a read of blob `b`: `If-Match` and `If-Unmodified-Since` that fail are `412`;
     /// `If-None-Match` naming it, or `If-Modified-Since` it was not modified after, `304`.
     pub fn check_read(&self, b: &BlobRow) -> Result<ReadCondition> {
-        let modified = Self::modified(b);
-        if self.if_match.as_deref().is_some_and(|want| !Self::names(want, &b.etag, false))
-            || self.unmodified_since().is_some_and(|since| modified.is_some_and(|m| m > since))
-        {
+        let o = self.outcome(Some(b));
+        if o.match_fails || o.modified_since_unmodified {
             return Err(Self::not_met());
         }
-        if self.if_none_match.as_deref().is_some_and(|want| Self::names(want, &b.etag, true))
-            || self.modified_since().is_some_and(|since| modified.is_some_and(|m| m <= since))
-        {
+        if o.none_match_names || o.not_modified_since {
             return Ok(ReadCondition::NotModified);
         }
         Ok(ReadCondition::Serve)
     }
+}
+
+/// How each of a request's conditions fared (see [`BlobConditions::check_write`] and
+/// [`BlobConditions::check_read`], which weigh them for writes and reads).
+struct Outcome {
+    /// `If-Match` names another ETag, or there is no blob.
+    match_fails: bool,
+    /// `If-None-Match` names the blob's ETag (or is `*` and there is a blob).
+    none_match_names: bool,
+    /// `If-Modified-Since` (where it counts) is not before the last change.
+    not_modified_since: bool,
+    /// `If-Unmodified-Since` (where it counts) is before the last change.
+    modified_since_unmodified: bool,
 }
 
 /// What a list returns.

@@ -639,13 +639,7 @@ impl Store {
     }
 
     pub async fn blob(&self, account: &str, container: &str, name: &str) -> Result<Option<BlobRow>> {
-        let row = sqlx::query(&format!("SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND name = $3"))
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| blob_from_row(&r)).transpose()
+        blob_in(&self.pool, account, container, name).await
     }
 
     /// Blobs of a container whose names start with `prefix`, in name order after `after`.
@@ -735,6 +729,22 @@ impl Store {
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
 const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_type, created_at, updated_at, parts";
+
+/// A blob's row, through the pool or inside a transaction.
+async fn blob_in<'e>(
+    e: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    account: &str,
+    container: &str,
+    name: &str,
+) -> Result<Option<BlobRow>> {
+    let row = sqlx::query(&format!("SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND name = $3"))
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .fetch_optional(e)
+        .await?;
+    row.map(|r| blob_from_row(&r)).transpose()
+}
 const BLOCK_COLS: &str = "account, container, name, block_id, digest, size, staged_at";
 const ASSIGNMENT_COLS: &str = "id, principal_id, role_definition_id, scope, created_at";
 const PRINCIPAL_COLS: &str = "object_id, kind, display_name, app_id, secret_hash, created_at, upn, issuer, subject";
@@ -1325,13 +1335,7 @@ impl WriteTx {
 
     /// A blob's row, read inside the transaction.
     pub async fn blob(&mut self, account: &str, container: &str, name: &str) -> Result<Option<BlobRow>> {
-        let row = sqlx::query(&format!("SELECT {BLOB_COLS} FROM blobs WHERE account = $1 AND container = $2 AND name = $3"))
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.map(|r| blob_from_row(&r)).transpose()
+        blob_in(&mut *self.tx, account, container, name).await
     }
 
     /// All blobs of a container under `prefix`, read inside the transaction.
@@ -1347,7 +1351,6 @@ impl WriteTx {
         rows.iter().map(blob_from_row).collect()
     }
 
-    /// Creates or replaces a blob.
     /// Writes blob `b`, or replaces the blob of its name keeping that one's `created_at`; returns
     /// the `created_at` the row has now. One statement.
     pub async fn put_blob(&mut self, b: &BlobRow) -> Result<String> {
