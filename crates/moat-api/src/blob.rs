@@ -151,8 +151,12 @@ pub fn xml_error(e: Error, head: bool) -> Response {
         // Azure Blob's name for a conditional header that failed.
         code = "ConditionNotMet".into();
     }
-    // Azure's status for a body over the limit.
-    let status = if code == "RequestBodyTooLarge" { StatusCode::PAYLOAD_TOO_LARGE } else { status };
+    // Azure's statuses for a body over the limit, and for one of unknown length.
+    let status = match code.as_str() {
+        "RequestBodyTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
+        "MissingContentLengthHeader" => StatusCode::LENGTH_REQUIRED,
+        _ => status,
+    };
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
         xml_escape(&code),
@@ -193,10 +197,25 @@ fn announced_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, Error> {
     }
 }
 
-/// The request body, checked against its `Content-MD5` when it has one.
-fn checked_body<'a>(headers: &HeaderMap, body: &'a mut BodyReader) -> Result<Md5Checked<&'a mut BodyReader>, Error> {
-    let len = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    Ok(Md5Checked::new(body, announced_md5(headers)?, len))
+/// The body's length, which Put Blob and Put Block require as Azure does: `Content-Length`, or
+/// none when the request framing says there is no body (`exact`, what the connection knows of
+/// the body's length). A body sent in chunks of unknown total is refused (411), not stored.
+fn content_length(h: &HeaderMap, exact: Option<u64>) -> Result<u64, Error> {
+    match h.get(header::CONTENT_LENGTH) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| bad("InvalidHeaderValue", "Content-Length is not a number of bytes.")),
+        None => exact.ok_or_else(|| {
+            bad("MissingContentLengthHeader", "The Content-Length header was not specified; send the body with its length.")
+        }),
+    }
+}
+
+/// The request body (of `len` bytes), checked against its `Content-MD5` when it has one.
+fn checked_body<'a>(headers: &HeaderMap, body: &'a mut BodyReader, len: u64) -> Result<Md5Checked<&'a mut BodyReader>, Error> {
+    Ok(Md5Checked::new(body, announced_md5(headers)?, Some(len)))
 }
 
 /// `outcome`, after reading (a bounded amount of) what the client is still sending when it is a
@@ -425,6 +444,7 @@ pub async fn handle(moat: &Moat, req: Request, client: &str, origin: &str) -> Re
 
 async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin: &str) -> Result<Response, Error> {
     let headers = req.headers().clone();
+    let exact_len = axum::body::HttpBody::size_hint(req.body()).exact();
     let conditions = conditions(&headers)?;
     let t = BlobTarget {
         account: &p.account,
@@ -445,7 +465,8 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                     None => return Err(bad("MissingRequiredHeader", "Put Blob needs the x-ms-blob-type header.")),
                 }
                 let ct = content_type(&headers, &["x-ms-blob-content-type", "content-type"]);
-                moat.put_blob(&t, checked_body(&headers, &mut body)?, ct).await
+                let len = content_length(&headers, exact_len)?;
+                moat.put_blob(&t, checked_body(&headers, &mut body, len)?, ct).await
             }
             .await;
             let row = drained(stored, &mut body).await?;
@@ -456,16 +477,19 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             Ok(resp)
         }
         BlobEndpoint::PutBlock { block_id } => {
-            // moat's extension: where the client will put the block (see Moat::put_block).
-            let offset = match headers.get("x-moat-block-offset") {
-                None => None,
-                Some(v) => Some(v.to_str().ok().and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
-                    bad("InvalidHeaderValue", "x-moat-block-offset is the block's byte offset in the blob, a decimal number.")
-                })?),
-            };
-            let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
             let mut body = BodyReader { stream: req.into_body().into_data_stream(), buf: Bytes::new() };
-            let staged = async { moat.put_block(&t, block_id, offset, length, checked_body(&headers, &mut body)?).await }.await;
+            let staged = async {
+                // moat's extension: where the client will put the block (see Moat::put_block).
+                let offset = match headers.get("x-moat-block-offset") {
+                    None => None,
+                    Some(v) => Some(v.to_str().ok().and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
+                        bad("InvalidHeaderValue", "x-moat-block-offset is the block's byte offset in the blob, a decimal number.")
+                    })?),
+                };
+                let length = content_length(&headers, exact_len)?;
+                moat.put_block(&t, block_id, offset, Some(length), checked_body(&headers, &mut body, length)?).await
+            }
+            .await;
             drained(staged, &mut body).await?;
             let mut resp = StatusCode::CREATED.into_response();
             common_headers(resp.headers_mut());

@@ -48,8 +48,9 @@ impl Kind {
             Kind::Environment => "environment",
         }
     }
+    /// Whether its versions can have files: an environment's are its build context.
     fn has_files(self) -> bool {
-        matches!(self, Kind::Model | Kind::Data | Kind::Code)
+        self != Kind::Component
     }
 }
 
@@ -171,11 +172,27 @@ struct AssetYaml {
     #[serde(default)]
     image: Option<String>,
     #[serde(default)]
+    build: Option<BuildYaml>,
+    #[serde(default)]
     conda_file: Option<String>,
     #[serde(default)]
     os_type: Option<String>,
     #[serde(default)]
     inference_config: Option<serde_yaml_ng::Value>,
+}
+
+/// An environment's `build:`: a local folder holding a Docker build context.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildYaml {
+    path: String,
+    #[serde(default)]
+    dockerfile_path: Option<String>,
+}
+
+/// The Dockerfile's path inside the build context, as the registry records it.
+fn dockerfile_path(b: &BuildYaml) -> &str {
+    b.dockerfile_path.as_deref().map(|p| p.trim_start_matches("./")).unwrap_or("Dockerfile")
 }
 
 fn model_type(t: &str) -> Result<&'static str, CliError> {
@@ -376,6 +393,7 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
             flavors: None,
             job_name: None,
             image: None,
+            build: None,
             conda_file: None,
             os_type: None,
             inference_config: None,
@@ -397,21 +415,58 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
     if let Some(s) = &y.stage {
         props["stage"] = json!(s);
     }
-    match kind {
+    // The folder to upload: the asset's path, or an environment's build context.
+    let upload_root = match kind {
         Kind::Model | Kind::Data | Kind::Code => {
             let path = y.path.as_deref().ok_or_else(|| usage(format!("{}: path (the files to upload) is required", file.display())))?;
-            let local = dir.join(path);
-            let files = local_files(&local)?;
-            // Creating is idempotent: a version that exists with exactly these files is the
-            // answer, without uploading; with other files it is refused, since versions never
-            // change their files (Azure's SDK returns the existing version without looking).
-            if let Some(existing) = existing_version(c, &vpath).await? {
-                same_files(&existing, &files, &t, kind).await?;
-                eprintln!("{} {} version {version} exists with these files already; nothing was uploaded", kind.noun(), t.name);
-                output::print(out, &decorate(existing, &t, kind), VERSION_COLUMNS);
-                return Ok(());
+            Some(dir.join(path))
+        }
+        Kind::Environment => {
+            if y.image.is_some() == y.build.is_some() {
+                return Err(usage(format!(
+                    "{}: an environment has an image or a build context (build: {{path: <folder>}}), one of the two",
+                    file.display()
+                )));
             }
-            let blob_uri = upload_files(c, &vpath, &local, &files).await?;
+            match &y.build {
+                Some(b) if b.path.contains("://") => {
+                    return Err(usage(format!(
+                        "{}: build.path '{}' is not a local folder; a registry holds its environments' build contexts itself",
+                        file.display(),
+                        b.path
+                    )));
+                }
+                Some(b) => Some(dir.join(&b.path)),
+                None => None,
+            }
+        }
+        Kind::Component => None,
+    };
+    let mut blob_uri = String::new();
+    if let Some(local) = &upload_root {
+        let files = local_files(local)?;
+        if let Some(b) = &y.build {
+            if std::fs::metadata(local).map(|m| m.is_file()).unwrap_or(false) {
+                return Err(usage(format!("{}: build.path must be a folder (the build context), not a file", file.display())));
+            }
+            let dockerfile = dockerfile_path(b);
+            if !files.iter().any(|(_, rel)| rel == dockerfile) {
+                return Err(usage(format!("{}: the build context {} has no {dockerfile}", file.display(), local.display())));
+            }
+        }
+        // Creating is idempotent: a version that exists with exactly these files is the
+        // answer, without uploading; with other files it is refused, since versions never
+        // change their files (Azure's SDK returns the existing version without looking).
+        if let Some(existing) = existing_version(c, &vpath).await? {
+            same_files(&existing, &files, &t, kind).await?;
+            eprintln!("{} {} version {version} exists with these files already; nothing was uploaded", kind.noun(), t.name);
+            output::print(out, &decorate(existing, &t, kind), VERSION_COLUMNS);
+            return Ok(());
+        }
+        blob_uri = upload_files(c, &vpath, local, &files).await?;
+    }
+    match kind {
+        Kind::Model | Kind::Data | Kind::Code => {
             if kind == Kind::Model {
                 props["modelType"] = json!(model_type(y.asset_type.as_deref().unwrap_or("custom_model"))?);
                 props["modelUri"] = json!(blob_uri);
@@ -430,7 +485,10 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
         }
         Kind::Component => props["componentSpec"] = spec_json,
         Kind::Environment => {
-            props["image"] = json!(y.image);
+            match &y.build {
+                Some(b) => props["build"] = json!({"contextUri": blob_uri, "dockerfilePath": dockerfile_path(b)}),
+                None => props["image"] = json!(y.image),
+            }
             if let Some(cf) = &y.conda_file {
                 props["condaFile"] = json!(std::fs::read_to_string(dir.join(cf)).map_err(|e| usage(format!("cannot read {cf}: {e}")))?);
             }
@@ -441,8 +499,8 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
         }
     }
     let v = c.send(Method::PUT, &vpath, Some(&json!({"properties": props})), &[]).await?.body;
-    if let Some(path) = &y.path {
-        PendingUpload::forget(&c.profile().endpoint, &vpath, &dir.join(path));
+    if let Some(local) = &upload_root {
+        PendingUpload::forget(&c.profile().endpoint, &vpath, local);
     }
     output::print(out, &decorate(v, &t, kind), VERSION_COLUMNS);
     Ok(())

@@ -125,7 +125,7 @@ struct AssetWhere {
 enum AssetCommand {
     /// Create a version from an az ml YAML file, uploading its files.
     #[command(
-        after_help = "Example:\n  moat model create --file model.yml --registry-name demo-registry\n\nmodel.yml:\n  name: sentiment\n  version: 1\n  path: ./model\n  type: custom_model"
+        after_help = "Example:\n  moat model create --file model.yml --registry-name demo-registry\n\nmodel.yml:\n  name: sentiment\n  version: 1\n  path: ./model\n  type: custom_model\n\nAn environment from an image, or from a Docker build context that is uploaded:\n  moat environment create --file env.yml --registry-name demo-registry\n\nenv.yml:\n  name: trainer\n  version: 1\n  build:\n    path: ./docker-context\n    dockerfile_path: Dockerfile"
     )]
     Create {
         #[arg(long, short = 'f')]
@@ -179,7 +179,7 @@ enum AssetCommand {
     /// Delete a version.
     #[command(after_help = "Example:\n  moat model delete --name sentiment --version 1 --registry-name demo-registry")]
     Delete(AssetWhere),
-    /// Download a version's files, verifying each sha256.
+    /// Download a version's files (an environment's build context), verifying each sha256.
     #[command(
         after_help = "Example:\n  moat model download --name sentiment --version 1 --registry-name demo-registry --download-path ./out"
     )]

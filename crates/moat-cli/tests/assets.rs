@@ -293,6 +293,163 @@ async fn a_model_folder_round_trips_through_the_sdk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_built_from_a_context_carries_it() {
+    let server = Server::start();
+    let http = server.http();
+    let reg = server.registry_path("default", "envreg");
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("app")).unwrap();
+    std::fs::write(ctx.join("app/requirements.txt"), b"numpy==2.1.0\n").unwrap();
+    let v1 = format!("{reg}/environments/trainer/versions/1");
+
+    // A build context goes up like a model's files, through startPendingUpload and the SDK.
+    let r = http.call("POST", &format!("{v1}/startPendingUpload"), Some(&json!({})), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let blob_ref = &r.body["blobReferenceForConsumption"];
+    let (sas, context_uri) = (blob_ref["credential"]["sasUri"].as_str().unwrap(), blob_ref["blobUri"].as_str().unwrap());
+    python(&["upload", sas, ctx.to_str().unwrap()]);
+    // Without its Dockerfile it could never be built: refused, and the location stays open.
+    let build = |extra: Value| {
+        let mut b = json!({"contextUri": context_uri});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"properties": {"build": b, "osType": "Linux"}})
+    };
+    let r = http.call("PUT", &v1, Some(&build(json!({}))), &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "DockerfileNotFound"), "{}", r.text);
+    assert_eq!(r.body["error"]["target"], "properties.build.dockerfilePath");
+    // Bad build bodies: each a specific 400, nothing created.
+    let elsewhere = json!({"properties": {"build": {"contextUri": "https://elsewhere.example/ctx"}}});
+    let cases = [
+        (
+            json!({"properties": {"build": {"contextUri": context_uri}, "image": "python:3.11"}}),
+            "InvalidRequestContent",
+            "properties.build",
+        ),
+        (build(json!({"dockerfile": "Dockerfile"})), "InvalidRequestContent", "properties.build.dockerfile"),
+        (build(json!({"dockerfilePath": "../Dockerfile"})), "InvalidRequestContent", "properties.build.dockerfilePath"),
+        (build(json!({"dockerfilePath": 7})), "InvalidRequestContent", "properties.build.dockerfilePath"),
+        (json!({"properties": {"build": {"dockerfilePath": "Dockerfile"}}}), "InvalidRequestContent", "properties.build.contextUri"),
+        (json!({"properties": {"build": "ctx"}}), "InvalidRequestContent", "properties.build"),
+        (elsewhere, "InvalidAssetUri", "properties.build.contextUri"),
+    ];
+    for (body, code, target) in cases {
+        let r = http.call("PUT", &v1, Some(&body), &[]).await;
+        assert_eq!((r.status, r.code().as_str()), (400, code), "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["target"], target, "{body}");
+    }
+    assert_eq!(http.get(&v1).await.status, 404, "nothing was created");
+    // The Dockerfile joins the same location, and the version commits the whole context.
+    let dockerfile = b"FROM python:3.11-slim\nCOPY app /app\nRUN pip install -r /app/requirements.txt\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    python(&["upload", sas, ctx.to_str().unwrap()]);
+    let created = http.call("PUT", &v1, Some(&build(json!({}))), &[]).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let p = &created.body["properties"];
+    assert_eq!(p["build"], json!({"contextUri": context_uri, "dockerfilePath": "Dockerfile"}), "the default Dockerfile path is recorded");
+    let mut files: Vec<(String, String)> = p["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["sha256"].as_str().unwrap().to_string()))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            ("Dockerfile".to_string(), format!("{:x}", Sha256::digest(dockerfile))),
+            ("app/requirements.txt".to_string(), format!("{:x}", Sha256::digest(b"numpy==2.1.0\n")))
+        ]
+    );
+    // The same context named again (with the default path spelled out) is the same version;
+    // another Dockerfile path is other content.
+    let same = http.call("PUT", &v1, Some(&build(json!({"dockerfilePath": "Dockerfile"}))), &[]).await;
+    assert_eq!(same.status, 200, "{}", same.text);
+    let other = http.call("PUT", &v1, Some(&build(json!({"dockerfilePath": "app/Dockerfile"}))), &[]).await;
+    assert_eq!((other.status, other.code().as_str()), (409, "AssetContentImmutable"), "{}", other.text);
+    // It comes back down through datareferences, byte for byte.
+    let asset_id = "azureml://registries/envreg/environments/trainer/versions/1";
+    let r = http.call("POST", &format!("{reg}/datareferences/trainer/versions/1"), Some(&json!({"assetId": asset_id})), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dest = tmp.path().join("sdk-down");
+    python(&["download", r.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap(), dest.to_str().unwrap()]);
+    assert_eq!(std::fs::read(dest.join("Dockerfile")).unwrap(), dockerfile);
+    assert_eq!(std::fs::read(dest.join("app/requirements.txt")).unwrap(), b"numpy==2.1.0\n");
+
+    // The CLI: `build: {path}` in the az ml YAML uploads the folder.
+    std::fs::write(ctx.join("app/main.py"), b"print('serve')\n").unwrap();
+    let yml = tmp.path().join("env.yml");
+    std::fs::write(&yml, "name: trainer\nversion: 2\nbuild:\n  path: ./ctx\n  dockerfile_path: ./Dockerfile\ndescription: built here\n")
+        .unwrap();
+    let create = ["environment", "create", "--file", yml.to_str().unwrap(), "--registry-name", "envreg"];
+    let e = server.moat_json(&create);
+    assert_eq!(e["assetId"], "azureml://registries/envreg/environments/trainer/versions/2");
+    assert_eq!(e["properties"]["build"]["dockerfilePath"], "Dockerfile");
+    assert_eq!(e["properties"]["files"].as_array().unwrap().len(), 3, "{e}");
+    let again = server.moat(&create);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && err.contains("exists with these files already"), "{err}");
+    let out_dir = tmp.path().join("cli-down");
+    let out = server.moat(&[
+        "environment",
+        "download",
+        "--name",
+        "azureml://registries/envreg/environments/trainer/versions/2",
+        "--download-path",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["Dockerfile", "app/requirements.txt", "app/main.py"] {
+        assert_eq!(std::fs::read(out_dir.join("trainer").join(f)).unwrap(), std::fs::read(ctx.join(f)).unwrap(), "{f}");
+    }
+    // Refused before anything is sent: an image and a context at once, a context without its
+    // Dockerfile, a context that is not a local folder.
+    for (yaml, says) in [
+        ("name: trainer\nversion: 3\nimage: python:3.11\nbuild: {path: ./ctx}\n", "one of the two"),
+        ("name: trainer\nversion: 3\nbuild: {path: ./ctx, dockerfile_path: prod/Dockerfile}\n", "has no prod/Dockerfile"),
+        ("name: trainer\nversion: 3\nbuild: {path: 'https://example.com/ctx'}\n", "not a local folder"),
+    ] {
+        std::fs::write(&yml, yaml).unwrap();
+        let out = server.moat(&create);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{yaml}: {err}");
+    }
+    assert_eq!(http.get(&format!("{reg}/environments/trainer/versions/3")).await.status, 404);
+    // An environment that names an image has nothing to download, and says why.
+    std::fs::write(&yml, "name: served\nversion: 1\nimage: python:3.11\n").unwrap();
+    server.moat_json(&create);
+    let out = server.moat(&[
+        "environment",
+        "download",
+        "--name",
+        "served",
+        "--registry-name",
+        "envreg",
+        "--download-path",
+        out_dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("NoFiles") && err.contains("names an image"), "{err}");
+    // Deleting the version empties its context's location: the read SAS stops finding it.
+    assert_eq!(http.call("DELETE", &v1, None, &[]).await.status, 200);
+    let gone = http
+        .anonymous()
+        .raw(
+            "GET",
+            &format!(
+                "{context_uri}/Dockerfile?{}",
+                r.body["blobReferenceForConsumption"]["credential"]["sasUri"].as_str().unwrap().split_once('?').unwrap().1
+            ),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(gone.status, 404, "{}", gone.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_lists_page_whole_in_every_view_while_versions_are_added() {
     let server = Server::start();
     let http = server.http();

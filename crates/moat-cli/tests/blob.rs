@@ -194,6 +194,31 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
             anon.raw("GET", &format!("{base}/md5-blocks.bin?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
         assert!(!listed.text.contains("YmxrMQ"), "a refused block is not staged: {}", listed.text);
     }
+    // A body of unknown length (sent in chunks) is refused with Azure's 411, for Put Blob and
+    // Put Block, and stores nothing.
+    for (name, query) in [("chunked.bin", ""), ("chunked-blocks.bin", "comp=block&blockid=YmxrMQ%3D%3D&")] {
+        let url = format!("{base}/{name}?{query}{token}");
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H", "x-ms-blob-type: BlockBlob"])
+            .args(["-H", "Transfer-Encoding: chunked", "--data-binary", "abc", &url])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "411", "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let listed = anon.raw("GET", &format!("{base}/{name}?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
+        assert_eq!(listed.status, 404, "{name}: nothing staged or stored: {}", listed.text);
+    }
+    // All the block IDs of one blob have one length: a block whose ID is longer than one staged
+    // before is refused, and the staged one stays.
+    let block = |id: &str| {
+        let url = format!("{base}/ids.bin?comp=block&blockid={id}&{token}");
+        let a = Http { base: anon.base.clone(), token: None, client: anon.client.clone() };
+        async move { a.raw("PUT", &url, Some(b"abc".to_vec()), None, &[]).await }
+    };
+    assert_eq!(block("YmxrMQ%3D%3D").await.status, 201);
+    let r = block("YmxrMTAwMA%3D%3D").await;
+    assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidBlobOrBlock")), "{}", r.text);
+    let listed = anon.raw("GET", &format!("{base}/ids.bin?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
+    assert!(listed.text.contains("YmxrMQ==") && !listed.text.contains("YmxrMTAwMA"), "{}", listed.text);
     let r = put_with("md5.bin", b"abc", ("content-md5", "not base64!")).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidMd5")), "{}", r.text);
     let r = anon.raw("GET", &format!("{base}/md5.bin?{token}"), None, None, &[("x-ms-range-get-content-md5", "true")]).await;

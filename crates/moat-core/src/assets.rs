@@ -159,14 +159,61 @@ fn foreign_fields(t: AssetType, p: &AssetVersionProperties) -> Vec<&'static str>
     bad
 }
 
-/// The uploaded location a version names, if its type has files.
+/// The uploaded location a version names, if it has files: an environment's is its build
+/// context.
 fn content_uri(t: AssetType, p: &AssetVersionProperties) -> Option<&str> {
     match t {
         AssetType::Models => p.model_uri.as_deref(),
         AssetType::Data => p.data_uri.as_deref(),
         AssetType::Codes => p.code_uri.as_deref(),
-        _ => None,
+        AssetType::Environments => p.build.as_ref().and_then(|b| b.get("contextUri")).and_then(|u| u.as_str()),
+        AssetType::Components => None,
     }
+}
+
+/// The field that names a version's uploaded location, for error targets.
+fn content_field(t: AssetType) -> &'static str {
+    match t {
+        AssetType::Models => "properties.modelUri",
+        AssetType::Data => "properties.dataUri",
+        AssetType::Environments => "properties.build.contextUri",
+        _ => "properties.codeUri",
+    }
+}
+
+/// The Dockerfile's path in a build context when the version does not name one, as in Azure.
+const DEFAULT_DOCKERFILE: &str = "Dockerfile";
+
+/// Checks an environment's `build` (`{contextUri, dockerfilePath}`, nothing else) and fills in
+/// the default Dockerfile path, so that the same context given with and without it is the same
+/// content.
+fn normalise_build(build: &mut serde_json::Value) -> Result<()> {
+    let bad = |target: &str, m: String| Error::invalid("InvalidRequestContent", target, m);
+    let Some(b) = build.as_object_mut() else {
+        return Err(bad("properties.build", "build must be an object: {\"contextUri\": …, \"dockerfilePath\": …}.".into()));
+    };
+    if let Some(k) = b.keys().find(|k| !["contextUri", "dockerfilePath"].contains(&k.as_str())) {
+        return Err(bad(&format!("properties.build.{k}"), format!("'{k}' is not a field of build: contextUri and dockerfilePath are.")));
+    }
+    if b.get("contextUri").and_then(|u| u.as_str()).is_none_or(|u| u.is_empty()) {
+        return Err(bad(
+            "properties.build.contextUri",
+            "build needs contextUri: the blobUri that startPendingUpload returned, with the build context uploaded under it.".into(),
+        ));
+    }
+    let path = match b.get("dockerfilePath") {
+        None | Some(serde_json::Value::Null) => DEFAULT_DOCKERFILE.to_string(),
+        Some(serde_json::Value::String(p)) => p.clone(),
+        Some(_) => return Err(bad("properties.build.dockerfilePath", "dockerfilePath must be a string.".into())),
+    };
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(bad(
+            "properties.build.dockerfilePath",
+            format!("'{path}' is not a path inside the build context: no leading '/', no empty, '.' or '..' segments."),
+        ));
+    }
+    b.insert("dockerfilePath".into(), serde_json::Value::String(path));
+    Ok(())
 }
 
 /// The fields that make up a version's content: they can never change.
@@ -177,7 +224,14 @@ fn content_of(t: AssetType, p: &AssetVersionProperties) -> serde_json::Value {
         "modelType": p.model_type, "modelUri": canonical(&p.model_uri), "flavors": p.flavors,
         "dataType": p.data_type, "dataUri": canonical(&p.data_uri), "referencedUris": p.referenced_uris,
         "codeUri": canonical(&p.code_uri), "componentSpec": p.component_spec,
-        "image": p.image, "build": p.build, "condaFile": p.conda_file, "osType": p.os_type, "inferenceConfig": p.inference_config,
+        "image": p.image, "build": p.build.as_ref().map(|b| {
+            let mut b = b.clone();
+            if let Some(u) = b.get_mut("contextUri") {
+                *u = serde_json::json!(u.as_str().map(|s| s.trim_end_matches('/')));
+            }
+            b
+        }),
+        "condaFile": p.conda_file, "osType": p.os_type, "inferenceConfig": p.inference_config,
     })
 }
 
@@ -238,6 +292,13 @@ fn validate_version_body(t: AssetType, p: &AssetVersionProperties) -> Result<()>
                     "An environment version needs an image or a build context.",
                 ));
             }
+            if p.image.is_some() && p.build.is_some() {
+                return Err(Error::invalid(
+                    "InvalidRequestContent",
+                    "properties.build",
+                    "An environment version has an image or a build context, not both.",
+                ));
+            }
             if let Some(os) = &p.os_type
                 && !["Linux", "Windows"].iter().any(|k| k.eq_ignore_ascii_case(os))
             {
@@ -251,17 +312,14 @@ fn validate_version_body(t: AssetType, p: &AssetVersionProperties) -> Result<()>
         AssetType::Codes => {}
     }
     if t.has_files() && content_uri(t, p).is_none() {
-        let field = match t {
-            AssetType::Models => "modelUri",
-            AssetType::Data => "dataUri",
-            _ => "codeUri",
-        };
+        let field = content_field(t);
         return Err(Error::invalid(
             "InvalidRequestContent",
-            format!("properties.{field}"),
+            field,
             format!(
-                "A {} version needs {field}: the blobUri that startPendingUpload returned, with the files uploaded under it.",
-                t.segment()
+                "A {} version needs {}: the blobUri that startPendingUpload returned, with the files uploaded under it.",
+                t.segment(),
+                field.trim_start_matches("properties.")
             ),
         ));
     }
@@ -344,7 +402,7 @@ impl Moat {
 
     fn render_version(&self, id: &str, d: &VersionDoc) -> AssetVersion {
         let mut props = d.props.clone();
-        props.files = if d.asset_type.has_files() { Some(d.files.clone()) } else { None };
+        props.files = if d.asset_type.has_files() || d.storage.is_some() { Some(d.files.clone()) } else { None };
         props.provisioning_state = Some("Succeeded".into());
         props.is_archived = Some(props.is_archived.unwrap_or(false));
         props.is_anonymous = Some(false);
@@ -610,6 +668,9 @@ impl Moat {
         p.is_anonymous = None;
         p.environment_type = None;
         validate_version_body(t, &p)?;
+        if let Some(b) = p.build.as_mut() {
+            normalise_build(b)?;
+        }
         // An image in the registry's own container registry is pinned to its digest.
         let pin = match (t, p.image.clone()) {
             (AssetType::Environments, Some(image)) => self.resolve_environment_image(caller, &regdoc.container_registry, &image).await?,
@@ -668,15 +729,23 @@ impl Moat {
                 files.push(AssetFile { path: b.name[dir.len()..].to_string(), size: b.size as u64, sha256: sha });
             }
             if files.is_empty() {
-                let field = match t {
-                    AssetType::Models => "properties.modelUri",
-                    AssetType::Data => "properties.dataUri",
-                    _ => "properties.codeUri",
-                };
                 return Err(Error::invalid(
                     "InvalidAssetUri",
-                    field,
+                    content_field(t),
                     format!("Nothing was uploaded under '{}'.", content_uri(t, &p).unwrap_or_default()),
+                ));
+            }
+            // A build context without its Dockerfile could never be built.
+            if let Some(dockerfile) = p.build.as_ref().and_then(|b| b.get("dockerfilePath")).and_then(|d| d.as_str())
+                && !files.iter().any(|f| f.path == dockerfile)
+            {
+                return Err(Error::invalid(
+                    "DockerfileNotFound",
+                    "properties.build.dockerfilePath",
+                    format!(
+                        "The build context uploaded under '{}' has no file '{dockerfile}'; upload it, or name the Dockerfile with build.dockerfilePath.",
+                        content_uri(t, &p).unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -793,12 +862,7 @@ impl Moat {
         version: &str,
         uri: &str,
     ) -> Result<(String, String, String)> {
-        let field = match t {
-            AssetType::Models => "properties.modelUri",
-            AssetType::Data => "properties.dataUri",
-            _ => "properties.codeUri",
-        };
-        let bad = |msg: String| Error::invalid("InvalidAssetUri", field, msg);
+        let bad = |msg: String| Error::invalid("InvalidAssetUri", content_field(t), msg);
         let base = format!("{}/", self.config.public_url);
         let rest = uri.strip_prefix(&base).ok_or_else(|| {
             bad(format!("'{uri}' is not a location of this registry's storage; upload through startPendingUpload first."))
@@ -949,7 +1013,7 @@ impl Moat {
             not_found(t, name, Some(version))
         })
         .await?;
-        if !t.has_files() {
+        if !t.takes_uploads() {
             return Err(Error::invalid("InvalidRequestContent", "assetType", format!("{} versions have no files to upload.", t.segment())));
         }
         if !valid_asset_name(name) || !valid_version(version) {
@@ -1073,8 +1137,13 @@ impl Moat {
         let id = cid.child("versions", version);
         let (d, _) =
             self.read_visible::<VersionDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, Some(version))).await?;
-        let (account, container, prefix) =
-            d.storage.clone().ok_or_else(|| Error::invalid("NoFiles", "assetId", format!("{} versions have no files.", t.segment())))?;
+        let (account, container, prefix) = d.storage.clone().ok_or_else(|| {
+            let why = match t {
+                AssetType::Environments => "it names an image, not an uploaded build context",
+                _ => "versions of this type have none",
+            };
+            Error::invalid("NoFiles", "assetId", format!("{} '{name}' version '{version}' has no files: {why}.", t.segment()))
+        })?;
         let (regdoc, _) = self
             .registry_for_assets(&ResourceId::provider(
                 &self.subscription_id,

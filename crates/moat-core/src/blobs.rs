@@ -339,6 +339,19 @@ async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
     if state.is_none() {
         tx.ensure_container(&row.account, &row.container, &now_rfc3339()).await?;
     }
+    // Checked under the lock, so that two blocks staged at once cannot both slip by.
+    if let Some(other) = tx.block_id_of_other_length(&row.account, &row.container, &row.name, row.block_id.len()).await? {
+        return Err(Error::invalid(
+            "InvalidBlobOrBlock",
+            "blockid",
+            format!(
+                "All the block IDs of a blob have one length: '{}' has {} characters, but '{other}', staged before, has {}. Use IDs of one length, or commit or delete the blob first.",
+                row.block_id,
+                row.block_id.len(),
+                other.len()
+            ),
+        ));
+    }
     tx.put_block(row).await?;
     tx.commit().await?;
     Ok(())

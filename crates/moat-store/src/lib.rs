@@ -1407,6 +1407,21 @@ impl WriteTx {
         Ok(())
     }
 
+    /// A block ID staged for the blob whose length is not `len`, if any (Azure wants all the
+    /// block IDs of a blob to have one length).
+    pub async fn block_id_of_other_length(&mut self, account: &str, container: &str, name: &str, len: usize) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT block_id FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 AND length(block_id) <> $4 LIMIT 1",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .bind(len as i64)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
     /// Drops the staged blocks of a blob (its block list committed, or it was put whole or
     /// deleted); returns where the dropped blocks' bytes were (their `digest` column).
     pub async fn clear_blocks(&mut self, account: &str, container: &str, name: &str) -> Result<Vec<String>> {

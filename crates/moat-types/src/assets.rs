@@ -50,6 +50,12 @@ impl AssetType {
     pub fn has_files(self) -> bool {
         matches!(self, AssetType::Models | AssetType::Data | AssetType::Codes)
     }
+
+    /// Whether versions of this type can carry uploaded files: models, data and code always
+    /// do; an environment does when it is built from an uploaded build context.
+    pub fn takes_uploads(self) -> bool {
+        self.has_files() || self == AssetType::Environments
+    }
 }
 
 /// A container: the named asset, holding versions.
