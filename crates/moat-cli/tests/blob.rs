@@ -157,6 +157,20 @@ async fn the_azure_sdk_uploads_and_downloads_through_a_sas() {
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (404, Some("BlobNotFound")));
     let r = anon.raw("GET", &format!("{base}/missing?comp=blocklist&blocklisttype=uncommitted&{token}"), None, None, &[]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (404, Some("BlobNotFound")), "no blob and no blocks");
+    // A container nothing was ever written to does not exist: listing it, reading or deleting a
+    // blob in it is ContainerNotFound, as in Azure, not an empty list or BlobNotFound.
+    let never = sas(&http, &sa_id, &format!("/blob/{account}/never-written"), "c", "rld", 3600).await;
+    let never_base = format!("{}/{account}/never-written", server.url);
+    for (method, url) in [
+        ("GET", format!("{never_base}?restype=container&comp=list&{never}")),
+        ("GET", format!("{never_base}/x?{never}")),
+        ("HEAD", format!("{never_base}/x?{never}")),
+        ("GET", format!("{never_base}/x?comp=blocklist&blocklisttype=uncommitted&{never}")),
+        ("DELETE", format!("{never_base}/x?{never}")),
+    ] {
+        let r = anon.raw(method, &url, None, None, &[]).await;
+        assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (404, Some("ContainerNotFound")), "{method} {url}: {}", r.text);
+    }
     let r = anon.raw("GET", &format!("{base}/x?comp=blocklist&blocklisttype=latest&{token}"), None, None, &[]).await;
     assert_eq!((r.status, r.header("x-ms-error-code").as_deref()), (400, Some("InvalidQueryParameterValue")), "{}", r.text);
     let r = anon.raw("GET", &format!("{base}/copy-a?{token}"), None, None, &[("x-ms-range", "bytes=100-200")]).await;

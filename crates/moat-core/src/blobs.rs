@@ -357,6 +357,12 @@ async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
     Ok(())
 }
 
+/// The 404 for a container that does not exist (Azure's ContainerNotFound). Containers come into
+/// being with their first write (an upload location is one, made by startPendingUpload).
+fn container_missing(t: &BlobTarget<'_>) -> Error {
+    Error::not_found("ContainerNotFound", format!("The container '{}' does not exist in storage account '{}'.", t.container, t.account))
+}
+
 /// The staging files (see staging.rs) that blocks at `places` (their `digest` column) are in.
 fn staged_in(places: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut files: Vec<String> = places
@@ -1069,9 +1075,18 @@ impl Moat {
         let blob = t.blob.unwrap_or_default();
         let blocks = self.store.blocks(t.account, t.container, blob).await?;
         if blocks.is_empty() && self.store.blob(t.account, t.container, blob).await?.is_none() {
-            return Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist in container '{}'.", t.container)));
+            return Err(self.blob_missing(t, blob).await?);
         }
         Ok(blocks)
+    }
+
+    /// The 404 for `blob`, which does not exist: ContainerNotFound when its container does not
+    /// either, as in Azure.
+    async fn blob_missing(&self, t: &BlobTarget<'_>, blob: &str) -> Result<Error> {
+        Ok(match self.store.container_sealed(t.account, t.container).await? {
+            None => container_missing(t),
+            Some(_) => Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist in container '{}'.", t.container)),
+        })
     }
 
     /// Get Blob / Get Blob Properties: the blob's record and its parts (one for a blob put
@@ -1080,8 +1095,10 @@ impl Moat {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Read).await?;
         let blob = t.blob.unwrap_or_default();
-        let missing = || Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist in container '{}'.", t.container));
-        let row = self.store.blob(t.account, t.container, blob).await?.ok_or_else(missing)?;
+        let row = match self.store.blob(t.account, t.container, blob).await? {
+            Some(row) => row,
+            None => return Err(self.blob_missing(t, blob).await?),
+        };
         let parse = |d: &str| Digest::parse(d).map_err(|_| Error::Internal(format!("stored digest {d}")));
         let parts = match &row.parts {
             None => vec![(parse(&row.digest)?, row.size as u64)],
@@ -1106,8 +1123,10 @@ impl Moat {
         let blob = t.blob.unwrap_or_default();
         let mut tx = self.store.write().await?;
         // Checked again under the lock: a commit may have sealed the container meanwhile.
-        if tx.container_sealed(t.account, t.container).await? == Some(true) {
-            return Err(sealed(t.container));
+        match tx.container_sealed(t.account, t.container).await? {
+            Some(true) => return Err(sealed(t.container)),
+            Some(false) => {}
+            None => return Err(container_missing(t)),
         }
         if !t.conditions.is_empty() {
             let current = tx.blob(t.account, t.container, blob).await?;
@@ -1178,6 +1197,9 @@ impl Moat {
                     break;
                 }
             }
+        }
+        if blobs.is_empty() && prefixes.is_empty() && self.store.container_sealed(t.account, t.container).await?.is_none() {
+            return Err(container_missing(t));
         }
         Ok(BlobListing { blobs, prefixes, next_marker })
     }
