@@ -786,6 +786,71 @@ fn registry_and_big_model(server: &Server, tmp: &Path, registry: &str) -> (std::
     (src, total, yml)
 }
 
+/// Runs a CLI transfer; once its progress passes a fifth, kills the server (SIGKILL) and starts
+/// it again at once on the same port and data. Returns the new server, whether the CLI run
+/// succeeded, and what it printed.
+fn across_a_restart(server: Server, dir: &Path, args: &[&str], verb: &str) -> (Server, bool, String) {
+    use std::io::BufRead;
+    let port = server.url.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let mut child = server.moat_command(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.strip_prefix(&format!("{verb}: ")).and_then(|r| r.split('%').next()).and_then(|p| p.parse::<u64>().ok());
+        said.push(line);
+        if done.is_some_and(|d| d >= 20) {
+            break;
+        }
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the {verb} ended before the server could be killed: {said:?}");
+    server.kill();
+    let server = Server::start_in(dir, &[("MOAT_LISTEN", &format!("127.0.0.1:{port}"))]);
+    said.extend(lines.map(|l| l.unwrap()));
+    let ok = child.wait().unwrap().success();
+    (server, ok, said.join("\n"))
+}
+
+#[test]
+fn a_transfer_rides_out_a_server_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start_in(&dir, &[]);
+    let (src, _, yml) = registry_and_big_model(&server, tmp.path(), "restartreg");
+    let want = std::fs::read(src.join("weights.bin")).unwrap();
+
+    // The server dies a fifth of the way into the upload and comes back: the same run carries
+    // on (the blocks that failed are sent again after a pause) and commits the version.
+    let create = ["model", "create", "--file", yml.to_str().unwrap(), "--registry-name", "restartreg"];
+    let (server, ok, said) = across_a_restart(server, &dir, &create, "upload");
+    assert!(ok, "the upload did not ride out the restart:\n{said}");
+    assert!(said.contains("trying again in"), "the pauses are said:\n{said}");
+    assert!(!said.contains("sig="), "no SAS in what is printed:\n{said}");
+    let v = server.moat_json(&["model", "show", "--name", "big", "--version", "1", "--registry-name", "restartreg"]);
+    let weights = v["properties"]["files"].as_array().unwrap().iter().find(|f| f["path"] == "weights.bin").unwrap().clone();
+    assert_eq!(weights["sha256"].as_str().unwrap(), format!("{:x}", Sha256::digest(&want)));
+
+    // The same for a download: the ranges cut off are fetched again from where they stopped.
+    let dest = tmp.path().join("out");
+    let download = [
+        "model",
+        "download",
+        "--name",
+        "big",
+        "--version",
+        "1",
+        "--registry-name",
+        "restartreg",
+        "--download-path",
+        dest.to_str().unwrap(),
+    ];
+    let (_server, ok, said) = across_a_restart(server, &dir, &download, "download");
+    assert!(ok, "the download did not ride out the restart:\n{said}");
+    assert!(said.contains("trying again in"), "the pauses are said:\n{said}");
+    assert!(std::fs::read(dest.join("big/weights.bin")).unwrap() == want, "the bytes differ");
+    assert!(!dest.join("big/weights.bin.moat-part").exists());
+}
+
 #[test]
 fn the_cli_resumes_uploads_and_downloads_after_being_killed() {
     let server = Server::start();

@@ -72,6 +72,58 @@ fn transport(url: &str, e: reqwest::Error) -> ClientError {
     ClientError::Transport { endpoint: base, cause: e.without_url().to_string() }
 }
 
+/// Tries a blob request gets: the first, and four more after a failure that may pass.
+const ATTEMPTS: u32 = 5;
+/// Pause before the first retry; it doubles for each next one (0.5, 1, 2, 4 s: 7.5 s in all,
+/// enough for a server to restart, or a load balancer to find another node).
+const FIRST_PAUSE_MS: u64 = 500;
+/// The longest pause a `Retry-After` can ask for.
+const MAX_PAUSE_MS: u64 = 30_000;
+
+/// Whether a failed request may succeed if tried again: the connection failed or dropped, or
+/// the server timed out, was busy or failed (408, 429, 500, 502, 503, 504). Anything else (a
+/// refusal, a wrong SAS, bytes that do not match) fails the same way every time.
+fn transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport { .. } => true,
+        ClientError::Api { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or has been tried [`ATTEMPTS`] times,
+/// pausing between tries and saying so on stderr (`what` names the blob, never its SAS).
+/// Only for requests that are safe to repeat: reads, and writes of the same bytes to the same
+/// place (a block, a whole small blob).
+async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if transient(&e) && tries < ATTEMPTS => {
+                pause(what, &e, tries).await;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The pause after failed try number `tries` (1-based).
+async fn pause(what: &str, e: &ClientError, tries: u32) {
+    let ms = (FIRST_PAUSE_MS << (tries - 1)).min(MAX_PAUSE_MS);
+    eprintln!("{what}: {e}; trying again in {:.1} s (retry {tries} of {})", ms as f64 / 1000.0, ATTEMPTS - 1);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// A blob URL for messages: without its SAS.
+fn named(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
 fn joined(e: tokio::task::JoinError) -> ClientError {
     ClientError::Local(format!("a transfer task failed: {e}"))
 }
@@ -139,21 +191,28 @@ fn block_id(fingerprint: &str, index: u64) -> String {
 /// The IDs of the blocks staged (not yet committed) for a blob; none when it does not exist.
 pub async fn staged_blocks(http: &reqwest::Client, url: &str) -> Result<HashSet<String>, ClientError> {
     let list_url = format!("{url}&comp=blocklist&blocklisttype=uncommitted");
-    let resp = http.get(&list_url).send().await.map_err(|e| transport(&list_url, e))?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(HashSet::new());
-    }
-    let text = check(resp).await?.text().await.map_err(|e| transport(&list_url, e))?;
+    let text = retrying(named(url), || async {
+        let resp = http.get(&list_url).send().await.map_err(|e| transport(&list_url, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(String::new());
+        }
+        check(resp).await?.text().await.map_err(|e| transport(&list_url, e))
+    })
+    .await?;
     Ok(text.split("<Name>").skip(1).filter_map(|n| n.split("</Name>").next()).map(str::to_string).collect())
 }
 
 /// Whether the blob at `url` already holds exactly the local file (a resumed run).
 async fn already_uploaded(http: &reqwest::Client, url: &str, path: &Path, size: u64) -> Result<Option<String>, ClientError> {
-    let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
-    let resp = check(resp).await?;
+    let resp = retrying(named(url), || async {
+        let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        check(resp).await.map(Some)
+    })
+    .await?;
+    let Some(resp) = resp else { return Ok(None) };
     let remote_len = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
     let Some(remote) = header(&resp, SHA256_HEADER) else { return Ok(None) };
     if remote_len != Some(size) {
@@ -246,10 +305,14 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
         return Ok(Transfer { size, moved: 0, sha256 });
     }
     if size as usize <= UPLOAD_BLOCK {
-        let buf = tokio::fs::read(path).await.map_err(io)?;
+        let buf = bytes::Bytes::from(tokio::fs::read(path).await.map_err(io)?);
         let local = hex(&Sha256::digest(&buf));
-        let resp = http.put(url).header("x-ms-blob-type", "BlockBlob").body(buf).send().await.map_err(|e| transport(url, e))?;
-        verify_upload(&check(resp).await?, path, &local)?;
+        let resp = retrying(named(url), || async {
+            let resp = http.put(url).header("x-ms-blob-type", "BlockBlob").body(buf.clone()).send().await.map_err(|e| transport(url, e))?;
+            check(resp).await
+        })
+        .await?;
+        verify_upload(&resp, path, &local)?;
         progress(size);
         return Ok(Transfer { size, moved: size, sha256: local });
     }
@@ -320,14 +383,17 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
             // moat's extension: with the offset, the server writes the block where it goes in
             // the blob and hashes the blob as blocks arrive, so the commit neither copies the
             // bytes nor waits for a hash of the whole file.
-            let resp = http
-                .put(&block_url)
-                .header("x-moat-block-offset", block.offset)
-                .body(data)
-                .send()
-                .await
-                .map_err(|e| transport(&block_url, e))?;
-            check(resp).await?;
+            retrying(named(&block_url), || async {
+                let resp = http
+                    .put(&block_url)
+                    .header("x-moat-block-offset", block.offset)
+                    .body(data.clone())
+                    .send()
+                    .await
+                    .map_err(|e| transport(&block_url, e))?;
+                check(resp).await
+            })
+            .await?;
             progress(block.len);
             Ok::<u64, ClientError>(block.len)
         });
@@ -376,35 +442,60 @@ impl Drop for Fetch {
 }
 
 /// Starts fetching bytes `start..=end`. The pieces wait in the channel until they are taken (at
-/// most the range's size).
+/// most the range's size). A connection that fails or drops partway is tried again (see
+/// [`retrying`]) for the bytes still missing, so the pieces passed on stay in order, each once.
 fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -> Fetch {
     let (tx, pieces) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let fetched = async {
-            let resp = http.get(&url).header("x-ms-range", format!("bytes={start}-{end}")).send().await.map_err(|e| transport(&url, e))?;
-            let mut resp = check(resp).await?;
-            let mut got = 0u64;
-            while let Some(piece) = resp.chunk().await.map_err(|e| transport(&url, e))? {
-                // An HTTP/2 stream may end with an empty frame: nothing to pass on.
-                if !piece.is_empty() {
-                    got += piece.len() as u64;
-                    if tx.send(Ok(piece)).is_err() {
-                        return Ok(());
-                    }
+        let mut got = 0u64;
+        let mut tries = 1;
+        loop {
+            match fetch_from(&http, &url, start, end, &mut got, &tx).await {
+                Ok(()) => return,
+                Err(e) if transient(&e) && tries < ATTEMPTS => {
+                    pause(named(&url), &e, tries).await;
+                    tries += 1;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
                 }
             }
-            if got != end - start + 1 {
-                return Err(ClientError::Integrity(format!(
-                    "the server sent {got} bytes for the range {start}-{end}; the connection may have dropped"
-                )));
-            }
-            Ok(())
-        };
-        if let Err(e) = fetched.await {
-            let _ = tx.send(Err(e));
         }
     });
     Fetch { pieces, task }
+}
+
+/// One try at the bytes of `start..=end` past the `got` already passed on; counts what it
+/// passes on in `got`.
+async fn fetch_from(
+    http: &reqwest::Client,
+    url: &str,
+    start: u64,
+    end: u64,
+    got: &mut u64,
+    tx: &tokio::sync::mpsc::UnboundedSender<Result<bytes::Bytes, ClientError>>,
+) -> Result<(), ClientError> {
+    let from = start + *got;
+    let resp = http.get(url).header("x-ms-range", format!("bytes={from}-{end}")).send().await.map_err(|e| transport(url, e))?;
+    let mut resp = check(resp).await?;
+    while let Some(piece) = resp.chunk().await.map_err(|e| transport(url, e))? {
+        // An HTTP/2 stream may end with an empty frame: nothing to pass on.
+        if !piece.is_empty() {
+            *got += piece.len() as u64;
+            if tx.send(Ok(piece)).is_err() {
+                // Nobody waits for the range any more.
+                return Ok(());
+            }
+        }
+    }
+    if *got != end - start + 1 {
+        return Err(ClientError::Transport {
+            endpoint: named(url).to_string(),
+            cause: format!("the connection ended after {} of the range's {} bytes", *got, end - start + 1),
+        });
+    }
+    Ok(())
 }
 
 /// Writes all of `pieces`, several at a time (one writev for many small pieces).
@@ -704,8 +795,11 @@ pub async fn list_blobs(http: &reqwest::Client, container_sas_url: &str, prefix:
     let mut marker = String::new();
     loop {
         let url = format!("{base}?restype=container&comp=list&prefix={}&marker={}&{sas}", encode_path(prefix), encode_path(&marker));
-        let resp = http.get(&url).send().await.map_err(|e| transport(&url, e))?;
-        let text = check(resp).await?.text().await.map_err(|e| transport(&url, e))?;
+        let text = retrying(named(&url), || async {
+            let resp = http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+            check(resp).await?.text().await.map_err(|e| transport(&url, e))
+        })
+        .await?;
         for blob in text.split("<Blob>").skip(1) {
             if let Some(name) = blob.split("<Name>").nth(1).and_then(|n| n.split("</Name>").next()) {
                 names.push(
