@@ -77,8 +77,6 @@ const ATTEMPTS: u32 = 5;
 /// Pause before the first retry; it doubles for each next one (0.5, 1, 2, 4 s: 7.5 s in all,
 /// enough for a server to restart, or a load balancer to find another node).
 const FIRST_PAUSE_MS: u64 = 500;
-/// The longest pause a `Retry-After` can ask for.
-const MAX_PAUSE_MS: u64 = 30_000;
 
 /// Whether a failed request may succeed if tried again: the connection failed or dropped, or
 /// the server timed out, was busy or failed (408, 429, 500, 502, 503, 504). Anything else (a
@@ -114,7 +112,7 @@ where
 
 /// The pause after failed try number `tries` (1-based).
 async fn pause(what: &str, e: &ClientError, tries: u32) {
-    let ms = (FIRST_PAUSE_MS << (tries - 1)).min(MAX_PAUSE_MS);
+    let ms = FIRST_PAUSE_MS << (tries - 1);
     eprintln!("{what}: {e}; trying again in {:.1} s (retry {tries} of {})", ms as f64 / 1000.0, ATTEMPTS - 1);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
