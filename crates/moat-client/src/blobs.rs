@@ -113,7 +113,9 @@ where
 /// The pause after failed try number `tries` (1-based).
 async fn pause(what: &str, e: &ClientError, tries: u32) {
     let ms = FIRST_PAUSE_MS << (tries - 1);
-    eprintln!("{what}: {e}; trying again in {:.1} s (retry {tries} of {})", ms as f64 / 1000.0, ATTEMPTS - 1);
+    // A transport error names the blob already.
+    let about = if matches!(e, ClientError::Transport { .. }) { e.to_string() } else { format!("{what}: {e}") };
+    eprintln!("{about}; trying again in {:.1} s (retry {tries} of {})", ms as f64 / 1000.0, ATTEMPTS - 1);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
@@ -405,11 +407,37 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
         .chain(std::iter::once("</BlockList>".to_string()))
         .collect();
     let list_url = format!("{url}&comp=blocklist");
-    let (resp, local) = tokio::join!(http.put(&list_url).body(xml).send(), hashing);
+    let xml = bytes::Bytes::from(xml);
+    let (resp, local) = tokio::join!(http.put(&list_url).body(xml.clone()).send(), hashing);
     let local = local.map_err(joined)?;
-    let resp = resp.map_err(|e| transport(&list_url, e))?;
-    verify_upload(&check(resp).await?, path, &local)?;
+    // A commit whose answer was lost may have happened: a retry first looks whether the blob now
+    // holds the file (its blocks are gone once committed, so committing them again would be
+    // refused), and commits again only if not.
+    let mut first = Some(resp);
+    retrying(named(url), || {
+        let (first, xml, list_url, local) = (first.take(), xml.clone(), &list_url, &local);
+        async move {
+            let resp = match first {
+                Some(sent) => sent,
+                None if committed_as(http, url, size, local).await? => return Ok(()),
+                None => http.put(list_url).body(xml).send().await,
+            };
+            verify_upload(&check(resp.map_err(|e| transport(list_url, e))?).await?, path, local)
+        }
+    })
+    .await?;
     Ok(Transfer { size, moved, sha256: local })
+}
+
+/// Whether the blob at `url` holds `size` bytes with sha256 `sha256` (hex).
+async fn committed_as(http: &reqwest::Client, url: &str, size: u64, sha256: &str) -> Result<bool, ClientError> {
+    let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    let resp = check(resp).await?;
+    let len = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
+    Ok(len == Some(size) && header(&resp, SHA256_HEADER).as_deref() == Some(sha256))
 }
 
 fn partial_path(dest: &Path) -> PathBuf {
