@@ -450,6 +450,58 @@ async fn an_environment_built_from_a_context_carries_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_may_name_one_uploaded_file() {
+    let server = Server::start();
+    let http = server.http();
+    let reg = server.registry_path("default", "filereg");
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("up");
+    std::fs::create_dir_all(src.join("raw")).unwrap();
+    let csv = b"sepal_length,species\n5.1,setosa\n".to_vec();
+    std::fs::write(src.join("raw/iris.csv"), &csv).unwrap();
+    std::fs::write(src.join("raw/notes.txt"), b"not part of the asset").unwrap();
+    let v1 = format!("{reg}/data/iris/versions/1");
+    let r = http.call("POST", &format!("{v1}/startPendingUpload"), Some(&json!({})), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let blob_ref = &r.body["blobReferenceForConsumption"];
+    python(&["upload", blob_ref["credential"]["sasUri"].as_str().unwrap(), src.to_str().unwrap()]);
+    let location = blob_ref["blobUri"].as_str().unwrap();
+
+    // A URI naming neither an uploaded folder nor an uploaded file is refused.
+    let missing = json!({"properties": {"dataType": "uri_file", "dataUri": format!("{location}/raw/nothing.csv")}});
+    let r = http.call("PUT", &v1, Some(&missing), &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "InvalidAssetUri"), "{}", r.text);
+    // As Azure's uri_file data does, the dataUri names the file itself: the version is that one
+    // file, not the folder it sits in.
+    let body = json!({"properties": {"dataType": "uri_file", "dataUri": format!("{location}/raw/iris.csv")}});
+    let created = http.call("PUT", &v1, Some(&body), &[]).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.body["properties"]["files"],
+        json!([{"path": "iris.csv", "size": csv.len(), "sha256": format!("{:x}", Sha256::digest(&csv))}])
+    );
+    assert_eq!(http.call("PUT", &v1, Some(&body), &[]).await.status, 200, "the same again is the same version");
+    // The CLI brings back that file, and only it.
+    let dest = tmp.path().join("down");
+    let out = server.moat(&[
+        "data",
+        "download",
+        "--name",
+        "iris",
+        "--version",
+        "1",
+        "--registry-name",
+        "filereg",
+        "--download-path",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dest.join("iris/iris.csv")).unwrap(), csv);
+    assert_eq!(std::fs::read_dir(dest.join("iris")).unwrap().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_lists_page_whole_in_every_view_while_versions_are_added() {
     let server = Server::start();
     let http = server.http();

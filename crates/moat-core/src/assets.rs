@@ -693,7 +693,7 @@ impl Moat {
             return self.update_version_fields(caller, &id, &cid, existing, old, p).await.map(|v| (v, false));
         }
         // A new version: check where its files were uploaded.
-        let storage = match content_uri(t, &p) {
+        let mut storage = match content_uri(t, &p) {
             Some(uri) => Some(self.pending_location(&regdoc, &reg, t, name, version, uri).await?),
             None => None,
         };
@@ -715,7 +715,7 @@ impl Moat {
         // Seal, then list, in one transaction: no upload can slip in between what is recorded
         // and what is served.
         let mut files = Vec::new();
-        if let Some((account, container, prefix)) = &storage {
+        if let Some((account, container, prefix)) = storage.as_mut() {
             if tx.container_sealed(account, container).await? == Some(true) {
                 return Err(Error::conflict(
                     "UploadAlreadyCommitted",
@@ -727,6 +727,21 @@ impl Moat {
             for b in tx.list_all_blobs(account, container, &dir).await? {
                 let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
                 files.push(AssetFile { path: b.name[dir.len()..].to_string(), size: b.size as u64, sha256: sha });
+            }
+            // A URI may name one uploaded file rather than a folder, as Azure's do for uri_file
+            // data and single-file models: the version is that file, in the folder it was
+            // uploaded to (which is what datareferences and downloads then look in).
+            if files.is_empty()
+                && !prefix.is_empty()
+                && let Some(b) = tx.blob(account, container, prefix).await?
+            {
+                let (folder, file) = match prefix.rsplit_once('/') {
+                    Some((folder, file)) => (folder.to_string(), file.to_string()),
+                    None => (String::new(), prefix.clone()),
+                };
+                let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
+                files.push(AssetFile { path: file, size: b.size as u64, sha256: sha });
+                *prefix = folder;
             }
             if files.is_empty() {
                 return Err(Error::invalid(
