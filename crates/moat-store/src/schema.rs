@@ -286,6 +286,15 @@ const STEPS: &[(i64, &[&str])] = &[
             "CREATE TABLE content_claims (digest TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL, deleting_since BIGINT)",
         ],
     ),
+    (
+        11,
+        &[
+            // Tags list in the OCI spec's case-insensitive order: with this index a page starts
+            // where the last one ended and reads only its own rows, instead of sorting all of a
+            // repository's tags for every page.
+            "CREATE INDEX oci_tags_in_order ON oci_tags (acr, repo, lower(tag), tag)",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store, upto: i64) -> Result<()> {
