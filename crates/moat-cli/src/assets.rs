@@ -191,8 +191,8 @@ struct BuildYaml {
 }
 
 /// The Dockerfile's path inside the build context, as the registry records it.
-fn dockerfile_path(b: &BuildYaml) -> &str {
-    b.dockerfile_path.as_deref().map(|p| p.trim_start_matches("./")).unwrap_or("Dockerfile")
+fn dockerfile_path(b: &BuildYaml) -> String {
+    moat_types::assets::dockerfile_path(b.dockerfile_path.as_deref())
 }
 
 fn model_type(t: &str) -> Result<&'static str, CliError> {
@@ -336,6 +336,12 @@ async fn existing_version(c: &Client, vpath: &str) -> Result<Option<Value>, CliE
     }
 }
 
+/// Where version `v`'s files were uploaded: its modelUri, dataUri, codeUri or build context.
+fn content_uri(v: &Value) -> Option<String> {
+    let p = &v["properties"];
+    [&p["modelUri"], &p["dataUri"], &p["codeUri"], &p["build"]["contextUri"]].into_iter().find_map(|u| u.as_str()).map(str::to_string)
+}
+
 /// Checks that version `existing` holds exactly `files` (paths, sizes and sha256); a 409-like
 /// refusal naming the first difference otherwise.
 async fn same_files(existing: &Value, files: &[(PathBuf, String)], t: &Target, kind: Kind) -> Result<(), CliError> {
@@ -443,6 +449,7 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
         Kind::Component => None,
     };
     let mut blob_uri = String::new();
+    let mut existing = None;
     if let Some(local) = &upload_root {
         let files = local_files(local)?;
         if let Some(b) = &y.build {
@@ -450,20 +457,23 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
                 return Err(usage(format!("{}: build.path must be a folder (the build context), not a file", file.display())));
             }
             let dockerfile = dockerfile_path(b);
-            if !files.iter().any(|(_, rel)| rel == dockerfile) {
+            if !files.iter().any(|(_, rel)| *rel == dockerfile) {
                 return Err(usage(format!("{}: the build context {} has no {dockerfile}", file.display(), local.display())));
             }
         }
         // Creating is idempotent: a version that exists with exactly these files is the
         // answer, without uploading; with other files it is refused, since versions never
-        // change their files (Azure's SDK returns the existing version without looking).
-        if let Some(existing) = existing_version(c, &vpath).await? {
-            same_files(&existing, &files, &t, kind).await?;
+        // change their files (Azure's SDK returns the existing version without looking). The
+        // rest of its content (a model's type, an environment's Dockerfile path …) is left to
+        // the server to compare, below.
+        if let Some(found) = existing_version(c, &vpath).await? {
+            same_files(&found, &files, &t, kind).await?;
             eprintln!("{} {} version {version} exists with these files already; nothing was uploaded", kind.noun(), t.name);
-            output::print(out, &decorate(existing, &t, kind), VERSION_COLUMNS);
-            return Ok(());
+            blob_uri = content_uri(&found).unwrap_or_default();
+            existing = Some(found);
+        } else {
+            blob_uri = upload_files(c, &vpath, local, &files).await?;
         }
-        blob_uri = upload_files(c, &vpath, local, &files).await?;
     }
     match kind {
         Kind::Model | Kind::Data | Kind::Code => {
@@ -496,6 +506,14 @@ pub async fn create(c: &Client, kind: Kind, file: &Path, registry: &str, group: 
             if let Some(ic) = &y.inference_config {
                 props["inferenceConfig"] = serde_json::to_value(ic).map_err(|e| usage(e.to_string()))?;
             }
+        }
+    }
+    if let Some(found) = &existing {
+        // The version as it is, but for the content this file describes: the server answers it
+        // unchanged if that content is the version's, and refuses it (409) otherwise. Its
+        // description, tags and stage are not this command's to change.
+        for field in ["description", "tags", "properties", "stage"] {
+            props[field] = found["properties"][field].clone();
         }
     }
     let v = c.send(Method::PUT, &vpath, Some(&json!({"properties": props})), &[]).await?.body;

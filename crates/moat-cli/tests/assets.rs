@@ -344,6 +344,10 @@ async fn an_environment_built_from_a_context_carries_it() {
     let dockerfile = b"FROM python:3.11-slim\nCOPY app /app\nRUN pip install -r /app/requirements.txt\n";
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     python(&["upload", sas, ctx.to_str().unwrap()]);
+    // A build context is a folder, never one file.
+    let one_file = json!({"properties": {"build": {"contextUri": format!("{context_uri}/Dockerfile")}}});
+    let r = http.call("PUT", &v1, Some(&one_file), &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "InvalidAssetUri"), "{}", r.text);
     let created = http.call("PUT", &v1, Some(&build(json!({}))), &[]).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let p = &created.body["properties"];
@@ -364,8 +368,10 @@ async fn an_environment_built_from_a_context_carries_it() {
     );
     // The same context named again (with the default path spelled out) is the same version;
     // another Dockerfile path is other content.
-    let same = http.call("PUT", &v1, Some(&build(json!({"dockerfilePath": "Dockerfile"}))), &[]).await;
-    assert_eq!(same.status, 200, "{}", same.text);
+    for spelled in ["Dockerfile", "./Dockerfile"] {
+        let same = http.call("PUT", &v1, Some(&build(json!({"dockerfilePath": spelled}))), &[]).await;
+        assert_eq!(same.status, 200, "{spelled}: {}", same.text);
+    }
     let other = http.call("PUT", &v1, Some(&build(json!({"dockerfilePath": "app/Dockerfile"}))), &[]).await;
     assert_eq!((other.status, other.code().as_str()), (409, "AssetContentImmutable"), "{}", other.text);
     // It comes back down through datareferences, byte for byte.
@@ -390,6 +396,12 @@ async fn an_environment_built_from_a_context_carries_it() {
     let again = server.moat(&create);
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success() && err.contains("exists with these files already"), "{err}");
+    // The same files with another Dockerfile are another environment: refused, not reported as
+    // the version that exists.
+    std::fs::write(&yml, "name: trainer\nversion: 2\nbuild:\n  path: ./ctx\n  dockerfile_path: app/main.py\n").unwrap();
+    let other = server.moat(&create);
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success() && err.contains("AssetContentImmutable"), "{err}");
     let out_dir = tmp.path().join("cli-down");
     let out = server.moat(&[
         "environment",
@@ -672,6 +684,13 @@ fn the_cli_publishes_and_fetches_assets() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("it has no extra.txt"), "{err}");
     std::fs::remove_file(tmp.path().join("model/extra.txt")).unwrap();
+    // The same files as another type of model are other content: refused by the server, and the
+    // version keeps its type.
+    std::fs::write(&yml, "name: clf\nversion: 1\npath: ./model\ntype: custom_model\n").unwrap();
+    let refused = server.moat(&create);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("AssetContentImmutable"), "{err}");
+    std::fs::write(&yml, "$schema: https://azuremlschemas.azureedge.net/latest/model.schema.json\nname: clf\nversion: 1\npath: ./model\ntype: mlflow_model\ndescription: a classifier\ntags: {team: ml}\n").unwrap();
     // The asset ID works wherever a name and version do.
     let shown = server.moat_json(&["model", "show", "--name", "azureml://registries/clireg/models/clf/versions/1"]);
     assert_eq!(shown["properties"]["description"], "a classifier");

@@ -77,6 +77,9 @@ const ATTEMPTS: u32 = 5;
 /// Pause before the first retry; it doubles for each next one (0.5, 1, 2, 4 s: 7.5 s in all,
 /// enough for a server to restart, or a load balancer to find another node).
 const FIRST_PAUSE_MS: u64 = 500;
+/// How long a Put Block List may take: the commit of a blob whose blocks were not staged in
+/// place copies it whole.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Whether a failed request may succeed if tried again: the connection failed or dropped, or
 /// the server timed out, was busy or failed (408, 429, 500, 502, 503, 504). Anything else (a
@@ -202,22 +205,21 @@ pub async fn staged_blocks(http: &reqwest::Client, url: &str) -> Result<HashSet<
     Ok(text.split("<Name>").skip(1).filter_map(|n| n.split("</Name>").next()).map(str::to_string).collect())
 }
 
-/// Whether the blob at `url` already holds exactly the local file (a resumed run).
-async fn already_uploaded(http: &reqwest::Client, url: &str, path: &Path, size: u64) -> Result<Option<String>, ClientError> {
-    let resp = retrying(named(url), || async {
-        let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        check(resp).await.map(Some)
-    })
-    .await?;
-    let Some(resp) = resp else { return Ok(None) };
-    let remote_len = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
-    let Some(remote) = header(&resp, SHA256_HEADER) else { return Ok(None) };
-    if remote_len != Some(size) {
+/// The sha256 (hex) the server recorded for the blob at `url`, if the blob exists with `size`
+/// bytes.
+async fn remote_sha256(http: &reqwest::Client, url: &str, size: u64) -> Result<Option<String>, ClientError> {
+    let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }
+    let resp = check(resp).await?;
+    let len = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
+    Ok(header(&resp, SHA256_HEADER).filter(|_| len == Some(size)))
+}
+
+/// Whether the blob at `url` already holds exactly the local file (a resumed run).
+async fn already_uploaded(http: &reqwest::Client, url: &str, path: &Path, size: u64) -> Result<Option<String>, ClientError> {
+    let Some(remote) = retrying(named(url), || remote_sha256(http, url, size)).await? else { return Ok(None) };
     let local = sha256_file(path).await?;
     Ok((local == remote).then_some(local))
 }
@@ -408,36 +410,35 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
         .collect();
     let list_url = format!("{url}&comp=blocklist");
     let xml = bytes::Bytes::from(xml);
-    let (resp, local) = tokio::join!(http.put(&list_url).body(xml.clone()).send(), hashing);
+    // A commit may copy the whole blob (blocks not staged in place), longer than the client's
+    // usual request timeout: it gets an hour.
+    let commit = |xml: bytes::Bytes| http.put(&list_url).timeout(COMMIT_TIMEOUT).body(xml).send();
+    let (resp, local) = tokio::join!(commit(xml.clone()), hashing);
     let local = local.map_err(joined)?;
     // A commit whose answer was lost may have happened: a retry first looks whether the blob now
     // holds the file (its blocks are gone once committed, so committing them again would be
-    // refused), and commits again only if not.
+    // refused), and commits again only if not; a retried commit refused because another one of
+    // this upload got there first looks again.
+    let committed = |local: String| async move { Ok::<bool, ClientError>(remote_sha256(http, url, size).await? == Some(local)) };
     let mut first = Some(resp);
     retrying(named(url), || {
-        let (first, xml, list_url, local) = (first.take(), xml.clone(), &list_url, &local);
+        let (first, xml, local, list_url, commit, committed) = (first.take(), xml.clone(), &local, &list_url, &commit, &committed);
         async move {
+            let retry = first.is_none();
             let resp = match first {
                 Some(sent) => sent,
-                None if committed_as(http, url, size, local).await? => return Ok(()),
-                None => http.put(list_url).body(xml).send().await,
+                None if committed(local.clone()).await? => return Ok(()),
+                None => commit(xml).await,
             };
-            verify_upload(&check(resp.map_err(|e| transport(list_url, e))?).await?, path, local)
+            match check(resp.map_err(|e| transport(list_url, e))?).await {
+                Ok(resp) => verify_upload(&resp, path, local),
+                Err(ClientError::Api { status: 400, .. }) if retry && committed(local.clone()).await? => Ok(()),
+                Err(e) => Err(e),
+            }
         }
     })
     .await?;
     Ok(Transfer { size, moved, sha256: local })
-}
-
-/// Whether the blob at `url` holds `size` bytes with sha256 `sha256` (hex).
-async fn committed_as(http: &reqwest::Client, url: &str, size: u64, sha256: &str) -> Result<bool, ClientError> {
-    let resp = http.head(url).send().await.map_err(|e| transport(url, e))?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Ok(false);
-    }
-    let resp = check(resp).await?;
-    let len = header(&resp, "content-length").and_then(|l| l.parse::<u64>().ok());
-    Ok(len == Some(size) && header(&resp, SHA256_HEADER).as_deref() == Some(sha256))
 }
 
 fn partial_path(dest: &Path) -> PathBuf {
@@ -473,20 +474,9 @@ impl Drop for Fetch {
 fn fetch_range(http: reqwest::Client, url: String, start: u64, end: u64) -> Fetch {
     let (tx, pieces) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let mut got = 0u64;
-        let mut tries = 1;
-        loop {
-            match fetch_from(&http, &url, start, end, &mut got, &tx).await {
-                Ok(()) => return,
-                Err(e) if transient(&e) && tries < ATTEMPTS => {
-                    pause(named(&url), &e, tries).await;
-                    tries += 1;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            }
+        let got = std::sync::atomic::AtomicU64::new(0);
+        if let Err(e) = retrying(named(&url), || fetch_from(&http, &url, start, end, &got, &tx)).await {
+            let _ = tx.send(Err(e));
         }
     });
     Fetch { pieces, task }
@@ -499,26 +489,28 @@ async fn fetch_from(
     url: &str,
     start: u64,
     end: u64,
-    got: &mut u64,
+    got: &std::sync::atomic::AtomicU64,
     tx: &tokio::sync::mpsc::UnboundedSender<Result<bytes::Bytes, ClientError>>,
 ) -> Result<(), ClientError> {
-    let from = start + *got;
+    use std::sync::atomic::Ordering::Relaxed;
+    let from = start + got.load(Relaxed);
     let resp = http.get(url).header("x-ms-range", format!("bytes={from}-{end}")).send().await.map_err(|e| transport(url, e))?;
     let mut resp = check(resp).await?;
     while let Some(piece) = resp.chunk().await.map_err(|e| transport(url, e))? {
         // An HTTP/2 stream may end with an empty frame: nothing to pass on.
         if !piece.is_empty() {
-            *got += piece.len() as u64;
+            got.fetch_add(piece.len() as u64, Relaxed);
             if tx.send(Ok(piece)).is_err() {
                 // Nobody waits for the range any more.
                 return Ok(());
             }
         }
     }
-    if *got != end - start + 1 {
+    let got = got.load(Relaxed);
+    if got != end - start + 1 {
         return Err(ClientError::Transport {
             endpoint: named(url).to_string(),
-            cause: format!("the connection ended after {} of the range's {} bytes", *got, end - start + 1),
+            cause: format!("the connection ended after {got} of the range's {} bytes", end - start + 1),
         });
     }
     Ok(())

@@ -76,7 +76,10 @@ impl DiskThread {
                     },
                     None => cached.write_all_at(bytes, offset),
                 };
-                if done.send(outcome.map(|()| buf)).is_err() {
+                // After a failed write, nothing more is written: the file's length must stay the
+                // length of a correct prefix (what a resumed download carries on from).
+                let failed = outcome.is_err();
+                if done.send(outcome.map(|()| buf)).is_err() || failed {
                     return;
                 }
             }
@@ -85,10 +88,16 @@ impl DiskThread {
     }
 
     fn send(&self, full: Full) -> std::io::Result<()> {
-        match &self.to_disk {
-            Some(tx) => tx.send(full).map_err(|_| std::io::Error::other("the disk writer stopped")),
-            None => Err(std::io::Error::other("the disk writer stopped")),
+        if let Some(tx) = &self.to_disk
+            && tx.send(full).is_ok()
+        {
+            return Ok(());
         }
+        // The thread stopped at a failed write: that write's error, which is waiting.
+        while let Ok(r) = self.written.try_recv() {
+            r?;
+        }
+        Err(std::io::Error::other("the disk writer stopped"))
     }
 
     /// A buffer back from the disk, once written (or the write's error).
@@ -105,8 +114,11 @@ impl DiskThread {
                 outcome = Err(e);
             }
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+            && outcome.is_ok()
+        {
+            outcome = Err(std::io::Error::other("the disk writer failed"));
         }
         outcome
     }
@@ -211,18 +223,23 @@ impl DownloadWriter {
 
     /// Writes what is left and makes the file durable.
     pub(crate) fn finish(mut self) -> std::io::Result<()> {
+        // The tail past the last aligned length goes through the cache, at its place, once all
+        // before it is on the disk: the file never gets longer than what was written in order.
+        let mut tail = None;
         if self.filled > 0
             && let Some(buf) = &self.buf
         {
-            // The tail past the last aligned length goes through the cache, at its place.
             let aligned = self.filled / ALIGN * ALIGN;
-            self.file.write_all_at(&buf.bytes()[aligned..self.filled], self.offset + aligned as u64)?;
+            tail = Some((buf.bytes()[aligned..self.filled].to_vec(), self.offset + aligned as u64));
             if aligned > 0 {
                 self.hand_over(aligned)?;
             }
         }
         if let Some(disk) = &mut self.disk {
             disk.stop()?;
+        }
+        if let Some((bytes, at)) = tail {
+            self.file.write_all_at(&bytes, at)?;
         }
         self.file.flush()?;
         self.file.sync_all()

@@ -181,9 +181,6 @@ fn content_field(t: AssetType) -> &'static str {
     }
 }
 
-/// The Dockerfile's path in a build context when the version does not name one, as in Azure.
-const DEFAULT_DOCKERFILE: &str = "Dockerfile";
-
 /// Checks an environment's `build` (`{contextUri, dockerfilePath}`, nothing else) and fills in
 /// the default Dockerfile path, so that the same context given with and without it is the same
 /// content.
@@ -202,8 +199,8 @@ fn normalise_build(build: &mut serde_json::Value) -> Result<()> {
         ));
     }
     let path = match b.get("dockerfilePath") {
-        None | Some(serde_json::Value::Null) => DEFAULT_DOCKERFILE.to_string(),
-        Some(serde_json::Value::String(p)) => p.clone(),
+        None | Some(serde_json::Value::Null) => moat_types::assets::dockerfile_path(None),
+        Some(serde_json::Value::String(p)) => moat_types::assets::dockerfile_path(Some(p)),
         Some(_) => return Err(bad("properties.build.dockerfilePath", "dockerfilePath must be a string.".into())),
     };
     if path.is_empty() || path.starts_with('/') || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
@@ -225,9 +222,14 @@ fn content_of(t: AssetType, p: &AssetVersionProperties) -> serde_json::Value {
         "dataType": p.data_type, "dataUri": canonical(&p.data_uri), "referencedUris": p.referenced_uris,
         "codeUri": canonical(&p.code_uri), "componentSpec": p.component_spec,
         "image": p.image, "build": p.build.as_ref().map(|b| {
+            // As normalise_build records it (a version stored before it did has no default).
             let mut b = b.clone();
             if let Some(u) = b.get_mut("contextUri") {
                 *u = serde_json::json!(u.as_str().map(|s| s.trim_end_matches('/')));
+            }
+            if let Some(o) = b.as_object_mut() {
+                let path = o.get("dockerfilePath").and_then(|d| d.as_str()).map(|d| moat_types::assets::dockerfile_path(Some(d)));
+                o.insert("dockerfilePath".into(), serde_json::json!(path.unwrap_or_else(|| moat_types::assets::dockerfile_path(None))));
             }
             b
         }),
@@ -731,8 +733,10 @@ impl Moat {
             // A URI may name one uploaded file rather than a folder, as Azure's do for uri_file
             // data and single-file models: the version is that file, in the folder it was
             // uploaded to (which is what datareferences and downloads then look in).
+            // Not for a build context, which is a folder.
             if files.is_empty()
                 && !prefix.is_empty()
+                && t != AssetType::Environments
                 && let Some(b) = tx.blob(account, container, prefix).await?
             {
                 let (folder, file) = match prefix.rsplit_once('/') {

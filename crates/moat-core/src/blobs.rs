@@ -340,7 +340,9 @@ async fn record_block(store: &moat_store::Store, row: &BlockRow) -> Result<()> {
         tx.ensure_container(&row.account, &row.container, &now_rfc3339()).await?;
     }
     // Checked under the lock, so that two blocks staged at once cannot both slip by.
-    if let Some(other) = tx.block_id_of_other_length(&row.account, &row.container, &row.name, row.block_id.len()).await? {
+    if let Some(other) =
+        tx.a_staged_block_id(&row.account, &row.container, &row.name).await?.filter(|other| other.len() != row.block_id.len())
+    {
         return Err(Error::invalid(
             "InvalidBlobOrBlock",
             "blockid",

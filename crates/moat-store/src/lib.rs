@@ -1407,16 +1407,16 @@ impl WriteTx {
         Ok(())
     }
 
-    /// A block ID staged for the blob whose length is not `len`, if any (Azure wants all the
-    /// block IDs of a blob to have one length).
-    pub async fn block_id_of_other_length(&mut self, account: &str, container: &str, name: &str, len: usize) -> Result<Option<String>> {
+    /// One of the block IDs staged for the blob, if any: the first in the primary key's order,
+    /// found without reading the others (Azure wants all the block IDs of a blob to have one
+    /// length, so one tells the length of all).
+    pub async fn a_staged_block_id(&mut self, account: &str, container: &str, name: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = sqlx::query_as(
-            "SELECT block_id FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 AND length(block_id) <> $4 LIMIT 1",
+            "SELECT block_id FROM blob_blocks WHERE account = $1 AND container = $2 AND name = $3 ORDER BY block_id LIMIT 1",
         )
         .bind(account)
         .bind(container)
         .bind(name)
-        .bind(len as i64)
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(row.map(|r| r.0))

@@ -58,6 +58,16 @@ impl AssetType {
     }
 }
 
+/// The path of an environment's Dockerfile in its build context as recorded: `given` without
+/// leading `./`, or `Dockerfile` (Azure's default) when none is given.
+pub fn dockerfile_path(given: Option<&str>) -> String {
+    let mut path = given.unwrap_or("Dockerfile");
+    while let Some(rest) = path.strip_prefix("./") {
+        path = rest;
+    }
+    path.to_string()
+}
+
 /// A container: the named asset, holding versions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
