@@ -49,19 +49,30 @@ fn write_model(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 async fn upload_model(http: &Http, reg: &str, name: &str, version: &str, src: &Path) -> String {
+    upload_for(http, &format!("{reg}/models/{name}/versions/{version}"), src).await.0
+}
+
+/// Uploads folder `src` with the SDK into a fresh pending upload location of the version at
+/// `version_path`; returns the location's blobUri and its SAS URI.
+async fn upload_for(http: &Http, version_path: &str, src: &Path) -> (String, String) {
     let r = http
-        .call(
-            "POST",
-            &format!("{reg}/models/{name}/versions/{version}/startPendingUpload"),
-            Some(&json!({"pendingUploadType": "TemporaryBlobReference"})),
-            &[],
-        )
+        .call("POST", &format!("{version_path}/startPendingUpload"), Some(&json!({"pendingUploadType": "TemporaryBlobReference"})), &[])
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let blob_ref = &r.body["blobReferenceForConsumption"];
     assert_eq!(blob_ref["credential"]["credentialType"], "SAS");
-    python(&["upload", blob_ref["credential"]["sasUri"].as_str().unwrap(), src.to_str().unwrap()]);
-    blob_ref["blobUri"].as_str().unwrap().to_string()
+    let sas = blob_ref["credential"]["sasUri"].as_str().unwrap().to_string();
+    python(&["upload", &sas, src.to_str().unwrap()]);
+    (blob_ref["blobUri"].as_str().unwrap().to_string(), sas)
+}
+
+/// A server with a registry named `name`: the server, an admin client, the registry's ARM path.
+async fn server_with_registry(name: &str) -> (Server, Http, String) {
+    let server = Server::start();
+    let http = server.http();
+    let reg = server.registry_path("default", name);
+    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    (server, http, reg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,10 +305,7 @@ async fn a_model_folder_round_trips_through_the_sdk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_environment_built_from_a_context_carries_it() {
-    let server = Server::start();
-    let http = server.http();
-    let reg = server.registry_path("default", "envreg");
-    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let (server, http, reg) = server_with_registry("envreg").await;
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     std::fs::create_dir_all(ctx.join("app")).unwrap();
@@ -305,11 +313,8 @@ async fn an_environment_built_from_a_context_carries_it() {
     let v1 = format!("{reg}/environments/trainer/versions/1");
 
     // A build context goes up like a model's files, through startPendingUpload and the SDK.
-    let r = http.call("POST", &format!("{v1}/startPendingUpload"), Some(&json!({})), &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let blob_ref = &r.body["blobReferenceForConsumption"];
-    let (sas, context_uri) = (blob_ref["credential"]["sasUri"].as_str().unwrap(), blob_ref["blobUri"].as_str().unwrap());
-    python(&["upload", sas, ctx.to_str().unwrap()]);
+    let (context_uri, sas) = upload_for(&http, &v1, &ctx).await;
+    let (context_uri, sas) = (context_uri.as_str(), sas.as_str());
     // Without its Dockerfile it could never be built: refused, and the location stays open.
     let build = |extra: Value| {
         let mut b = json!({"contextUri": context_uri});
@@ -463,10 +468,7 @@ async fn an_environment_built_from_a_context_carries_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_may_name_one_uploaded_file() {
-    let server = Server::start();
-    let http = server.http();
-    let reg = server.registry_path("default", "filereg");
-    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let (server, http, reg) = server_with_registry("filereg").await;
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("up");
     std::fs::create_dir_all(src.join("raw")).unwrap();
@@ -474,11 +476,7 @@ async fn a_version_may_name_one_uploaded_file() {
     std::fs::write(src.join("raw/iris.csv"), &csv).unwrap();
     std::fs::write(src.join("raw/notes.txt"), b"not part of the asset").unwrap();
     let v1 = format!("{reg}/data/iris/versions/1");
-    let r = http.call("POST", &format!("{v1}/startPendingUpload"), Some(&json!({})), &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let blob_ref = &r.body["blobReferenceForConsumption"];
-    python(&["upload", blob_ref["credential"]["sasUri"].as_str().unwrap(), src.to_str().unwrap()]);
-    let location = blob_ref["blobUri"].as_str().unwrap();
+    let (location, _) = upload_for(&http, &v1, &src).await;
 
     // A URI naming neither an uploaded folder nor an uploaded file is refused.
     let missing = json!({"properties": {"dataType": "uri_file", "dataUri": format!("{location}/raw/nothing.csv")}});
@@ -515,10 +513,7 @@ async fn a_version_may_name_one_uploaded_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_lists_page_whole_in_every_view_while_versions_are_added() {
-    let server = Server::start();
-    let http = server.http();
-    let reg = server.registry_path("default", "pagereg");
-    assert_eq!(http.call("PUT", &reg, Some(&registry_body("eastus")), &[]).await.status, 201);
+    let (_server, http, reg) = server_with_registry("pagereg").await;
     let put = |v: String, archived: bool| {
         let http = &http;
         let url = format!("{reg}/components/pager/versions/{v}");
