@@ -68,8 +68,7 @@ pub fn blob_url(sas_url: &str, path: &str) -> String {
 /// A transport error on a SAS URL, named without its query: reqwest's own message names the
 /// URL whole, signature included, and messages end up in terminals and CI logs.
 fn transport(url: &str, e: reqwest::Error) -> ClientError {
-    let base = url.split('?').next().unwrap_or(url).to_string();
-    ClientError::Transport { endpoint: base, cause: e.without_url().to_string() }
+    ClientError::Transport { endpoint: named(url).to_string(), cause: e.without_url().to_string() }
 }
 
 /// Tries a blob request gets: the first, and four more after a failure that may pass.
@@ -419,20 +418,21 @@ pub async fn upload_file(http: &reqwest::Client, url: &str, path: &Path, progres
     // holds the file (its blocks are gone once committed, so committing them again would be
     // refused), and commits again only if not; a retried commit refused because another one of
     // this upload got there first looks again.
-    let committed = |local: String| async move { Ok::<bool, ClientError>(remote_sha256(http, url, size).await? == Some(local)) };
+    let local_sha = local.as_str();
+    let committed = move || async move { Ok::<bool, ClientError>(remote_sha256(http, url, size).await?.as_deref() == Some(local_sha)) };
     let mut first = Some(resp);
     retrying(named(url), || {
-        let (first, xml, local, list_url, commit, committed) = (first.take(), xml.clone(), &local, &list_url, &commit, &committed);
+        let (first, xml, list_url, commit) = (first.take(), xml.clone(), &list_url, &commit);
         async move {
             let retry = first.is_none();
             let resp = match first {
                 Some(sent) => sent,
-                None if committed(local.clone()).await? => return Ok(()),
+                None if committed().await? => return Ok(()),
                 None => commit(xml).await,
             };
             match check(resp.map_err(|e| transport(list_url, e))?).await {
-                Ok(resp) => verify_upload(&resp, path, local),
-                Err(ClientError::Api { status: 400, .. }) if retry && committed(local.clone()).await? => Ok(()),
+                Ok(resp) => verify_upload(&resp, path, local_sha),
+                Err(ClientError::Api { status: 400, .. }) if retry && committed().await? => Ok(()),
                 Err(e) => Err(e),
             }
         }

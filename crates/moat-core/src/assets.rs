@@ -726,9 +726,13 @@ impl Moat {
             }
             tx.seal_container(account, container).await?;
             let dir = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+            let file = |path: &str, b: &moat_store::BlobRow| AssetFile {
+                path: path.to_string(),
+                size: b.size as u64,
+                sha256: b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string(),
+            };
             for b in tx.list_all_blobs(account, container, &dir).await? {
-                let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
-                files.push(AssetFile { path: b.name[dir.len()..].to_string(), size: b.size as u64, sha256: sha });
+                files.push(file(&b.name[dir.len()..], &b));
             }
             // A URI may name one uploaded file rather than a folder, as Azure's do for uri_file
             // data and single-file models: the version is that file, in the folder it was
@@ -739,13 +743,9 @@ impl Moat {
                 && t != AssetType::Environments
                 && let Some(b) = tx.blob(account, container, prefix).await?
             {
-                let (folder, file) = match prefix.rsplit_once('/') {
-                    Some((folder, file)) => (folder.to_string(), file.to_string()),
-                    None => (String::new(), prefix.clone()),
-                };
-                let sha = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest).to_string();
-                files.push(AssetFile { path: file, size: b.size as u64, sha256: sha });
-                *prefix = folder;
+                let (folder, name) = prefix.rsplit_once('/').unwrap_or(("", prefix.as_str()));
+                files.push(file(name, &b));
+                *prefix = folder.to_string();
             }
             if files.is_empty() {
                 return Err(Error::invalid(
