@@ -44,6 +44,19 @@ fn the_cli_and_curl_speak_verified_tls_to_moat() {
     assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
     assert_eq!(std::fs::read(out.join("m/weights.bin")).unwrap(), weights);
 
+    // A profile that does not trust moat's CA: the CLI says the certificate is why, at once.
+    let mut stranger = profile.clone();
+    stranger.as_object_mut().unwrap().remove("caCertificate");
+    let stranger_path = tmp.path().join("stranger.json");
+    std::fs::write(&stranger_path, stranger.to_string()).unwrap();
+    let refused = Command::new(common::BIN)
+        .args(["--profile", stranger_path.to_str().unwrap(), "model", "show", "--name", "m", "--version", "1", "--registry-name", "tlsreg"])
+        .env_remove("MOAT_PROFILE")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("TLS: invalid peer certificate: UnknownIssuer"), "{said}");
+
     // A private registry reached through a private endpoint: its listener speaks TLS too, with a
     // certificate for its address from the same CA, and the CLI follows it with --source-address.
     server.moat_json(&["registry", "update", "--name", "tlsreg", "--set", "publicNetworkAccess=Disabled"]);

@@ -68,7 +68,7 @@ pub fn blob_url(sas_url: &str, path: &str) -> String {
 /// A transport error on a SAS URL, named without its query: reqwest's own message names the
 /// URL whole, signature included, and messages end up in terminals and CI logs.
 fn transport(url: &str, e: reqwest::Error) -> ClientError {
-    ClientError::Transport { endpoint: named(url).to_string(), cause: e.without_url().to_string() }
+    crate::transport_error(named(url), e.without_url())
 }
 
 /// Tries a blob request gets: the first, and four more after a failure that may pass.
@@ -82,7 +82,8 @@ const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600)
 
 /// Whether a failed request may succeed if tried again: the connection failed or dropped, or
 /// the server timed out, was busy or failed (408, 429, 500, 502, 503, 504). Anything else (a
-/// refusal, a wrong SAS, bytes that do not match) fails the same way every time.
+/// refusal, a wrong SAS, bytes that do not match, a certificate not trusted) fails the same way
+/// every time.
 fn transient(e: &ClientError) -> bool {
     match e {
         ClientError::Transport { .. } => true,
@@ -845,6 +846,39 @@ mod tests {
         assert!(e.to_string().contains("SECRETSIG"), "reqwest's own message names the URL whole: {e}");
         let said = transport(&url, e).to_string();
         assert!(said.contains(&format!("127.0.0.1:{port}/acct/c/f.bin")) && !said.contains("SECRETSIG"), "{said}");
+    }
+
+    /// A blob server whose certificate the client does not trust: the download's range fails
+    /// at its first try, as a TLS failure that says why, instead of after four retries.
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_not_tried_again() {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        crate::install_crypto_provider();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(vec![cert.cert.der().clone()], key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = handshakes.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = acceptor.accept(socket).await;
+            }
+        });
+        let url = format!("https://127.0.0.1:{port}/acct/c/f.bin?sv=2025-01-05&sig=SECRETSIG");
+        let mut fetch = fetch_range(crate::http_client(&url, None).unwrap(), url.clone(), 0, 9);
+        let e = match fetch.pieces.recv().await {
+            Some(Err(e)) => e,
+            other => panic!("the range must fail: {other:?}"),
+        };
+        assert!(matches!(e, ClientError::Tls { .. }), "{e:?}");
+        let said = e.to_string();
+        assert!(said.contains("certificate") && !said.contains("SECRETSIG"), "{said}");
+        assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 1, "tried once, not again");
+        server.abort();
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String, target: Option<String> },
     #[error("cannot reach moat at {endpoint}: {cause}")]
     Transport { endpoint: String, cause: String },
+    /// The TLS handshake with `endpoint` failed (its certificate is not trusted, or names
+    /// another host): unlike a dropped connection, trying again cannot help.
+    #[error("cannot reach moat at {endpoint}: {cause}")]
+    Tls { endpoint: String, cause: String },
     #[error("{0}")]
     Profile(String),
     #[error("unexpected response from moat: {0}")]
@@ -130,6 +134,33 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     ClientError::Api { status: status.as_u16(), code, message, target }
 }
 
+/// A request to `endpoint` that got no answer: [`ClientError::Tls`] when its TLS handshake
+/// failed, with rustls's reason (reqwest's own message says only "error sending request"),
+/// [`ClientError::Transport`] otherwise.
+pub(crate) fn transport_error(endpoint: &str, e: reqwest::Error) -> ClientError {
+    let endpoint = endpoint.to_string();
+    match tls_failure(&e) {
+        Some(why) => ClientError::Tls { endpoint, cause: format!("{e}: TLS: {why}") },
+        None => ClientError::Transport { endpoint, cause: e.to_string() },
+    }
+}
+
+/// The TLS error behind a failed request, if that is what failed it. rustls reports it inside
+/// I/O errors (nested), whose own `source` skips what they wrap, so each is opened.
+fn tls_failure(e: &reqwest::Error) -> Option<String> {
+    let mut next = std::error::Error::source(e);
+    while let Some(s) = next {
+        if let Some(t) = s.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        next = match s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
+    }
+    None
+}
+
 /// TLS that trusts exactly the certificate authority in the PEM file `ca` (moat's local CA).
 fn tls_trusting(ca: &str) -> Result<rustls::ClientConfig, ClientError> {
     use rustls::pki_types::CertificateDer;
@@ -185,7 +216,7 @@ async fn request_token(
     let mut form: Vec<(&str, &str)> = form.to_vec();
     form.push(("scope", &scope));
     let url = format!("{}/{tenant}/oauth2/v2.0/token", endpoint.trim_end_matches('/'));
-    let transport = |e: reqwest::Error| ClientError::Transport { endpoint: endpoint.to_string(), cause: e.to_string() };
+    let transport = |e: reqwest::Error| transport_error(endpoint, e);
     let resp = http.post(url).form(&form).send().await.map_err(transport)?;
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(transport)?;
@@ -198,7 +229,7 @@ async fn request_token(
 /// Fetches a JSON document without credentials (OpenID metadata, JWKS of trusted issuers).
 pub async fn fetch_json(url: &str) -> Result<serde_json::Value, ClientError> {
     let http = http_client(url, None)?;
-    let transport = |e: reqwest::Error| ClientError::Transport { endpoint: url.to_string(), cause: e.to_string() };
+    let transport = |e: reqwest::Error| transport_error(url, e);
     let resp = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(transport)?;
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(transport)?;
@@ -316,7 +347,7 @@ impl Client {
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
-        ClientError::Transport { endpoint: self.profile.endpoint.clone(), cause: e.to_string() }
+        transport_error(&self.profile.endpoint, e)
     }
 
     /// A token of `audience` for the profile: exchanged from the service principal's
