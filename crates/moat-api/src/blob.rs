@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use moat_core::blobs::{BlobConditions, BlobTarget, Md5Checked, ReadCondition};
+use moat_core::blobs::{BlobConditions, BlobProps, BlobTarget, Md5Checked, ReadCondition};
 use moat_core::{Error, Moat};
 use moat_store::BlobRow;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -27,13 +27,25 @@ const MS_VERSION: &str = "2025-01-05";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlobEndpoint {
     PutBlob,
-    PutBlock { block_id: String },
+    PutBlock {
+        block_id: String,
+    },
     PutBlockList,
-    GetBlockList { list_type: BlockListType },
+    GetBlockList {
+        list_type: BlockListType,
+    },
     GetBlob,
     GetBlobProperties,
     DeleteBlob,
-    ListBlobs { prefix: String, delimiter: Option<String>, marker: Option<String>, max_results: i64 },
+    SetBlobMetadata,
+    /// `include_metadata`: `include=metadata` (a list that names it).
+    ListBlobs {
+        prefix: String,
+        delimiter: Option<String>,
+        marker: Option<String>,
+        max_results: i64,
+        include_metadata: bool,
+    },
 }
 
 /// Which staged blocks Get Block List reports.
@@ -96,6 +108,7 @@ pub fn parse(method: &Method, path: &str, raw_query: Option<&str>) -> Result<Blo
             block_id: get("blockid").ok_or_else(|| bad("MissingRequiredQueryParameter", "Put Block needs the blockid query parameter."))?,
         },
         ("PUT", true, None, Some("blocklist")) => BlobEndpoint::PutBlockList,
+        ("PUT", true, None, Some("metadata")) => BlobEndpoint::SetBlobMetadata,
         ("GET", true, None, Some("blocklist")) => BlobEndpoint::GetBlockList {
             list_type: match get("blocklisttype").as_deref() {
                 None | Some("committed") => BlockListType::Committed,
@@ -124,13 +137,14 @@ pub fn parse(method: &Method, path: &str, raw_query: Option<&str>) -> Result<Blo
                 delimiter: get("delimiter").filter(|d| !d.is_empty()),
                 marker: get("marker").filter(|m| !m.is_empty()),
                 max_results,
+                include_metadata: get("include").is_some_and(|i| i.split(',').any(|w| w.trim() == "metadata")),
             }
         }
         (m, _, r, c) => {
             return Err(bad(
                 "UnsupportedOperation",
                 format!(
-                    "{m} with restype={} comp={} is not served; moat serves Put Blob, Put Block, Put Block List, Get Block List, Get Blob, Get Blob Properties, Delete Blob and List Blobs.",
+                    "{m} with restype={} comp={} is not served; moat serves Put Blob, Put Block, Put Block List, Get Block List, Get Blob, Get Blob Properties, Set Blob Metadata, Delete Blob and List Blobs.",
                     r.unwrap_or("-"),
                     c.unwrap_or("-")
                 ),
@@ -262,8 +276,64 @@ fn conditions(h: &HeaderMap) -> Result<BlobConditions, Error> {
     })
 }
 
+/// A blob's metadata as parsed from its stored JSON (see [`BlobProps`]), in name order.
+fn metadata_of(b: &BlobRow) -> Vec<(String, String)> {
+    b.metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<std::collections::BTreeMap<String, String>>(m).ok())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// `<Metadata>` of a List Blobs entry (`include=metadata`).
+fn metadata_xml(b: &BlobRow) -> String {
+    let mut x = String::from("<Metadata>");
+    for (k, v) in metadata_of(b) {
+        // Names are identifiers (checked when set), so they are element names as they are.
+        x.push_str(&format!("<{k}>{}</{k}>", xml_escape(&v)));
+    }
+    x.push_str("</Metadata>");
+    x
+}
+
+/// Metadata at most this many bytes in all (names and values), as in Azure.
+const METADATA_MAX: usize = 8 * 1024;
+
+/// The request's `x-ms-meta-*` headers as stored metadata (a JSON object; `None` when there
+/// are none). Names are C# identifiers, as Azure requires; stored (and answered) lower case,
+/// since HTTP names are not case-sensitive and Azure compares them without case.
+fn metadata(h: &HeaderMap) -> Result<Option<String>, Error> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for (name, value) in h {
+        let Some(key) = name.as_str().strip_prefix("x-ms-meta-") else { continue };
+        let identifier = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier {
+            return Err(bad(
+                "InvalidMetadata",
+                format!("The metadata name '{key}' is not an identifier (a letter or '_', then letters, digits or '_')."),
+            ));
+        }
+        let value = value.to_str().map_err(|_| bad("InvalidMetadata", format!("The value of metadata '{key}' is not readable text.")))?;
+        total += key.len() + value.len();
+        if m.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(bad("InvalidMetadata", format!("The metadata name '{key}' is given more than once.")));
+        }
+    }
+    if total > METADATA_MAX {
+        return Err(bad("MetadataTooLarge", format!("The metadata is {total} bytes; at most {METADATA_MAX} are allowed.")));
+    }
+    Ok(if m.is_empty() { None } else { Some(serde_json::to_string(&m).map_err(|e| Error::Internal(e.to_string()))?) })
+}
+
 fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
     common_headers(h);
+    for (k, v) in metadata_of(b) {
+        if let (Ok(name), Ok(v)) = (header::HeaderName::from_bytes(format!("x-ms-meta-{k}").as_bytes()), HeaderValue::from_str(&v)) {
+            h.insert(name, v);
+        }
+    }
     let pairs = [
         (header::ETAG.as_str(), b.etag.clone()),
         (header::LAST_MODIFIED.as_str(), http_date(&b.updated_at)),
@@ -378,7 +448,7 @@ fn content_type(h: &HeaderMap, names: &[&str]) -> Option<String> {
 }
 
 fn list_xml(base: &str, req: &BlobRequest, listing: &moat_core::blobs::BlobListing) -> String {
-    let BlobEndpoint::ListBlobs { prefix, delimiter, marker, max_results } = &req.endpoint else { return String::new() };
+    let BlobEndpoint::ListBlobs { prefix, delimiter, marker, max_results, include_metadata } = &req.endpoint else { return String::new() };
     let mut x = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/{}/\" ContainerName=\"{}\">",
         xml_escape(base),
@@ -404,13 +474,14 @@ fn list_xml(base: &str, req: &BlobRequest, listing: &moat_core::blobs::BlobListi
             (
                 b.name.as_str(),
                 format!(
-                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties></Blob>",
+                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties>{}</Blob>",
                     xml_escape(&b.name),
                     http_date(&b.created_at),
                     http_date(&b.updated_at),
                     xml_escape(&b.etag),
                     b.size,
-                    xml_escape(b.content_type.as_deref().unwrap_or("application/octet-stream"))
+                    xml_escape(b.content_type.as_deref().unwrap_or("application/octet-stream")),
+                    if *include_metadata { metadata_xml(b) } else { String::new() }
                 ),
             )
         })
@@ -464,9 +535,12 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                     Some(other) => return Err(bad("UnsupportedBlobType", format!("Only block blobs are served, not {other}."))),
                     None => return Err(bad("MissingRequiredHeader", "Put Blob needs the x-ms-blob-type header.")),
                 }
-                let ct = content_type(&headers, &["x-ms-blob-content-type", "content-type"]);
+                let props = BlobProps {
+                    content_type: content_type(&headers, &["x-ms-blob-content-type", "content-type"]),
+                    metadata: metadata(&headers)?,
+                };
                 let len = content_length(&headers, exact_len)?;
-                moat.put_blob(&t, checked_body(&headers, &mut body, len)?, ct).await
+                moat.put_blob(&t, checked_body(&headers, &mut body, len)?, props).await
             }
             .await;
             let row = drained(stored, &mut body).await?;
@@ -506,8 +580,8 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             }
             let text = String::from_utf8(body).map_err(|_| bad("InvalidXmlDocument", "The block list is not UTF-8."))?;
             let ids = parse_block_list(&text)?;
-            let ct = content_type(&headers, &["x-ms-blob-content-type"]);
-            let row = moat.put_block_list(&t, &ids, ct).await?;
+            let props = BlobProps { content_type: content_type(&headers, &["x-ms-blob-content-type"]), metadata: metadata(&headers)? };
+            let row = moat.put_block_list(&t, &ids, props).await?;
             let mut resp = StatusCode::CREATED.into_response();
             blob_headers(resp.headers_mut(), &row);
             resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
@@ -604,13 +678,21 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             }
             Ok(resp)
         }
+        BlobEndpoint::SetBlobMetadata => {
+            let row = moat.set_blob_metadata(&t, metadata(&headers)?).await?;
+            let mut resp = StatusCode::OK.into_response();
+            // Only what Azure answers: the new ETag and time, not the metadata itself.
+            blob_headers(resp.headers_mut(), &BlobRow { metadata: None, ..row });
+            resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
+            Ok(resp)
+        }
         BlobEndpoint::DeleteBlob => {
             moat.delete_blob(&t).await?;
             let mut resp = StatusCode::ACCEPTED.into_response();
             common_headers(resp.headers_mut());
             Ok(resp)
         }
-        BlobEndpoint::ListBlobs { prefix, delimiter, marker, max_results } => {
+        BlobEndpoint::ListBlobs { prefix, delimiter, marker, max_results, .. } => {
             let listing = moat.list_blobs(&t, prefix, delimiter.as_deref(), marker.as_deref(), *max_results).await?;
             let xml = list_xml(&moat.config().public_url, p, &listing);
             let mut resp = (StatusCode::OK, xml).into_response();
@@ -644,10 +726,15 @@ mod tests {
         );
         assert!(p("GET", "/0123456789a/c1/b", Some("comp=blocklist&blocklisttype=latest")).is_err());
         assert_eq!(p("HEAD", "/0123456789a/c1/b", None).unwrap().endpoint, BlobEndpoint::GetBlobProperties);
+        assert_eq!(p("PUT", "/0123456789a/c1/b", Some("comp=metadata")).unwrap().endpoint, BlobEndpoint::SetBlobMetadata);
         match p("GET", "/0123456789a/c1", Some("restype=container&comp=list&prefix=m%2F&delimiter=%2F&maxresults=2")).unwrap().endpoint {
-            BlobEndpoint::ListBlobs { prefix, delimiter, max_results, .. } => {
-                assert_eq!((prefix.as_str(), delimiter.as_deref(), max_results), ("m/", Some("/"), 2));
+            BlobEndpoint::ListBlobs { prefix, delimiter, max_results, include_metadata, .. } => {
+                assert_eq!((prefix.as_str(), delimiter.as_deref(), max_results, include_metadata), ("m/", Some("/"), 2, false));
             }
+            e => panic!("{e:?}"),
+        }
+        match p("GET", "/0123456789a/c1", Some("restype=container&comp=list&include=snapshots%2Cmetadata")).unwrap().endpoint {
+            BlobEndpoint::ListBlobs { include_metadata, .. } => assert!(include_metadata),
             e => panic!("{e:?}"),
         }
         for (m, path, q) in [

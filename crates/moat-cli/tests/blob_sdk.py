@@ -105,6 +105,32 @@ checked = BlobClient.from_blob_url(f"{base}/model/validated.bin?{sas}", max_chun
 assert checked.download_blob(validate_content=True, max_concurrency=2).readall() == validated
 assert BlobClient.from_blob_url(f"{base}/model/validated-small.bin?{sas}").download_blob(validate_content=True).readall() == b"small and checked"
 
+# Metadata: set with the bytes (Put Blob, Put Block List), replaced on its own (Set Blob
+# Metadata: a new ETag, the bytes unchanged), read back with the properties and in listings.
+tagged = BlobClient.from_blob_url(f"{base}/model/tagged.bin?{sas}")
+tagged.upload_blob(b"tagged", metadata={"upload_status": "started", "Name": "m"})
+assert tagged.get_blob_properties().metadata == {"upload_status": "started", "name": "m"}
+before = tagged.get_blob_properties().etag
+tagged.set_blob_metadata({"upload_status": "completed", "version": "1"})
+props = tagged.get_blob_properties()
+assert props.metadata == {"upload_status": "completed", "version": "1"} and props.etag != before, props
+assert tagged.download_blob().readall() == b"tagged"
+listed = {b.name: b.metadata for b in cc.list_blobs(name_starts_with="model/tagged", include=["metadata"])}
+assert listed == {"model/tagged.bin": {"upload_status": "completed", "version": "1"}}, listed
+assert [b.metadata for b in cc.list_blobs(name_starts_with="model/tagged")] in ([None], [{}]), "metadata only when asked"
+refused(lambda: tagged.set_blob_metadata({"upload_status": "x"}, etag=before, match_condition=MatchConditions.IfNotModified),
+        ResourceModifiedError, "metadata set on a replaced ETag")
+refused(lambda: tagged.set_blob_metadata({"1st": "x"}), HttpResponseError, "a name that is not an identifier", 400)
+refused(lambda: tagged.set_blob_metadata({"big": "x" * 9000}), HttpResponseError, "metadata over 8 KiB", 400)
+assert tagged.get_blob_properties().metadata == {"upload_status": "completed", "version": "1"}, "a refusal changed nothing"
+tagged.set_blob_metadata({})
+assert tagged.get_blob_properties().metadata == {}
+refused(lambda: BlobClient.from_blob_url(f"{base}/model/no-such?{sas}").set_blob_metadata({"a": "b"}), ResourceNotFoundError,
+        "metadata set on a blob that does not exist")
+blocks = BlobClient.from_blob_url(f"{base}/model/tagged-blocks.bin?{sas}", max_single_put_size=1024, max_block_size=1024)
+blocks.upload_blob(b"z" * 3000, metadata={"parts": "3"})
+assert blocks.get_blob_properties().metadata == {"parts": "3"}
+
 # Delete.
 gone = BlobClient.from_blob_url(f"{base}/model/empty?{sas}")
 gone.delete_blob()

@@ -40,6 +40,15 @@ pub struct BlobTarget<'a> {
     pub conditions: &'a BlobConditions,
 }
 
+/// What a write sets besides the bytes, each replaced whole (as Azure's Put Blob and Put
+/// Block List do): the content type, and the user-defined metadata (`x-ms-meta-*`) as a JSON
+/// object of name to value.
+#[derive(Clone, Debug, Default)]
+pub struct BlobProps {
+    pub content_type: Option<String>,
+    pub metadata: Option<String>,
+}
+
 /// Azure Blob's conditional headers (`If-Match`, `If-None-Match`, `If-Modified-Since`,
 /// `If-Unmodified-Since`). A write or delete is checked against the blob as it is when the
 /// change commits, under the database's write lock; a read, against the blob it serves.
@@ -503,7 +512,7 @@ impl Moat {
         digest: Digest,
         size: u64,
         parts: Option<Vec<(String, u64)>>,
-        content_type: Option<String>,
+        props: BlobProps,
     ) -> Result<BlobRow> {
         let blob = t.blob.unwrap_or_default();
         let now = now_rfc3339();
@@ -527,10 +536,11 @@ impl Moat {
             digest: digest.to_string(),
             size: size as i64,
             etag: new_blob_etag(),
-            content_type,
+            content_type: props.content_type,
             created_at: now.clone(),
             updated_at: now,
             parts: parts.as_ref().map(serde_json::to_string).transpose()?,
+            metadata: props.metadata,
         };
         // A blob written over keeps its creation time.
         row.created_at = tx.put_blob(&row).await?;
@@ -556,13 +566,13 @@ impl Moat {
     }
 
     /// Put Blob: the whole content in one request.
-    pub async fn put_blob<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, body: R, content_type: Option<String>) -> Result<BlobRow> {
+    pub async fn put_blob<R: AsyncRead + Unpin>(&self, t: &BlobTarget<'_>, body: R, props: BlobProps) -> Result<BlobRow> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Write).await?;
         self.writable(t).await?;
         self.conditions_hold(t).await?;
         let stored = self.blobs.put(body, None, MAX_PUT_BYTES).await.map_err(blob_error)?;
-        self.commit_blob(t, stored.digest, stored.size, None, content_type).await
+        self.commit_blob(t, stored.digest, stored.size, None, props).await
     }
 
     /// Put Block: stages one block of a blob. `offset`, moat's extension (`x-moat-block-offset`),
@@ -651,7 +661,7 @@ impl Moat {
     /// in place that make up their staging file exactly, in order, become the blob by a link;
     /// anything else (a mix, another order) is written out whole. Either way, the bytes are
     /// hashed once here at most — usually most of them were hashed as they arrived.
-    pub async fn put_block_list(&self, t: &BlobTarget<'_>, block_ids: &[String], content_type: Option<String>) -> Result<BlobRow> {
+    pub async fn put_block_list(&self, t: &BlobTarget<'_>, block_ids: &[String], props: BlobProps) -> Result<BlobRow> {
         Self::check_names(t)?;
         self.blob_grant(t, Need::Write).await?;
         if block_ids.len() > MAX_BLOCKS {
@@ -695,11 +705,11 @@ impl Moat {
             let row = if places.iter().all(|p| matches!(p, BlockAt::Stored(_))) {
                 let (digest, size) = hash(ahead).await?;
                 let sized: Vec<(String, u64)> = places.iter().zip(&sizes).map(|(p, n)| (p.to_string(), *n)).collect();
-                self.commit_blob(t, digest, size, Some(sized), content_type).await?
+                self.commit_blob(t, digest, size, Some(sized), props).await?
             } else if let Some(file) = self.linkable(&places, &sizes).await? {
                 let (digest, size) = hash(ahead).await?;
                 self.blobs.install_staged(&file, &digest, size).await.map_err(blob_error)?;
-                self.commit_blob(t, digest, size, None, content_type).await?
+                self.commit_blob(t, digest, size, None, props).await?
             } else {
                 let mut w = self.blobs.writer(u64::MAX).await.map_err(blob_error)?;
                 let mut reader = self.blobs.pieces_reader(pieces(0), 0);
@@ -710,7 +720,7 @@ impl Moat {
                 })? > 0
                 {}
                 let stored = w.finish(None).await.map_err(blob_error)?;
-                self.commit_blob(t, stored.digest, stored.size, None, content_type).await?
+                self.commit_blob(t, stored.digest, stored.size, None, props).await?
             };
             Ok::<_, Error>(row)
         }
@@ -1117,6 +1127,30 @@ impl Moat {
         self.blobs.parts_reader(parts, start)
     }
 
+    /// Set Blob Metadata: replaces the blob's user-defined metadata (JSON, see [`BlobProps`]);
+    /// its bytes stay, its ETag and modification time change, as in Azure.
+    pub async fn set_blob_metadata(&self, t: &BlobTarget<'_>, metadata: Option<String>) -> Result<BlobRow> {
+        Self::check_names(t)?;
+        self.blob_grant(t, Need::Write).await?;
+        self.writable(t).await?;
+        let blob = t.blob.unwrap_or_default();
+        let mut tx = self.store.write().await?;
+        // Checked again under the lock: a commit may have sealed the container meanwhile.
+        match tx.container_sealed(t.account, t.container).await? {
+            Some(true) => return Err(sealed(t.container)),
+            Some(false) => {}
+            None => return Err(container_missing(t)),
+        }
+        let Some(current) = tx.blob(t.account, t.container, blob).await? else {
+            return Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist.")));
+        };
+        t.conditions.check_write(Some(&current), false)?;
+        let (etag, now) = (new_blob_etag(), now_rfc3339());
+        tx.set_blob_metadata((t.account, t.container, blob), metadata.as_deref(), &etag, &now).await?;
+        tx.commit().await?;
+        Ok(BlobRow { etag, updated_at: now, metadata, ..current })
+    }
+
     /// Delete Blob. Deleting what does not exist is 404, as in Azure.
     pub async fn delete_blob(&self, t: &BlobTarget<'_>) -> Result<()> {
         Self::check_names(t)?;
@@ -1290,6 +1324,7 @@ mod tests {
             created_at: updated.into(),
             updated_at: updated.into(),
             parts: None,
+            metadata: None,
         };
         let b = row("\"0xNEW\"", "2026-11-27T10:00:00.500Z");
         let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();

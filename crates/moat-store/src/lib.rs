@@ -159,6 +159,8 @@ pub struct BlobRow {
     pub updated_at: String,
     /// For a blob committed from blocks: its parts in order, as JSON `[[digest, size], ...]`.
     pub parts: Option<String>,
+    /// Its user-defined metadata (`x-ms-meta-*`), as a JSON object of name to value.
+    pub metadata: Option<String>,
 }
 
 /// A block staged by Put Block, waiting for a block list.
@@ -728,7 +730,7 @@ impl Store {
 }
 
 const RESOURCE_COLS: &str = "id, kind, subscription_id, group_key, name, body, etag, created_at, updated_at";
-const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_type, created_at, updated_at, parts";
+const BLOB_COLS: &str = "account, container, name, digest, size, etag, content_type, created_at, updated_at, parts, metadata";
 
 /// A blob's row, through the pool or inside a transaction.
 async fn blob_in<'e>(
@@ -780,6 +782,7 @@ fn blob_from_row(r: &AnyRow) -> Result<BlobRow> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         parts: r.try_get("parts")?,
+        metadata: r.try_get("metadata")?,
     })
 }
 
@@ -1355,9 +1358,10 @@ impl WriteTx {
     /// the `created_at` the row has now. One statement.
     pub async fn put_blob(&mut self, b: &BlobRow) -> Result<String> {
         let (created_at,): (String,) = sqlx::query_as(&format!(
-            "INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            "INSERT INTO blobs ({BLOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (account, container, name) DO UPDATE SET digest = excluded.digest, size = excluded.size,
-             etag = excluded.etag, content_type = excluded.content_type, updated_at = excluded.updated_at, parts = excluded.parts
+             etag = excluded.etag, content_type = excluded.content_type, updated_at = excluded.updated_at, parts = excluded.parts,
+             metadata = excluded.metadata
              RETURNING created_at"
         ))
         .bind(&b.account)
@@ -1370,9 +1374,32 @@ impl WriteTx {
         .bind(&b.created_at)
         .bind(&b.updated_at)
         .bind(&b.parts)
+        .bind(&b.metadata)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(created_at)
+    }
+
+    /// Replaces blob `name`'s metadata, giving it a new `etag` and `updated_at`; false when
+    /// there is no such blob.
+    pub async fn set_blob_metadata(
+        &mut self,
+        (account, container, name): (&str, &str, &str),
+        metadata: Option<&str>,
+        etag: &str,
+        updated_at: &str,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE blobs SET metadata = $1, etag = $2, updated_at = $3 WHERE account = $4 AND container = $5 AND name = $6")
+                .bind(metadata)
+                .bind(etag)
+                .bind(updated_at)
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn delete_blob(&mut self, account: &str, container: &str, name: &str) -> Result<bool> {

@@ -295,6 +295,13 @@ const STEPS: &[(i64, &[&str])] = &[
             "CREATE INDEX oci_tags_in_order ON oci_tags (acr, repo, lower(tag), tag)",
         ],
     ),
+    (
+        12,
+        &[
+            // A blob's user-defined metadata (x-ms-meta-*), as a JSON object of name to value.
+            "ALTER TABLE blobs ADD COLUMN metadata TEXT",
+        ],
+    ),
 ];
 
 pub(crate) async fn migrate(store: &Store, upto: i64) -> Result<()> {

@@ -177,6 +177,7 @@ async fn contract(store: Store) {
             created_at: "t".into(),
             updated_at: "t".into(),
             parts: None,
+            metadata: None,
         })
         .await
         .unwrap();
@@ -202,11 +203,26 @@ async fn contract(store: Store) {
         created_at: "later".into(),
         updated_at: "later".into(),
         parts: None,
+        metadata: Some(r#"{"upload_status":"completed"}"#.into()),
     };
     assert_eq!(tx.put_blob(&over).await.unwrap(), "t", "the first write's creation time");
     tx.commit().await.unwrap();
     let got = store.blob("acct", "c1", "model/c.bin").await.unwrap().unwrap();
-    assert_eq!(got, moat_store::BlobRow { created_at: "t".into(), ..over });
+    assert_eq!(got, moat_store::BlobRow { created_at: "t".into(), ..over.clone() });
+    // Metadata replaced on its own: a new etag and modification time, the content as it was.
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.set_blob_metadata(("acct", "c1", "model/c.bin"), Some(r#"{"a":"1"}"#), "e3", "later2").await.unwrap());
+    assert!(!tx.set_blob_metadata(("acct", "c1", "no-such"), None, "e4", "later2").await.unwrap(), "no such blob");
+    tx.commit().await.unwrap();
+    let got = store.blob("acct", "c1", "model/c.bin").await.unwrap().unwrap();
+    let want = moat_store::BlobRow {
+        created_at: "t".into(),
+        etag: "e3".into(),
+        updated_at: "later2".into(),
+        metadata: Some(r#"{"a":"1"}"#.into()),
+        ..over
+    };
+    assert_eq!(got, want);
 
     // Clearing a blob's staged blocks says where their bytes were, and only theirs.
     let mut tx = store.write().await.unwrap();
@@ -244,6 +260,7 @@ async fn contract(store: Store) {
         created_at: "t".into(),
         updated_at: "t".into(),
         parts: Some(r#"[["sha256:0b",1],["sha256:0c",1]]"#.into()),
+        metadata: None,
     })
     .await
     .unwrap();
