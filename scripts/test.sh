@@ -4,7 +4,7 @@
 # Installs what the tests drive when it is missing: curl, iproute2, dig and skopeo (apt, as
 # root; the namespace-mode isolation tests need root and `ip`; the DNS tests query with dig; the
 # container registry tests push and pull with skopeo; the store suite also runs on PostgreSQL,
-# which this script starts on a free loopback port and stops) and the azure-storage-blob SDK (pip).
+# which this script starts on a free loopback port and stops) and the azure-storage-blob and azure-ai-ml SDKs (pip).
 # The byte store's suite also runs on Azure Blob Storage and S3: this script starts Azurite
 # (npm, pinned) and moto server (pip, pinned) on free loopback ports, and stops them.
 set -euo pipefail
@@ -28,10 +28,15 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
-# The blob plane is tested with the real Azure SDK for Python, pinned.
+# The blob plane is tested with the real Azure SDK for Python, and the registry data plane
+# with the real azure-ai-ml SDK, both pinned.
 if ! python3 -c 'import azure.storage.blob' >/dev/null 2>&1; then
   echo "installing azure-storage-blob==12.31.1"
   python3 -m pip install -q --disable-pip-version-check azure-storage-blob==12.31.1
+fi
+if ! python3 -c 'import azure.ai.ml, sys; sys.exit(azure.ai.ml.__version__ != "1.35.2")' >/dev/null 2>&1; then
+  echo "installing azure-ai-ml==1.35.2"
+  python3 -m pip install -q --disable-pip-version-check azure-ai-ml==1.35.2 azure-storage-blob==12.31.1
 fi
 
 # shellcheck source=scripts/postgres-for-tests.sh

@@ -91,15 +91,31 @@ pub async fn delete_container(
         ("api-version" = Option<String>, Query), ("listViewType" = Option<String>, Query), ("$skipToken" = Option<String>, Query), ("$top" = Option<i64>, Query)),
     responses((status = 200, body = Page<AssetVersion>), (status = 404, body = ErrorResponse)))]
 pub async fn list_versions(
+    st: State<AppState>,
+    caller: Extension<Caller>,
+    path: Path<NamePath>,
+    view: Query<ViewQuery>,
+    uri: Uri,
+    q: CommonQuery,
+) -> ArmResult {
+    versions_page(st, caller, path, view, uri, q, false).await
+}
+
+/// A page of a container's versions; `missing_is_empty`: the data plane's answer for a name
+/// never used (see [`moat_core::Moat::list_asset_versions`]).
+pub(crate) async fn versions_page(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((sub, rg, reg, t, name)): Path<NamePath>,
     Query(view): Query<ViewQuery>,
     uri: Uri,
     q: CommonQuery,
+    missing_is_empty: bool,
 ) -> ArmResult {
     let view = ListViewType::parse(view.list_view_type.as_deref())?;
-    let listed = st.moat.list_asset_versions(&caller, &sub, &rg, &reg, &t, &name, view, q.after()?.as_deref(), q.limit()).await?;
+    let after = q.after()?;
+    let listed =
+        st.moat.list_asset_versions(&caller, &sub, &rg, &reg, &t, &name, view, after.as_deref(), q.limit(), missing_is_empty).await?;
     Ok(page(&st, &uri, &q, listed))
 }
 

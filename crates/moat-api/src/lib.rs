@@ -11,7 +11,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use moat_core::Moat;
 use utoipa::OpenApi;
 
@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod listeners;
 pub mod management;
+pub mod mfe;
 pub mod monitor;
 pub mod netns;
 pub mod network;
@@ -70,6 +71,16 @@ pub struct AppState {
         management::get_operation_status,
         management::get_operation_result,
         discovery::discover,
+        mfe::list_containers,
+        mfe::get_container,
+        mfe::put_container,
+        mfe::delete_container,
+        mfe::list_versions,
+        mfe::get_version,
+        mfe::put_version,
+        mfe::delete_version,
+        mfe::temporary_data_reference,
+        mfe::data_reference,
         directory::create_user,
         directory::list_users,
         directory::get_user,
@@ -343,8 +354,18 @@ pub fn router(moat: Arc<Moat>) -> Router {
         )
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_management));
+    let dp = format!("{}{reg}/{{registryName}}", mfe::BASE);
     let registry_plane = Router::new()
         .route("/registrymanagement/v1.0/registries/{registryName}/discovery", get(discovery::discover))
+        .route(&format!("{dp}/{{assetType}}"), get(mfe::list_containers))
+        .route(&format!("{dp}/{{assetType}}/{{assetName}}"), get(mfe::get_container).put(mfe::put_container).delete(mfe::delete_container))
+        .route(&format!("{dp}/{{assetType}}/{{assetName}}/versions"), get(mfe::list_versions))
+        .route(
+            &format!("{dp}/{{assetType}}/{{assetName}}/versions/{{version}}"),
+            get(mfe::get_version).put(mfe::put_version).delete(mfe::delete_version),
+        )
+        .route(&format!("{dp}/tempdatarefs/{{assetName}}/versions/{{version}}"), put(mfe::temporary_data_reference))
+        .route(&format!("{dp}/datarefs/{{assetName}}/versions/{{version}}"), post(mfe::data_reference))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_registry));
     let public = Router::new()
@@ -372,7 +393,13 @@ pub fn router(moat: Arc<Moat>) -> Router {
 }
 
 pub(crate) fn canonicalize(mut req: Request) -> Request {
-    if let Some(path) = moat_types::ids::canonicalize_arm_path(req.uri().path()) {
+    // The data plane's routes are ARM paths under a base of their own.
+    let path = req.uri().path();
+    let canonical = match path.strip_prefix(mfe::BASE) {
+        Some(arm) => moat_types::ids::canonicalize_arm_path(arm).map(|p| format!("{}{p}", mfe::BASE)),
+        None => moat_types::ids::canonicalize_arm_path(path),
+    };
+    if let Some(path) = canonical {
         let pq = match req.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path,

@@ -31,14 +31,40 @@ fn app(
     origin: Arc<str>,
 ) -> impl tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send> + Clone + Send + 'static
 {
+    let zone = moat.config().dns_zone.clone();
     let tag = move |mut req: Request| {
         req.extensions_mut().insert(ListenerOrigin(origin.clone()));
+        host_style(&mut req, &zone);
         if let Some(axum::extract::ConnectInfo(TlsPeer(peer))) = req.extensions().get::<axum::extract::ConnectInfo<TlsPeer>>().copied() {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         }
         crate::canonicalize(req)
     };
     tower::util::MapRequestLayer::new(tag).layer(crate::router(moat))
+}
+
+/// A host-style blob request (`Host: {account}.blob.{zone}`, as Azure's own URLs are, and the
+/// locations the data plane answers with) becomes the path-style request it means
+/// (`/{account}/{container}/…`), before anything routes it. A path that starts with the account
+/// already is path-style under the account's name, and stays as it is.
+fn host_style(req: &mut Request, zone: &str) {
+    let host =
+        req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some(account) = host.and_then(|h| moat_core::registries::account_of_host(h, zone)) else { return };
+    if req.uri().path().trim_start_matches('/').split('/').next() == Some(account.as_str()) {
+        return;
+    }
+    let pq = match req.uri().query() {
+        Some(q) => format!("/{account}{}?{q}", req.uri().path()),
+        None => format!("/{account}{}", req.uri().path()),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(p) = pq.parse() {
+        parts.path_and_query = Some(p);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 /// Turns Nagle's algorithm off on an accepted connection. A response goes out in two writes,
@@ -177,7 +203,7 @@ pub fn endpoint_serves(path: &str) -> bool {
     segs.windows(4).any(|w| {
         w[0] == "microsoft.machinelearningservices"
             && w[1] == "registries"
-            && matches!(w[3], "models" | "data" | "codes" | "components" | "environments" | "datareferences")
+            && matches!(w[3], "models" | "data" | "codes" | "components" | "environments" | "datareferences" | "tempdatarefs" | "datarefs")
     })
 }
 
@@ -649,6 +675,9 @@ mod tests {
             format!("{reg}/models/m/versions/1"),
             format!("{reg}/models"),
             format!("{reg}/datareferences/m/versions/1"),
+            format!("/mferp/managementfrontend{reg}/models/m/versions/1"),
+            format!("/mferp/managementfrontend{reg}/tempdatarefs/m/versions/1"),
+            format!("/mferp/managementfrontend{reg}/datarefs/m/versions/1"),
             "/registrymanagement/v1.0/registries/r/discovery".to_string(),
             "/0123456789a/container/blob".to_string(),
             "/oauth2/v2.0/token".to_string(),

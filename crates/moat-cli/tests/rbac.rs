@@ -61,6 +61,18 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("DELETE", "{reg}/models/m1/versions/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
     ("POST", "{reg}/models/up-{p}/versions/1/startPendingUpload", "A401 N404 R403 G403 U200 D404 C200 O200 X403"),
     ("POST", "{reg}/datareferences/m1/versions/1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    // The registry data plane (`{dp}`: the same operations under /mferp/managementfrontend, and
+    // its own tempdatarefs and datarefs): the same decisions as the management plane's.
+    ("GET", "{dp}/models", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{dp}/models/m1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("PUT", "{dp}/models/dc-{p}", "A401 N404 R403 G403 U201 D404 C201 O201 X403"),
+    ("DELETE", "{dp}/models/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
+    ("GET", "{dp}/models/m1/versions", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("GET", "{dp}/models/m1/versions/1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    ("PUT", "{dp}/components/dpcomp-{p}/versions/1", "A401 N404 R403 G403 U201 D404 C201 O201 X403"),
+    ("DELETE", "{dp}/models/m1/versions/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
+    ("PUT", "{dp}/tempdatarefs/dpup-{p}/versions/1", "A401 N404 R403 G403 U200 D404 C200 O200 X403"),
+    ("POST", "{dp}/datarefs/m1/versions/1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
     (
         "GET",
         "/subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/eastus/operationsStatus/{op}",
@@ -187,8 +199,21 @@ const TABLE: &[(&str, &str, &str)] = &[
 ];
 
 /// The route template (as in the OpenAPI document) a table path stands for.
+/// The first segment of a data plane row's path as its route names it: the data plane's own
+/// words as they are, asset types as `{assetType}`.
+fn dp_word(rest: &str) -> &str {
+    match rest.split('/').next().unwrap_or_default() {
+        w @ ("tempdatarefs" | "datarefs") => w,
+        _ => "{assetType}",
+    }
+}
+
 fn template_of(path: &str) -> String {
     let reg_t = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}";
+    if let Some(rest) = path.strip_prefix("{dp}/") {
+        return format!("/mferp/managementfrontend{}", template_of(&format!("{{reg}}/{rest}")))
+            .replace("{registryName}/{assetType}/", &format!("{{registryName}}/{}/", dp_word(rest)));
+    }
     if let Some(rest) = path.strip_prefix("{reg}/")
         && !rest.starts_with("providers/")
         && !rest.starts_with("privateEndpointConnections")
@@ -277,11 +302,19 @@ fn body_for(method: &str, path: &str, code: char, sub: &str, throwaway: &str, ac
         "POST" if path.ends_with("/diagnoseNetwork") => Some(json!({"sourceAddress": "127.20.0.9"})),
         "PATCH" if path == "{sa}" || path == "{acr}" => Some(json!({"properties": {"publicNetworkAccess": null}})),
         "POST" if path.ends_with("/startPendingUpload") => Some(json!({})),
-        "POST" if path.contains("/datareferences/") => Some(json!({"assetId": "azureml://registries/rbacreg/models/m1/versions/1"})),
+        "POST" if path.contains("/datareferences/") || path.contains("/datarefs/") => {
+            Some(json!({"assetId": "azureml://registries/rbacreg/models/m1/versions/1"}))
+        }
+        "PUT" if path.contains("/tempdatarefs/") => Some(json!({
+            "assetId": format!("azureml://registries/rbacreg/models/dpup-{c}/versions/1"),
+            "temporaryDataReferenceType": "TemporaryBlobReference"})),
+        "PUT" if path.contains("/components/dpcomp-") => {
+            Some(json!({"properties": {"componentSpec": {"name": format!("dpcomp-{c}"), "type": "command"}}}))
+        }
         "PUT" if path.contains("/components/") => {
             Some(json!({"properties": {"componentSpec": {"name": format!("comp-{c}"), "type": "command"}}}))
         }
-        "PUT" if path.contains("/models/c-") => Some(json!({"properties": {"description": "a container"}})),
+        "PUT" if path.contains("/models/c-") || path.contains("/models/dc-") => Some(json!({"properties": {"description": "a container"}})),
         "POST" if path.ends_with("/ListServiceSas") => Some(json!({
             "canonicalizedResource": format!("/blob/{account}/upload-{c}"),
             "signedResource": "c",
@@ -464,6 +497,7 @@ async fn every_route_for_every_role_at_every_scope() {
             let c = code.to_ascii_lowercase();
             let url = path
                 .replace("{net}", &format!("/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Network"))
+                .replace("{dp}", &format!("/mferp/managementfrontend{reg}"))
                 .replace("{reg}", &reg)
                 .replace("{sa}", &sa)
                 .replace("{acr}", &acr)

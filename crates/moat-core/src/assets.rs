@@ -218,7 +218,9 @@ fn content_of(t: AssetType, p: &AssetVersionProperties) -> serde_json::Value {
     let canonical = |s: &Option<String>| s.as_ref().map(|v| v.trim_end_matches('/').to_string());
     serde_json::json!({
         "type": t.segment(),
-        "modelType": p.model_type, "modelUri": canonical(&p.model_uri), "flavors": p.flavors,
+        "modelType": p.model_type, "modelUri": canonical(&p.model_uri),
+        // The data plane answers `{}` for a model without flavors; given back, it is the same.
+        "flavors": p.flavors.as_ref().filter(|f| f.as_object().is_none_or(|o| !o.is_empty())),
         "dataType": p.data_type, "dataUri": canonical(&p.data_uri), "referencedUris": p.referenced_uris,
         "codeUri": canonical(&p.code_uri), "componentSpec": p.component_spec,
         "image": p.image, "build": p.build.as_ref().map(|b| {
@@ -599,9 +601,20 @@ impl Moat {
         view: ListViewType,
         after: Option<&str>,
         limit: i64,
+        missing_is_empty: bool,
     ) -> Result<Listed<AssetVersion>> {
         let (t, _, id) = self.resolve(caller, sub, group, registry, t, name).await?;
-        self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
+        // The registry data plane lists no versions of a name never used (what Azure's SDK asks
+        // before a first create); the management plane says there is no such container.
+        if missing_is_empty {
+            self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
+                .await?;
+            if self.store.get_resource(&id.key()).await?.is_none() {
+                return Ok(Listed { items: Vec::new(), next_after: None });
+            }
+        } else {
+            self.read_visible::<ContainerDoc>(caller, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None)).await?;
+        }
         let kind = format!("{}/versions", id.resource_type()).to_ascii_lowercase();
         let prefix = format!("{}/versions/", id.key());
         self.list_paged(&kind, None, Some(&prefix), after, limit, |row| {
@@ -665,6 +678,16 @@ impl Moat {
         }
         let (regdoc, _) = self.registry_for_assets(&reg).await?;
         let mut p = body.properties.unwrap_or_default();
+        // A location given in the host-style form the data plane answers with is the same
+        // location as its path-style form, which versions record.
+        for uri in [&mut p.model_uri, &mut p.data_uri, &mut p.code_uri].into_iter().flatten() {
+            *uri = self.path_style_uri(uri);
+        }
+        if let Some(u) = p.build.as_mut().and_then(|b| b.get_mut("contextUri"))
+            && let Some(s) = u.as_str()
+        {
+            *u = serde_json::Value::String(self.path_style_uri(s));
+        }
         p.files = None;
         p.provisioning_state = None;
         p.is_anonymous = None;

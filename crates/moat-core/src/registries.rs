@@ -288,6 +288,32 @@ impl Moat {
         format!("{scheme}://{}.blob.{}{port}", account.to_ascii_lowercase(), self.config.dns_zone.to_ascii_lowercase())
     }
 
+    /// A blob URI of this node's path-style form (`{public_url}/{account}/{container}/…`) in
+    /// the host-style form Azure's data plane answers with (`{scheme}://{account}.blob.{zone}…/
+    /// {container}/…`, which moat also serves); anything else as it is.
+    pub fn host_style_uri(&self, uri: &str) -> String {
+        let Some(rest) = uri.strip_prefix(&format!("{}/", self.config.public_url.trim_end_matches('/'))) else { return uri.to_string() };
+        match rest.split_once('/') {
+            Some((account, path)) if is_account_name(account) => format!("{}/{path}", self.blob_endpoint(account)),
+            _ => uri.to_string(),
+        }
+    }
+
+    /// The reverse of [`Moat::host_style_uri`]: a host-style blob URI of one of this node's
+    /// accounts in the path-style form versions record; anything else as it is.
+    pub fn path_style_uri(&self, uri: &str) -> String {
+        let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some((account, _)) = authority.split_once('.') else { return uri.to_string() };
+        let account = account.to_ascii_lowercase();
+        if !is_account_name(&account)
+            || !format!("{}/", self.blob_endpoint(&account)).eq_ignore_ascii_case(&format!("{scheme}://{authority}/"))
+        {
+            return uri.to_string();
+        }
+        format!("{}/{account}/{path}", self.config.public_url.trim_end_matches('/'))
+    }
+
     pub(crate) fn login_server(&self, acr: &str) -> String {
         format!("{acr}.cr.{}", self.config.dns_zone)
     }
@@ -871,6 +897,24 @@ impl Moat {
 
 /// The scheme of `url` and its port as a `:port` suffix (empty when it is the scheme's default
 /// or absent).
+/// A storage account name as moat makes them: 11 lowercase hex characters (what the blob plane's
+/// first path segment must be).
+pub fn is_account_name(s: &str) -> bool {
+    s.len() == 11 && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// The storage account a request's `Host` names (`{account}.blob.{zone}`, any port), if it is a
+/// host-style blob request.
+pub fn account_of_host(host: &str, dns_zone: &str) -> Option<String> {
+    let host = host.to_ascii_lowercase();
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host.as_str(),
+    };
+    let (account, zone) = name.split_once(".blob.")?;
+    (zone.trim_end_matches('.').eq_ignore_ascii_case(dns_zone) && is_account_name(account)).then(|| account.to_string())
+}
+
 fn scheme_and_port(url: &str) -> (&str, String) {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let authority = rest.split('/').next().unwrap_or_default();
@@ -894,6 +938,16 @@ mod tests {
         assert_eq!(scheme_and_port("https://moat.example.com:443/"), ("https", String::new()));
         assert_eq!(scheme_and_port("http://[::1]:8080"), ("http", ":8080".to_string()));
         assert_eq!(scheme_and_port("http://[::1]"), ("http", String::new()));
+    }
+
+    #[test]
+    fn a_host_names_an_account_only_under_the_zone() {
+        let zone = "moat.internal";
+        assert_eq!(account_of_host("0123456789a.blob.moat.internal:8443", zone).as_deref(), Some("0123456789a"));
+        assert_eq!(account_of_host("0123456789A.BLOB.Moat.Internal", zone).as_deref(), Some("0123456789a"));
+        assert_eq!(account_of_host("0123456789a.blob.other.zone", zone), None);
+        assert_eq!(account_of_host("not-an-acct.blob.moat.internal", zone), None);
+        assert_eq!(account_of_host("127.0.0.1:8443", zone), None);
     }
 
     fn body(json: serde_json::Value) -> Registry {

@@ -1,0 +1,302 @@
+//! The registry data plane as Azure's SDKs call it: the asset operations under
+//! `/mferp/managementfrontend` (the base a registry's discovery names), with the data plane's
+//! own two routes, `tempdatarefs` (a write location, what `startPendingUpload` is on the
+//! management plane) and `datarefs` (a read SAS, what `datareferences` is). The `azure-ai-ml`
+//! SDK's `MLClient(registry_name=…)` uses exactly these.
+//!
+//! The operations are the management plane's, through the same domain functions, with the data
+//! plane's rendering: a version's `id` is its asset ID (`azureml://registries/…`), a model's
+//! `flavors` is an object even when empty, and uploaded locations are host-style URIs
+//! (`https://{account}.blob.{zone}/{container}/…`, served by moat too), which is what the SDK
+//! parses to find a version's files. Locations come back in either form and mean the same.
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use moat_core::{Caller, Error, Moat};
+use moat_types::arm::{ErrorResponse, Page};
+use moat_types::assets::{AssetContainer, AssetVersion, BlobReferenceResponse, DataReferenceRequest, PendingUploadRequest};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::assets::{self as arm, ViewQuery};
+use crate::error::ArmError;
+use crate::extract::{ArmJson, CommonQuery};
+
+/// Where the data plane's routes start: what a client appends to the discovery's
+/// `primaryRegionResourceProviderUri`.
+pub const BASE: &str = "/mferp/managementfrontend";
+
+type ArmResult = Result<Response, ArmError>;
+type RegPath = (String, String, String, String);
+type NamePath = (String, String, String, String, String);
+type VersionPath = (String, String, String, String, String, String);
+
+/// Body of `tempdatarefs`: which version the upload is for.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemporaryDataReferenceRequest {
+    /// `azureml://registries/<r>/<type>/<name>/versions/<v>`.
+    pub asset_id: String,
+    /// `TemporaryBlobReference` (the only kind).
+    #[serde(default)]
+    pub temporary_data_reference_type: Option<String>,
+    #[serde(default)]
+    pub temporary_data_reference_id: Option<String>,
+}
+
+/// A response of the management plane's handler, rendered for the data plane (see the module
+/// documentation). Errors pass as they are.
+async fn rendered(moat: &Moat, r: ArmResult) -> ArmResult {
+    let resp = r?;
+    if !resp.status().is_success() {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.map_err(|e| Error::Internal(format!("a response body: {e}")))?;
+    if bytes.is_empty() {
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let json = |e: serde_json::Error| Error::Internal(format!("a response body: {e}"));
+    let mut doc: Value = serde_json::from_slice(&bytes).map_err(json)?;
+    match doc.get_mut("value").and_then(Value::as_array_mut) {
+        Some(items) => items.iter_mut().for_each(|i| render(moat, i)),
+        None => render(moat, &mut doc),
+    }
+    let mut resp = Response::from_parts(parts, Body::from(serde_json::to_vec(&doc).map_err(json)?));
+    resp.headers_mut().remove(axum::http::header::CONTENT_LENGTH);
+    Ok(resp)
+}
+
+/// One container or version as the data plane shows it.
+fn render(moat: &Moat, item: &mut Value) {
+    let asset_id = item.get("id").and_then(Value::as_str).and_then(asset_id_of);
+    let is_model_version = asset_id.as_deref().is_some_and(|a| a.contains("/models/") && a.contains("/versions/"));
+    if let Some(a) = asset_id {
+        item["id"] = Value::String(a);
+    }
+    let Some(props) = item.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    for field in ["modelUri", "dataUri", "codeUri"] {
+        if let Some(Value::String(u)) = props.get_mut(field) {
+            *u = moat.host_style_uri(u);
+        }
+    }
+    if let Some(Value::String(u)) = props.get_mut("build").and_then(|b| b.get_mut("contextUri")) {
+        *u = moat.host_style_uri(u);
+    }
+    if is_model_version && props.get("flavors").is_none_or(Value::is_null) {
+        props.insert("flavors".into(), Value::Object(Default::default()));
+    }
+}
+
+/// `azureml://registries/{r}/{type}/{name}[/versions/{v}]` of a registry asset's ARM ID.
+fn asset_id_of(arm_id: &str) -> Option<String> {
+    let segs: Vec<&str> = arm_id.trim_start_matches('/').split('/').collect();
+    let at = segs.windows(2).position(|w| w[0].eq_ignore_ascii_case("Microsoft.MachineLearningServices") && w[1] == "registries")?;
+    match &segs[at + 2..] {
+        [r, t, n] => Some(format!("azureml://registries/{r}/{t}/{n}")),
+        [r, t, n, "versions", v] => Some(format!("azureml://registries/{r}/{t}/{n}/versions/{v}")),
+        _ => None,
+    }
+}
+
+/// The type, name and version an asset ID names, checked against the request path's.
+fn asset_of(asset_id: &str, registry: &str, name: &str, version: &str) -> Result<String, Error> {
+    let bad = |m: String| Error::invalid("InvalidAssetId", "assetId", m);
+    let shape = || format!("'{asset_id}' is not azureml://registries/<r>/<type>/<name>/versions/<v>.");
+    let rest = asset_id.strip_prefix("azureml://registries/").ok_or_else(|| bad(shape()))?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [r, t, n, "versions", v] = parts.as_slice() else { return Err(bad(shape())) };
+    if !r.eq_ignore_ascii_case(registry) || *n != name || *v != version {
+        return Err(bad(format!("'{asset_id}' names another asset than the request path.")));
+    }
+    Ok(t.to_string())
+}
+
+#[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path),
+        ("assetType" = String, Path, description = "models, data, codes, components or environments"),
+        ("api-version" = Option<String>, Query), ("listViewType" = Option<String>, Query), ("$skipToken" = Option<String>, Query), ("$top" = Option<i64>, Query)),
+    responses((status = 200, body = Page<AssetContainer>), (status = 404, body = ErrorResponse)))]
+pub async fn list_containers(
+    State(st): State<AppState>,
+    caller: Extension<Caller>,
+    path: Path<RegPath>,
+    view: Query<ViewQuery>,
+    uri: Uri,
+    q: CommonQuery,
+) -> ArmResult {
+    let moat = st.moat.clone();
+    rendered(&moat, arm::list_containers(State(st), caller, path, view, uri, q).await).await
+}
+
+#[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = AssetContainer), (status = 404, body = ErrorResponse)))]
+pub async fn get_container(State(st): State<AppState>, caller: Extension<Caller>, path: Path<NamePath>, q: CommonQuery) -> ArmResult {
+    let moat = st.moat.clone();
+    rendered(&moat, arm::get_container(State(st), caller, path, q).await).await
+}
+
+#[utoipa::path(put, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body = AssetContainer,
+    responses((status = 200, body = AssetContainer), (status = 201, body = AssetContainer), (status = 400, body = ErrorResponse)))]
+pub async fn put_container(
+    State(st): State<AppState>,
+    caller: Extension<Caller>,
+    path: Path<NamePath>,
+    q: CommonQuery,
+    body: ArmJson<AssetContainer>,
+) -> ArmResult {
+    let moat = st.moat.clone();
+    rendered(&moat, arm::put_container(State(st), caller, path, q, body).await).await
+}
+
+#[utoipa::path(delete, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200), (status = 204), (status = 409, body = ErrorResponse)))]
+pub async fn delete_container(State(st): State<AppState>, caller: Extension<Caller>, path: Path<NamePath>, q: CommonQuery) -> ArmResult {
+    arm::delete_container(State(st), caller, path, q).await
+}
+
+#[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path),
+        ("api-version" = Option<String>, Query), ("listViewType" = Option<String>, Query), ("$skipToken" = Option<String>, Query), ("$top" = Option<i64>, Query),
+        ("$orderBy" = Option<String>, Query, description = "accepted and not applied: versions come in the management plane's order")),
+    responses((status = 200, body = Page<AssetVersion>), (status = 404, body = ErrorResponse)))]
+pub async fn list_versions(
+    State(st): State<AppState>,
+    caller: Extension<Caller>,
+    path: Path<NamePath>,
+    view: Query<ViewQuery>,
+    uri: Uri,
+    q: CommonQuery,
+) -> ArmResult {
+    let moat = st.moat.clone();
+    rendered(&moat, arm::versions_page(State(st), caller, path, view, uri, q, true).await).await
+}
+
+#[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200, body = AssetVersion), (status = 404, body = ErrorResponse)))]
+pub async fn get_version(State(st): State<AppState>, caller: Extension<Caller>, path: Path<VersionPath>, q: CommonQuery) -> ArmResult {
+    let moat = st.moat.clone();
+    rendered(&moat, arm::get_version(State(st), caller, path, q).await).await
+}
+
+#[utoipa::path(put, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body = AssetVersion,
+    responses((status = 200, body = AssetVersion), (status = 201, body = AssetVersion), (status = 400, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+pub async fn put_version(
+    State(st): State<AppState>,
+    caller: Extension<Caller>,
+    path: Path<VersionPath>,
+    q: CommonQuery,
+    ArmJson(mut body): ArmJson<Value>,
+) -> ArmResult {
+    // The SDK sends `system_metadata` (null unless set) with every model version; moat keeps
+    // none, so an empty one is dropped and a set one refused by name.
+    if let Some(p) = body.get_mut("properties").and_then(Value::as_object_mut)
+        && p.get("system_metadata").is_some_and(|m| m.is_null() || m.as_object().is_some_and(|o| o.is_empty()))
+    {
+        p.remove("system_metadata");
+    }
+    let body: AssetVersion = serde_path_to_error::deserialize(body)
+        .map_err(|e| Error::invalid("InvalidRequestContent", e.path().to_string(), format!("The version is not valid: {}", e.inner())))?;
+    let moat = st.moat.clone();
+    rendered(&moat, arm::put_version(State(st), caller, path, q, ArmJson(body)).await).await
+}
+
+#[utoipa::path(delete, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),
+    responses((status = 200), (status = 204)))]
+pub async fn delete_version(State(st): State<AppState>, caller: Extension<Caller>, path: Path<VersionPath>, q: CommonQuery) -> ArmResult {
+    arm::delete_version(State(st), caller, path, q).await
+}
+
+#[utoipa::path(put, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/tempdatarefs/{assetName}/versions/{version}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body = TemporaryDataReferenceRequest,
+    responses((status = 200, body = BlobReferenceResponse, description = "A fresh upload location and its write SAS, as startPendingUpload"),
+        (status = 409, body = ErrorResponse, description = "The version exists already")))]
+pub async fn temporary_data_reference(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, reg, name, v)): Path<NamePath>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<TemporaryDataReferenceRequest>,
+) -> ArmResult {
+    let t = asset_of(&body.asset_id, &reg, &name, &v)?;
+    if let Some(kind) = body.temporary_data_reference_type.as_deref()
+        && kind != "TemporaryBlobReference"
+    {
+        return Err(Error::invalid(
+            "InvalidRequestContent",
+            "temporaryDataReferenceType",
+            format!("temporaryDataReferenceType must be TemporaryBlobReference, not '{kind}'."),
+        )
+        .into());
+    }
+    let request = PendingUploadRequest {
+        pending_upload_id: body.temporary_data_reference_id,
+        pending_upload_type: Some("TemporaryBlobReference".into()),
+    };
+    let r = st.moat.start_pending_upload(&caller, &sub, &rg, &reg, &t, &name, &v, request).await?;
+    Ok(axum::Json(serde_json::json!({
+        "blobReferenceForConsumption": r.blob_reference_for_consumption,
+        "temporaryDataReferenceId": r.pending_upload_id,
+        "temporaryDataReferenceType": "TemporaryBlobReference",
+    }))
+    .into_response())
+}
+
+#[utoipa::path(post, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/datarefs/{assetName}/versions/{version}", tag = "registry data plane",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),
+    request_body = DataReferenceRequest,
+    responses((status = 200, body = BlobReferenceResponse, description = "A read SAS for the version's files, as datareferences"), (status = 404, body = ErrorResponse)))]
+pub async fn data_reference(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((sub, rg, reg, name, v)): Path<NamePath>,
+    _q: CommonQuery,
+    ArmJson(body): ArmJson<DataReferenceRequest>,
+) -> ArmResult {
+    let mut r = st.moat.data_reference(&caller, &sub, &rg, &reg, &name, &v, body).await?;
+    // The SDK opens the SAS URI as a container and finds the files by the version's location:
+    // the SAS URI names the container (the management plane's, the version's folder in it).
+    let c = &mut r.blob_reference_for_consumption;
+    if let Some((url, sas)) = c.credential.sas_uri.split_once('?') {
+        let container: Vec<&str> = url.splitn(6, '/').take(5).collect();
+        c.credential.sas_uri = format!("{}?{sas}", container.join("/"));
+    }
+    c.blob_uri = st.moat.host_style_uri(&c.blob_uri);
+    Ok(axum::Json(r).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_ids_become_asset_ids() {
+        let reg = "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/registries/r1";
+        assert_eq!(asset_id_of(&format!("{reg}/models/m/versions/1")).as_deref(), Some("azureml://registries/r1/models/m/versions/1"));
+        assert_eq!(asset_id_of(&format!("{reg}/data/d")).as_deref(), Some("azureml://registries/r1/data/d"));
+        assert_eq!(asset_id_of(reg), None, "a registry is no asset");
+        assert_eq!(asset_id_of("/subscriptions/s"), None);
+    }
+
+    #[test]
+    fn an_asset_id_must_name_the_path_s_version() {
+        assert_eq!(asset_of("azureml://registries/R1/models/m/versions/1", "r1", "m", "1").unwrap(), "models");
+        assert!(asset_of("azureml://registries/r1/models/m/versions/2", "r1", "m", "1").is_err());
+        assert!(asset_of("azureml://registries/r2/models/m/versions/1", "r1", "m", "1").is_err());
+        assert!(asset_of("azureml://registries/r1/models/m", "r1", "m", "1").is_err());
+    }
+}

@@ -1,0 +1,82 @@
+"""Drives moat with the real azure-ai-ml SDK, as a data scientist would (called by tests/aiml.rs).
+
+Arguments: ENDPOINT REGISTRY TOKEN WORKDIR. moat is an Azure "cloud" of its own (cloud_metadata:
+its URL is the resource manager and the registry discovery endpoint); the SDK trusts moat's CA
+through REQUESTS_CA_BUNDLE. A model folder goes up (discovery, the data plane's tempdatarefs,
+blob uploads with metadata, the version), comes back down (datarefs, List Blobs, ranged Get Blob)
+and is archived and restored (each a GET and a PUT of the version as read). Prints one line of
+JSON: the asset ID and the files, each with its size and sha256, for the Rust side to check
+against what moat recorded and what its own CLI downloads.
+"""
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+
+from azure.ai.ml import MLClient
+from azure.ai.ml.entities import Model
+from azure.core.credentials import AccessToken
+
+endpoint, registry, token, work = sys.argv[1:5]
+
+
+class MoatToken:
+    """A token moat issued (the test's service principal's): the SDK only asks for one."""
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(token, int(time.time()) + 3000)
+
+
+base = endpoint.rstrip("/") + "/"
+ml = MLClient(MoatToken(), registry_name=registry, enable_telemetry=False, cloud="moat", cloud_metadata={
+    "azure_portal": base, "resource_manager": base, "active_directory": base, "aml_resource_id": base,
+    "storage_endpoint": "core.windows.net", "registry_discovery_endpoint": base})
+
+# A model folder: a nested file, an empty one, and one over the SDK's single-request limit
+# (64 MiB), which it uploads in blocks.
+rng = random.Random(11)
+folder = os.path.join(work, "sentiment-model")
+files = {
+    "MLmodel": b"flavors:\n  python_function: {}\n",
+    "weights/model.bin": rng.randbytes(65 * 1024 * 1024 + 17),
+    "weights/empty.txt": b"",
+    "tokenizer/vocab.json": rng.randbytes(5000),
+}
+for rel, data in files.items():
+    path = os.path.join(folder, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+created = ml.models.create_or_update(Model(name="sentiment", version="1", path=folder, description="from azure-ai-ml",
+                                           tags={"team": "nlp"}))
+asset_id = f"azureml://registries/{registry}/models/sentiment/versions/1"
+assert created.id == asset_id, created.id
+got = ml.models.get(name="sentiment", version="1")
+assert (got.description, got.tags) == ("from azure-ai-ml", {"team": "nlp"}), (got.description, got.tags)
+
+# Down again, byte for byte, where the SDK puts a folder: <download_path>/<name>/<folder>.
+dl = os.path.join(work, "downloaded")
+ml.models.download(name="sentiment", version="1", download_path=dl)
+root = os.path.join(dl, "sentiment", "sentiment-model")
+found = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+assert found == sorted(files), found
+for rel, data in files.items():
+    with open(os.path.join(root, rel), "rb") as f:
+        assert f.read() == data, f"{rel} came back with other bytes"
+
+# Archive and restore: the SDK reads the version and writes it back as it read it (the data
+# plane's locations and an empty flavors), which must be the same content, not a change of it.
+# (The SDK lists a registry's versions without a view type: the server's default, active only.)
+assert [m.version for m in ml.models.list(name="sentiment")] == ["1"]
+ml.models.archive(name="sentiment", version="1")
+assert [m.version for m in ml.models.list(name="sentiment")] == [], "an archived version is not listed"
+ml.models.restore(name="sentiment", version="1")
+assert [m.version for m in ml.models.list(name="sentiment")] == ["1"], "a restored version is listed again"
+
+print(json.dumps({
+    "id": created.id,
+    "files": {rel: [len(data), hashlib.sha256(data).hexdigest()] for rel, data in files.items()},
+}))
