@@ -200,12 +200,21 @@ pub async fn put_version(
     q: CommonQuery,
     ArmJson(mut body): ArmJson<Value>,
 ) -> ArmResult {
-    // The SDK sends `system_metadata` (null unless set) with every model version; moat keeps
-    // none, so an empty one is dropped and a set one refused by name.
-    if let Some(p) = body.get_mut("properties").and_then(Value::as_object_mut)
-        && p.get("system_metadata").is_some_and(|m| m.is_null() || m.as_object().is_some_and(|o| o.is_empty()))
-    {
-        p.remove("system_metadata");
+    if let Some(p) = body.get_mut("properties").and_then(Value::as_object_mut) {
+        // The SDK sends `system_metadata` (null unless set) with every model version; moat
+        // keeps none, so an empty one is dropped and a set one refused by name.
+        if p.get("system_metadata").is_some_and(|m| m.is_null() || m.as_object().is_some_and(|o| o.is_empty())) {
+            p.remove("system_metadata");
+        }
+        // It also writes numbers into the string map `properties` (a code asset's
+        // `hash_version: 202208`); they are kept as the strings they spell.
+        if let Some(map) = p.get_mut("properties").and_then(Value::as_object_mut) {
+            for v in map.values_mut() {
+                if v.is_number() || v.is_boolean() {
+                    *v = Value::String(v.to_string());
+                }
+            }
+        }
     }
     let body: AssetVersion = serde_path_to_error::deserialize(body)
         .map_err(|e| Error::invalid("InvalidRequestContent", e.path().to_string(), format!("The version is not valid: {}", e.inner())))?;

@@ -1,8 +1,9 @@
 //! The real azure-ai-ml SDK against moat, over moat's default HTTPS: `MLClient(registry_name=…)`
 //! finds the registry through discovery and uses the registry data plane (`/mferp/
-//! managementfrontend`: tempdatarefs, the version routes, datarefs) and the blob plane. What it
-//! uploads is what moat records (paths, sizes, sha256) and what moat's own CLI downloads; the
-//! data plane's host-style locations are served.
+//! managementfrontend`: tempdatarefs, the version routes, datarefs) and the blob plane, for a
+//! model (created, downloaded, archived, restored), data, an environment and a component with its
+//! code. What it uploads is what moat records (paths, sizes, sha256) and what moat's own CLI
+//! downloads; the data plane's host-style locations are served.
 
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,8 +16,23 @@ use common::{Server, registry_body};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// `{path: [size, sha256]}` as the script prints a folder's files.
+fn files_of(v: &Value) -> BTreeMap<String, (u64, String)> {
+    v.as_object().unwrap().iter().map(|(p, v)| (p.clone(), (v[0].as_u64().unwrap(), v[1].as_str().unwrap().to_string()))).collect()
+}
+
+/// What moat recorded of a version's files.
+fn recorded(version: &Value) -> BTreeMap<String, (u64, String)> {
+    version["properties"]["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no files: {version}"))
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), (f["size"].as_u64().unwrap(), f["sha256"].as_str().unwrap().to_string())))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_azure_ai_ml_sdk_creates_downloads_and_archives_a_model() {
+async fn the_azure_ai_ml_sdk_creates_every_asset_type_and_round_trips_a_model() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_default(&tmp.path().join("data"), &[]);
     let profile: Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("data/profile.json")).unwrap()).unwrap();
@@ -37,27 +53,33 @@ async fn the_azure_ai_ml_sdk_creates_downloads_and_archives_a_model() {
     assert!(out.status.success(), "asset_aiml.py:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(seen["id"], "azureml://registries/aimlreg/models/sentiment/versions/1");
-    let sdk_files: BTreeMap<String, (u64, String)> = seen["files"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(p, v)| (p.clone(), (v[0].as_u64().unwrap(), v[1].as_str().unwrap().to_string())))
-        .collect();
+    let sdk_files = files_of(&seen["files"]);
 
     // What moat recorded, on the management plane: the SDK's files, each with its sha256,
     // under the folder the SDK named (its basename, as Azure has it).
     let v = http.get(&format!("{reg}/models/sentiment/versions/1")).await;
     assert_eq!(v.status, 200, "{}", v.text);
     assert_eq!(v.body["properties"]["isArchived"], false, "restored");
-    let recorded: BTreeMap<String, (u64, String)> = v.body["properties"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["path"].as_str().unwrap().to_string(), (f["size"].as_u64().unwrap(), f["sha256"].as_str().unwrap().to_string())))
-        .collect();
-    assert_eq!(recorded, sdk_files);
+    assert_eq!(recorded(&v.body), sdk_files);
     let model_uri = v.body["properties"]["modelUri"].as_str().unwrap().to_string();
     assert!(model_uri.starts_with(&server.url) && model_uri.ends_with("/sentiment-model"), "path-style on ARM: {model_uri}");
+
+    // The other types: data from a folder and from one file, an environment with its build
+    // context, a component whose code became a code asset; each as the SDK sent it.
+    for (path, want) in [("data/rows/versions/1", "rows"), ("data/one/versions/1", "one"), ("environments/trainer/versions/1", "ctx")] {
+        let got = http.get(&format!("{reg}/{path}")).await;
+        assert_eq!(got.status, 200, "{path}: {}", got.text);
+        assert_eq!(recorded(&got.body), files_of(&seen[want]), "{path}");
+    }
+    let env = http.get(&format!("{reg}/environments/trainer/versions/1")).await;
+    assert_eq!(env.body["properties"]["build"]["dockerfilePath"], "Dockerfile");
+    let component = http.get(&format!("{reg}/components/train_step/versions/1")).await;
+    assert_eq!(component.status, 200, "{}", component.text);
+    assert_eq!(component.body["properties"]["componentSpec"]["code"], seen["code"]);
+    let code = seen["code"].as_str().unwrap().trim_start_matches("azureml://registries/aimlreg/");
+    let code = http.get(&format!("{reg}/{code}")).await;
+    assert_eq!(code.status, 200, "{}", code.text);
+    assert_eq!(recorded(&code.body), files_of(&seen["src"]));
 
     // moat's own CLI downloads what the SDK uploaded.
     let dest = tmp.path().join("cli");

@@ -4,9 +4,10 @@ Arguments: ENDPOINT REGISTRY TOKEN WORKDIR. moat is an Azure "cloud" of its own 
 its URL is the resource manager and the registry discovery endpoint); the SDK trusts moat's CA
 through REQUESTS_CA_BUNDLE. A model folder goes up (discovery, the data plane's tempdatarefs,
 blob uploads with metadata, the version), comes back down (datarefs, List Blobs, ranged Get Blob)
-and is archived and restored (each a GET and a PUT of the version as read). Prints one line of
-JSON: the asset ID and the files, each with its size and sha256, for the Rust side to check
-against what moat recorded and what its own CLI downloads.
+and is archived and restored (each a GET and a PUT of the version as read); then data (a folder
+and one file), an environment with its build context and a component with its code go up. Prints
+one line of JSON: the asset ID and the files of each, with sizes and sha256, for the Rust side to
+check against what moat recorded and what its own CLI downloads.
 """
 import hashlib
 import json
@@ -15,8 +16,8 @@ import random
 import sys
 import time
 
-from azure.ai.ml import MLClient
-from azure.ai.ml.entities import Model
+from azure.ai.ml import Input, MLClient, command
+from azure.ai.ml.entities import BuildContext, Data, Environment, Model
 from azure.core.credentials import AccessToken
 
 endpoint, registry, token, work = sys.argv[1:5]
@@ -76,7 +77,35 @@ assert [m.version for m in ml.models.list(name="sentiment")] == [], "an archived
 ml.models.restore(name="sentiment", version="1")
 assert [m.version for m in ml.models.list(name="sentiment")] == ["1"], "a restored version is listed again"
 
+# Every other type the SDK creates in a registry: data (a folder, and one file), an environment
+# with its Docker build context, and a component whose code goes up as a code asset.
+def write(root, tree):
+    for rel, data in tree.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return {rel: [len(data), hashlib.sha256(data).hexdigest()] for rel, data in tree.items()}
+
+rows = write(os.path.join(work, "rows"), {"a.csv": b"a,b\n1,2\n", "part/b.csv": rng.randbytes(3000)})
+one = write(work, {"one.csv": b"x\n1\n"})
+ctx = write(os.path.join(work, "ctx"), {"Dockerfile": b"FROM python:3.11-slim\nCOPY requirements.txt .\n",
+                                        "requirements.txt": b"numpy\n"})
+src = write(os.path.join(work, "src"), {"train.py": b"print('training')\n"})
+assert ml.data.create_or_update(Data(name="rows", version="1", path=os.path.join(work, "rows"), type="uri_folder")).id \
+    == f"azureml://registries/{registry}/data/rows/versions/1"
+assert ml.data.create_or_update(Data(name="one", version="1", path=os.path.join(work, "one.csv"), type="uri_file")).id \
+    == f"azureml://registries/{registry}/data/one/versions/1"
+env = ml.environments.create_or_update(Environment(name="trainer", version="1", build=BuildContext(path=os.path.join(work, "ctx"))))
+assert env.id == f"azureml://registries/{registry}/environments/trainer/versions/1", env.id
+step = command(name="train_step", version="1", code=os.path.join(work, "src"), command="python train.py --epochs ${{inputs.epochs}}",
+               inputs={"epochs": Input(type="integer")}, environment=env.id)
+component = ml.components.create_or_update(step.component)
+assert component.id == f"azureml://registries/{registry}/components/train_step/versions/1", component.id
+assert component.code.startswith(f"azureml://registries/{registry}/codes/"), component.code
+
 print(json.dumps({
     "id": created.id,
     "files": {rel: [len(data), hashlib.sha256(data).hexdigest()] for rel, data in files.items()},
+    "rows": rows, "one": one, "ctx": ctx, "src": src, "code": component.code,
 }))
