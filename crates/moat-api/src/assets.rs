@@ -21,7 +21,7 @@ type ArmResult = Result<Response, ArmError>;
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {
     #[serde(rename = "listViewType")]
-    list_view_type: Option<String>,
+    pub(crate) list_view_type: Option<String>,
 }
 
 type RegPath = (String, String, String, String);

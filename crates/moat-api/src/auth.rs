@@ -76,7 +76,9 @@ pub async fn require_management(State(state): State<AppState>, mut req: Request,
     }
 }
 
-/// Registry data plane (discovery): management or ML audience, as Azure accepts both.
+/// Registry data plane (discovery, and the asset operations under /mferp/managementfrontend,
+/// writes included): management or ML audience, as Azure accepts both. Authorization is the
+/// management plane's, role by role.
 pub async fn require_registry(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match authenticate(&state, &mut req, &[AUDIENCE_MANAGEMENT, AUDIENCE_ML]).await {
         Ok(()) => next.run(req).await,

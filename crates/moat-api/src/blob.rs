@@ -69,8 +69,7 @@ pub struct BlobRequest {
 /// Whether a path's first segment is a storage account name (11 lowercase hex characters), so
 /// that the blob plane owns the request.
 pub fn is_blob_path(path: &str) -> bool {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    first.len() == 11 && first.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    moat_core::registries::is_account_name(path.trim_start_matches('/').split('/').next().unwrap_or(""))
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> Error {
@@ -327,13 +326,18 @@ fn metadata(h: &HeaderMap) -> Result<Option<String>, Error> {
     Ok(if m.is_empty() { None } else { Some(serde_json::to_string(&m).map_err(|e| Error::Internal(e.to_string()))?) })
 }
 
-fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
-    common_headers(h);
+/// `x-ms-meta-*` of blob `b`: what Get Blob and Get Blob Properties answer (writes, as in
+/// Azure, do not echo it).
+fn metadata_headers(h: &mut HeaderMap, b: &BlobRow) {
     for (k, v) in metadata_of(b) {
         if let (Ok(name), Ok(v)) = (header::HeaderName::from_bytes(format!("x-ms-meta-{k}").as_bytes()), HeaderValue::from_str(&v)) {
             h.insert(name, v);
         }
     }
+}
+
+fn blob_headers(h: &mut HeaderMap, b: &BlobRow) {
+    common_headers(h);
     let pairs = [
         (header::ETAG.as_str(), b.etag.clone()),
         (header::LAST_MODIFIED.as_str(), http_date(&b.updated_at)),
@@ -611,6 +615,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             if conditions.check_read(&row)? == ReadCondition::NotModified {
                 let mut resp = StatusCode::NOT_MODIFIED.into_response();
                 blob_headers(resp.headers_mut(), &row);
+                metadata_headers(resp.headers_mut(), &row);
                 return Ok(resp);
             }
             let size = row.size as u64;
@@ -663,6 +668,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
                 h.insert("content-md5", v);
             }
             blob_headers(h, &row);
+            metadata_headers(h, &row);
             h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             h.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
@@ -682,7 +688,7 @@ async fn serve(moat: &Moat, p: &BlobRequest, req: Request, client: &str, origin:
             let row = moat.set_blob_metadata(&t, metadata(&headers)?).await?;
             let mut resp = StatusCode::OK.into_response();
             // Only what Azure answers: the new ETag and time, not the metadata itself.
-            blob_headers(resp.headers_mut(), &BlobRow { metadata: None, ..row });
+            blob_headers(resp.headers_mut(), &row);
             resp.headers_mut().insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
             Ok(resp)
         }

@@ -74,10 +74,10 @@ async fn rendered(moat: &Moat, r: ArmResult) -> ArmResult {
 
 /// One container or version as the data plane shows it.
 fn render(moat: &Moat, item: &mut Value) {
-    let asset_id = item.get("id").and_then(Value::as_str).and_then(asset_id_of);
-    let is_model_version = asset_id.as_deref().is_some_and(|a| a.contains("/models/") && a.contains("/versions/"));
-    if let Some(a) = asset_id {
-        item["id"] = Value::String(a);
+    let asset = item.get("id").and_then(Value::as_str).and_then(asset_id_of);
+    let is_model_version = asset.as_ref().is_some_and(|a| a.segment == "models" && a.version);
+    if let Some(a) = asset {
+        item["id"] = Value::String(a.id);
     }
     let Some(props) = item.get_mut("properties").and_then(Value::as_object_mut) else { return };
     for field in ["modelUri", "dataUri", "codeUri"] {
@@ -93,28 +93,26 @@ fn render(moat: &Moat, item: &mut Value) {
     }
 }
 
-/// `azureml://registries/{r}/{type}/{name}[/versions/{v}]` of a registry asset's ARM ID.
-fn asset_id_of(arm_id: &str) -> Option<String> {
-    let segs: Vec<&str> = arm_id.trim_start_matches('/').split('/').collect();
-    let at = segs.windows(2).position(|w| w[0].eq_ignore_ascii_case("Microsoft.MachineLearningServices") && w[1] == "registries")?;
-    match &segs[at + 2..] {
-        [r, t, n] => Some(format!("azureml://registries/{r}/{t}/{n}")),
-        [r, t, n, "versions", v] => Some(format!("azureml://registries/{r}/{t}/{n}/versions/{v}")),
-        _ => None,
-    }
+/// A registry asset's ID on the data plane.
+struct AssetRef {
+    /// `azureml://registries/{r}/{type}/{name}[/versions/{v}]`.
+    id: String,
+    /// Its type's path segment (`models`, `data`, …).
+    segment: String,
+    /// A version, not a container.
+    version: bool,
 }
 
-/// The type, name and version an asset ID names, checked against the request path's.
-fn asset_of(asset_id: &str, registry: &str, name: &str, version: &str) -> Result<String, Error> {
-    let bad = |m: String| Error::invalid("InvalidAssetId", "assetId", m);
-    let shape = || format!("'{asset_id}' is not azureml://registries/<r>/<type>/<name>/versions/<v>.");
-    let rest = asset_id.strip_prefix("azureml://registries/").ok_or_else(|| bad(shape()))?;
-    let parts: Vec<&str> = rest.split('/').collect();
-    let [r, t, n, "versions", v] = parts.as_slice() else { return Err(bad(shape())) };
-    if !r.eq_ignore_ascii_case(registry) || *n != name || *v != version {
-        return Err(bad(format!("'{asset_id}' names another asset than the request path.")));
-    }
-    Ok(t.to_string())
+/// The data plane's ID of a registry asset's ARM ID.
+fn asset_id_of(arm_id: &str) -> Option<AssetRef> {
+    let segs: Vec<&str> = arm_id.trim_start_matches('/').split('/').collect();
+    let at = segs.windows(2).position(|w| w[0].eq_ignore_ascii_case("Microsoft.MachineLearningServices") && w[1] == "registries")?;
+    let (id, t, version) = match &segs[at + 2..] {
+        [r, t, n] => (format!("azureml://registries/{r}/{t}/{n}"), t, false),
+        [r, t, n, "versions", v] => (format!("azureml://registries/{r}/{t}/{n}/versions/{v}"), t, true),
+        _ => return None,
+    };
+    Some(AssetRef { id, segment: t.to_string(), version })
 }
 
 #[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}", tag = "registry data plane",
@@ -167,7 +165,7 @@ pub async fn delete_container(State(st): State<AppState>, caller: Extension<Call
 #[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions", tag = "registry data plane",
     params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path),
         ("api-version" = Option<String>, Query), ("listViewType" = Option<String>, Query), ("$skipToken" = Option<String>, Query), ("$top" = Option<i64>, Query),
-        ("$orderBy" = Option<String>, Query, description = "accepted and not applied: versions come in the management plane's order")),
+        ("$orderBy" = Option<String>, Query, description = "createdtime, createdtime asc or createdtime desc: versions by creation time")),
     responses((status = 200, body = Page<AssetVersion>), (status = 404, body = ErrorResponse)))]
 pub async fn list_versions(
     State(st): State<AppState>,
@@ -178,7 +176,36 @@ pub async fn list_versions(
     q: CommonQuery,
 ) -> ArmResult {
     let moat = st.moat.clone();
-    rendered(&moat, arm::versions_page(State(st), caller, path, view, uri, q, true).await).await
+    let order = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case("$orderBy"))
+        .map(|(_, v)| v.split_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>());
+    let newest_first = match order.as_deref() {
+        None => return rendered(&moat, arm::versions_page(State(st), caller, path, view, uri, q, true).await).await,
+        Some([field]) if field == "createdtime" => false,
+        Some([field, dir]) if field == "createdtime" && (dir == "asc" || dir == "desc") => dir == "desc",
+        Some(_) => {
+            return Err(Error::invalid(
+                "InvalidOrderBy",
+                "$orderBy",
+                "$orderBy must be 'createdtime', 'createdtime asc' or 'createdtime desc'.",
+            )
+            .into());
+        }
+    };
+    // Paged by position in that order: the cursor is where the next page starts.
+    let offset = match q.after()? {
+        None => 0,
+        Some(a) => a
+            .strip_prefix("created:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::invalid("InvalidSkipToken", "$skipToken", "The $skipToken is not one moat issued for this order."))?,
+    };
+    let (Extension(caller), Path((sub, rg, reg, t, name)), Query(view)) = (caller, path, view);
+    let view = moat_core::assets::ListViewType::parse(view.list_view_type.as_deref())?;
+    let (items, next) =
+        st.moat.list_asset_versions_by_creation(&caller, &sub, &rg, &reg, &t, &name, view, newest_first, offset, q.limit()).await?;
+    let listed = moat_core::Listed { items, next_after: next.map(|n| format!("created:{n}")) };
+    rendered(&moat, Ok(crate::management::page(&st, &uri, &q, listed))).await
 }
 
 #[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "registry data plane",
@@ -241,7 +268,7 @@ pub async fn temporary_data_reference(
     _q: CommonQuery,
     ArmJson(body): ArmJson<TemporaryDataReferenceRequest>,
 ) -> ArmResult {
-    let t = asset_of(&body.asset_id, &reg, &name, &v)?;
+    let t = moat_core::assets::asset_named(&body.asset_id, &reg, &name, &v)?.segment();
     if let Some(kind) = body.temporary_data_reference_type.as_deref()
         && kind != "TemporaryBlobReference"
     {
@@ -256,7 +283,10 @@ pub async fn temporary_data_reference(
         pending_upload_id: body.temporary_data_reference_id,
         pending_upload_type: Some("TemporaryBlobReference".into()),
     };
-    let r = st.moat.start_pending_upload(&caller, &sub, &rg, &reg, &t, &name, &v, request).await?;
+    let mut r = st.moat.start_pending_upload(&caller, &sub, &rg, &reg, t, &name, &v, request).await?;
+    // The location as the data plane names locations; the SAS URI stays path-style, which any
+    // client reaches without moat's DNS.
+    r.blob_reference_for_consumption.blob_uri = st.moat.host_style_uri(&r.blob_reference_for_consumption.blob_uri);
     Ok(axum::Json(serde_json::json!({
         "blobReferenceForConsumption": r.blob_reference_for_consumption,
         "temporaryDataReferenceId": r.pending_upload_id,
@@ -280,9 +310,12 @@ pub async fn data_reference(
     // The SDK opens the SAS URI as a container and finds the files by the version's location:
     // the SAS URI names the container (the management plane's, the version's folder in it).
     let c = &mut r.blob_reference_for_consumption;
-    if let Some((url, sas)) = c.credential.sas_uri.split_once('?') {
-        let container: Vec<&str> = url.splitn(6, '/').take(5).collect();
-        c.credential.sas_uri = format!("{}?{sas}", container.join("/"));
+    let public = format!("{}/", st.moat.config().public_url.trim_end_matches('/'));
+    if let Some((url, sas)) = c.credential.sas_uri.split_once('?')
+        && let Some(rest) = url.strip_prefix(&public)
+    {
+        let account_and_container: Vec<&str> = rest.splitn(3, '/').take(2).collect();
+        c.credential.sas_uri = format!("{public}{}?{sas}", account_and_container.join("/"));
     }
     c.blob_uri = st.moat.host_style_uri(&c.blob_uri);
     Ok(axum::Json(r).into_response())
@@ -295,17 +328,13 @@ mod tests {
     #[test]
     fn arm_ids_become_asset_ids() {
         let reg = "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/registries/r1";
-        assert_eq!(asset_id_of(&format!("{reg}/models/m/versions/1")).as_deref(), Some("azureml://registries/r1/models/m/versions/1"));
-        assert_eq!(asset_id_of(&format!("{reg}/data/d")).as_deref(), Some("azureml://registries/r1/data/d"));
-        assert_eq!(asset_id_of(reg), None, "a registry is no asset");
-        assert_eq!(asset_id_of("/subscriptions/s"), None);
-    }
-
-    #[test]
-    fn an_asset_id_must_name_the_path_s_version() {
-        assert_eq!(asset_of("azureml://registries/R1/models/m/versions/1", "r1", "m", "1").unwrap(), "models");
-        assert!(asset_of("azureml://registries/r1/models/m/versions/2", "r1", "m", "1").is_err());
-        assert!(asset_of("azureml://registries/r2/models/m/versions/1", "r1", "m", "1").is_err());
-        assert!(asset_of("azureml://registries/r1/models/m", "r1", "m", "1").is_err());
+        let v = asset_id_of(&format!("{reg}/models/m/versions/1")).unwrap();
+        assert_eq!((v.id.as_str(), v.segment.as_str(), v.version), ("azureml://registries/r1/models/m/versions/1", "models", true));
+        let c = asset_id_of(&format!("{reg}/data/models")).unwrap();
+        assert_eq!((c.id.as_str(), c.segment.as_str(), c.version), ("azureml://registries/r1/data/models", "data", false));
+        let named_models = asset_id_of(&format!("{reg}/data/models/versions/1")).unwrap();
+        assert_eq!(named_models.segment, "data", "data named 'models' is no model");
+        assert!(asset_id_of(reg).is_none(), "a registry is no asset");
+        assert!(asset_id_of("/subscriptions/s").is_none());
     }
 }

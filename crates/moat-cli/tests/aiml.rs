@@ -45,8 +45,9 @@ async fn the_azure_ai_ml_sdk_creates_every_asset_type_and_round_trips_a_model() 
     std::fs::create_dir_all(&work).unwrap();
     let out = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/asset_aiml.py"))
-        .args([&server.url, "aimlreg", &server.token(), work.to_str().unwrap()])
+        .args([&server.url, "aimlreg", work.to_str().unwrap()])
         .env("REQUESTS_CA_BUNDLE", &ca)
+        .env("MOAT_TOKEN", server.token())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

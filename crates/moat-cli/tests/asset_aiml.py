@@ -1,6 +1,6 @@
 """Drives moat with the real azure-ai-ml SDK, as a data scientist would (called by tests/aiml.rs).
 
-Arguments: ENDPOINT REGISTRY TOKEN WORKDIR. moat is an Azure "cloud" of its own (cloud_metadata:
+Arguments: ENDPOINT REGISTRY WORKDIR; the token in MOAT_TOKEN. moat is an Azure "cloud" of its own (cloud_metadata:
 its URL is the resource manager and the registry discovery endpoint); the SDK trusts moat's CA
 through REQUESTS_CA_BUNDLE. A model folder goes up (discovery, the data plane's tempdatarefs,
 blob uploads with metadata, the version), comes back down (datarefs, List Blobs, ranged Get Blob)
@@ -20,7 +20,8 @@ from azure.ai.ml import Input, MLClient, command
 from azure.ai.ml.entities import BuildContext, Data, Environment, Model
 from azure.core.credentials import AccessToken
 
-endpoint, registry, token, work = sys.argv[1:5]
+endpoint, registry, work = sys.argv[1:4]
+token = os.environ["MOAT_TOKEN"]
 
 
 class MoatToken:
@@ -103,6 +104,15 @@ step = command(name="train_step", version="1", code=os.path.join(work, "src"), c
 component = ml.components.create_or_update(step.component)
 assert component.id == f"azureml://registries/{registry}/components/train_step/versions/1", component.id
 assert component.code.startswith(f"azureml://registries/{registry}/codes/"), component.code
+
+# A second version: the SDK finds a name's latest by asking for its versions newest first
+# ($orderBy=createdtime desc, $top=1), active ones only.
+write(os.path.join(work, "sentiment-v2"), {"MLmodel": b"flavors: {}\n"})
+ml.models.create_or_update(Model(name="sentiment", version="2", path=os.path.join(work, "sentiment-v2")))
+assert ml.models.get(name="sentiment", label="latest").version == "2"
+ml.models.archive(name="sentiment", version="2")
+assert ml.models.get(name="sentiment", label="latest").version == "1", "an archived version is not the latest"
+ml.models.restore(name="sentiment", version="2")
 
 print(json.dumps({
     "id": created.id,

@@ -55,11 +55,12 @@ assert staged.download_blob().readall() == b"b" * 20 + b"a" * 10
 assert staged.get_block_list("uncommitted")[1] == []
 
 # Conditional requests, as the SDK makes them.
-def refused(call, error, what, status=None):
+def refused(call, error, what, status=None, code=None):
     try:
         call()
     except error as e:
         assert status is None or e.status_code == status, f"{what}: {e.status_code}"
+        assert code is None or e.error_code == code, f"{what}: {e.error_code}"
         return
     raise AssertionError(what)
 
@@ -120,9 +121,11 @@ assert listed == {"model/tagged.bin": {"upload_status": "completed", "version": 
 assert [b.metadata for b in cc.list_blobs(name_starts_with="model/tagged")] in ([None], [{}]), "metadata only when asked"
 refused(lambda: tagged.set_blob_metadata({"upload_status": "x"}, etag=before, match_condition=MatchConditions.IfNotModified),
         ResourceModifiedError, "metadata set on a replaced ETag")
-refused(lambda: tagged.set_blob_metadata({"1st": "x"}), HttpResponseError, "a name that is not an identifier", 400)
-refused(lambda: tagged.set_blob_metadata({"big": "x" * 9000}), HttpResponseError, "metadata over 8 KiB", 400)
+refused(lambda: tagged.set_blob_metadata({"1st": "x"}), HttpResponseError, "a name that is not an identifier", 400, "InvalidMetadata")
+refused(lambda: tagged.set_blob_metadata({"big": "x" * (8192 - 2)}), HttpResponseError, "metadata over 8 KiB", 400, "MetadataTooLarge")
 assert tagged.get_blob_properties().metadata == {"upload_status": "completed", "version": "1"}, "a refusal changed nothing"
+tagged.set_blob_metadata({"big": "x" * (8192 - 3)})  # names and values: 8 KiB exactly
+assert len(tagged.get_blob_properties().metadata["big"]) == 8189
 tagged.set_blob_metadata({})
 assert tagged.get_blob_properties().metadata == {}
 refused(lambda: BlobClient.from_blob_url(f"{base}/model/no-such?{sas}").set_blob_metadata({"a": "b"}), ResourceNotFoundError,

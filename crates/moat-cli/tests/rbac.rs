@@ -68,6 +68,8 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("PUT", "{dp}/models/dc-{p}", "A401 N404 R403 G403 U201 D404 C201 O201 X403"),
     ("DELETE", "{dp}/models/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
     ("GET", "{dp}/models/m1/versions", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
+    // A name never used lists no versions, to whoever may read the registry's assets only.
+    ("GET", "{dp}/models/never-used/versions", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
     ("GET", "{dp}/models/m1/versions/1", "A401 N404 R200 G200 U200 D404 C200 O200 X200"),
     ("PUT", "{dp}/components/dpcomp-{p}/versions/1", "A401 N404 R403 G403 U201 D404 C201 O201 X403"),
     ("DELETE", "{dp}/models/m1/versions/ghost", "A401 N404 R403 G403 U204 D404 C204 O204 X403"),
@@ -198,7 +200,6 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("PATCH", "{acr}", "A401 N404 R403 G403 U403 D404 C200 O200 X403"),
 ];
 
-/// The route template (as in the OpenAPI document) a table path stands for.
 /// The first segment of a data plane row's path as its route names it: the data plane's own
 /// words as they are, asset types as `{assetType}`.
 fn dp_word(rest: &str) -> &str {
@@ -208,6 +209,7 @@ fn dp_word(rest: &str) -> &str {
     }
 }
 
+/// The route template (as in the OpenAPI document) a table path stands for.
 fn template_of(path: &str) -> String {
     let reg_t = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}";
     if let Some(rest) = path.strip_prefix("{dp}/") {

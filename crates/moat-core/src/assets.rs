@@ -125,6 +125,21 @@ fn asset_type(segment: &str) -> Result<AssetType> {
     })
 }
 
+/// The type of the version asset ID `asset_id` (`azureml://registries/<r>/<type>/<name>/versions/<v>`)
+/// names, which must be version `version` of `name` in `registry` (a request path's); 400
+/// `InvalidAssetId` otherwise.
+pub fn asset_named(asset_id: &str, registry: &str, name: &str, version: &str) -> Result<AssetType> {
+    let bad = |m: String| Error::invalid("InvalidAssetId", "assetId", m);
+    let shape = || bad(format!("'{asset_id}' is not azureml://registries/<r>/<type>/<name>/versions/<v>."));
+    let rest = asset_id.strip_prefix("azureml://registries/").ok_or_else(shape)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [r, ty, n, "versions", v] = parts.as_slice() else { return Err(shape()) };
+    if !r.eq_ignore_ascii_case(registry) || *n != name || *v != version {
+        return Err(bad(format!("'{asset_id}' names another asset than the request path.")));
+    }
+    asset_type(ty)
+}
+
 fn not_found(t: AssetType, name: &str, version: Option<&str>) -> Error {
     match version {
         Some(v) => Error::not_found("ResourceNotFound", format!("The {} '{name}' has no version '{v}'.", t.segment())),
@@ -603,13 +618,15 @@ impl Moat {
         limit: i64,
         missing_is_empty: bool,
     ) -> Result<Listed<AssetVersion>> {
-        let (t, _, id) = self.resolve(caller, sub, group, registry, t, name).await?;
+        let (t, reg, id) = self.resolve(caller, sub, group, registry, t, name).await?;
         // The registry data plane lists no versions of a name never used (what Azure's SDK asks
         // before a first create); the management plane says there is no such container.
         if missing_is_empty {
             self.authorize_visible(caller, actions::REGISTRY_ASSETS_READ, actions::REGISTRY_ASSETS_READ, &id, || not_found(t, name, None))
                 .await?;
             if self.store.get_resource(&id.key()).await?.is_none() {
+                // Of a registry that exists: a registry that does not is a 404 still.
+                self.registry_for_assets(&reg).await?;
                 return Ok(Listed { items: Vec::new(), next_after: None });
             }
         } else {
@@ -622,6 +639,45 @@ impl Moat {
             Ok(view.shows(d.props.is_archived.unwrap_or(false)).then(|| self.render_version(&row.id, &d)))
         })
         .await
+    }
+
+    /// The versions of `name` by creation time, newest first when `newest_first`, a page of
+    /// `limit` from position `offset`, and where the next page starts: the data plane's
+    /// `$orderBy=createdtime desc|asc`, which azure-ai-ml asks (with `$top=1`) to find a name's
+    /// latest version. Reads every version of the name to sort them.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_asset_versions_by_creation(
+        &self,
+        caller: &Caller,
+        sub: &str,
+        group: &str,
+        registry: &str,
+        t: &str,
+        name: &str,
+        view: ListViewType,
+        newest_first: bool,
+        offset: usize,
+        limit: i64,
+    ) -> Result<(Vec<AssetVersion>, Option<usize>)> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_asset_versions(caller, sub, group, registry, t, name, view, after.as_deref(), 1000, true).await?;
+            all.extend(page.items);
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        let created = |v: &AssetVersion| v.system_data.as_ref().and_then(|s| s.created_at.clone()).unwrap_or_default();
+        all.sort_by(|a, b| created(a).cmp(&created(b)).then_with(|| a.name.cmp(&b.name)));
+        if newest_first {
+            all.reverse();
+        }
+        let total = all.len();
+        let page: Vec<AssetVersion> = all.into_iter().skip(offset).take(limit.max(1) as usize).collect();
+        let next = offset + page.len();
+        Ok((page, (next < total).then_some(next)))
     }
 
     /// One version, as its JSON answer (rendered once per stored document).
@@ -1161,19 +1217,7 @@ impl Moat {
         body: DataReferenceRequest,
     ) -> Result<BlobReferenceResponse> {
         self.check_subscription(sub)?;
-        let bad = |m: String| Error::invalid("InvalidAssetId", "assetId", m);
-        let rest = body
-            .asset_id
-            .strip_prefix("azureml://registries/")
-            .ok_or_else(|| bad(format!("'{}' is not azureml://registries/<r>/<type>/<name>/versions/<v>.", body.asset_id)))?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        let [r, ty, n, "versions", v] = parts.as_slice() else {
-            return Err(bad(format!("'{}' is not azureml://registries/<r>/<type>/<name>/versions/<v>.", body.asset_id)));
-        };
-        if !r.eq_ignore_ascii_case(registry) || *n != name || *v != version {
-            return Err(bad(format!("'{}' names another asset than the request path.", body.asset_id)));
-        }
-        let t = asset_type(ty)?;
+        let t = asset_named(&body.asset_id, registry, name, version)?;
         let (reg, cid) = self.asset_ids(group, registry, t, name);
         self.admit_registry(caller, &reg).await?;
         let id = cid.child("versions", version);

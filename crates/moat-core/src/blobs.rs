@@ -1104,14 +1104,18 @@ impl Moat {
     /// Get Blob / Get Blob Properties: the blob's record and its parts (one for a blob put
     /// whole), to read with [`Moat::blob_reader`].
     pub async fn get_blob(&self, t: &BlobTarget<'_>) -> Result<(BlobRow, Vec<(Digest, u64)>)> {
-        // A name no write can take (`folder/`, as azure-ai-ml asks to tell a folder from a
-        // file) names no blob: 404, as in Azure, rather than 400.
-        if !valid_container_name(t.container) {
+        // A folder's name (`folder/`, which azure-ai-ml asks for to tell a folder from a file)
+        // names no blob, since no write can take it: 404, as in Azure, rather than 400. Any
+        // other name no write can take is refused as before.
+        let blob = t.blob.unwrap_or_default();
+        let folder = blob.ends_with('/') && valid_blob_name(blob.trim_end_matches('/'));
+        if !folder {
             Self::check_names(t)?;
+        } else if !valid_container_name(t.container) {
+            Self::check_names(&BlobTarget { blob: None, ..*t })?;
         }
         self.blob_grant(t, Need::Read).await?;
-        let blob = t.blob.unwrap_or_default();
-        let found = if valid_blob_name(blob) { self.store.blob(t.account, t.container, blob).await? } else { None };
+        let found = if folder { None } else { self.store.blob(t.account, t.container, blob).await? };
         let row = match found {
             Some(row) => row,
             None => return Err(self.blob_missing(t, blob).await?),

@@ -292,26 +292,20 @@ impl Moat {
     /// the host-style form Azure's data plane answers with (`{scheme}://{account}.blob.{zone}…/
     /// {container}/…`, which moat also serves); anything else as it is.
     pub fn host_style_uri(&self, uri: &str) -> String {
-        let Some(rest) = uri.strip_prefix(&format!("{}/", self.config.public_url.trim_end_matches('/'))) else { return uri.to_string() };
-        match rest.split_once('/') {
-            Some((account, path)) if is_account_name(account) => format!("{}/{path}", self.blob_endpoint(account)),
-            _ => uri.to_string(),
+        let account = uri
+            .strip_prefix(&format!("{}/", self.config.public_url.trim_end_matches('/')))
+            .and_then(|rest| rest.split('/').next())
+            .filter(|a| is_account_name(a));
+        match account {
+            Some(a) => host_style_of(&self.config.public_url, &self.blob_endpoint(a), uri),
+            None => uri.to_string(),
         }
     }
 
     /// The reverse of [`Moat::host_style_uri`]: a host-style blob URI of one of this node's
     /// accounts in the path-style form versions record; anything else as it is.
     pub fn path_style_uri(&self, uri: &str) -> String {
-        let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let Some((account, _)) = authority.split_once('.') else { return uri.to_string() };
-        let account = account.to_ascii_lowercase();
-        if !is_account_name(&account)
-            || !format!("{}/", self.blob_endpoint(&account)).eq_ignore_ascii_case(&format!("{scheme}://{authority}/"))
-        {
-            return uri.to_string();
-        }
-        format!("{}/{account}/{path}", self.config.public_url.trim_end_matches('/'))
+        path_style_of(&self.config.public_url, &self.config.dns_zone, uri).unwrap_or_else(|| uri.to_string())
     }
 
     pub(crate) fn login_server(&self, acr: &str) -> String {
@@ -895,12 +889,32 @@ impl Moat {
     }
 }
 
-/// The scheme of `url` and its port as a `:port` suffix (empty when it is the scheme's default
-/// or absent).
 /// A storage account name as moat makes them: 11 lowercase hex characters (what the blob plane's
 /// first path segment must be).
 pub fn is_account_name(s: &str) -> bool {
     s.len() == 11 && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// `path_style` (`{public_url}/{account}/{rest}`) with `{public_url}/{account}` replaced by the
+/// account's blob `endpoint`.
+fn host_style_of(public_url: &str, endpoint: &str, path_style: &str) -> String {
+    let Some(rest) = path_style.strip_prefix(&format!("{}/", public_url.trim_end_matches('/'))) else { return path_style.to_string() };
+    match rest.split_once('/') {
+        Some((account, path)) if is_account_name(account) => format!("{endpoint}/{path}"),
+        _ => path_style.to_string(),
+    }
+}
+
+/// The path-style form of host-style URI `uri` of an account under `zone`, with the scheme and
+/// port of `public_url`; `None` for any other URI.
+fn path_style_of(public_url: &str, zone: &str, uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let account = account_of_host(authority, zone)?;
+    let (public_scheme, public_port) = scheme_and_port(public_url);
+    let (_, port) = scheme_and_port(&format!("{scheme}://{authority}"));
+    (scheme.eq_ignore_ascii_case(public_scheme) && port == public_port)
+        .then(|| format!("{}/{account}/{path}", public_url.trim_end_matches('/')))
 }
 
 /// The storage account a request's `Host` names (`{account}.blob.{zone}`, any port), if it is a
@@ -915,6 +929,8 @@ pub fn account_of_host(host: &str, dns_zone: &str) -> Option<String> {
     (zone.trim_end_matches('.').eq_ignore_ascii_case(dns_zone) && is_account_name(account)).then(|| account.to_string())
 }
 
+/// The scheme of `url` and its port as a `:port` suffix (empty when it is the scheme's default
+/// or absent).
 fn scheme_and_port(url: &str) -> (&str, String) {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let authority = rest.split('/').next().unwrap_or_default();
@@ -938,6 +954,29 @@ mod tests {
         assert_eq!(scheme_and_port("https://moat.example.com:443/"), ("https", String::new()));
         assert_eq!(scheme_and_port("http://[::1]:8080"), ("http", ":8080".to_string()));
         assert_eq!(scheme_and_port("http://[::1]"), ("http", String::new()));
+    }
+
+    #[test]
+    fn host_style_and_path_style_locations_round_trip() {
+        for (public_url, host_style) in [
+            ("https://127.0.0.1:7700", "https://0123456789a.blob.moat.internal:7700/upload-1/model/w.bin"),
+            ("https://moat.example.com", "https://0123456789a.blob.moat.internal/upload-1/model/w.bin"),
+            ("http://[::1]:8080", "http://0123456789a.blob.moat.internal:8080/upload-1/model/w.bin"),
+        ] {
+            let (scheme, port) = scheme_and_port(public_url);
+            let endpoint = format!("{scheme}://0123456789a.blob.moat.internal{port}");
+            let path_style = format!("{public_url}/0123456789a/upload-1/model/w.bin");
+            assert_eq!(host_style_of(public_url, &endpoint, &path_style), host_style, "{public_url}");
+            assert_eq!(path_style_of(public_url, "moat.internal", host_style).as_deref(), Some(path_style.as_str()), "{public_url}");
+            let shouted = host_style.replace("0123456789a.blob.moat.internal", "0123456789A.BLOB.Moat.Internal");
+            assert_eq!(path_style_of(public_url, "moat.internal", &shouted).as_deref(), Some(path_style.as_str()), "case");
+        }
+        let public = "https://127.0.0.1:7700";
+        assert_eq!(path_style_of(public, "moat.internal", "https://0123456789a.blob.moat.internal:9999/c/b"), None, "another port");
+        assert_eq!(path_style_of(public, "moat.internal", "http://0123456789a.blob.moat.internal:7700/c/b"), None, "another scheme");
+        assert_eq!(path_style_of(public, "moat.internal", "https://example.com/c/b"), None, "not an account");
+        let not_ours = "https://elsewhere/0123456789a/c/b";
+        assert_eq!(host_style_of(public, "https://0123456789a.blob.moat.internal:7700", not_ours), not_ours);
     }
 
     #[test]
