@@ -48,8 +48,10 @@ fn app(
 /// (`/{account}/{container}/…`), before anything routes it. A path that starts with the account
 /// already is path-style under the account's name, and stays as it is.
 fn host_style(req: &mut Request, zone: &str) {
+    // An absolute-form request target's authority wins over `Host` (RFC 9112, 3.2.2); HTTP/2's
+    // `:authority` arrives as the URI's.
     let host =
-        req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+        req.uri().authority().map(|a| a.as_str()).or_else(|| req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()));
     let Some(account) = host.and_then(|h| moat_core::registries::account_of_host(h, zone)) else { return };
     if req.uri().path().trim_start_matches('/').split('/').next() == Some(account.as_str()) {
         return;
