@@ -397,6 +397,16 @@ pub(crate) async fn still_there(tx: &mut moat_store::WriteTx, account: &str) -> 
     Ok(())
 }
 
+/// The container of a change to a blob in it, as the write transaction sees it: there, and not
+/// sealed by a commit.
+async fn container_open(tx: &mut moat_store::WriteTx, t: &BlobTarget<'_>) -> Result<()> {
+    match tx.container_sealed(t.account, t.container).await? {
+        Some(true) => Err(sealed(t.container)),
+        Some(false) => Ok(()),
+        None => Err(container_missing(t)),
+    }
+}
+
 fn sealed(container: &str) -> Error {
     Error::conflict(
         "BlobImmutableDueToPolicy",
@@ -1145,11 +1155,7 @@ impl Moat {
         let blob = t.blob.unwrap_or_default();
         let mut tx = self.store.write().await?;
         // Checked again under the lock: a commit may have sealed the container meanwhile.
-        match tx.container_sealed(t.account, t.container).await? {
-            Some(true) => return Err(sealed(t.container)),
-            Some(false) => {}
-            None => return Err(container_missing(t)),
-        }
+        container_open(&mut tx, t).await?;
         let Some(current) = tx.blob(t.account, t.container, blob).await? else {
             return Err(Error::not_found("BlobNotFound", format!("The blob '{blob}' does not exist.")));
         };
@@ -1168,11 +1174,7 @@ impl Moat {
         let blob = t.blob.unwrap_or_default();
         let mut tx = self.store.write().await?;
         // Checked again under the lock: a commit may have sealed the container meanwhile.
-        match tx.container_sealed(t.account, t.container).await? {
-            Some(true) => return Err(sealed(t.container)),
-            Some(false) => {}
-            None => return Err(container_missing(t)),
-        }
+        container_open(&mut tx, t).await?;
         if !t.conditions.is_empty() {
             let current = tx.blob(t.account, t.container, blob).await?;
             match current {
