@@ -43,16 +43,20 @@ fn app(
     tower::util::MapRequestLayer::new(tag).layer(crate::router(moat))
 }
 
+/// The host a request was addressed to: an absolute-form target's authority, which wins over
+/// `Host` (RFC 9112, 3.2.2; HTTP/2's `:authority` arrives as the URI's), else `Host`.
+pub(crate) fn request_host<'a>(uri: &'a axum::http::Uri, headers: &'a axum::http::HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()))
+}
+
 /// A host-style blob request (`Host: {account}.blob.{zone}`, as Azure's own URLs are, and the
 /// locations the data plane answers with) becomes the path-style request it means
 /// (`/{account}/{container}/…`), before anything routes it. A path that starts with the account
 /// already is path-style under the account's name, and stays as it is.
 fn host_style(req: &mut Request, zone: &str) {
-    // An absolute-form request target's authority wins over `Host` (RFC 9112, 3.2.2); HTTP/2's
-    // `:authority` arrives as the URI's.
-    let host =
-        req.uri().authority().map(|a| a.as_str()).or_else(|| req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()));
-    let Some(account) = host.and_then(|h| moat_core::registries::account_of_host(h, zone)) else { return };
+    let Some(account) = request_host(req.uri(), req.headers()).and_then(|h| moat_core::registries::account_of_host(h, zone)) else {
+        return;
+    };
     if req.uri().path().trim_start_matches('/').split('/').next() == Some(account.as_str()) {
         return;
     }

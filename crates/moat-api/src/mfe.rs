@@ -13,7 +13,7 @@
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use moat_core::{Caller, Error, Moat};
 use moat_types::arm::{ErrorResponse, Page};
@@ -90,6 +90,16 @@ fn render(moat: &Moat, item: &mut Value) {
     }
     if is_model_version && props.get("flavors").is_none_or(Value::is_null) {
         props.insert("flavors".into(), Value::Object(Default::default()));
+    }
+}
+
+/// A SAS URI (path-style, on moat's public URL) in the addressing the client used: host-style,
+/// by the storage account's name, when it reached moat by one of moat's names (in a virtual
+/// network linked to the blob privatelink zone, the name leads to the account's private
+/// endpoint, as Azure's does); path-style otherwise, which needs no DNS of moat's.
+fn sas_in_clients_addressing(moat: &Moat, uri: &Uri, headers: &HeaderMap, sas_uri: &mut String) {
+    if crate::listeners::request_host(uri, headers).and_then(|h| moat.base_for_host(h)).is_some() {
+        *sas_uri = moat.host_style_uri(sas_uri);
     }
 }
 
@@ -266,6 +276,8 @@ pub async fn temporary_data_reference(
     Extension(caller): Extension<Caller>,
     Path((sub, rg, reg, name, v)): Path<NamePath>,
     _q: CommonQuery,
+    uri: Uri,
+    headers: HeaderMap,
     ArmJson(body): ArmJson<TemporaryDataReferenceRequest>,
 ) -> ArmResult {
     let t = moat_core::assets::asset_named(&body.asset_id, &reg, &name, &v)?.segment();
@@ -284,9 +296,9 @@ pub async fn temporary_data_reference(
         pending_upload_type: Some("TemporaryBlobReference".into()),
     };
     let mut r = st.moat.start_pending_upload(&caller, &sub, &rg, &reg, t, &name, &v, request).await?;
-    // The location as the data plane names locations; the SAS URI stays path-style, which any
-    // client reaches without moat's DNS.
+    // The location as the data plane names locations; the SAS URI in the client's addressing.
     r.blob_reference_for_consumption.blob_uri = st.moat.host_style_uri(&r.blob_reference_for_consumption.blob_uri);
+    sas_in_clients_addressing(&st.moat, &uri, &headers, &mut r.blob_reference_for_consumption.credential.sas_uri);
     Ok(axum::Json(serde_json::json!({
         "blobReferenceForConsumption": r.blob_reference_for_consumption,
         "temporaryDataReferenceId": r.pending_upload_id,
@@ -304,6 +316,8 @@ pub async fn data_reference(
     Extension(caller): Extension<Caller>,
     Path((sub, rg, reg, name, v)): Path<NamePath>,
     _q: CommonQuery,
+    uri: Uri,
+    headers: HeaderMap,
     ArmJson(body): ArmJson<DataReferenceRequest>,
 ) -> ArmResult {
     let mut r = st.moat.data_reference(&caller, &sub, &rg, &reg, &name, &v, body).await?;
@@ -318,6 +332,7 @@ pub async fn data_reference(
         c.credential.sas_uri = format!("{public}{}?{sas}", account_and_container.join("/"));
     }
     c.blob_uri = st.moat.host_style_uri(&c.blob_uri);
+    sas_in_clients_addressing(&st.moat, &uri, &headers, &mut c.credential.sas_uri);
     Ok(axum::Json(r).into_response())
 }
 

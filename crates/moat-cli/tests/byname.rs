@@ -1,7 +1,8 @@
 //! Real clients reach a private registry by name over verified TLS from inside a namespace-mode
 //! network linked to the privatelink zones — curl on the registry plane (discovery) and the
-//! OCI plane, skopeo on the OCI plane, the azure-storage-blob SDK and curl on the blob plane —
-//! with nothing but moat's CA to trust (no insecure flags, no addresses). From the host the
+//! OCI plane, skopeo on the OCI plane, the azure-storage-blob SDK and curl on the blob plane,
+//! azure-ai-ml on the registry data plane and the blob plane — with nothing but moat's CA to
+//! trust (no insecure flags, no addresses). From the host the
 //! same names lead to the public listener, which refuses with the admission error. Needs root.
 
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -137,6 +138,35 @@ async fn curl_skopeo_and_the_sdk_reach_a_private_registry_by_name_over_verified_
     let got = in_ns("curl", &["-sS", "--fail-with-body", "--cacert", &ca, "-o", "/dev/null", "-w", "%{http_code}", &blob_url]);
     assert_eq!(String::from_utf8_lossy(&got.stdout), "200", "{}", text(&got));
 
+    // azure-ai-ml inside the network, given only the registry's name: discovery there answers
+    // the data plane at that name, and SAS URIs by the storage account's name, so the SDK's
+    // every request goes through a private endpoint. It creates a model and downloads it.
+    let folder = tmp.path().join("sdk-model");
+    std::fs::create_dir_all(folder.join("weights")).unwrap();
+    let weights: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(folder.join("weights/w.bin"), &weights).unwrap();
+    let out = tmp.path().join("sdk-out");
+    let sdk = |base: &str, inside: bool| {
+        let mut cmd = Command::new("ip");
+        if inside {
+            cmd.args(["netns", "exec", &ns.0]);
+        } else {
+            cmd = Command::new("env");
+        }
+        cmd.args(["python3", "-c", AIML_MODEL, base, folder.to_str().unwrap(), out.to_str().unwrap()])
+            .env("REQUESTS_CA_BUNDLE", &ca)
+            .env("MOAT_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let got = sdk(&format!("https://{guid_host}:{port}/"), true);
+    assert!(got.status.success(), "azure-ai-ml by name inside the network: {}", text(&got));
+    assert!(String::from_utf8_lossy(&got.stdout).contains("azureml://registries/named/models/inside/versions/1"), "{}", text(&got));
+    assert_eq!(std::fs::read(out.join("inside/sdk-model/weights/w.bin")).unwrap(), weights);
+    // The same SDK on the host, at moat's address: refused at discovery, saying why.
+    let got = sdk(&format!("https://127.0.0.1:{port}/"), false);
+    assert!(!got.status.success() && text(&got).contains("its public network access is Disabled"), "{}", text(&got));
+
     // From the host, the same names lead to the public listener (what moat's DNS answers
     // outside the network), whose certificate also verifies — and which refuses.
     let resolve = |host: &str| format!("{host}:{port}:127.0.0.1");
@@ -168,6 +198,24 @@ async fn curl_skopeo_and_the_sdk_reach_a_private_registry_by_name_over_verified_
         Command::new("curl").args(["-sS", "--cacert", &ca, "--resolve", &resolve(&guid_host), "-H", &bearer]).arg(&url).output().unwrap();
     assert!(String::from_utf8_lossy(&host_disc.stdout).contains("PublicNetworkAccessDisabled"), "{}", text(&host_disc));
 }
+
+/// azure-ai-ml creating model `inside` from a folder and downloading it. Arguments: the base URL
+/// (as moat's "cloud": discovery and resource manager), the folder, the download path; the
+/// token in MOAT_TOKEN.
+const AIML_MODEL: &str = "import os, sys, time
+from azure.ai.ml import MLClient
+from azure.ai.ml.entities import Model
+from azure.core.credentials import AccessToken
+base, folder, out = sys.argv[1:4]
+class MoatToken:
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(os.environ['MOAT_TOKEN'], int(time.time()) + 3000)
+cloud = {k: base for k in ('azure_portal', 'resource_manager', 'active_directory', 'aml_resource_id', 'registry_discovery_endpoint')}
+cloud['storage_endpoint'] = 'core.windows.net'
+ml = MLClient(MoatToken(), registry_name='named', enable_telemetry=False, cloud='moat', cloud_metadata=cloud)
+print(ml.models.create_or_update(Model(name='inside', version='1', path=folder)).id)
+ml.models.download(name='inside', version='1', download_path=out)
+";
 
 /// An OCI layout with one layer and tag v1.
 fn write_layout(dir: &std::path::Path, layer: &[u8]) {

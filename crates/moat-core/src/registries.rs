@@ -302,6 +302,22 @@ impl Moat {
         }
     }
 
+    /// `{scheme}://{host}` when `host` (a request's, port and all) is a name under moat's DNS
+    /// zone: a client that reached moat by such a name resolves moat's names, and is answered
+    /// in them (in a virtual network they lead to its private endpoints; outside, to the public
+    /// listener). `None` for an address or any other name.
+    pub fn base_for_host(&self, host: &str) -> Option<String> {
+        let lower = host.to_ascii_lowercase();
+        let name = match lower.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => lower.as_str(),
+        };
+        let zone = format!(".{}", self.config.dns_zone.to_ascii_lowercase().trim_end_matches('.'));
+        let under = name.trim_end_matches('.').ends_with(&zone) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        let (scheme, _) = scheme_and_port(&self.config.public_url);
+        under.then(|| format!("{scheme}://{lower}"))
+    }
+
     /// The reverse of [`Moat::host_style_uri`]: a host-style blob URI of one of this node's
     /// accounts in the path-style form versions record; anything else as it is.
     pub fn path_style_uri(&self, uri: &str) -> String {
