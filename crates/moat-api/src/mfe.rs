@@ -221,10 +221,28 @@ pub async fn list_versions(
 #[utoipa::path(get, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "registry data plane",
     params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),
     responses((status = 200, body = AssetVersion), (status = 404, body = ErrorResponse)))]
-pub async fn get_version(State(st): State<AppState>, caller: Extension<Caller>, path: Path<VersionPath>, q: CommonQuery) -> ArmResult {
+pub async fn get_version(
+    State(st): State<AppState>,
+    caller: Extension<Caller>,
+    Path((sub, rg, reg, t, name, v)): Path<VersionPath>,
+    q: CommonQuery,
+) -> ArmResult {
     let moat = st.moat.clone();
-    rendered(&moat, arm::get_version(State(st), caller, path, q).await).await
+    // `azureml_default`: what azure-ai-ml asks for a component named without a version or a
+    // label, the name's default version; Azure's service answers its latest.
+    let v = if v == DEFAULT_VERSION {
+        let c = moat.get_asset_container(&caller, &sub, &rg, &reg, &t, &name).await?;
+        c.properties
+            .and_then(|p| p.latest_version)
+            .ok_or_else(|| Error::not_found("ResourceNotFound", format!("The {t} '{name}' has no version to be its default.")))?
+    } else {
+        v
+    };
+    rendered(&moat, arm::get_version(State(st), caller, Path((sub, rg, reg, t, name, v)), q).await).await
 }
+
+/// The version name that stands for a name's default version (its latest).
+const DEFAULT_VERSION: &str = "azureml_default";
 
 #[utoipa::path(put, path = "/mferp/managementfrontend/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/registries/{registryName}/{assetType}/{assetName}/versions/{version}", tag = "registry data plane",
     params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("assetType" = String, Path), ("assetName" = String, Path), ("version" = String, Path), ("api-version" = Option<String>, Query)),

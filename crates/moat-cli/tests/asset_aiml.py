@@ -105,6 +105,14 @@ component = ml.components.create_or_update(step.component)
 assert component.id == f"azureml://registries/{registry}/components/train_step/versions/1", component.id
 assert component.code.startswith(f"azureml://registries/{registry}/codes/"), component.code
 
+# The registry's names by type (the SDK sends its list view as its enum's name), the latest of
+# one, and a component named without a version (its default version, the latest).
+assert sorted(m.name for m in ml.models.list()) == ["sentiment"]
+assert sorted(d.name for d in ml.data.list()) == ["one", "rows"]
+assert sorted(e.name for e in ml.environments.list()) == ["trainer"]
+assert ml.data.get("rows", label="latest").version == "1"
+assert ml.components.get("train_step").version == "1"
+
 # A second version: the SDK finds a name's latest by asking for its versions newest first
 # ($orderBy=createdtime desc, $top=1), active ones only.
 write(os.path.join(work, "sentiment-v2"), {"MLmodel": b"flavors: {}\n"})

@@ -37,8 +37,15 @@ pub enum ListViewType {
 }
 
 impl ListViewType {
+    /// `ActiveOnly`, `ArchivedOnly` or `All`, in any case; also as azure-ai-ml 1.35.2 sends
+    /// them when listing a registry's containers (`ListViewType.ACTIVE_ONLY`: its enum's name,
+    /// not its value).
     pub fn parse(s: Option<&str>) -> Result<ListViewType> {
-        match s.map(str::to_ascii_lowercase).as_deref() {
+        let word = |s: &str| {
+            let s = s.strip_prefix("ListViewType.").unwrap_or(s);
+            if s.contains('_') && s.chars().all(|c| c.is_ascii_uppercase() || c == '_') { s.replace('_', "") } else { s.to_string() }
+        };
+        match s.map(word).map(|w| w.to_ascii_lowercase()).as_deref() {
             None | Some("activeonly") => Ok(ListViewType::ActiveOnly),
             Some("archivedonly") => Ok(ListViewType::ArchivedOnly),
             Some("all") => Ok(ListViewType::All),
@@ -1242,5 +1249,28 @@ impl Moat {
         let expiry = OffsetDateTime::now_utc() + time::Duration::seconds(READ_SAS_SECS);
         let blob_reference_for_consumption = self.blob_reference(&regdoc, &account, &container, &prefix, "rl", expiry).await?;
         Ok(BlobReferenceResponse { blob_reference_for_consumption, pending_upload_id: None, pending_upload_type: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_views_read_as_clients_send_them() {
+        for (sent, view) in [
+            (None, ListViewType::ActiveOnly),
+            (Some("ActiveOnly"), ListViewType::ActiveOnly),
+            (Some("archivedonly"), ListViewType::ArchivedOnly),
+            (Some("All"), ListViewType::All),
+            (Some("ListViewType.ACTIVE_ONLY"), ListViewType::ActiveOnly),
+            (Some("ListViewType.ARCHIVED_ONLY"), ListViewType::ArchivedOnly),
+            (Some("ListViewType.ALL"), ListViewType::All),
+        ] {
+            assert_eq!(ListViewType::parse(sent).unwrap(), view, "{sent:?}");
+        }
+        for wrong in ["Everything", "ListViewType.EVERYTHING", "active_only"] {
+            assert!(ListViewType::parse(Some(wrong)).is_err(), "{wrong}");
+        }
     }
 }
