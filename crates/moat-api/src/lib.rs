@@ -400,19 +400,24 @@ pub(crate) fn canonicalize(mut req: Request) -> Request {
         None => moat_types::ids::canonicalize_arm_path(path),
     };
     if let Some(path) = canonical {
-        let pq = match req.uri().query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let mut parts = req.uri().clone().into_parts();
-        if let Ok(p) = pq.parse() {
-            parts.path_and_query = Some(p);
-            if let Ok(uri) = Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
-            }
-        }
+        set_path(&mut req, &path);
     }
     req
+}
+
+/// Gives `req` path `path`, its query as it was (a path that is not one leaves it unchanged).
+pub(crate) fn set_path(req: &mut Request, path: &str) {
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(p) = pq.parse() {
+        parts.path_and_query = Some(p);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 /// Serves the API on the public `listener` until `shutdown` resolves, then drains in-flight

@@ -60,17 +60,8 @@ fn host_style(req: &mut Request, zone: &str) {
     if req.uri().path().trim_start_matches('/').split('/').next() == Some(account.as_str()) {
         return;
     }
-    let pq = match req.uri().query() {
-        Some(q) => format!("/{account}{}?{q}", req.uri().path()),
-        None => format!("/{account}{}", req.uri().path()),
-    };
-    let mut parts = req.uri().clone().into_parts();
-    if let Ok(p) = pq.parse() {
-        parts.path_and_query = Some(p);
-        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
+    let path = format!("/{account}{}", req.uri().path());
+    crate::set_path(req, &path);
 }
 
 /// Turns Nagle's algorithm off on an accepted connection. A response goes out in two writes,

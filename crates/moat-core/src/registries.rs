@@ -292,14 +292,7 @@ impl Moat {
     /// the host-style form Azure's data plane answers with (`{scheme}://{account}.blob.{zone}…/
     /// {container}/…`, which moat also serves); anything else as it is.
     pub fn host_style_uri(&self, uri: &str) -> String {
-        let account = uri
-            .strip_prefix(&format!("{}/", self.config.public_url.trim_end_matches('/')))
-            .and_then(|rest| rest.split('/').next())
-            .filter(|a| is_account_name(a));
-        match account {
-            Some(a) => host_style_of(&self.config.public_url, &self.blob_endpoint(a), uri),
-            None => uri.to_string(),
-        }
+        host_style_of(&self.config.public_url, |account| self.blob_endpoint(account), uri)
     }
 
     /// `{scheme}://{host}` when `host` (a request's, port and all) is a name under moat's DNS
@@ -308,10 +301,7 @@ impl Moat {
     /// listener). `None` for an address or any other name.
     pub fn base_for_host(&self, host: &str) -> Option<String> {
         let lower = host.to_ascii_lowercase();
-        let name = match lower.rsplit_once(':') {
-            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-            _ => lower.as_str(),
-        };
+        let name = without_port(&lower);
         let zone = format!(".{}", self.config.dns_zone.to_ascii_lowercase().trim_end_matches('.'));
         let under = name.trim_end_matches('.').ends_with(&zone) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         let (scheme, _) = scheme_and_port(&self.config.public_url);
@@ -912,12 +902,20 @@ pub fn is_account_name(s: &str) -> bool {
 }
 
 /// `path_style` (`{public_url}/{account}/{rest}`) with `{public_url}/{account}` replaced by the
-/// account's blob `endpoint`.
-fn host_style_of(public_url: &str, endpoint: &str, path_style: &str) -> String {
+/// account's blob endpoint (`endpoint(account)`); anything else as it is.
+fn host_style_of(public_url: &str, endpoint: impl Fn(&str) -> String, path_style: &str) -> String {
     let Some(rest) = path_style.strip_prefix(&format!("{}/", public_url.trim_end_matches('/'))) else { return path_style.to_string() };
     match rest.split_once('/') {
-        Some((account, path)) if is_account_name(account) => format!("{endpoint}/{path}"),
+        Some((account, path)) if is_account_name(account) => format!("{}/{path}", endpoint(account)),
         _ => path_style.to_string(),
+    }
+}
+
+/// A request's host (`name[:port]`) without its port.
+fn without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 
@@ -937,11 +935,7 @@ fn path_style_of(public_url: &str, zone: &str, uri: &str) -> Option<String> {
 /// host-style blob request.
 pub fn account_of_host(host: &str, dns_zone: &str) -> Option<String> {
     let host = host.to_ascii_lowercase();
-    let name = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host.as_str(),
-    };
-    let (account, zone) = name.split_once(".blob.")?;
+    let (account, zone) = without_port(&host).split_once(".blob.")?;
     (zone.trim_end_matches('.').eq_ignore_ascii_case(dns_zone) && is_account_name(account)).then(|| account.to_string())
 }
 
@@ -982,7 +976,7 @@ mod tests {
             let (scheme, port) = scheme_and_port(public_url);
             let endpoint = format!("{scheme}://0123456789a.blob.moat.internal{port}");
             let path_style = format!("{public_url}/0123456789a/upload-1/model/w.bin");
-            assert_eq!(host_style_of(public_url, &endpoint, &path_style), host_style, "{public_url}");
+            assert_eq!(host_style_of(public_url, |_| endpoint.clone(), &path_style), host_style, "{public_url}");
             assert_eq!(path_style_of(public_url, "moat.internal", host_style).as_deref(), Some(path_style.as_str()), "{public_url}");
             let shouted = host_style.replace("0123456789a.blob.moat.internal", "0123456789A.BLOB.Moat.Internal");
             assert_eq!(path_style_of(public_url, "moat.internal", &shouted).as_deref(), Some(path_style.as_str()), "case");
@@ -992,7 +986,7 @@ mod tests {
         assert_eq!(path_style_of(public, "moat.internal", "http://0123456789a.blob.moat.internal:7700/c/b"), None, "another scheme");
         assert_eq!(path_style_of(public, "moat.internal", "https://example.com/c/b"), None, "not an account");
         let not_ours = "https://elsewhere/0123456789a/c/b";
-        assert_eq!(host_style_of(public, "https://0123456789a.blob.moat.internal:7700", not_ours), not_ours);
+        assert_eq!(host_style_of(public, |_| "https://0123456789a.blob.moat.internal:7700".to_string(), not_ours), not_ours);
     }
 
     #[test]
